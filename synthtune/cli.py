@@ -1,0 +1,148 @@
+"""``synthtune``: LightningCLI for fit / validate / test / predict, plus the data commands.
+
+Run layout (all under ``--trainer.default_root_dir``, set by every config)::
+
+    <run>/config.yaml                 the full fit config, reusable with ``--config``
+    <run>/checkpoints/last.ckpt       trainable weights + optimizer + loop state (no backbone)
+    <run>/lightning_logs/version_N/   TensorBoard / CSV logs
+    <run>/samples.jsonl               what ``predict`` wrote (``--writer.output_path`` to change)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
+from synthtune.errors import SynthtuneError
+from synthtune.paths import atomic_write_bytes
+
+log = logging.getLogger("synthtune")
+
+#: Subcommands that are plain functions over files, not Lightning runs: name -> (module, function).
+DATA_COMMANDS = {
+    "curate": ("synthtune.curation.commands", "curate_main"),
+    "decontaminate": ("synthtune.curation.commands", "decontaminate_main"),
+    "score": ("synthtune.curation.commands", "score_main"),
+}
+SPECIAL_CKPT = {"last", "best", "hpc", "registry"}
+
+
+class RunConfigSaver(SaveConfigCallback):
+    """Writes the fit config to ``<default_root_dir>/config.yaml`` (atomically, replacing an older
+    one), so ``synthtune predict --config <run>/config.yaml`` reproduces the run."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit" or self.already_saved:
+            return
+        if trainer.is_global_zero:
+            path = Path(trainer.default_root_dir) / self.config_filename
+            text = self.parser.dump(self.config, skip_none=False)
+            atomic_write_bytes(path, text.encode("utf-8"))
+            log.info("config saved to %s", path)
+        self.already_saved = True
+
+
+class SynthtuneCLI(LightningCLI):
+    """LightningCLI with a checkpoint section, a sample writer section and the backbone shared by
+    the model and the data."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True})
+        parser.add_lightning_class_args(JsonlPredictionWriter, "writer")
+        parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        root = config.trainer.default_root_dir or os.getcwd()
+        if config.checkpoint.dirpath is None:
+            config.checkpoint.dirpath = str(Path(root) / "checkpoints")
+        ckpt = config.get("ckpt_path")
+        if ckpt and ckpt not in SPECIAL_CKPT and not Path(ckpt).is_file():
+            raise SynthtuneError(f"checkpoint not found: {ckpt}; pass an existing .ckpt file, or --ckpt_path last "
+                                 f"to resume from {config.checkpoint.dirpath}")
+        if self.subcommand == "predict" and config.get("return_predictions") is None:
+            config.return_predictions = False  # the writer owns the rows; don't also keep them all in memory
+        if self.subcommand == "predict" and not ckpt:
+            log.warning("predicting without --ckpt_path: samples come from an untrained prompt")
+
+
+def _quiet_known_noise() -> None:
+    """Hide messages that are expected by design and would only confuse a user."""
+    # The frozen backbone is in eval mode on purpose; validation is optional; advertising tips.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+    warnings.filterwarnings("ignore", message=r".*Total length of `.*` across ranks is zero.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers which may be a bottleneck.*")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not str(record.getMessage()).startswith("💡 Tip"))
+
+
+def _configure_logging() -> None:
+    _quiet_known_noise()
+    logger = logging.getLogger("synthtune")
+    if not logger.handlers:
+        try:
+            from rich.logging import RichHandler
+
+            handler: logging.Handler = RichHandler(show_time=False, show_path=False, markup=False)
+        except ImportError:  # pragma: no cover - rich is a dependency
+            handler = logging.StreamHandler()
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run_cli(args: list[str] | None = None) -> SynthtuneCLI:
+    """Build and run the LightningCLI (used by ``main`` and by tests)."""
+    return SynthtuneCLI(
+        LightningModule,
+        None,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=RunConfigSaver,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        auto_configure_optimizers=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``synthtune`` console script."""
+    from_command_line = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _configure_logging()
+    try:
+        if argv and argv[0] in DATA_COMMANDS:
+            import importlib
+
+            module_name, function = DATA_COMMANDS[argv[0]]
+            code = getattr(importlib.import_module(module_name), function)(argv[1:])
+            sys.exit(code or 0)
+        run_cli(None if from_command_line else argv)
+    except SynthtuneError as exc:
+        _fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from synthtune.datamodules.text import TextDataModule
+
+__all__ = ["TextDataModule"]

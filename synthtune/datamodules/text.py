@@ -1,0 +1,207 @@
+"""Rows of real examples → text through a template → token ids, for fit; sample ids for predict."""
+
+from __future__ import annotations
+
+import logging
+import string
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from synthtune.components.backbone import DEFAULT_BACKBONE, load_tokenizer
+from synthtune.datamodules.resumable import ResumableDataLoader, ResumableSampler
+from synthtune.errors import SynthtuneError
+from synthtune.records import read_records, require_fields
+
+log = logging.getLogger(__name__)
+
+
+def template_fields(template: str) -> list[str]:
+    """The ``{field}`` names a ``str.format`` template uses."""
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    except ValueError as exc:
+        raise SynthtuneError(f"text_template {template!r} is not a valid format string ({exc})") from None
+
+
+def render(rows: list[dict[str, Any]], template: str, source: str) -> list[str]:
+    """Fill ``template`` with each row; a field the rows lack is a one-line error."""
+    require_fields(rows, template_fields(template), source)
+    return [template.format(**row) for row in rows]
+
+
+class _TokenDataset(Dataset):
+    def __init__(self, token_ids: list[list[int]]) -> None:
+        self.token_ids = token_ids
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"input_ids": self.token_ids[index], "index": index}
+
+
+class _PredictDataset(Dataset):
+    def __init__(self, ids: list[int], num_contexts: int) -> None:
+        self.ids = ids
+        self.num_contexts = num_contexts
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, int]:
+        sample_id = self.ids[i]
+        # Generation cycles round-robin over the training examples as contexts.
+        return {"id": sample_id, "context_index": sample_id % self.num_contexts}
+
+
+def collate_ints(items: list[dict[str, int]]) -> dict[str, torch.Tensor]:
+    """Stack dicts of ints into dicts of 1-D tensors."""
+    return {key: torch.tensor([item[key] for item in items]) for key in items[0]}
+
+
+class TextDataModule(pl.LightningDataModule):
+    """Real examples for SoftSRV-style reconstruction training and round-robin generation.
+
+    Args:
+        path: a ``.jsonl``/``.csv``/``.parquet`` file, or a Hugging Face dataset name (online only).
+        text_template: how a row becomes text, e.g. ``"{question}"`` or ``"{passage}\\n{question}"``.
+        backbone: the model whose tokenizer is used (linked to ``model.backbone`` by the CLI).
+        max_length: examples longer than this many tokens (EOS included) are truncated, with one
+            warning giving the count.
+        val_fraction: share of examples held out for validation (seeded split); 0 disables validation.
+        batch_size: examples per training batch, and samples per generation batch.
+        num_samples: how many synthetic samples ``predict`` writes (ids 0..num_samples-1).
+        limit: use at most this many examples (a seeded random subset); ``None`` uses all.
+        split: split name, for Hugging Face datasets.
+        hf_config: configuration name, for Hugging Face datasets.
+        seed: seed of the train/val split, the subset and the shuffling.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        text_template: str = "{text}",
+        backbone: str = DEFAULT_BACKBONE,
+        max_length: int = 256,
+        val_fraction: float = 0.0,
+        batch_size: int = 8,
+        num_samples: int = 100,
+        limit: int | None = None,
+        split: str = "train",
+        hf_config: str | None = None,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if max_length < 2:
+            raise SynthtuneError(f"max_length must be at least 2 tokens, got {max_length}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise SynthtuneError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if batch_size < 1 or num_samples < 0:
+            raise SynthtuneError("batch_size must be ≥ 1 and num_samples ≥ 0")
+        self.path, self.text_template, self.backbone = path, text_template, backbone
+        self.max_length, self.val_fraction, self.batch_size = max_length, val_fraction, batch_size
+        self.num_samples, self.limit, self.split, self.hf_config = num_samples, limit, split, hf_config
+        self.seed, self.num_workers = seed, num_workers
+        self.train_texts: list[str] = []
+        self.val_texts: list[str] = []
+        self._train_ids: list[list[int]] = []
+        self._val_ids: list[list[int]] = []
+        self._skip: set[int] = set()
+        self._train_loader: ResumableDataLoader | None = None
+        self._tokenizer = None
+
+    # ------------------------------------------------------------------ data
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.backbone)
+        return self._tokenizer
+
+    def load_texts(self) -> list[str]:
+        """All example texts after the template, the empty-text filter and ``limit``."""
+        rows = read_records(self.path, split=self.split, hf_config=self.hf_config)
+        texts = [t for t in render(rows, self.text_template, str(self.path))]
+        kept = [t for t in texts if t.strip()]
+        if len(kept) < len(texts):
+            log.warning("%s: dropped %d example(s) whose text is empty", self.path, len(texts) - len(kept))
+        if self.limit is not None and len(kept) > self.limit:
+            order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(self.seed)).tolist()
+            kept = [kept[i] for i in sorted(order[: self.limit])]
+        if not kept:
+            raise SynthtuneError(
+                f"{self.path}: no examples left after filtering (empty file, empty texts or limit=0); "
+                f"check the data and --data.text_template"
+            )
+        return kept
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids with EOS appended (so the model learns where an example ends), truncated."""
+        tok = self.tokenizer
+        ids = tok(texts, add_special_tokens=False)["input_ids"]
+        keep = self.max_length - 1
+        truncated = sum(len(x) > keep for x in ids)
+        if truncated:
+            log.warning("%d of %d examples are longer than max_length=%d tokens and were truncated",
+                        truncated, len(ids), self.max_length)
+        return [x[:keep] + [tok.eos_token_id] for x in ids]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_texts:
+            return
+        texts = self.load_texts()
+        order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        n_val = int(round(len(texts) * self.val_fraction)) if len(texts) > 1 else 0
+        val_idx, train_idx = sorted(order[:n_val]), sorted(order[n_val:])
+        self.train_texts = [texts[i] for i in train_idx]
+        self.val_texts = [texts[i] for i in val_idx]
+        self._train_ids = self.tokenize(self.train_texts)
+        self._val_ids = self.tokenize(self.val_texts) if self.val_texts else []
+
+    # --------------------------------------------------------------- batches
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(item["input_ids"]) for item in items)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(items), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            n = len(item["input_ids"])
+            ids[row, :n] = torch.tensor(item["input_ids"])
+            mask[row, :n] = 1
+        index = torch.tensor([item["index"] for item in items])
+        return {"input_ids": ids, "attention_mask": mask, "index": index}
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = _TokenDataset(self._train_ids)
+        sampler = ResumableSampler(dataset, self.batch_size, shuffle=True, seed=self.seed)
+        self._train_loader = ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+                                                 collate_fn=self.collate, num_workers=self.num_workers)
+        return self._train_loader
+
+    def val_dataloader(self) -> DataLoader | list:
+        if not self._val_ids:
+            return []
+        dataset = _TokenDataset(self._val_ids)
+        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=self.collate,
+                          num_workers=self.num_workers)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training and self._train_loader is not None:
+            self._train_loader.mark_consumed()
+        return batch
+
+    # ------------------------------------------------------------ generation
+    def skip_ids(self, ids: set[int]) -> None:
+        """Sample ids already written by an earlier (interrupted) predict run; they are not regenerated."""
+        self._skip = set(ids)
+
+    def predict_dataloader(self) -> DataLoader:
+        pending = [i for i in range(self.num_samples) if i not in self._skip]
+        dataset = _PredictDataset(pending, len(self.train_texts))
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+                          collate_fn=collate_ints)

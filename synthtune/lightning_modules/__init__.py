@@ -1,0 +1,3 @@
+from synthtune.lightning_modules.softsrv import SoftSRVModule
+
+__all__ = ["SoftSRVModule"]

@@ -1,0 +1,179 @@
+"""SoftSRV (DeSalvo et al., ICLR 2025): learn a contextual soft prompt that makes a frozen LLM
+reconstruct real examples, then sample new ones from it.
+
+fit:     P_θ(E(x_i)) → frozen decoder → next-token loss on x_i only (Eq. 1)
+predict: P_θ(E(x_c)) for training contexts c taken round-robin → temperature / top-p sampling
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Literal
+
+import torch
+
+from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
+from synthtune.components.encoders import build_context_encoder, cached_encode, encoder_dim
+from synthtune.components.prefix_lm import reconstruction_loss
+from synthtune.components.sampling import sample_from_prefix
+from synthtune.components.soft_prompts import build_soft_prompt
+from synthtune.errors import SynthtuneError
+from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule, file_fingerprint
+
+
+def sample_seed(base_seed: int, sample_id: int) -> int:
+    """A per-sample seed that depends only on the run seed and the sample id."""
+    return zlib.crc32(f"{base_seed}:{sample_id}".encode()) + (base_seed << 32) % (1 << 62)
+
+
+class SoftSRVModule(FrozenBackboneModule):
+    """SoftSRV: a trainable soft prompt P_θ(z) steering a frozen causal LM.
+
+    Args:
+        backbone: ``smollm2-135m`` (bundled), a local model folder, a ``.gguf`` file or a hub id.
+        dtype: weights of the frozen backbone: ``fp32`` or ``bf16`` (the prompt stays fp32).
+        parameterization: ``np`` (SS_NP, one shared prompt), ``mp`` (SS_MPk, mixture of k bases) or
+            ``mc`` (SS_MC, one MLP per soft token).
+        prompt_length: number of soft tokens t.
+        num_basis: k, the number of basis prompts of ``mp``.
+        mlp_hidden: hidden width of each ``mc`` MLP.
+        mlp_layers: layers of each ``mc`` MLP.
+        context_encoder: E(x): ``backbone`` (mean of the backbone's token embeddings), ``minilm``
+            (bundled sentence embedder) or another decoder's name; unused by ``np``.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        temperature: sampling temperature for predict (0 = greedy).
+        top_p: nucleus sampling mass for predict (1 disables it).
+        max_new_tokens: longest synthetic sample, in tokens.
+        seed: seed of the prompt initialisation and of every sample's random stream.
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        dtype: Literal["fp32", "bf16"] = "fp32",
+        parameterization: Literal["np", "mp", "mc"] = "mc",
+        prompt_length: int = 128,
+        num_basis: int = 2,
+        mlp_hidden: int = 128,
+        mlp_layers: int = 3,
+        context_encoder: str = "backbone",
+        lr: float = 5e-6,
+        weight_decay: float = 0.0,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 128,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if prompt_length <= 0:
+            raise SynthtuneError(f"prompt_length must be a positive number of soft tokens, got {prompt_length}")
+        if not 0.0 < top_p <= 1.0 or temperature < 0 or max_new_tokens < 1:
+            raise SynthtuneError("need 0 < top_p ≤ 1, temperature ≥ 0 and max_new_tokens ≥ 1")
+        self.save_hyperparameters()
+        bb = load_backbone(backbone, dtype)
+        if bb.max_positions is not None and prompt_length >= bb.max_positions:
+            raise SynthtuneError(f"prompt_length={prompt_length} leaves no room in the model's context of "
+                                 f"{bb.max_positions} positions; use a shorter prompt")
+        self._bb = bb
+        self.backbone = bb.model
+        self.tokenizer = bb.tokenizer
+        self.context_dim = encoder_dim(context_encoder, bb) if parameterization != "np" else 0
+        generator = torch.Generator().manual_seed(seed)
+        # Start from the embeddings of random vocabulary tokens: a prompt the model can already read.
+        token_ids = torch.randint(0, self.backbone.get_input_embeddings().num_embeddings, (prompt_length,),
+                                  generator=generator)
+        init = self.backbone.get_input_embeddings().weight[token_ids].detach().float()
+        torch.manual_seed(seed)
+        self.soft_prompt = build_soft_prompt(parameterization, prompt_length, bb.hidden_size,
+                                             max(self.context_dim, 1), num_basis=num_basis,
+                                             mlp_hidden=mlp_hidden, mlp_layers=mlp_layers, init=init)
+        self._contexts: dict[str, torch.Tensor] = {}
+        self._fingerprint = "untrained"
+
+    # ------------------------------------------------------------ contexts
+    def checkpoint_signature(self) -> dict[str, Any]:
+        h = self.hparams
+        return {"method": "softsrv", "backbone": h.backbone, "parameterization": h.parameterization,
+                "prompt_length": h.prompt_length, "context_encoder": h.context_encoder,
+                "context_dim": self.context_dim, "num_basis": h.num_basis, "mlp_hidden": h.mlp_hidden,
+                "mlp_layers": h.mlp_layers}
+
+    def set_contexts(self, train_texts: list[str], val_texts: list[str] | None = None) -> None:
+        """Compute (or read from the cache) E(x) for the training and validation texts, once."""
+        if self.hparams.parameterization == "np":
+            return
+        encoder = build_context_encoder(self.hparams.context_encoder, self._bb)
+        self._contexts["train"] = cached_encode(encoder, train_texts)
+        if val_texts:
+            self._contexts["val"] = cached_encode(encoder, val_texts)
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is None or not getattr(dm, "train_texts", None):
+            raise SynthtuneError("SoftSRV needs a datamodule with training texts (synthtune.datamodules.TextDataModule)")
+        self.set_contexts(dm.train_texts, getattr(dm, "val_texts", None))
+
+    def prompts(self, index: torch.Tensor, split: str = "train") -> torch.Tensor:
+        """P_θ(E(x)) for the examples ``index`` of ``split``: [B, t, d]."""
+        if self.hparams.parameterization == "np":
+            return self.soft_prompt(None, batch_size=index.shape[0])
+        z = self._contexts[split].to(self.device)[index.to(self.device)]
+        return self.soft_prompt(z)
+
+    # --------------------------------------------------------------- steps
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        prefix = self.prompts(batch["index"])
+        loss = reconstruction_loss(self.backbone, prefix, batch["input_ids"], batch["attention_mask"])  # Eq. 1
+        self.check_finite(loss)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        prefix = self.prompts(batch["index"], split="val")
+        loss = reconstruction_loss(self.backbone, prefix, batch["input_ids"], batch["attention_mask"])
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["input_ids"].shape[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.soft_prompt.parameters(), lr=self.hparams.lr,
+                                weight_decay=self.hparams.weight_decay)
+
+    # ----------------------------------------------------------- generation
+    def generation_params(self) -> dict[str, Any]:
+        h = self.hparams
+        return {"backbone": h.backbone, "parameterization": h.parameterization, "prompt_length": h.prompt_length,
+                "temperature": h.temperature, "top_p": h.top_p, "max_new_tokens": h.max_new_tokens,
+                "seed": h.seed, "checkpoint": self._fingerprint}
+
+    def on_predict_start(self) -> None:
+        self._fingerprint = file_fingerprint(self.trainer.ckpt_path)
+
+    def generate(self, context_index: torch.Tensor, seeds: list[int]) -> list[str]:
+        """Sample one text per (context, seed) pair."""
+        prefix = self.prompts(context_index)
+        tokens = sample_from_prefix(
+            self.backbone, prefix, seeds, self.hparams.max_new_tokens,
+            eos_token_ids=[self.tokenizer.eos_token_id], temperature=self.hparams.temperature,
+            top_p=self.hparams.top_p,
+        )
+        return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
+        ids = batch["id"].tolist()
+        seeds = [sample_seed(self.hparams.seed, i) for i in ids]
+        texts = self.generate(batch["context_index"], seeds)
+        params = self.generation_params()
+        return [{"id": i, "text": text, "context_index": c, "seed": s, "method": "softsrv", "params": params}
+                for i, text, c, s in zip(ids, texts, batch["context_index"].tolist(), seeds)]
+
+    @torch.no_grad()
+    def sample_texts(self, num: int) -> list[str]:
+        """A few samples from the current prompt, over the first training contexts (for logging)."""
+        n_ctx = len(self._contexts.get("train", [])) or num
+        index = torch.arange(num) % n_ctx
+        was_training = self.training
+        self.eval()
+        try:
+            return self.generate(index, [sample_seed(self.hparams.seed, -1 - i) for i in range(num)])
+        finally:
+            self.train(was_training)

@@ -1,0 +1,45 @@
+import torch
+
+from synthtune.components.backbone import load_backbone
+from synthtune.components.sampling import sample_from_prefix, top_p_filter
+
+
+def test_top_p_keeps_the_smallest_set_reaching_the_mass():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = torch.isfinite(top_p_filter(logits, 0.7))
+    assert kept.tolist() == [[True, True, False, False]]
+    assert torch.isfinite(top_p_filter(logits, 1.0)).all()
+    assert torch.isfinite(top_p_filter(logits, 0.4)).tolist() == [[True, False, False, False]]
+
+
+def test_a_sample_depends_on_its_seed_not_on_its_batch(tiny_llama):
+    bb = load_backbone(tiny_llama)
+    torch.manual_seed(0)
+    prefix = torch.randn(3, 4, bb.hidden_size) * 0.1
+    eos = [bb.tokenizer.eos_token_id]
+    together = sample_from_prefix(bb.model, prefix, [11, 12, 13], 12, eos)
+    alone = sample_from_prefix(bb.model, prefix[1:2], [12], 12, eos)
+    assert together[1] == alone[0]
+    again = sample_from_prefix(bb.model, prefix, [11, 12, 13], 12, eos)
+    assert again == together
+    other = sample_from_prefix(bb.model, prefix, [21, 22, 23], 12, eos)
+    assert other != together
+
+
+def test_greedy_matches_hf_generate(tiny_llama):
+    bb = load_backbone(tiny_llama)
+    prefix = torch.randn(2, 4, bb.hidden_size) * 0.1
+    ours = sample_from_prefix(bb.model, prefix, [0, 1], 8, [-1], temperature=0.0)
+    ref = bb.model.generate(inputs_embeds=prefix, attention_mask=torch.ones(2, 4, dtype=torch.long),
+                            max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=0)
+    assert ours == ref[:, -8:].tolist()
+
+
+def test_rows_stop_at_eos_and_exclude_it(tiny_llama):
+    bb = load_backbone(tiny_llama)
+    prefix = torch.randn(2, 4, bb.hidden_size) * 0.1
+    free = sample_from_prefix(bb.model, prefix, [5, 6], 10, [-1], temperature=0.0)
+    stop_token = free[0][3]
+    cut = sample_from_prefix(bb.model, prefix, [5, 6], 10, [stop_token], temperature=0.0)
+    assert cut[0] == free[0][: free[0].index(stop_token)]
+    assert stop_token not in cut[1]

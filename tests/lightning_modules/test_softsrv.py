@@ -1,0 +1,144 @@
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from synthtune.callbacks import JsonlPredictionWriter
+from synthtune.datamodules import TextDataModule
+from synthtune.errors import NonFiniteLossError, SynthtuneError
+from synthtune.lightning_modules import SoftSRVModule
+from synthtune.lightning_modules import softsrv as softsrv_mod
+
+ROWS = [{"question": f"Tom has {i} apples and buys {i + 2} more. How many now?"} for i in range(24)]
+
+
+class LossRecorder(Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+class StopAfter(Callback):
+    """Simulates a crash: raises after ``n`` predict batches were written."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch_idx + 1 >= self.n:
+            raise RuntimeError("simulated crash")
+
+
+@pytest.fixture()
+def data_path(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    return str(path)
+
+
+def make(tiny, data_path, parameterization="mc", num_samples=10, **kw):
+    module = SoftSRVModule(backbone=tiny, parameterization=parameterization, prompt_length=4, mlp_hidden=8,
+                           lr=1e-2, max_new_tokens=6, **kw)
+    dm = TextDataModule(data_path, "{question}", backbone=tiny, batch_size=4, num_samples=num_samples)
+    return module, dm
+
+
+def trainer(root, max_steps=4, every=2, callbacks=()):
+    ckpt = ModelCheckpoint(dirpath=str(Path(root) / "checkpoints"), save_last=True, every_n_train_steps=every,
+                           save_top_k=-1)
+    return pl.Trainer(default_root_dir=str(root), max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=[ckpt, *callbacks])
+
+
+@pytest.mark.parametrize("parameterization", ["np", "mp", "mc"])
+def test_fit_trains_the_prompt_only_and_checkpoints_stay_small(tiny_llama, data_path, tmp_path, parameterization):
+    module, dm = make(tiny_llama, data_path, parameterization)
+    frozen = {k: v.clone() for k, v in module.backbone.state_dict().items()}
+    prompt_before = [p.detach().clone() for p in module.soft_prompt.parameters()]
+    rec = LossRecorder()
+    trainer(tmp_path, max_steps=6, callbacks=[rec]).fit(module, dm)
+    assert all(torch.equal(v, module.backbone.state_dict()[k]) for k, v in frozen.items())
+    assert any(not torch.equal(a, b) for a, b in zip(prompt_before, module.soft_prompt.parameters()))
+    assert rec.losses[-1] < rec.losses[0]
+    ckpt_path = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    assert not any(k.startswith("backbone.") for k in ckpt["state_dict"])
+    assert ckpt["synthtune"]["parameterization"] == parameterization
+    trainable_bytes = sum(p.numel() * 4 for p in module.soft_prompt.parameters())
+    backbone_bytes = sum(p.numel() * 4 for p in module.backbone.parameters())
+    # weights + two Adam moments + loop state; never the backbone
+    assert ckpt_path.stat().st_size < 3 * trainable_bytes + 64_000 < backbone_bytes + 3 * trainable_bytes
+
+
+def test_interrupted_and_resumed_fit_gives_the_same_losses(tiny_llama, data_path, tmp_path):
+    full = LossRecorder()
+    module, dm = make(tiny_llama, data_path)
+    trainer(tmp_path / "full", max_steps=9, every=5, callbacks=[full]).fit(module, dm)
+
+    first = LossRecorder()
+    module, dm = make(tiny_llama, data_path)
+    trainer(tmp_path / "cut", max_steps=5, every=5, callbacks=[first]).fit(module, dm)  # stops mid-epoch 0
+    second = LossRecorder()
+    module, dm = make(tiny_llama, data_path)
+    trainer(tmp_path / "cut", max_steps=9, every=5, callbacks=[second]).fit(
+        module, dm, ckpt_path=str(tmp_path / "cut" / "checkpoints" / "last.ckpt"))
+    assert len(first.losses) == 5 and len(second.losses) == 4
+    assert first.losses + second.losses == pytest.approx(full.losses, rel=1e-5)
+
+
+def test_mismatched_checkpoint_is_refused_with_one_line(tiny_llama, data_path, tmp_path):
+    module, dm = make(tiny_llama, data_path, "np")
+    trainer(tmp_path, max_steps=2).fit(module, dm)
+    other, dm = make(tiny_llama, data_path, "mc")
+    with pytest.raises(SynthtuneError, match=r"parameterization='np' \(this run: 'mc'\)"):
+        trainer(tmp_path / "p").predict(other, dm, ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_llama, data_path, tmp_path, monkeypatch):
+    module, dm = make(tiny_llama, data_path)
+    real = softsrv_mod.reconstruction_loss
+    calls = {"n": 0}
+
+    def poisoned(*args):
+        calls["n"] += 1
+        loss = real(*args)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(softsrv_mod, "reconstruction_loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 2"):
+        trainer(tmp_path, max_steps=6, every=2).fit(module, dm)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+
+
+def test_predict_resume_finishes_the_file_without_duplicates(tiny_llama, data_path, tmp_path):
+    module, dm = make(tiny_llama, data_path, num_samples=10)
+    trainer(tmp_path, max_steps=2).fit(module, dm)
+    ckpt = str(tmp_path / "checkpoints" / "last.ckpt")
+
+    reference = tmp_path / "reference.jsonl"
+    module, dm = make(tiny_llama, data_path, num_samples=10)
+    trainer(tmp_path, callbacks=[JsonlPredictionWriter(str(reference))]).predict(
+        module, dm, ckpt_path=ckpt, return_predictions=False)
+
+    out = tmp_path / "samples.jsonl"
+    module, dm = make(tiny_llama, data_path, num_samples=10)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer(tmp_path, callbacks=[JsonlPredictionWriter(str(out)), StopAfter(2)]).predict(
+            module, dm, ckpt_path=ckpt, return_predictions=False)
+    module, dm = make(tiny_llama, data_path, num_samples=10)
+    trainer(tmp_path, callbacks=[JsonlPredictionWriter(str(out))]).predict(
+        module, dm, ckpt_path=ckpt, return_predictions=False)
+
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == list(range(10))
+    expected = [json.loads(line) for line in reference.read_text().splitlines()]
+    assert [r["text"] for r in rows] == [r["text"] for r in expected]  # resumed samples are the same samples
+    assert rows[7]["context_index"] == 7 % len(dm.train_texts)
+    assert rows[0]["method"] == "softsrv" and rows[0]["params"]["checkpoint"] != "untrained"
