@@ -132,9 +132,13 @@ def convert_gguf(gguf_file: Path, label: str) -> Path:
         folder, name = str(gguf_file.parent), gguf_file.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-        # The weights are now plain fp32 tensors; without this the saved config would claim GGUF.
+        # The weights are now plain fp32 tensors; drop the GGUF marks so they save as safetensors.
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
+        for attr in ("hf_quantizer", "quantization_method"):
+            if getattr(model, attr, None) is not None:
+                setattr(model, attr, None)
+        model.is_quantized = False
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / _CONVERSION_MARKER).write_text(json.dumps({"gguf": str(gguf_file), "label": label}))
