@@ -60,6 +60,15 @@ class SynthtuneCLI(LightningCLI):
         parser.add_lightning_class_args(JsonlPredictionWriter, "writer")
         parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
 
+    def _parse_ckpt_path(self) -> None:
+        """Keep the user's config as given.
+
+        Lightning would overwrite the model config with the hyperparameters stored in
+        ``--ckpt_path``, which silently drops e.g. a new ``--model.init_args.temperature`` at predict
+        time. synthtune instead checks the checkpoint's signature when it loads and refuses a
+        mismatched one with one line (see ``FrozenBackboneModule.on_load_checkpoint``).
+        """
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         root = config.trainer.default_root_dir or os.getcwd()
@@ -108,6 +117,17 @@ def _configure_logging() -> None:
         pass
 
 
+def user_error(exc: BaseException) -> SynthtuneError | None:
+    """The SynthtuneError behind ``exc``, if any (jsonargparse wraps errors raised in ``__init__``)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, SynthtuneError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
@@ -140,8 +160,11 @@ def main(argv: list[str] | None = None) -> None:
             code = getattr(importlib.import_module(module_name), function)(argv[1:])
             sys.exit(code or 0)
         run_cli(None if from_command_line else argv)
-    except SynthtuneError as exc:
-        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - only user errors are shortened; bugs keep their traceback
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        _fail(str(cause))
 
 
 if __name__ == "__main__":

@@ -191,7 +191,6 @@ class JsonlPredictionWriter(BasePredictionWriter):
         if can_skip:
             message = f"resuming: {len(self._done)} samples already in {output}; generating only the rest"
             log.info(message)
-            Console().print(Text(message))
         else:
             log.warning(
                 "%d samples already in %s, but the datamodule has no skip_ids(); they will be generated "
