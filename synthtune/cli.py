@@ -17,9 +17,9 @@ import warnings
 from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from synthtune.callbacks.checkpoint import RunCheckpoint
 from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes
@@ -55,8 +55,8 @@ class SynthtuneCLI(LightningCLI):
     the model and the data."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True})
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(JsonlPredictionWriter, "writer")
         parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
 

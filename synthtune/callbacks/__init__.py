@@ -1,6 +1,7 @@
-"""Lightning callbacks: the resumable JSONL sample writer and the training-time sample logger."""
+"""Lightning callbacks: the resumable JSONL sample writer, the sample logger and run checkpointing."""
 
+from synthtune.callbacks.checkpoint import RunCheckpoint
 from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
 from synthtune.callbacks.sample_logger import SampleLogger
 
-__all__ = ["JsonlPredictionWriter", "SampleLogger"]
+__all__ = ["JsonlPredictionWriter", "RunCheckpoint", "SampleLogger"]

@@ -1,0 +1,27 @@
+"""Checkpointing that always leaves ``last.ckpt`` at the step where training ended."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` (all its arguments apply), plus one guarantee: when training
+    stops between two saving intervals (``max_steps`` reached mid-interval), ``last.ckpt`` is still
+    written for the final step, so ``--ckpt_path last`` continues from where the run really ended.
+    A run stopped by an error (e.g. a NaN loss) is not saved: the last good checkpoint stays.
+    The synthtune CLI sets ``save_last=True`` and ``enable_version_counter=False``, so a resumed run
+    keeps writing the same ``last.ckpt`` instead of ``last-v1.ckpt``."""
+
+    @property
+    def state_key(self) -> str:
+        # Saving intervals are not part of the identity, so a resumed run that changes
+        # --checkpoint.every_n_train_steps still restores this callback's state.
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode)
+
+    def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        super().on_train_end(trainer, pl_module)
+        if (self.save_last and not trainer.fast_dev_run and trainer.global_step > 0
+                and self._last_global_step_saved != trainer.global_step):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
