@@ -1,0 +1,106 @@
+"""Featurisers and the on-disk feature cache."""
+
+import numpy as np
+import pytest
+
+from synthtune.curation.featurize import (
+    CausalLMFeaturizer,
+    featurize,
+    features_cache_key,
+    get_featurizer,
+    register_featurizer,
+)
+from synthtune.errors import SynthtuneError
+from synthtune.paths import cache_dir
+
+
+class CountingFeaturizer:
+    """Deterministic 3-d features; counts how often it is asked to encode."""
+
+    name = "counting"
+
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, texts):
+        self.calls += 1
+        return np.array([[len(t), t.count(" "), sum(map(ord, t)) % 97] for t in texts], dtype=np.float32)
+
+
+def test_second_featurize_hits_the_cache():
+    model = CountingFeaturizer()
+    texts = ["the cat sat", "a dog ran off", "birds"]
+    first = featurize(texts, model)
+    second = featurize(texts, model)
+    assert model.calls == 1
+    np.testing.assert_array_equal(first, second)
+    cached = cache_dir("features") / f"{features_cache_key('counting', texts)}.npy"
+    assert cached.is_file()
+    assert not list(cached.parent.glob("*.tmp"))  # atomic write left no temp file
+    featurize(texts[:2], model)  # different texts: a new key
+    assert model.calls == 2
+    featurize(texts, model, cache=False)
+    assert model.calls == 3
+
+
+def test_cache_key_depends_on_name_order_and_boundaries():
+    assert features_cache_key("a", ["x", "y"]) != features_cache_key("b", ["x", "y"])
+    assert features_cache_key("a", ["x", "y"]) != features_cache_key("a", ["y", "x"])
+    assert features_cache_key("a", ["xy", ""]) != features_cache_key("a", ["x", "y"])
+
+
+def test_corrupt_cache_is_recomputed(caplog):
+    model = CountingFeaturizer()
+    texts = ["one two", "three"]
+    path = cache_dir("features") / f"{features_cache_key('counting', texts)}.npy"
+    path.write_bytes(b"not a numpy file")
+    out = featurize(texts, model)
+    assert model.calls == 1 and out.shape == (2, 3)
+    assert "unreadable feature cache" in caplog.text
+
+
+def test_registry_and_bad_shapes():
+    register_featurizer("counting-test", CountingFeaturizer)
+    assert isinstance(get_featurizer("counting-test"), CountingFeaturizer)
+    assert isinstance(get_featurizer("some/causal-lm"), CausalLMFeaturizer)
+
+    class Broken(CountingFeaturizer):
+        name = "broken"
+
+        def encode(self, texts):
+            return np.zeros(len(texts))
+
+    with pytest.raises(SynthtuneError, match="must return"):
+        featurize(["a"], Broken())
+    with pytest.raises(SynthtuneError, match="no texts"):
+        featurize([], CountingFeaturizer())
+
+
+def test_causal_lm_mean_pooling_ignores_padding(tiny_llama):
+    model = CausalLMFeaturizer(tiny_llama, batch_size=4)
+    short = "Tom has three apples."
+    batch = model.encode([short, "A much longer question about how many apples and pears Tom and Ann have in total?"])
+    alone = model.encode([short])
+    assert batch.shape == (2, 32) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch[0], alone[0], atol=1e-5)
+    assert not np.allclose(batch[0], batch[1])
+    # Cached by folder identity: the second call does not load or encode again.
+    first = featurize([short], model)
+    np.testing.assert_allclose(first[0], alone[0], atol=1e-6)
+
+
+def test_unknown_causal_lm_name_is_a_clear_error():
+    with pytest.raises(SynthtuneError, match="unknown backbone|not found"):
+        featurize(["text"], "./no-such-model-folder")
+
+
+def test_minilm_embeddings_are_normalised_and_semantic():
+    texts = [
+        "How many apples does Tom have left after eating two?",
+        "After eating two apples, how many apples remain with Tom?",
+        "The rocket launched into orbit around Mars.",
+    ]
+    out = featurize(texts, "minilm")
+    assert out.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-4)
+    assert out[0] @ out[1] > out[0] @ out[2] + 0.2
