@@ -1,0 +1,241 @@
+"""Benchmark of curation and scoring on this machine (a script, not a test).
+
+    python bench/curate.py [--n 100000] [--no-write]
+
+Builds 100K synthetic-looking GSM8K-style questions (word swaps and sentence recombination of
+data/gsm8k/train.jsonl, about 20 % exact duplicates, ~1 % leaked test questions with other numbers),
+then times:
+
+1. ``synthtune curate`` to 50K rows with the paper's settings (SVD 100, k-means 700), JSONL in/out;
+2. 13-gram decontamination of the 100K texts against 1.3K references (the 819 GSM8K test questions
+   plus word-perturbed copies);
+3. MAUVE on 5K x 5K precomputed 384-d features, 32 clusters, 3 seeds (structured Gaussian-mixture
+   features, and isotropic random ones for comparison);
+4. throughput of the default ``minilm`` featuriser on ~1000 texts.
+
+Prints a table and appends (or replaces) the "## curate (bench/curate.py)" section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SECTION = "## curate (bench/curate.py)"
+
+
+def load_questions(split: str) -> list[str]:
+    path = REPO / "data" / "gsm8k" / f"{split}.jsonl"
+    return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def perturb(text: str, rng: random.Random, vocabulary: list[str], swaps: int) -> str:
+    """Replace ``swaps`` random words of ``text`` by random vocabulary words."""
+    words = text.split()
+    for _ in range(swaps):
+        words[rng.randrange(len(words))] = rng.choice(vocabulary)
+    return " ".join(words)
+
+
+def renumber(text: str, rng: random.Random) -> str:
+    """``text`` with every number replaced by another one (a leak that only digit-stripping catches)."""
+    return re.sub(r"\d+", lambda _: str(rng.randint(2, 999)), text)
+
+
+def build_corpus(n: int, duplicate_fraction: float = 0.2, leak_fraction: float = 0.01, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    train, test = load_questions("train"), load_questions("test")
+    sentences = [s.strip() for q in train for s in re.split(r"(?<=[.?!])\s+", q) if s.strip()]
+    vocabulary = [w for q in train[:3000] for w in q.split()]
+    unique = int(n * (1 - duplicate_fraction))
+    leaks = int(n * leak_fraction)
+    texts = [renumber(rng.choice(test), rng) for _ in range(leaks)]
+    while len(texts) < unique:
+        base = perturb(rng.choice(train), rng, vocabulary, rng.randint(1, 4))
+        if rng.random() < 0.5:  # recombine: append a sentence of another question
+            base = f"{base} {rng.choice(sentences)}"
+        texts.append(base)
+    texts += [rng.choice(texts[:unique]) for _ in range(n - unique)]
+    rng.shuffle(texts)
+    return texts
+
+
+def build_references(target: int = 1300, seed: int = 0) -> list[str]:
+    rng = random.Random(seed + 1)
+    test = load_questions("test")
+    vocabulary = [w for q in test for w in q.split()]
+    extra = [perturb(rng.choice(test), rng, vocabulary, 3) for _ in range(max(0, target - len(test)))]
+    return test + extra
+
+
+def mixture_features(n: int, centers: np.ndarray, weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    z = rng.choice(len(centers), size=n, p=weights)
+    return (centers[z] + 0.6 * rng.normal(size=(n, centers.shape[1]))).astype(np.float32)
+
+
+def machine() -> dict[str, str]:
+    import sklearn
+    import torch
+
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        ram_text = f"{ram:.1f} GiB"
+    except (ValueError, OSError, AttributeError):
+        ram_text = "unknown"
+    try:
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "unknown"
+    try:
+        import mauve  # noqa: F401
+        from importlib.metadata import version
+
+        mauve_version = version("mauve-text")
+    except Exception:  # noqa: BLE001 - only for the description
+        mauve_version = "not installed"
+    return {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": str(os.cpu_count()),
+        "ram": ram_text,
+        "load average at start (1/5/15 min)": load,
+        "torch": torch.__version__,
+        "scikit-learn": sklearn.__version__,
+        "mauve-text": mauve_version,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="synthetic texts to build (default 100000)")
+    parser.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    info = machine()
+
+    from synthtune.curation.commands import curate_main
+    from synthtune.curation.decontaminate import decontaminate
+    from synthtune.curation.featurize import featurize
+    from synthtune.curation.mauve_score import mauve_score
+
+    results: list[dict] = []
+
+    def record(step: str, seconds: float, target: float | None, detail: str) -> None:
+        results.append({"step": step, "seconds": seconds, "target": target, "detail": detail})
+        verdict = "-" if target is None else ("pass" if seconds <= target else "FAIL")
+        print(f"{step}: {seconds:.2f} s ({verdict}) {detail}", flush=True)
+
+    t = time.perf_counter()
+    texts = build_corpus(args.n)
+    print(f"built {len(texts)} texts ({len(set(texts))} distinct) in {time.perf_counter() - t:.1f} s", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        gen, out = Path(tmp) / "gen.jsonl", Path(tmp) / "curated.jsonl"
+        gen.write_text("".join(json.dumps({"text": x}) + "\n" for x in texts), encoding="utf-8")
+        t = time.perf_counter()
+        curate_main(["--input", str(gen), "--output", str(out), "--num_samples", "50000", "--seed", "0"])
+        seconds = time.perf_counter() - t
+        report = json.loads(Path(f"{out}.report.json").read_text())
+    record(
+        f"curate {len(texts) // 1000}K -> 50K (dedup + TF-IDF/SVD-100 + MiniBatchKMeans-700 + round robin, "
+        "JSONL in/out)",
+        seconds, 60.0,
+        f"after dedup {report['after_dedup']}, clusters used {report['clusters_used']}, output {report['output']}",
+    )
+
+    references = build_references(1300)
+    t = time.perf_counter()
+    result = decontaminate(texts, references, n=13)
+    record(
+        f"13-gram decontamination, {len(texts)} texts vs {len(references)} references",
+        time.perf_counter() - t, 20.0,
+        f"dropped {len(result.dropped)} ({result.contamination_rate:.2%})",
+    )
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(scale=1.0, size=(50, 384))
+    weights_q = rng.dirichlet(np.ones(50))
+    weights_p = 0.7 * weights_q + 0.3 * rng.dirichlet(np.ones(50))
+    q = mixture_features(5000, centers, weights_q, rng)
+    p = mixture_features(5000, centers, weights_p, rng)
+    t = time.perf_counter()
+    score = mauve_score(p, q, num_clusters=32, seeds=(0, 1, 2))
+    record("MAUVE 5K x 5K, 384-d structured (50-component mixture), 32 clusters, 3 seeds",
+           time.perf_counter() - t, 30.0, f"MAUVE {score['mean']:.3f} ± {score['std']:.3f}")
+    iso_p = rng.normal(size=(5000, 384)).astype(np.float32)
+    iso_q = rng.normal(size=(5000, 384)).astype(np.float32)
+    t = time.perf_counter()
+    score = mauve_score(iso_p, iso_q, num_clusters=32, seeds=(0, 1, 2))
+    record("MAUVE 5K x 5K, 384-d isotropic Gaussian, 32 clusters, 3 seeds",
+           time.perf_counter() - t, 30.0, f"MAUVE {score['mean']:.3f} ± {score['std']:.3f}")
+
+    sample = load_questions("train")[:1000]
+    t = time.perf_counter()
+    featurize(sample[:8], "minilm", cache=False)  # load the model once
+    load_seconds = time.perf_counter() - t
+    t = time.perf_counter()
+    features = featurize(sample, "minilm", cache=False)
+    seconds = time.perf_counter() - t
+    record(f"minilm featurisation of {len(sample)} GSM8K questions (model loaded)", seconds, None,
+           f"{len(sample) / seconds:.0f} texts/s, dim {features.shape[1]}, first load+8 texts {load_seconds:.1f} s")
+
+    lines = [
+        SECTION,
+        "",
+        "Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()) + ".",
+        "The machine is shared with other jobs, so timings vary from run to run.",
+        "",
+        "| step | seconds | target | result | detail |",
+        "|---|---:|---:|---|---|",
+    ]
+    for row in results:
+        target = "-" if row["target"] is None else f"≤ {row['target']:.0f}"
+        verdict = "-" if row["target"] is None else ("pass" if row["seconds"] <= row["target"] else "**fail**")
+        lines.append(f"| {row['step']} | {row['seconds']:.2f} | {target} | {verdict} | {row['detail']} |")
+    markdown = "\n".join(lines) + "\n"
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    Console().print(Markdown(markdown))
+    if not args.no_write:
+        write_section(REPO / "bench" / "RESULTS.md", markdown)
+    return 0
+
+
+def write_section(path: Path, markdown: str) -> None:
+    """Replace this script's section of ``path`` (or append it), keeping every other section."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmark results\n"
+    start = text.find(SECTION)
+    if start >= 0:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start].rstrip("\n") + ("\n\n" if text[:start].strip() else "") + markdown + (
+            "\n" + text[end + 1 :] if end >= 0 else ""
+        )
+    else:
+        text = text.rstrip("\n") + "\n\n" + markdown
+    path.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
