@@ -19,10 +19,8 @@ Prints a table and appends (or replaces) the "## curate (bench/curate.py)" secti
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import random
 import re
 import sys
@@ -34,6 +32,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _common import machine_info, machine_markdown, write_section  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -89,37 +90,13 @@ def mixture_features(n: int, centers: np.ndarray, weights: np.ndarray, rng: np.r
     return (centers[z] + 0.6 * rng.normal(size=(n, centers.shape[1]))).astype(np.float32)
 
 
-def machine() -> dict[str, str]:
-    import sklearn
-    import torch
-
+def _mauve_version() -> str:
     try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-        ram_text = f"{ram:.1f} GiB"
-    except (ValueError, OSError, AttributeError):
-        ram_text = "unknown"
-    try:
-        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        load = "unknown"
-    try:
-        import mauve  # noqa: F401
         from importlib.metadata import version
 
-        mauve_version = version("mauve-text")
+        return version("mauve-text")
     except Exception:  # noqa: BLE001 - only for the description
-        mauve_version = "not installed"
-    return {
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": str(os.cpu_count()),
-        "ram": ram_text,
-        "load average at start (1/5/15 min)": load,
-        "torch": torch.__version__,
-        "scikit-learn": sklearn.__version__,
-        "mauve-text": mauve_version,
-    }
+        return "not installed"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    info = machine()
+    import sklearn
+
+    info = machine_info(**{"scikit-learn": sklearn.__version__, "mauve-text": _mauve_version()})
 
     from synthtune.curation.commands import curate_main
     from synthtune.curation.decontaminate import decontaminate
@@ -202,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         SECTION,
         "",
-        "Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()) + ".",
+        machine_markdown(info),
         "The machine is shared with other jobs, so timings vary from run to run.",
         "",
         "| step | seconds | target | result | detail |",
@@ -219,22 +198,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Console().print(Markdown(markdown))
     if not args.no_write:
-        write_section(REPO / "bench" / "RESULTS.md", markdown)
+        write_section(SECTION, markdown)
     return 0
 
-
-def write_section(path: Path, markdown: str) -> None:
-    """Replace this script's section of ``path`` (or append it), keeping every other section."""
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmark results\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start].rstrip("\n") + ("\n\n" if text[:start].strip() else "") + markdown + (
-            "\n" + text[end + 1 :] if end >= 0 else ""
-        )
-    else:
-        text = text.rstrip("\n") + "\n\n" + markdown
-    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,7 @@ The table is printed and, unless --no-record, appended with the machine descript
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,6 +29,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _common import machine_info, machine_markdown, write_section  # noqa: E402
 
 from synthtune.components.coverage import coverage_curve, plot_coverage  # noqa: E402
 from synthtune.components.gp_sampler import gp_select  # noqa: E402
@@ -41,28 +41,6 @@ from synthtune.paths import cache_dir  # noqa: E402
 
 DIM = 384
 SECTION = "## synalign (bench/synalign.py)"
-
-
-def machine_info(threads: int) -> dict[str, str]:
-    """Platform, CPU count, RAM, torch version, date, threads used and load average at start."""
-    ram = "unknown"
-    try:
-        ram = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB"
-    except (ValueError, OSError, AttributeError):
-        pass
-    load = "n/a"
-    if hasattr(os, "getloadavg"):
-        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": str(os.cpu_count()),
-        "RAM": ram,
-        "torch": torch.__version__,
-        "torch threads": str(threads),
-        "load average at start (1/5/15 min)": load,
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
 
 
 def _latent_mixture(gen: torch.Generator, basis: torch.Tensor, centres: torch.Tensor, comp: torch.Tensor, spread: float) -> torch.Tensor:
@@ -228,15 +206,6 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def append_results(path: Path, text: str) -> None:
-    """Append ``text`` to ``path`` (created with a header when missing); never rewrites what is there."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# Benchmark results\n")
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="torch threads (at most 2 on the shared machine)")
@@ -252,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, min(2, args.threads)))
     plot_dir = args.plot_dir or cache_dir("bench")
-    info = machine_info(torch.get_num_threads())
+    info = machine_info()
 
     rows, details = [], []
     row, detail = bench_weights(args.seed, args.steps, args.batch, args.lr)
@@ -276,13 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(f"{k}: {v}" for k, v in info.items()))
     if not args.no_record:
         text = (
-            f"\n{SECTION}\n\nRun: `python bench/synalign.py {_shown_args(sys.argv[1:] if argv is None else argv)}`\n\n"
-            + "\n".join(f"- {k}: {v}" for k, v in info.items())
+            f"{SECTION}\n\nRun: `python bench/synalign.py {_shown_args(sys.argv[1:] if argv is None else argv)}`\n\n"
+            + machine_markdown(info)
             + "\n\n" + table + "\n\n" + "\n".join(f"- {d}" for d in details) + "\n"
             + (f"\n{args.note}\n" if args.note else "")
         )
-        append_results(args.results, text)
-        print(f"appended to {args.results}")
+        write_section(SECTION, text, args.results)
+        print(f"recorded in {args.results}")
     return 0 if all(r["pass"] for r in rows) else 1
 
 

@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import build_tiny_gpt2, build_tiny_llama  # noqa: E402
+from tiny_models import build_tiny_gpt2, build_tiny_llama, build_tiny_t5  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +26,12 @@ def tiny_llama(tmp_path_factory) -> str:
 def tiny_gpt2(tmp_path_factory) -> str:
     """Folder of a 2-layer, hidden-32 random GPT-2 with a small BPE tokenizer."""
     return str(build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2")))
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory) -> str:
+    """Folder of a 2-layer, d_model-32 random T5 (encoder-decoder) with sentinel tokens."""
+    return str(build_tiny_t5(tmp_path_factory.mktemp("tiny-t5")))
 
 
 @pytest.fixture(autouse=True)

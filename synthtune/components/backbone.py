@@ -58,7 +58,7 @@ _loaded: dict[tuple[str, str], "Backbone"] = {}
 
 @dataclass
 class Backbone:
-    """A frozen causal LM with its tokenizer and where it came from."""
+    """A frozen LM (decoder-only, or encoder-decoder such as T5) with its tokenizer and origin."""
 
     name: str
     folder: Path
@@ -70,9 +70,13 @@ class Backbone:
         return int(self.model.get_input_embeddings().embedding_dim)
 
     @property
+    def is_encoder_decoder(self) -> bool:
+        return bool(getattr(self.model.config, "is_encoder_decoder", False))
+
+    @property
     def max_positions(self) -> int | None:
         cfg = self.model.config
-        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):  # T5: none (relative)
             value = getattr(cfg, key, None)
             if isinstance(value, int) and value > 0:
                 return value
@@ -239,10 +243,13 @@ def load_backbone(name: str = DEFAULT_BACKBONE, dtype: str | torch.dtype = "fp32
     with _lock:
         if key in _loaded:
             return _loaded[key]
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+        config = AutoConfig.from_pretrained(source)
+        # Decoder-only LMs by default; encoder-decoders (T5 family) for methods that support them.
+        auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+        model = auto.from_pretrained(source, dtype=torch_dtype)
     except (OSError, ValueError) as exc:
         raise _unknown(name, f"it could not be loaded ({str(exc).splitlines()[0]})") from None
     tokenizer = _load_tokenizer(source, name)

@@ -50,6 +50,7 @@ def sample_from_prefix(
     eos_token_ids: Iterable[int],
     temperature: float = 1.0,
     top_p: float = 1.0,
+    attention_mask: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """Generate up to ``max_new_tokens`` tokens after each prefix row; stop a row at EOS.
 
@@ -61,6 +62,7 @@ def sample_from_prefix(
         eos_token_ids: tokens that end a sample (not included in the output).
         temperature: softmax temperature; 0 means greedy.
         top_p: nucleus sampling mass; 1 disables it.
+        attention_mask: [B, t] mask of a left-padded prefix (0 = padding); ``None`` means no padding.
 
     Returns:
         One list of token ids per row.
@@ -71,7 +73,11 @@ def sample_from_prefix(
     base, head = model.base_model, model.get_output_embeddings()
     dtype = model.get_input_embeddings().weight.dtype
     eos = torch.tensor(sorted(set(eos_token_ids)), device=prefix.device)
-    out = base(inputs_embeds=prefix.to(dtype), use_cache=True)
+    mask = positions = None
+    if attention_mask is not None:
+        mask = attention_mask.to(prefix.device).long()
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    out = base(inputs_embeds=prefix.to(dtype), attention_mask=mask, position_ids=positions, use_cache=True)
     past, last = out.past_key_values, out.last_hidden_state[:, -1]
     finished = torch.zeros(prefix.shape[0], dtype=torch.bool, device=prefix.device)
     steps = []
@@ -82,7 +88,11 @@ def sample_from_prefix(
         finished |= torch.isin(token, eos)
         if bool(finished.all()):
             break
-        out = base(input_ids=token.unsqueeze(1), past_key_values=past, use_cache=True)
+        if mask is not None:  # left padding: extend the mask, continue each row's own positions
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            positions = positions[:, -1:] + 1
+        out = base(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=positions,
+                   past_key_values=past, use_cache=True)
         past, last = out.past_key_values, out.last_hidden_state[:, -1]
     if not steps:
         return [[] for _ in seeds]

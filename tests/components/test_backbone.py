@@ -77,3 +77,10 @@ def test_racing_conversions_leave_one_complete_cache(tiny_llama, tmp_path, monke
     assert (folder / "config.json").is_file() and (folder / bbmod._CONVERSION_MARKER).is_file()
     assert [p.name for p in (tmp_path / "models").iterdir()] == [folder.name]  # no temp folders left
     assert load_backbone(str(folder)).hidden_size == 32
+
+
+def test_encoder_decoder_backbones_load_as_seq2seq(tiny_t5):
+    bb = load_backbone(tiny_t5)
+    assert bb.is_encoder_decoder and bb.hidden_size == 32
+    assert "<extra_id_0>" in bb.tokenizer.get_vocab()
+    assert not any(p.requires_grad for p in bb.model.parameters())

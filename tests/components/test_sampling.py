@@ -43,3 +43,16 @@ def test_rows_stop_at_eos_and_exclude_it(tiny_llama):
     cut = sample_from_prefix(bb.model, prefix, [5, 6], 10, [stop_token], temperature=0.0)
     assert cut[0] == free[0][: free[0].index(stop_token)]
     assert stop_token not in cut[1]
+
+
+def test_left_padded_prompts_give_the_same_text_as_alone(tiny_llama):
+    from synthtune.components.text_generation import generate_from_text
+
+    bb = load_backbone(tiny_llama)
+    prompts = ["Write a question about apples", "Hi"]
+    together = generate_from_text(bb.model, bb.tokenizer, prompts, [3, 4], max_new_tokens=8, temperature=0.0)
+    alone = generate_from_text(bb.model, bb.tokenizer, prompts[1:], [4], max_new_tokens=8, temperature=0.0)
+    assert together[1] == alone[0]
+    ref = bb.model.generate(**bb.tokenizer(["Hi"], return_tensors="pt"), max_new_tokens=8, do_sample=False,
+                            eos_token_id=bb.tokenizer.eos_token_id, pad_token_id=bb.tokenizer.pad_token_id)
+    assert alone[0] == bb.tokenizer.decode(ref[0, -8:], skip_special_tokens=True).strip()

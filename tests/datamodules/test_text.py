@@ -3,7 +3,6 @@ import logging
 
 import pandas as pd
 import pytest
-import torch
 
 from synthtune.datamodules.resumable import ResumableDataLoader, ResumableSampler
 from synthtune.datamodules.text import TextDataModule

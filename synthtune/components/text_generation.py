@@ -1,0 +1,59 @@
+"""Sampling continuations of natural-language prompts from a frozen decoder (template methods).
+
+Prompts are rendered with the tokenizer's chat template when asked (and when the model has one),
+left-padded, embedded, and sampled with :func:`synthtune.components.sampling.sample_from_prefix`, so
+each output depends only on its prompt and its seed, whatever the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from synthtune.components.sampling import sample_from_prefix
+
+
+def render_prompt(tokenizer, text: str, use_chat_template: bool = True, system: str | None = None) -> str:
+    """``text`` as a user turn under the chat template (when the tokenizer has one), else unchanged."""
+    if not use_chat_template or not getattr(tokenizer, "chat_template", None):
+        return text
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+@torch.inference_mode()
+def generate_from_text(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    max_new_tokens: int = 128,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    use_chat_template: bool = True,
+    system: str | None = None,
+    max_prompt_tokens: int = 1024,
+) -> list[str]:
+    """One sampled continuation per prompt (special tokens stripped)."""
+    if not prompts:
+        return []
+    rendered = [render_prompt(tokenizer, p, use_chat_template, system) for p in prompts]
+    ids = [tokenizer(r, add_special_tokens=not use_chat_template)["input_ids"][-max_prompt_tokens:] for r in rendered]
+    width = max(len(x) for x in ids)
+    device = model.get_input_embeddings().weight.device
+    input_ids = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(ids), width), dtype=torch.long, device=device)
+    for row, x in enumerate(ids):  # left padding, so every prompt ends where generation starts
+        input_ids[row, width - len(x):] = torch.tensor(x, device=device)
+        mask[row, width - len(x):] = 1
+    prefix = model.get_input_embeddings()(input_ids)
+    eos = {tokenizer.eos_token_id}
+    generation_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(generation_eos, int):
+        eos.add(generation_eos)
+    elif generation_eos:
+        eos.update(generation_eos)
+    tokens = sample_from_prefix(model, prefix, list(seeds), max_new_tokens, eos_token_ids=eos,
+                                temperature=temperature, top_p=top_p, attention_mask=mask)
+    return [tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
