@@ -1,0 +1,307 @@
+"""DawGen (Guo, Du, Li, Miao, "Generating Synthetic Datasets for Few-shot Prompt Tuning"): one soft
+prompt Q_l per label for a frozen generator, trained with token weights W = Φ_W(h) that a bi-level
+step makes label-discriminative; then label-conditioned generation.
+
+One training step (Alg. 1) for a batch of real examples, counted as ONE step for ``max_steps``:
+  1. virtual step Q'(W) = Q − α ∇_Q L_DawGen(Q; W^t), graph kept (torch.func.functional_call);
+  2. W^{t+1}: Adam step of Φ_W on ∂ L_disc(Q'(W)) / ∂W (meta-gradient through step 1);
+  3. real Adam step of Q on L_DawGen(Q; W^{t+1}), W detached.
+
+How each backward behaves under DDP (see also synthtune/components/lookahead.py):
+  * steps 1-2 use ``torch.autograd.grad`` on the unwrapped submodules (``self.label_prompts``,
+    ``self.weight_net``): local, no DDP hook fires, nothing is all-reduced by DDP; the Φ_W gradient
+    is then averaged explicitly with ``all_reduce_grads`` before Φ_W's optimizer steps, so every
+    rank applies the same W update;
+  * step 3 is ``self.manual_backward(loss)`` through the DDP-wrapped module: DDP all-reduces Q's
+    gradient. Φ_W takes no part in that graph (W is detached and its .grad is cleared before), so
+    run DDP with ``strategy: ddp_find_unused_parameters_true``.
+Only the Q optimizer goes through Lightning's optimizer wrapper; Φ_W's raw optimizer steps, so
+``global_step`` advances once per batch. Both optimizer states are saved and restored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
+from synthtune.components.dawgen_losses import (dawgen_objective, discriminative_loss, distribution_hinge_loss,
+                                                weighted_generation_loss)
+from synthtune.components.label_prompts import (LabelPrompts, all_label_logprobs, label_loglik_ratio, label_prefix,
+                                                label_token_scores, pooled_representation, token_representations)
+from synthtune.components.lookahead import MetaGradient, all_reduce_grads, meta_gradient
+from synthtune.components.sampling import sample_from_prefix
+from synthtune.components.token_weights import TokenWeightNet
+from synthtune.errors import SynthtuneError
+from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule, file_fingerprint
+from synthtune.lightning_modules.softsrv import sample_seed
+
+Batch = dict[str, Any]
+
+
+def weight_entropy(weights: Tensor, mask: Tensor) -> Tensor:
+    """Entropy of the token weights as a distribution over the batch's valid tokens, over log N (1 = uniform)."""
+    w = weights[mask.bool()].float()
+    p = w / w.sum()
+    n = p.numel()
+    return -(p * p.clamp_min(1e-30).log()).sum() / math.log(n) if n > 1 else w.new_ones(())
+
+
+class DawGenModule(FrozenBackboneModule):
+    """DawGen: per-label soft prompts Q and a token weight net Φ_W over a frozen decoder-only LM or T5.
+
+    Args:
+        backbone: ``smollm2-135m`` (bundled), a local model folder (decoder-only or T5), a ``.gguf`` or hub id.
+        dtype: weights of the frozen backbone: ``fp32`` or ``bf16`` (Q and Φ_W stay fp32).
+        num_labels: L, the task's number of labels (checked against the datamodule).
+        prompt_length: t, soft tokens per label.
+        lam: λ ≥ 0, weight of the semantic regularizer L_dist (0 gives the baselines).
+        margin: hinge margin of L_dist.
+        weight_mode: ``learned`` (Φ_W tuned by the meta-gradient) or ``uniform`` (every token weighs 1).
+        weight_mlp_size: hidden width of Φ_W.
+        lr: Adam learning rate of Q.
+        weight_lr: Adam learning rate of Φ_W.
+        inner_lr: α, step size of the virtual SGD step of Q.
+        meta_every_n_steps: update Φ_W (steps 1-2) every this many steps; 1 is Alg. 1, larger values
+            keep W fixed in between to save the double backward on a CPU.
+        init_from_label_names: start each Q_l's last soft tokens at the embeddings of its label name.
+        temperature: sampling temperature for predict (0 = greedy).
+        top_p: nucleus sampling mass for predict.
+        max_new_tokens: longest generated text (``text`` or ``text_b``), in tokens.
+        seed: seed of the initialisation and of every sample's random stream.
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        dtype: Literal["fp32", "bf16"] = "fp32",
+        num_labels: int = 2,
+        prompt_length: int = 16,
+        lam: float = 0.1,
+        margin: float = 1.0,
+        weight_mode: Literal["learned", "uniform"] = "learned",
+        weight_mlp_size: int = 64,
+        lr: float = 1e-3,
+        weight_lr: float = 1e-3,
+        inner_lr: float = 1.0,
+        meta_every_n_steps: int = 1,
+        init_from_label_names: bool = True,
+        temperature: float = 1.0,
+        top_p: float = 0.95,
+        max_new_tokens: int = 48,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not math.isfinite(float(lam)) or lam < 0:
+            raise SynthtuneError(f"lam (λ) must be a finite number >= 0, got {lam!r}; pass e.g. --model.init_args.lam 0.1")
+        if not 0.0 < top_p <= 1.0 or temperature < 0 or max_new_tokens < 1 or inner_lr < 0 or meta_every_n_steps < 1:
+            raise SynthtuneError("need 0 < top_p ≤ 1, temperature ≥ 0, max_new_tokens ≥ 1, inner_lr ≥ 0 and "
+                                 "meta_every_n_steps ≥ 1; fix --model.init_args")
+        self.save_hyperparameters()
+        bb = load_backbone(backbone, dtype)
+        if bb.max_positions is not None and prompt_length >= bb.max_positions:
+            raise SynthtuneError(f"prompt_length={prompt_length} exceeds the model's context of {bb.max_positions} "
+                                 f"positions; use a shorter prompt")
+        self.backbone = bb.model
+        self.tokenizer = bb.tokenizer
+        self.max_positions = bb.max_positions
+        embedding = self.backbone.get_input_embeddings().weight
+        gen = torch.Generator().manual_seed(seed)
+        # Each label starts from the embeddings of random vocabulary tokens: a prompt the model can read.
+        init = embedding[torch.randint(0, embedding.shape[0], (num_labels, prompt_length), generator=gen)]
+        self.label_prompts = LabelPrompts(num_labels, prompt_length, bb.hidden_size, init=init.detach().float())
+        torch.manual_seed(seed)
+        self.weight_net = TokenWeightNet(bb.hidden_size, weight_mlp_size, mode=weight_mode)
+        self.automatic_optimization = False
+        self._named = False
+        self._fingerprint = "untrained"
+        self._first_sentences: list[str] = []
+
+    def checkpoint_signature(self) -> dict[str, Any]:
+        h = self.hparams
+        return {"method": "dawgen", "backbone": h.backbone, "num_labels": h.num_labels,
+                "prompt_length": h.prompt_length, "hidden_size": self.label_prompts.prompts.shape[-1],
+                "weight_mode": h.weight_mode, "weight_mlp_size": h.weight_mlp_size}
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is None or not hasattr(dm, "label_names"):
+            raise SynthtuneError("DawGen needs a labelled datamodule (synthtune.datamodules.labeled.LabeledDataModule)")
+        names = list(dm.label_names)
+        if len(names) != self.hparams.num_labels:
+            raise SynthtuneError(f"task {dm.task_name!r} has {len(names)} labels but num_labels="
+                                 f"{self.hparams.num_labels}; set --model.init_args.num_labels {len(names)}")
+        dm.setup(stage)
+        if self.max_positions is not None and not self.backbone.config.is_encoder_decoder:
+            ctx = dm.max_context_length + 4 if dm.is_pair else 0
+            need = self.hparams.prompt_length + ctx + max(dm.max_length, self.hparams.max_new_tokens)
+            if need > self.max_positions:
+                raise SynthtuneError(f"prompt_length {self.hparams.prompt_length} + context + text ({need} tokens) "
+                                     f"exceeds the model's context of {self.max_positions}; shorten the prompt or max_length")
+        self._first_sentences = list(getattr(dm, "_first_sentences", []))
+        if self.hparams.init_from_label_names and not self._named:
+            self.name_prompts(names)
+
+    @torch.no_grad()
+    def name_prompts(self, names: list[str]) -> None:
+        """Put each label's name (its token embeddings) at the end of its prompt; a checkpoint overrides it."""
+        embed = self.backbone.get_input_embeddings()
+        for label, name in enumerate(names):
+            ids = self.tokenizer(" " + name.replace("_", " "), add_special_tokens=False)["input_ids"]
+            self.label_prompts.set_tail(label, embed(torch.tensor(ids, device=embed.weight.device)).float())
+        self._named = True
+
+    # ----------------------------------------------------------------- losses
+    def _inputs(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        return batch["target_ids"], batch["target_mask"], batch.get("context_ids"), batch.get("context_mask")
+
+    def token_reps(self, batch: Batch) -> Tensor:
+        """h_j for Φ_W: the frozen, prompt-free representation of each target token."""
+        return token_representations(self.backbone, *self._inputs(batch))
+
+    def dawgen_loss(self, prompts: Tensor, weights: Tensor, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """(L_DawGen, L_wGen, L_dist) for the per-row prompts ``[B, t, d]`` and token weights ``[B, T]``."""
+        scores = label_token_scores(self.backbone, prompts, *self._inputs(batch))
+        mask = batch["target_mask"]
+        l_wgen = weighted_generation_loss(scores.logprobs, weights, mask)  # L_wGen(Q_l)
+        if self.hparams.lam > 0:
+            z = pooled_representation(scores.hidden, weights, mask)  # W·Z_{i,l}
+            # D is cosine *similarity* (as a distance the hinge would push same-label pairs apart)
+            l_dist = distribution_hinge_loss(z, batch["label"], margin=self.hparams.margin)
+        else:
+            l_dist = l_wgen.new_zeros(())
+        return dawgen_objective(l_wgen, l_dist, self.hparams.lam), l_wgen, l_dist  # L_wGen + λ L_dist
+
+    def disc_loss(self, all_prompts: Tensor, batch: Batch) -> Tensor:
+        """L_disc for the prompts of every label ``[L, t, d]``."""
+        logprobs = all_label_logprobs(self.backbone, all_prompts, *self._inputs(batch))
+        return discriminative_loss(logprobs, batch["label"], batch["target_mask"])
+
+    def compute_meta_gradient(self, batch: Batch, reps: Tensor, write_grad: bool = False) -> MetaGradient:
+        """Steps 1-2 of Alg. 1: ∂ L_disc(Q − α∇_Q L_DawGen(Q; W)) / ∂Φ_W, without changing Q."""
+        mask, labels = batch["target_mask"], batch["label"]
+        all_labels = torch.arange(self.hparams.num_labels, device=labels.device)
+
+        def inner(call_q: Any, weight_net: torch.nn.Module) -> Tensor:
+            return self.dawgen_loss(call_q(labels), weight_net(reps, mask), batch)[0]
+
+        def outer(call_q: Any) -> Tensor:
+            return self.disc_loss(call_q(all_labels), batch)
+
+        return meta_gradient(self.label_prompts, self.weight_net, inner, outer, self.hparams.inner_lr,
+                             write_grad=write_grad)
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        opt_q, opt_w = self.optimizers()
+        mask, n = batch["target_mask"], batch["target_ids"].shape[0]
+        reps = self.token_reps(batch)
+        learned = self.hparams.weight_mode == "learned"
+        if learned and self.global_step % self.hparams.meta_every_n_steps == 0:
+            meta = self.compute_meta_gradient(batch, reps, write_grad=True)
+            self.check_finite(meta.outer_loss, "disc loss")
+            all_reduce_grads(self.weight_net.parameters())  # average the local meta-gradients across ranks
+            opt_w.optimizer.step()  # raw optimizer: does not advance global_step
+            opt_w.optimizer.zero_grad(set_to_none=True)
+            disc = meta.outer_loss
+        else:
+            with torch.no_grad():  # no W step now: L_disc of the current Q, for the log only
+                disc = self.disc_loss(self.label_prompts.prompts, batch)
+        weights = self.weight_net(reps, mask).detach()
+        loss, l_wgen, l_dist = self.dawgen_loss(self.label_prompts(batch["label"]), weights, batch)
+        self.check_finite(loss)
+        opt_q.zero_grad()
+        self.manual_backward(loss)
+        opt_q.step()
+        logs = {"train/loss": loss, "train/wgen": l_wgen, "train/disc": disc, "train/dist": l_dist,
+                "train/weight_entropy": weight_entropy(weights, mask)}
+        self.log_dict({k: v.detach() for k, v in logs.items()}, prog_bar=False, batch_size=n)
+        self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=n)
+        return {"loss": loss.detach(), "token_weights": weights}
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [torch.optim.Adam(self.label_prompts.parameters(), lr=self.hparams.lr),
+                torch.optim.Adam(self.weight_net.parameters(), lr=self.hparams.weight_lr)]
+
+    # ------------------------------------------------------------- generation
+    def generation_params(self) -> dict[str, Any]:
+        h = self.hparams
+        return {"backbone": h.backbone, "prompt_length": h.prompt_length, "weight_mode": h.weight_mode,
+                "lam": h.lam, "temperature": h.temperature, "top_p": h.top_p, "max_new_tokens": h.max_new_tokens,
+                "seed": h.seed, "checkpoint": self._fingerprint}
+
+    def on_predict_start(self) -> None:
+        self._fingerprint = file_fingerprint(self.trainer.ckpt_path)
+
+    def _eos_ids(self) -> set[int]:
+        eos = {self.tokenizer.eos_token_id}
+        extra = getattr(getattr(self.backbone, "generation_config", None), "eos_token_id", None)
+        eos.update([extra] if isinstance(extra, int) else (extra or []))
+        return eos
+
+    @torch.no_grad()
+    def generate(self, labels: Tensor, seeds: list[int], context_ids: Tensor | None = None,
+                 context_mask: Tensor | None = None) -> list[str]:
+        """One text per row, conditioned on the row's label prompt (and its ``text_a`` tokens)."""
+        h = self.hparams
+        prompts = self.label_prompts(labels.to(self.device)).to(self.backbone.dtype)
+        embed = self.backbone.get_input_embeddings()
+        ctx = embed(context_ids.to(self.device)) if context_ids is not None else None
+        cmask = context_mask.to(self.device) if context_mask is not None else None
+        if not self.backbone.config.is_encoder_decoder:
+            prefix, mask = label_prefix(prompts, ctx, cmask)
+            tokens = sample_from_prefix(self.backbone, prefix, seeds, h.max_new_tokens, self._eos_ids(),
+                                        temperature=h.temperature, top_p=h.top_p,
+                                        attention_mask=mask if ctx is not None else None)
+            return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
+        texts = []
+        sampling = {"do_sample": True, "temperature": h.temperature, "top_p": h.top_p} if h.temperature > 0 \
+            else {"do_sample": False}
+        for row, seed in enumerate(seeds):  # T5: HF generate with the prompt (+ text_a) as encoder inputs_embeds
+            n_ctx = int(cmask[row].sum()) if cmask is not None else 0
+            parts = [prompts[row]] + ([ctx[row, :n_ctx]] if n_ctx else [])
+            enc = torch.cat(parts).unsqueeze(0)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                out = self.backbone.generate(inputs_embeds=enc, attention_mask=torch.ones(enc.shape[:2], dtype=torch.long,
+                                             device=enc.device), max_new_tokens=h.max_new_tokens, **sampling)
+            texts.append(self.tokenizer.decode(out[0], skip_special_tokens=True).strip())
+        return texts
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
+        ids = batch["id"].tolist()
+        seeds = [sample_seed(self.hparams.seed, i) for i in ids]
+        texts = self.generate(batch["label"], seeds, batch.get("context_ids"), batch.get("context_mask"))
+        params = self.generation_params()
+        rows = []
+        for j, (i, text) in enumerate(zip(ids, texts)):
+            row: dict[str, Any] = {"id": i}
+            row.update({"text_a": batch["text_a"][j], "text_b": text} if "text_a" in batch else {"text": text})
+            row.update(label=int(batch["label"][j]), label_name=batch["label_name"][j], method="dawgen", params=params)
+            rows.append(row)
+        return rows
+
+    @torch.no_grad()
+    def sample_texts(self, num: int) -> list[str]:
+        """A few samples, labels round-robin (pair tasks: over the real first sentences), for logging."""
+        labels = torch.arange(num) % self.hparams.num_labels
+        seeds = [sample_seed(self.hparams.seed, -1 - i) for i in range(num)]
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if not self._first_sentences or dm is None:
+            return self.generate(labels, seeds)
+        from synthtune.datamodules.labeled import pad_lists
+
+        firsts = [self._first_sentences[i % len(self._first_sentences)] for i in range(num)]
+        ctx, cmask = pad_lists([dm.encode_context(a) for a in firsts], self.tokenizer.pad_token_id)
+        return [f"{a} || {b}" for a, b in zip(firsts, self.generate(labels, seeds, ctx, cmask))]
+
+    @torch.no_grad()
+    def loglik_ratio(self, batch: Batch) -> Tensor:
+        """Per example: mean token log-lik under its own label's prompt minus that under the other labels'."""
+        batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        logprobs = all_label_logprobs(self.backbone, self.label_prompts.prompts, *self._inputs(batch))
+        return label_loglik_ratio(logprobs, batch["label"], batch["target_mask"])
