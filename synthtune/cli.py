@@ -15,6 +15,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Optional
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
@@ -59,6 +60,9 @@ class SynthtuneCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(JsonlPredictionWriter, "writer")
         parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
+        parser.add_argument("--synthtune_subcommand", type=Optional[str], default=None,
+                            help="the subcommand a config is written for (e.g. predict for generation-only "
+                                 "methods); running it with another subcommand is refused")
 
     def _parse_ckpt_path(self) -> None:
         """Keep the user's config as given.
@@ -71,6 +75,9 @@ class SynthtuneCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        intended = config.get("synthtune_subcommand")
+        if intended and self.subcommand and intended != self.subcommand:
+            raise SynthtuneError(f"this config is for `synthtune {intended}`, not `synthtune {self.subcommand}`")
         root = config.trainer.default_root_dir or os.getcwd()
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(Path(root) / "checkpoints")
@@ -80,7 +87,7 @@ class SynthtuneCLI(LightningCLI):
                                  f"to resume from {config.checkpoint.dirpath}")
         if self.subcommand == "predict" and config.get("return_predictions") is None:
             config.return_predictions = False  # the writer owns the rows; don't also keep them all in memory
-        if self.subcommand == "predict" and not ckpt:
+        if self.subcommand == "predict" and not ckpt and intended != "predict":
             log.warning("predicting without --ckpt_path: samples come from an untrained prompt")
 
 

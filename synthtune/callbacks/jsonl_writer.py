@@ -289,7 +289,8 @@ class JsonlPredictionWriter(BasePredictionWriter):
         console = Console()
         console.print(Text(f"wrote {len(rows)} samples ({new} new) to {output}", style="bold green"))
         for row in rows[: self.preview]:
-            text = str(row.get("text", ""))
+            # the main text field of the row: a sample, an answer, or the second sentence of a pair
+            text = str(next((row[k] for k in ("text", "answer", "text_b") if row.get(k)), ""))
             if len(text) > _PREVIEW_CHARS:
                 text = text[:_PREVIEW_CHARS] + "…"
             console.print(Text(f"[{row['id']}] ", style="cyan") + Text(text))
