@@ -208,12 +208,11 @@ def test_bad_templates_and_settings(tiny_llama):
 
 @pytest.mark.parametrize("name", ["gsm8k", "mbpp", "boolq", "demo", "answers_gsm8k"])
 def test_configs_predict_on_a_tiny_model(name, tiny_llama, tmp_path, monkeypatch):
-    """Each config runs one predict batch (the CLI does not know synthtune_subcommand yet: it is dropped here)."""
+    """Each config runs one predict batch."""
     monkeypatch.chdir(REPO)
-    config = yaml.safe_load((REPO / "configs" / "template_generation" / f"{name}.yaml").read_text())
-    assert config.pop("synthtune_subcommand") == "predict"
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = REPO / "configs" / "template_generation" / f"{name}.yaml"
+    config = yaml.safe_load(path.read_text())
+    assert config["synthtune_subcommand"] == "predict"
     args = ["predict", "--config", str(path), "--model.init_args.backbone", tiny_llama,
             "--model.init_args.max_new_tokens", "4", "--trainer.fast_dev_run", "true",
             "--trainer.default_root_dir", str(tmp_path / "run")]
