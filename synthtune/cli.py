@@ -32,6 +32,7 @@ DATA_COMMANDS = {
     "curate": ("synthtune.curation.commands", "curate_main"),
     "decontaminate": ("synthtune.curation.commands", "decontaminate_main"),
     "score": ("synthtune.curation.commands", "score_main"),
+    "synalign": ("synthtune.synalign", "main"),
 }
 SPECIAL_CKPT = {"last", "best", "hpc", "registry"}
 

@@ -38,12 +38,13 @@ def test_fast_dev_run_on_a_tiny_model(config, tiny_llama, monkeypatch, tmp_path)
             "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
             "--trainer.default_root_dir", str(tmp_path)]
     data = yaml.safe_load((REPO / config).read_text()).get("data", {}).get("init_args", {})
-    if "path" in data and data["path"] and not (REPO / data["path"]).exists():
-        # The config reads an earlier step's output (e.g. generated questions): give it a small stand-in.
-        stand_in = tmp_path / "input.jsonl"
-        stand_in.write_text("".join(json.dumps({"text": f"Tom has {i} pens. How many?", "label": i % 2})
-                                    + "\n" for i in range(4)))
-        args += ["--data.init_args.path", str(stand_in)]
+    for key in ("path", "synthetic", "real"):
+        if data.get(key) and not (REPO / data[key]).exists():
+            # The config reads an earlier step's output (e.g. generated rows): give it a small stand-in.
+            stand_in = tmp_path / f"{key}.jsonl"
+            stand_in.write_text("".join(json.dumps({"text": f"Tom has {i} pens. How many now?", "label": i % 2})
+                                        + "\n" for i in range(8)))
+            args += [f"--data.init_args.{key}", str(stand_in)]
     cli = run_cli(args)
     if subcommand == "fit":
         assert cli.trainer.global_step == 1

@@ -1,0 +1,109 @@
+"""Selected demonstrations → generation jobs for SynAlign's attribute prompting (predict only).
+
+A job is one (demonstration, round) pair; job ``j`` uses demonstration ``j mod D`` and writes the
+sample ids ``j·gen_size … j·gen_size + gen_size − 1``. A job counts as finished once all its ids are on
+disk, so a resumed ``synthtune predict`` redoes only unfinished jobs (per-job seeds make a redone job
+reproduce its earlier rows).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from synthtune.components.backbone import DEFAULT_BACKBONE
+from synthtune.errors import SynthtuneError
+from synthtune.records import read_records, require_fields
+from synthtune.tasks import load_task
+
+
+class DemonstrationDataModule(pl.LightningDataModule):
+    """Labelled demonstrations (e.g. the output of ``synthtune synalign select``) as generation jobs.
+
+    Args:
+        path: JSONL of demonstrations with a text field and an integer ``label`` (or a label name).
+        task: task name or folder whose ``meta.json`` gives the label names (``data/<task>``).
+        backbone: the generator's backbone (linked from the model by the CLI; not used here).
+        text_field: field holding each demonstration's text.
+        rounds: jobs per demonstration (each with its own seeds), so the output has up to
+            ``rounds · demonstrations · gen_size`` rows.
+        batch_size: jobs per predict batch.
+        gen_size: examples per job; ``None`` reads ``gen_size`` from the model.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        task: str,
+        backbone: str = DEFAULT_BACKBONE,
+        text_field: str = "text",
+        rounds: int = 1,
+        batch_size: int = 8,
+        gen_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if rounds < 1 or batch_size < 1:
+            raise SynthtuneError(f"rounds and batch_size must be >= 1, got rounds={rounds}, batch_size={batch_size}")
+        self.path, self.task_name, self.backbone, self.text_field = path, task, backbone, text_field
+        self.rounds, self.batch_size, self.gen_size = rounds, batch_size, gen_size
+        self.demos: list[dict[str, Any]] = []
+        self._skip: set[int] = set()
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage not in (None, "predict"):
+            raise SynthtuneError("the SynAlign generation step has nothing to train; run `synthtune predict --config ...`")
+        if self.demos:
+            return
+        task = load_task(self.task_name)
+        rows = read_records(self.path)
+        if not rows:
+            raise SynthtuneError(f"{self.path}: no demonstrations; run `synthtune synalign select` first")
+        require_fields(rows, [self.text_field, "label"], str(self.path))
+        demos = []
+        for i, row in enumerate(rows):
+            text = str(row[self.text_field]).strip()
+            if not text:
+                raise SynthtuneError(f"{self.path}: row {i} has an empty {self.text_field!r}; drop it or fix the file")
+            label = task.label_index(row["label"], str(self.path), i)
+            demos.append({"text": text, "label": label, "label_name": task.label_names[label],
+                          "demo_index": int(row.get("pool_index", i))})
+        self.demos = demos
+
+    @property
+    def num_jobs(self) -> int:
+        return self.rounds * len(self.demos)
+
+    def resolved_gen_size(self) -> int:
+        """``gen_size``, or the model's when it was left unset."""
+        if self.gen_size is not None:
+            return self.gen_size
+        module = self.trainer.lightning_module if getattr(self, "trainer", None) is not None else None
+        size = getattr(getattr(module, "hparams", None), "gen_size", None)
+        if size is None:
+            raise SynthtuneError("DemonstrationDataModule needs gen_size (set data.init_args.gen_size or model.init_args.gen_size)")
+        return int(size)
+
+    def skip_ids(self, ids: set[int]) -> None:
+        """Sample ids already written by an interrupted run; jobs with all their ids done are skipped."""
+        self._skip = set(ids)
+
+    def pending_jobs(self) -> list[int]:
+        g = self.resolved_gen_size()
+        return [j for j in range(self.num_jobs) if not all(j * g + k in self._skip for k in range(g))]
+
+    def collate(self, jobs: list[int]) -> dict[str, Any]:
+        demos = [self.demos[j % len(self.demos)] for j in jobs]
+        return {
+            "job": torch.tensor(jobs),
+            "demo": torch.tensor([j % len(self.demos) for j in jobs]),
+            "text": [d["text"] for d in demos],
+            "label": torch.tensor([d["label"] for d in demos]),
+            "label_name": [d["label_name"] for d in demos],
+            "demo_index": torch.tensor([d["demo_index"] for d in demos]),
+        }
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(self.pending_jobs(), batch_size=self.batch_size, shuffle=False, collate_fn=self.collate)

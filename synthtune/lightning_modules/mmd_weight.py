@@ -1,0 +1,235 @@
+"""SynAlign MMD sample weights (Ren et al., Sec. 3.3) as a Lightning module.
+
+fit:     ω_i = softmax_i(g_Θ(e_i)) over a synthetic minibatch; loss = weighted MMD² to a real minibatch
+         under an RBF kernel (median-heuristic or mixture bandwidths, fixed from the data at setup).
+predict: global weights exp(g_Θ(e_i)) / Σ_j exp(g_Θ(e_j)) over all N synthetic rows → one row per
+         synthetic example (``weight``, ``score``) in ``samples.jsonl``; then ``num_resample`` rows
+         drawn with probability ω (with or without replacement) → ``resampled.jsonl``, and the MMD²
+         before and after → ``resampled.jsonl.report.json`` (next to the resampled rows).
+
+Checkpoints hold g_Θ and its optimizer only: the embeddings are recomputed (from the cache) by the
+datamodule.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthtune.components.mmd import (
+    BandwidthSpec,
+    mmd2_from_kernels,
+    mmd2_minibatch,
+    rbf_kernel,
+    resolve_bandwidths,
+)
+from synthtune.components.sample_weights import SampleWeightNet, resample
+from synthtune.curation.featurize import DEFAULT_FEATURIZER
+from synthtune.errors import SynthtuneError
+from synthtune.lightning_modules.frozen_backbone import (
+    FrozenBackboneModule,
+    file_fingerprint,
+)
+from synthtune.paths import atomic_write_bytes, atomic_write_jsonl
+
+log = logging.getLogger(__name__)
+
+RESAMPLED_FILE = "resampled.jsonl"
+
+
+def effective_sample_size(weights: torch.Tensor) -> float:
+    """Kish's effective sample size 1 / Σ ω_i² of normalised weights."""
+    w = weights.double() / weights.double().sum()
+    return float(1.0 / (w * w).sum())
+
+
+class MMDWeightModule(FrozenBackboneModule):
+    """Learned per-sample weights ω = softmax(g_Θ(e)) that minimise MMD² between synthetic and real embeddings.
+
+    Args:
+        backbone: the embedder the datamodule uses (``minilm`` or a causal LM); recorded in checkpoints.
+        hidden: width of the projection g_Θ.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        bandwidth: ``median`` (median heuristic), ``mixture`` (median × {0.5, 1, 2}), a positive number
+            or a list of them.
+        num_resample: rows to draw at predict time (``None``: as many as there are synthetic rows).
+        replace: draw with replacement.
+        resample_output: where the resampled rows go (default ``<default_root_dir>/resampled.jsonl``).
+        stratify_label: draw each label's share of ``num_resample`` (its share of the synthetic rows)
+            from that label's rows by ω, so resampling cannot shift the label balance (rows need ``label``).
+        eval_batches: minibatches averaged for the MMD² in the predict report.
+        seed: seed of g_Θ's initialisation, the median-heuristic subsample and the resampling.
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_FEATURIZER,
+        hidden: int = 64,
+        lr: float = 1e-2,
+        weight_decay: float = 0.0,
+        bandwidth: BandwidthSpec = "median",
+        num_resample: int | None = None,
+        replace: bool = True,
+        resample_output: str | None = None,
+        stratify_label: bool = False,
+        eval_batches: int = 8,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if hidden < 1 or not lr > 0 or weight_decay < 0 or eval_batches < 1:
+            raise SynthtuneError("need hidden >= 1, lr > 0, weight_decay >= 0 and eval_batches >= 1")
+        if num_resample is not None and num_resample < 0:
+            raise SynthtuneError(f"num_resample must be >= 0, got {num_resample}")
+        self.save_hyperparameters()
+        self.net: SampleWeightNet | None = None
+        self.bandwidths: list[float] = []
+        self.dim = 0
+        self._weights: torch.Tensor | None = None
+        self._scores: torch.Tensor | None = None
+        self._fingerprint = "untrained"
+
+    # ----------------------------------------------------------------- setup
+    def _datamodule(self):
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is None or getattr(dm, "syn_emb", None) is None or getattr(dm, "real_emb", None) is None:
+            raise SynthtuneError("MMDWeightModule needs synthtune.datamodules.embeddings.EmbeddingDataModule as data")
+        return dm
+
+    def build(self, dim: int) -> None:
+        """Create g_Θ for embeddings of dimension ``dim`` (seeded)."""
+        if self.net is not None:
+            if self.dim != dim:
+                raise SynthtuneError(f"this module was built for {self.dim}-d embeddings, got {dim}-d; use the same embedder")
+            return
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.hparams.seed)
+            self.net = SampleWeightNet(dim, hidden=self.hparams.hidden)
+        self.dim = dim
+
+    def setup(self, stage: str) -> None:
+        dm = self._datamodule()
+        self.build(dm.dim)
+        # Bandwidths are fixed before training from both sets (raises when all embeddings are identical).
+        self.bandwidths = resolve_bandwidths(self.hparams.bandwidth, dm.syn_emb, dm.real_emb, seed=self.hparams.seed)
+        log.info("MMD bandwidths: %s", ", ".join(f"{b:.4g}" for b in self.bandwidths))
+
+    def checkpoint_signature(self) -> dict[str, Any]:
+        return {"method": "synalign_mmd_weights", "backbone": self.hparams.backbone, "dim": self.dim,
+                "hidden": self.hparams.hidden}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    # ---------------------------------------------------------------- fit
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        syn, real = batch["syn"], batch["real"]
+        with torch.no_grad():  # kernels are constants; only ω = softmax(g_Θ(e)) carries gradients
+            k_ss = rbf_kernel(syn, syn, self.bandwidths)
+            k_sr = rbf_kernel(syn, real, self.bandwidths)
+            k_rr = rbf_kernel(real, real, self.bandwidths)
+        weights = self.net(syn)  # ω_i = softmax_i(g_Θ(e_i)) over the minibatch
+        self.check_finite(weights.sum(), "the sum of the sample weights")  # NaN weights stop the run
+        loss = mmd2_from_kernels(k_ss, k_sr, k_rr, weights)  # weighted MMD² (V-statistic)
+        self.check_finite(loss, "the MMD² loss")
+        with torch.no_grad():
+            uniform = torch.full_like(weights, 1.0 / weights.shape[0])
+            baseline = mmd2_from_kernels(k_ss, k_sr, k_rr, uniform)
+        size = syn.shape[0]
+        self.log("train/mmd2", loss, prog_bar=True, batch_size=size)
+        self.log("train/mmd2_uniform", baseline, batch_size=size)
+        return loss
+
+    # ------------------------------------------------------------ predict
+    def params(self) -> dict[str, Any]:
+        h = self.hparams
+        return {"backbone": h.backbone, "hidden": h.hidden, "bandwidths": [round(b, 8) for b in self.bandwidths],
+                "seed": h.seed, "checkpoint": self._fingerprint}
+
+    def on_predict_start(self) -> None:
+        self._fingerprint = file_fingerprint(self.trainer.ckpt_path)
+        if self._fingerprint == "untrained":
+            log.warning("predicting without --ckpt_path: the weights are uniform (an untrained g_Θ)")
+        dm = self._datamodule()
+        with torch.no_grad():
+            emb = dm.syn_emb.to(self.device)
+            scores = torch.cat([self.net.scores(emb[i: i + 65536]) for i in range(0, emb.shape[0], 65536)]).cpu()
+        if not torch.isfinite(scores).all():
+            raise SynthtuneError("the learned weights are NaN or inf; refit with a lower learning rate (--model.init_args.lr)")
+        self._scores = scores
+        self._weights = torch.exp(scores - torch.logsumexp(scores, dim=0))  # ω over all N rows
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
+        dm = self._datamodule()
+        params = self.params()
+        rows = []
+        for i in batch["id"].tolist():
+            source = dm.synthetic_rows[i]
+            row = {k: v for k, v in source.items() if k not in ("id", "params", "method")}
+            row.update({"id": i, "synthetic_id": source.get("id", i), "source_method": source.get("method"),
+                        "weight": float(self._weights[i]), "score": float(self._scores[i]),
+                        "method": "synalign_mmd_weights", "params": params})
+            rows.append(row)
+        return rows
+
+    def resampled_path(self) -> Path:
+        if self.hparams.resample_output:
+            return Path(self.hparams.resample_output).expanduser()
+        return Path(self.trainer.default_root_dir) / RESAMPLED_FILE
+
+    def on_predict_end(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        dm = self._datamodule()
+        h = self.hparams
+        n = len(dm.synthetic_rows) if h.num_resample is None else h.num_resample
+        if h.stratify_label:
+            picks = self.stratified_picks([row.get("label") for row in dm.synthetic_rows], n)
+        else:
+            picks = resample(self._weights, n, replace=h.replace, seed=h.seed)
+        params = {**self.params(), "num_resample": n, "replace": h.replace, "stratify_label": h.stratify_label}
+        out = []
+        for j, i in enumerate(picks.tolist()):
+            source = dm.synthetic_rows[i]
+            row = {k: v for k, v in source.items() if k not in ("id", "params", "method")}
+            row.update({"id": j, "synthetic_index": i, "synthetic_id": source.get("id", i),
+                        "source_method": source.get("method"), "weight": float(self._weights[i]),
+                        "method": "synalign_mmd_resample", "params": params})
+            out.append(row)
+        path = self.resampled_path()
+        atomic_write_jsonl(path, out)
+        report = self.mmd_report(dm.syn_emb, dm.real_emb, picks)
+        report.update({"num_synthetic": len(dm.synthetic_rows), "num_real": len(dm.real_rows), "num_resample": n,
+                       "replace": h.replace, "unique_resampled": int(picks.unique().numel()),
+                       "resampled_output": str(path), "checkpoint": self._fingerprint})
+        atomic_write_bytes(path.with_name(path.name + ".report.json"), (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+        log.info("wrote %d resampled rows to %s; MMD² %.5f (uniform) -> %.5f (weighted) -> %.5f (resampled)",
+                 n, path, report["mmd2_uniform"], report["mmd2_weighted"], report["mmd2_resampled"])
+
+    def stratified_picks(self, labels: list[Any], n: int) -> torch.Tensor:
+        """Per-label draws by ω: label c gets round(n · share_c) picks (largest remainders first)."""
+        if any(label is None for label in labels):
+            raise SynthtuneError("stratify_label needs a 'label' on every synthetic row; add labels or set stratify_label false")
+        keys = sorted(set(labels), key=str)
+        rows = {k: torch.tensor([i for i, label in enumerate(labels) if label == k]) for k in keys}
+        exact = {k: n * len(rows[k]) / len(labels) for k in keys}
+        counts = {k: int(exact[k]) for k in keys}
+        for k in sorted(keys, key=lambda k: counts[k] - exact[k])[: n - sum(counts.values())]:
+            counts[k] += 1  # largest remainders get the leftover picks
+        picks = [rows[k][resample(self._weights[rows[k]], counts[k], replace=self.hparams.replace,
+                                  seed=self.hparams.seed + j)] for j, k in enumerate(keys) if counts[k]]
+        return torch.cat(picks) if picks else torch.empty(0, dtype=torch.long)
+
+    def mmd_report(self, syn: torch.Tensor, real: torch.Tensor, picks: torch.Tensor) -> dict[str, Any]:
+        """MMD² to the real set with uniform weights, with ω, and of the resampled rows (minibatch estimates)."""
+        h = self.hparams
+        kwargs = {"num_batches": h.eval_batches, "seed": h.seed}
+        uniform = mmd2_minibatch(syn, real, self.bandwidths, **kwargs)
+        weighted = mmd2_minibatch(syn, real, self.bandwidths, weights=self._weights.float(), **kwargs)
+        resampled = mmd2_minibatch(syn[picks], real, self.bandwidths, **kwargs) if picks.numel() else float("nan")
+        return {"bandwidths": self.bandwidths, "mmd2_uniform": uniform, "mmd2_weighted": weighted,
+                "mmd2_resampled": resampled, "effective_sample_size": effective_sample_size(self._weights)}

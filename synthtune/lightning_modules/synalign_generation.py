@@ -1,0 +1,194 @@
+"""SynAlign latent attribute reasoning (Ren et al., Sec. 3.2) with a frozen local LLM, at predict time.
+
+For each job (a selected demonstration and a round) of a
+:class:`~synthtune.datamodules.synalign_demos.DemonstrationDataModule`:
+
+1. stage 1 asks the model for the demonstration's attributes as JSON; replies without a usable JSON
+   object are counted and the job is skipped;
+2. stage 2 asks for ``gen_size`` new examples with the demonstration's label and those attributes;
+   replies with the wrong number of items are counted and dropped (or truncated, by config).
+
+Nothing is trained: ``synthtune predict --config configs/synalign/<task>_generate.yaml`` writes the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from synthtune.components.attribute_prompts import (
+    DEFAULT_ATTRIBUTE_TEMPLATE,
+    DEFAULT_GENERATION_TEMPLATE,
+    CountPolicy,
+    ParseStats,
+    check_template,
+    fill,
+    format_attributes,
+    parse_attributes,
+    parse_items,
+)
+from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
+from synthtune.components.text_generation import generate_from_text
+from synthtune.errors import SynthtuneError
+from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
+from synthtune.lightning_modules.softsrv import sample_seed
+from synthtune.paths import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+STATS_FILE = "synalign_generation_stats.json"
+NOTHING_TO_TRAIN = "SynAlignGenerationModule has nothing to train; run `synthtune predict --config ...` instead of fit"
+
+
+class SynAlignGenerationModule(FrozenBackboneModule):
+    """Two-stage attribute prompting of a frozen causal LM over selected demonstrations.
+
+    Args:
+        backbone: ``smollm2-135m`` (bundled), a local model folder, a ``.gguf`` file or a hub id.
+        dtype: weights of the frozen backbone: ``fp32`` or ``bf16``.
+        task_description: what one example is, as the prompts name it (e.g. ``movie review``).
+        attribute_template: stage-1 prompt; fields ``{text}`` (required), ``{label_name}``, ``{task}``.
+        generation_template: stage-2 prompt; fields ``{attributes}`` and ``{gen_size}`` (required),
+            ``{text}``, ``{label_name}``, ``{task}``.
+        gen_size: examples asked for per stage-2 prompt.
+        count_policy: ``drop`` a stage-2 reply with the wrong number of items, or ``truncate`` it
+            to its first ``gen_size`` items (it is counted either way).
+        attribute_max_new_tokens: length limit of stage-1 replies.
+        max_new_tokens: length limit of stage-2 replies.
+        temperature: sampling temperature (0 = greedy).
+        top_p: nucleus sampling mass.
+        use_chat_template: wrap prompts in the tokenizer's chat template.
+        seed: run seed; every job's two sampling streams depend only on it and the job id.
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        dtype: Literal["fp32", "bf16"] = "fp32",
+        task_description: str = "text",
+        attribute_template: str = DEFAULT_ATTRIBUTE_TEMPLATE,
+        generation_template: str = DEFAULT_GENERATION_TEMPLATE,
+        gen_size: int = 5,
+        count_policy: CountPolicy = "drop",
+        attribute_max_new_tokens: int = 64,
+        max_new_tokens: int = 256,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        use_chat_template: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if gen_size < 1:
+            raise SynthtuneError(f"gen_size must be >= 1, got {gen_size}")
+        if count_policy not in ("drop", "truncate"):
+            raise SynthtuneError(f"count_policy must be 'drop' or 'truncate', got {count_policy!r}")
+        if attribute_max_new_tokens < 1 or max_new_tokens < 1 or temperature < 0 or not 0.0 < top_p <= 1.0:
+            raise SynthtuneError("need max_new_tokens >= 1, attribute_max_new_tokens >= 1, temperature >= 0 and 0 < top_p <= 1")
+        check_template(attribute_template, "attribute_template", ("text",))
+        check_template(generation_template, "generation_template", ("attributes", "gen_size"))
+        self.save_hyperparameters()
+        bb = load_backbone(backbone, dtype)
+        if bb.is_encoder_decoder:
+            raise SynthtuneError(f"SynAlign generation needs a decoder-only backbone; {backbone} is encoder-decoder")
+        self.backbone = bb.model
+        self.tokenizer = bb.tokenizer
+        self.stats = ParseStats()
+
+    def checkpoint_signature(self) -> dict[str, Any]:
+        return {"method": "synalign_generation", "backbone": self.hparams.backbone}
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            raise SynthtuneError(NOTHING_TO_TRAIN)
+
+    def generation_params(self) -> dict[str, Any]:
+        """Settings identical for every row of a run (written into each row's ``params``)."""
+        h = self.hparams
+        return {"backbone": h.backbone, "task_description": h.task_description, "gen_size": h.gen_size,
+                "count_policy": h.count_policy, "attribute_max_new_tokens": h.attribute_max_new_tokens,
+                "max_new_tokens": h.max_new_tokens, "temperature": h.temperature, "top_p": h.top_p,
+                "seed": h.seed, "use_chat_template": h.use_chat_template, "attribute_template": h.attribute_template,
+                "generation_template": h.generation_template}
+
+    def _sample(self, prompts: list[str], seeds: list[int], max_new_tokens: int) -> list[str]:
+        h = self.hparams
+        return generate_from_text(self.backbone, self.tokenizer, prompts, seeds, max_new_tokens=max_new_tokens,
+                                  temperature=h.temperature, top_p=h.top_p, use_chat_template=h.use_chat_template)
+
+    def attribute_stage(self, texts: list[str], label_names: list[str], jobs: list[int]) -> list[dict[str, str] | None]:
+        """Stage 1: each demonstration's attributes (``None`` where the reply held no JSON object)."""
+        h = self.hparams
+        prompts = [fill(h.attribute_template, text=t, label_name=n, task=h.task_description)
+                   for t, n in zip(texts, label_names)]
+        replies = self._sample(prompts, [sample_seed(h.seed, 2 * j) for j in jobs], h.attribute_max_new_tokens)
+        out = []
+        for reply in replies:
+            attributes, repaired = parse_attributes(reply)
+            self.stats.attribute_replies += 1
+            self.stats.invalid_json += attributes is None
+            self.stats.repaired_json += repaired
+            out.append(attributes)
+        return out
+
+    def generation_stage(self, texts: list[str], label_names: list[str], attributes: list[dict[str, str]],
+                         jobs: list[int]) -> list[list[str]]:
+        """Stage 2: up to ``gen_size`` new examples per (demonstration, attributes)."""
+        h = self.hparams
+        prompts = [fill(h.generation_template, text=t, label_name=n, task=h.task_description,
+                        attributes=format_attributes(a), gen_size=h.gen_size)
+                   for t, n, a in zip(texts, label_names, attributes)]
+        replies = self._sample(prompts, [sample_seed(h.seed, 2 * j + 1) for j in jobs], h.max_new_tokens)
+        out = []
+        for reply in replies:
+            items, wrong = parse_items(reply, h.gen_size, h.count_policy)
+            self.stats.generation_replies += 1
+            self.stats.wrong_count += wrong
+            self.stats.dropped_replies += not items
+            self.stats.items_kept += len(items)
+            out.append(items)
+        return out
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        jobs = batch["job"].tolist()
+        attributes = self.attribute_stage(batch["text"], batch["label_name"], jobs)
+        keep = [i for i, a in enumerate(attributes) if a is not None]
+        if not keep:
+            return []
+        items = self.generation_stage([batch["text"][i] for i in keep], [batch["label_name"][i] for i in keep],
+                                      [attributes[i] for i in keep], [jobs[i] for i in keep])
+        params = self.generation_params()
+        rows = []
+        for i, texts in zip(keep, items):
+            for k, text in enumerate(texts):
+                rows.append({"id": jobs[i] * self.hparams.gen_size + k, "text": text,
+                             "label": int(batch["label"][i]), "label_name": batch["label_name"][i],
+                             "demo_index": int(batch["demo_index"][i]), "attributes": attributes[i],
+                             "method": "synalign", "params": params})
+        return rows
+
+    def on_predict_start(self) -> None:
+        self.stats = ParseStats()
+
+    def on_predict_end(self) -> None:
+        s = self.stats
+        if s.invalid_json:
+            log.warning("stage 1: %d of %d attribute replies were not valid JSON and were skipped",
+                        s.invalid_json, s.attribute_replies)
+        if s.wrong_count:
+            log.warning("stage 2: %d of %d replies had a number of items other than gen_size=%d (%s)",
+                        s.wrong_count, s.generation_replies, self.hparams.gen_size,
+                        "dropped" if self.hparams.count_policy == "drop" else "truncated")
+        log.info("SynAlign generation kept %d examples from %d jobs", s.items_kept, s.attribute_replies)
+        if self.trainer.is_global_zero:
+            path = Path(self.trainer.default_root_dir) / STATS_FILE
+            atomic_write_bytes(path, (json.dumps(s.as_dict(), indent=2) + "\n").encode("utf-8"))
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        raise SynthtuneError(NOTHING_TO_TRAIN)
+
+    def configure_optimizers(self) -> None:
+        raise SynthtuneError(NOTHING_TO_TRAIN)

@@ -1,0 +1,133 @@
+"""SynAlignGenerationModule + DemonstrationDataModule: two-stage prompting, counting and skipping bad replies,
+per-job seeds, resume, and refusing `fit`."""
+
+import json
+
+import pytest
+
+from synthtune.cli import main
+from synthtune.datamodules.synalign_demos import DemonstrationDataModule
+from synthtune.errors import SynthtuneError
+from synthtune.lightning_modules.synalign_generation import SynAlignGenerationModule
+
+GEN = "synthtune.lightning_modules.synalign_generation"
+
+
+@pytest.fixture()
+def demos(tmp_path):
+    rows = [{"text": "a gorgeous , moving film", "label": 1, "pool_index": 40},
+            {"text": "tedious and flat", "label": "negative", "pool_index": 7},
+            {"text": "warm and funny", "label": 1}]
+    path = tmp_path / "demos.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+class ScriptedLLM:
+    """Records (prompt, seed) calls; replies by the demonstration text in the prompt."""
+
+    def __init__(self, attribute_replies, generation_replies):
+        self.attribute_replies, self.generation_replies, self.calls = attribute_replies, generation_replies, []
+
+    def __call__(self, model, tokenizer, prompts, seeds, max_new_tokens=128, **kwargs):
+        self.calls.append((list(prompts), list(seeds), max_new_tokens))
+        table = self.attribute_replies if "JSON" in prompts[0] else self.generation_replies
+        return [next(v for k, v in table.items() if k in p) for p in prompts]
+
+
+def batch_for(dm, jobs):
+    return dm.collate(jobs)
+
+
+@pytest.fixture()
+def module(tiny_llama):
+    return SynAlignGenerationModule(backbone=tiny_llama, gen_size=2, task_description="movie review",
+                                    attribute_max_new_tokens=7, max_new_tokens=9)
+
+
+def datamodule(path, **kwargs):
+    dm = DemonstrationDataModule(path, task="sst2", gen_size=2, **kwargs)
+    dm.setup("predict")
+    return dm
+
+
+def test_two_stages_make_labelled_rows_and_skip_bad_replies(module, demos, monkeypatch):
+    llm = ScriptedLLM(
+        {"gorgeous": '```json\n{"topic": "cinema", "tone": "awed"}\n```', "tedious": "I think it is negative.",
+         "warm": '{"topic": "comedy"}'},
+        {"gorgeous": "1. Stunning work.\n2. A triumph.", "warm": "1. Only one."})
+    monkeypatch.setattr(f"{GEN}.generate_from_text", llm)
+    dm = datamodule(demos)
+    rows = module.predict_step(batch_for(dm, [0, 1, 2]), 0)
+    assert [(r["id"], r["text"]) for r in rows] == [(0, "Stunning work."), (1, "A triumph.")]
+    first = rows[0]
+    assert first["label"] == 1 and first["label_name"] == "positive" and first["demo_index"] == 40
+    assert first["attributes"] == {"topic": "cinema", "tone": "awed"} and first["method"] == "synalign"
+    assert first["params"]["gen_size"] == 2 and first["params"] == rows[1]["params"]
+    assert module.stats.as_dict() == {"attribute_replies": 3, "invalid_json": 1, "repaired_json": 0,
+                                      "generation_replies": 2, "wrong_count": 1, "dropped_replies": 1,
+                                      "items_kept": 2}
+    stage1, stage2 = llm.calls
+    assert len(stage1[0]) == 3 and len(stage2[0]) == 2  # the invalid-JSON job never reaches stage 2
+    assert stage1[2] == 7 and stage2[2] == 9
+    assert "topic: cinema; tone: awed" in stage2[0][0] and '"positive"' in stage2[0][0]
+
+
+def test_seeds_depend_on_the_job_not_on_the_batch(module, demos, monkeypatch):
+    llm = ScriptedLLM({"": '{"topic": "x"}'}, {"": "1. a\n2. b"})
+    monkeypatch.setattr(f"{GEN}.generate_from_text", llm)
+    dm = datamodule(demos, rounds=2)
+    module.predict_step(batch_for(dm, [4]), 0)
+    module.predict_step(batch_for(dm, [1, 4, 5]), 0)
+    alone, together = llm.calls[0][1][0], llm.calls[2][1][1]
+    assert alone == together and len({*llm.calls[2][1], *llm.calls[3][1]}) == 6
+
+
+def test_real_sampling_with_a_tiny_model_counts_unparseable_replies(module, demos):
+    dm = datamodule(demos)
+    rows = module.predict_step(batch_for(dm, [0, 1]), 0)  # a random model writes no JSON
+    assert module.stats.attribute_replies == 2 and module.stats.invalid_json + module.stats.generation_replies == 2
+    assert all(r["text"] for r in rows)
+
+
+def test_resume_skips_only_finished_jobs(demos):
+    dm = datamodule(demos, rounds=2)
+    assert dm.num_jobs == 6 and dm.pending_jobs() == list(range(6))
+    dm.skip_ids({0, 1, 2, 9})  # job 0 complete (ids 0, 1); job 1 half done; job 4 half done
+    assert dm.pending_jobs() == [1, 2, 3, 4, 5]
+    batch = next(iter(dm.predict_dataloader()))
+    assert batch["job"].tolist() == [1, 2, 3, 4, 5] and batch["demo"].tolist() == [1, 2, 0, 1, 2]
+    assert batch["label"].tolist() == [0, 1, 1, 0, 1] and batch["text"][2] == "a gorgeous , moving film"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"gen_size": 0}, "gen_size must be >= 1"),
+    ({"attribute_template": "Describe {txt}"}, "unknown field"),
+    ({"generation_template": "Write more like {text}"}, "must contain {attributes}, {gen_size}"),
+    ({"count_policy": "keep"}, "count_policy"),
+])
+def test_bad_settings_are_one_line_errors(tiny_llama, kwargs, message):
+    with pytest.raises(SynthtuneError, match=message) as info:
+        SynAlignGenerationModule(backbone=tiny_llama, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_demonstrations_are_one_line_errors(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"text": "x", "label": 5}) + "\n")
+    with pytest.raises(SynthtuneError, match="outside the label set"):
+        datamodule(str(path))
+    path.write_text(json.dumps({"body": "x", "label": 0}) + "\n")
+    with pytest.raises(SynthtuneError, match="lacks field"):
+        datamodule(str(path))
+
+
+def test_fit_is_refused_with_one_line(tiny_llama, demos, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--model", f"{GEN}.SynAlignGenerationModule", "--model.init_args.backbone", tiny_llama,
+              "--data", "synthtune.datamodules.synalign_demos.DemonstrationDataModule",
+              "--data.init_args.path", demos, "--data.init_args.task", "sst2",
+              "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false",
+              "--trainer.accelerator", "cpu", "--trainer.max_steps", "1"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert info.value.code == 2 and len(errors) == 1 and "nothing to train" in errors[0]

@@ -1,0 +1,166 @@
+"""SynAlign's four steps through the CLI entry points, end to end on a few hundred SST-2 rows, and
+the one-line errors of the data commands."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from synthtune.cli import main
+from synthtune.errors import SynthtuneError
+from synthtune.synalign import (
+    evaluate_main,
+    kth_neighbour_scale,
+    random_order,
+    select_main,
+)
+from synthtune.synalign import main as synalign_main
+
+REPO = Path(__file__).resolve().parents[1]
+GEN = "synthtune.lightning_modules.synalign_generation"
+POOL = REPO / "data" / "sst2" / "train.jsonl"
+
+
+def read(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def fake_llm(model, tokenizer, prompts, seeds, max_new_tokens=128, **kwargs):
+    """A scripted LLM: valid JSON except for every 5th stage-1 seed; numbered lists that echo the label."""
+    replies = []
+    for prompt, seed in zip(prompts, seeds):
+        if "JSON" in prompt:
+            replies.append("Sorry, no." if seed % 5 == 0 else 'Here: {"topic": "film", "tone": "calm"}')
+        else:
+            label = re.search(r'labelled "([^"]+)"', prompt).group(1)
+            n = int(re.search(r"from 1 to (\d+)", prompt).group(1))
+            word = "wonderful lovely great" if label == "positive" else "awful boring dull"
+            replies.append("\n".join(f"{k + 1}. a {word} film number {seed % 97} {k}" for k in range(n)))
+    return replies
+
+
+def run(argv, capsys):
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    return code, capsys.readouterr().err
+
+
+def lightning_args(root):
+    return ["--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
+            "--trainer.logger", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "1"]
+
+
+def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    demos = tmp_path / "demos.jsonl"
+    # 1. GP selection of 24 demonstrations from 300 pool rows (embedder: the tiny model, for speed)
+    assert select_main(["--task", "sst2", "--pool", str(POOL), "--pool_limit", "300", "--budget", "24",
+                        "--featurizer", tiny_llama, "--output", str(demos), "--random_trials", "2"]) == 0
+    selected = read(demos)
+    assert len(selected) == 24 and sum(r["label"] == 0 for r in selected) == 12
+    assert len({r["pool_index"] for r in selected}) == 24 and {"label_name", "gp_variance"} <= set(selected[0])
+    report = json.loads((tmp_path / "demos.jsonl.report.json").read_text())
+    assert report["tau"] > 0 and 0 < report["coverage_gp"] <= 1 and report["covering_radius_gp"] > 0
+    assert (tmp_path / "demos.jsonl.coverage.png").read_bytes()[:4] == b"\x89PNG"
+
+    # 2. attribute prompting (scripted replies through the real module, datamodule and writer)
+    monkeypatch.setattr(f"{GEN}.generate_from_text", fake_llm)
+    synthetic = tmp_path / "synthetic.jsonl"
+    code, err = run(["predict", "--model", f"{GEN}.SynAlignGenerationModule", "--model.init_args.backbone", tiny_llama,
+                     "--model.init_args.gen_size", "3", "--model.init_args.task_description", "movie review",
+                     "--data", "synthtune.datamodules.synalign_demos.DemonstrationDataModule",
+                     "--data.init_args.path", str(demos), "--data.init_args.task", "sst2",
+                     "--data.init_args.rounds", "5", "--writer.output_path", str(synthetic),
+                     *lightning_args(tmp_path / "gen")], capsys)
+    assert code == 0, err
+    rows = read(synthetic)
+    stats = json.loads((tmp_path / "gen" / "synalign_generation_stats.json").read_text())
+    assert stats["attribute_replies"] == 120 and stats["invalid_json"] > 0
+    assert len(rows) == stats["items_kept"] == 3 * (120 - stats["invalid_json"])
+    assert all(r["method"] == "synalign" and r["attributes"] == {"topic": "film", "tone": "calm"} for r in rows)
+
+    # 3. MMD weights: fit, then predict writes weights + resampled rows
+    weights_root = tmp_path / "weights"
+    common = ["--model", "synthtune.lightning_modules.mmd_weight.MMDWeightModule",
+              "--model.init_args.backbone", tiny_llama, "--model.init_args.num_resample", "100",
+              "--data", "synthtune.datamodules.embeddings.EmbeddingDataModule",
+              "--data.init_args.synthetic", str(synthetic), "--data.init_args.real", str(demos),
+              "--data.init_args.batch_syn", "64", "--data.init_args.batch_real", "24", *lightning_args(weights_root)]
+    code, err = run(["fit", *common, "--trainer.max_steps", "20"], capsys)
+    assert code == 0, err
+    ckpt = weights_root / "checkpoints" / "last.ckpt"
+    assert not any("backbone" in k for k in torch.load(ckpt, weights_only=False)["state_dict"])
+    code, err = run(["predict", *common, "--ckpt_path", str(ckpt)], capsys)
+    assert code == 0, err
+    weighted = read(weights_root / "samples.jsonl")
+    assert len(weighted) == len(rows) and abs(sum(r["weight"] for r in weighted) - 1) < 1e-4
+    resampled_path = weights_root / "resampled.jsonl"
+    assert len(read(resampled_path)) == 100
+    wreport = json.loads((weights_root / "resampled.jsonl.report.json").read_text())
+    assert wreport["mmd2_weighted"] <= wreport["mmd2_uniform"] + 1e-6
+
+    # 4. downstream evaluation: three rows, MMD before/after, a PNG
+    out = tmp_path / "eval.json"
+    assert evaluate_main(["--task", "sst2", "--real", str(demos), "--synthetic", str(synthetic),
+                          "--resampled", str(resampled_path), "--test_limit", "100", "--featurizer", tiny_llama,
+                          "--output", str(out)]) == 0
+    ev = json.loads(out.read_text())
+    assert [r["train_set"] for r in ev["results"]] == ["synthetic (unweighted)", "synthetic (MMD-resampled)",
+                                                         "few-shot real only"]
+    assert all(0 <= r["accuracy"] <= 1 and 0 <= r["macro_f1"] <= 1 for r in ev["results"])
+    assert {"before_vs_fewshot_real", "after_vs_fewshot_real", "before_vs_test", "after_vs_test"} <= set(ev["mmd2"])
+    assert Path(ev["plot"]).read_bytes()[:4] == b"\x89PNG"
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--budget", "50"], "fewer than --budget 50"),
+    (["--budget", "4", "--tau", "0"], "--tau must be a number > 0"),
+    (["--budget", "4", "--tau", "-1"], "--tau must be a number > 0"),
+    (["--budget", "4", "--r", "-0.5"], "--r must be a number >= 0"),
+])
+def test_select_bad_input_is_one_line(extra, message, tmp_path):
+    pool = write(tmp_path / "pool.jsonl", [{"text": f"row {i}", "label": i % 2} for i in range(10)])
+    with pytest.raises(SynthtuneError, match=re.escape(message)) as info:
+        select_main(["--task", "sst2", "--pool", str(pool), "--output", str(tmp_path / "o.jsonl"), *extra])
+    assert "\n" not in str(info.value)
+
+
+def test_select_refuses_a_label_with_too_few_points(tmp_path):
+    pool = write(tmp_path / "pool.jsonl", [{"text": f"row {i}", "label": int(i == 0)} for i in range(10)])
+    with pytest.raises(SynthtuneError, match="label 1 has 1 points but needs 3"):
+        select_main(["--task", "sst2", "--pool", str(pool), "--budget", "6", "--output", str(tmp_path / "o.jsonl")])
+
+
+def test_all_identical_pool_embeddings_are_a_one_line_error():
+    with pytest.raises(SynthtuneError, match="all identical"):
+        kth_neighbour_scale(torch.ones(20, 4), 3)
+
+
+def test_random_baseline_keeps_the_per_label_budgets():
+    labels = np.array([0] * 30 + [1] * 10)
+    order = random_order(labels, {0: 5, 1: 5}, np.random.default_rng(0))
+    assert len(set(order)) == 10 and sum(labels[order] == 1) == 5
+
+
+def test_evaluate_rejects_labels_outside_the_task(tmp_path):
+    bad = write(tmp_path / "syn.jsonl", [{"text": "x", "label": 7}])
+    real = write(tmp_path / "real.jsonl", [{"text": "y", "label": 0}])
+    with pytest.raises(SynthtuneError, match="outside the label set"):
+        evaluate_main(["--task", "sst2", "--real", str(real), "--synthetic", str(bad)])
+
+
+def test_dispatcher_names_the_subcommands():
+    with pytest.raises(SynthtuneError, match="select or evaluate"):
+        synalign_main(["choose"])
+    assert synalign_main(["--help"]) == 0
