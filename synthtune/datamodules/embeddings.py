@@ -16,13 +16,12 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from synthtune.curation.featurize import DEFAULT_FEATURIZER, featurize
-from synthtune.datamodules.resumable import ResumableDataLoader, ResumableSampler
+from synthtune.datamodules.base import SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_jsonl, require_fields
 
@@ -49,7 +48,7 @@ def _load_npy(path: str, rows: int, what: str) -> torch.Tensor:
     return torch.from_numpy(np.asarray(array, dtype=np.float32))
 
 
-class EmbeddingDataModule(pl.LightningDataModule):
+class EmbeddingDataModule(SynthtuneDataModule):
     """Synthetic and real rows with their embeddings, for :class:`~synthtune.lightning_modules.mmd_weight.MMDWeightModule`.
 
     Args:
@@ -94,8 +93,6 @@ class EmbeddingDataModule(pl.LightningDataModule):
         self.real_rows: list[dict[str, Any]] = []
         self.syn_emb: torch.Tensor | None = None
         self.real_emb: torch.Tensor | None = None
-        self._skip: set[int] = set()
-        self._train_loader: ResumableDataLoader | None = None
 
     # ------------------------------------------------------------------ data
     def _rows(self, path: str, field: str, what: str) -> list[dict[str, Any]]:
@@ -152,21 +149,10 @@ class EmbeddingDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = _Rows(self.syn_emb.shape[0])
         batch = min(self.batch_syn, len(dataset))
-        sampler = ResumableSampler(dataset, batch, shuffle=True, seed=self.seed)
-        self._train_loader = ResumableDataLoader(dataset, batch_size=batch, sampler=sampler,
-                                                 collate_fn=self.collate_train)
-        return self._train_loader
+        return self.resumable_loader(dataset, batch, self.collate_train, self.seed)
 
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training and self._train_loader is not None:
-            self._train_loader.mark_consumed()
-        return batch
 
     # ------------------------------------------------------------- predict
-    def skip_ids(self, ids: set[int]) -> None:
-        """Synthetic ids whose weight rows are already written; they are not scored again."""
-        self._skip = set(ids)
 
     def collate_predict(self, items: list[int]) -> dict[str, torch.Tensor]:
         index = torch.tensor(items)

@@ -16,12 +16,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from synthtune.components.backbone import DEFAULT_BACKBONE, load_tokenizer
-from synthtune.datamodules.resumable import ResumableDataLoader, ResumableSampler
+from synthtune.components.backbone import DEFAULT_BACKBONE
+from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.tasks import TaskSpec, check_label_coverage, load_task, read_labeled
 
@@ -38,15 +37,6 @@ def sample_kshot(rows: list[dict[str, Any]], num_labels: int, k: int, seed: int)
     return [rows[i] for i in sorted(chosen)]
 
 
-class _ItemDataset(Dataset):
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.items[index]
 
 
 def pad_lists(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +50,7 @@ def pad_lists(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
-class LabeledDataModule(pl.LightningDataModule):
+class LabeledDataModule(SynthtuneDataModule):
     """A labelled task's few-shot examples for DawGen training and per-label generation ids.
 
     Args:
@@ -108,16 +98,8 @@ class LabeledDataModule(pl.LightningDataModule):
         self.rows: list[dict[str, Any]] = []
         self._items: list[dict[str, Any]] = []
         self._first_sentences: list[str] = []
-        self._skip: set[int] = set()
-        self._train_loader: ResumableDataLoader | None = None
-        self._tokenizer = None
 
     # ------------------------------------------------------------------ data
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.backbone)
-        return self._tokenizer
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -190,22 +172,11 @@ class LabeledDataModule(pl.LightningDataModule):
                 "index": torch.tensor([it["index"] for it in items])}
 
     def train_dataloader(self) -> DataLoader:
-        dataset = _ItemDataset(self._items)
-        sampler = ResumableSampler(dataset, self.batch_size, shuffle=True, seed=self.seed)
-        self._train_loader = ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
-                                                 collate_fn=self.collate, num_workers=self.num_workers)
-        return self._train_loader
+        dataset = ListDataset(self._items)
+        return self.resumable_loader(dataset, self.batch_size, self.collate, self.seed, self.num_workers)
 
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training and self._train_loader is not None:
-            self._train_loader.mark_consumed()
-        return batch
 
     # ------------------------------------------------------------ generation
-    def skip_ids(self, ids: set[int]) -> None:
-        """Sample ids already written by an earlier (interrupted) predict run; they are not regenerated."""
-        self._skip = set(ids)
 
     def predict_item(self, sample_id: int) -> dict[str, Any]:
         """What sample ``sample_id`` is conditioned on: its label and, for pair tasks, its ``text_a``."""
@@ -230,5 +201,5 @@ class LabeledDataModule(pl.LightningDataModule):
         self.setup("predict")
         total = self.num_per_label * len(self.label_names)
         pending = [self.predict_item(i) for i in range(total) if i not in self._skip]
-        return DataLoader(_ItemDataset(pending), batch_size=self.batch_size, shuffle=False,
+        return DataLoader(ListDataset(pending), batch_size=self.batch_size, shuffle=False,
                           num_workers=self.num_workers, collate_fn=self.predict_collate)

@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
+from synthtune.datamodules.base import SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields
 
@@ -48,7 +48,7 @@ def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class PromptDataModule(pl.LightningDataModule):
+class PromptDataModule(SynthtuneDataModule):
     """What a template generation run works through: ``num_requests`` PT requests, or the questions
     of an input file to answer.
 
@@ -87,7 +87,6 @@ class PromptDataModule(pl.LightningDataModule):
         self.questions: dict[int, str] = {}
         self.source_ids: dict[int, Any] = {}
         self._loaded = False
-        self._skip: set[int] = set()
 
     @property
     def has_questions(self) -> bool:
@@ -128,9 +127,6 @@ class PromptDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.load_questions()
 
-    def skip_ids(self, ids: set[int]) -> None:
-        """Output ids already on disk (resume): their items are not generated again."""
-        self._skip = set(ids)
 
     def pending_items(self) -> list[int]:
         """Items none of whose output ids is on disk yet, in order."""

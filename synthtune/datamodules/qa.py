@@ -13,14 +13,13 @@ import functools
 import logging
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from synthtune.components.backbone import DEFAULT_BACKBONE, load_tokenizer
+from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.gsm8k_eval import extract_final_number
 from synthtune.components.text_generation import render_prompt
-from synthtune.datamodules.resumable import ResumableDataLoader, ResumableSampler
+from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields
 
@@ -28,15 +27,6 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 
 
-class _ListDataset(Dataset):
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.items[index]
 
 
 def build_example(prompt_ids: list[int], answer_ids: list[int], eos_id: int, max_length: int) -> dict[str, list[int]] | None:
@@ -70,7 +60,7 @@ def collate_test(items: list[dict[str, Any]], use_chat_template: bool) -> dict[s
             "use_chat_template": use_chat_template}
 
 
-class QADataModule(pl.LightningDataModule):
+class QADataModule(SynthtuneDataModule):
     """Supervised fine-tuning data: (question, answer) rows in, answer-only-loss batches out.
 
     Args:
@@ -127,14 +117,7 @@ class QADataModule(pl.LightningDataModule):
         self.train_examples: list[dict[str, list[int]]] = []
         self.val_examples: list[dict[str, list[int]]] = []
         self.test_items: list[dict[str, Any]] = []
-        self._train_loader: ResumableDataLoader | None = None
-        self._tokenizer = None
 
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.backbone)
-        return self._tokenizer
 
     def prompt(self, question: str) -> str:
         """The text the model sees before the answer (chat-rendered when asked)."""
@@ -216,25 +199,17 @@ class QADataModule(pl.LightningDataModule):
         return collate_examples(items, self.tokenizer.pad_token_id)
 
     def train_dataloader(self) -> DataLoader:
-        dataset = _ListDataset(self.train_examples)
-        sampler = ResumableSampler(dataset, self.batch_size, shuffle=True, seed=self.seed)
-        self._train_loader = ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
-                                                 collate_fn=self._collate, num_workers=self.num_workers)
-        return self._train_loader
+        dataset = ListDataset(self.train_examples)
+        return self.resumable_loader(dataset, self.batch_size, self._collate, self.seed, self.num_workers)
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.val_examples:
             return []
-        return DataLoader(_ListDataset(self.val_examples), batch_size=self.batch_size, collate_fn=self._collate,
+        return DataLoader(ListDataset(self.val_examples), batch_size=self.batch_size, collate_fn=self._collate,
                           num_workers=self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(_ListDataset(self.test_items), batch_size=self.batch_size,
+        return DataLoader(ListDataset(self.test_items), batch_size=self.batch_size,
                           collate_fn=functools.partial(collate_test, use_chat_template=self.use_chat_template),
                           num_workers=self.num_workers)
 
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training and self._train_loader is not None:
-            self._train_loader.mark_consumed()
-        return batch

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
+from synthtune.datamodules.base import SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields
 from synthtune.tasks import load_task
 
 
-class DemonstrationDataModule(pl.LightningDataModule):
+class DemonstrationDataModule(SynthtuneDataModule):
     """Labelled demonstrations (e.g. the output of ``synthtune synalign select``) as generation jobs.
 
     Args:
@@ -50,7 +50,6 @@ class DemonstrationDataModule(pl.LightningDataModule):
         self.path, self.task_name, self.backbone, self.text_field = path, task, backbone, text_field
         self.rounds, self.batch_size, self.gen_size = rounds, batch_size, gen_size
         self.demos: list[dict[str, Any]] = []
-        self._skip: set[int] = set()
 
     def setup(self, stage: str | None = None) -> None:
         if stage not in (None, "predict"):
@@ -86,9 +85,6 @@ class DemonstrationDataModule(pl.LightningDataModule):
             raise SynthtuneError("DemonstrationDataModule needs gen_size (set data.init_args.gen_size or model.init_args.gen_size)")
         return int(size)
 
-    def skip_ids(self, ids: set[int]) -> None:
-        """Sample ids already written by an interrupted run; jobs with all their ids done are skipped."""
-        self._skip = set(ids)
 
     def pending_jobs(self) -> list[int]:
         g = self.resolved_gen_size()

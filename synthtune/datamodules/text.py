@@ -6,12 +6,11 @@ import logging
 import string
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from synthtune.components.backbone import DEFAULT_BACKBONE, load_tokenizer
-from synthtune.datamodules.resumable import ResumableDataLoader, ResumableSampler
+from synthtune.components.backbone import DEFAULT_BACKBONE
+from synthtune.datamodules.base import SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields
 
@@ -62,7 +61,7 @@ def collate_ints(items: list[dict[str, int]]) -> dict[str, torch.Tensor]:
     return {key: torch.tensor([item[key] for item in items]) for key in items[0]}
 
 
-class TextDataModule(pl.LightningDataModule):
+class TextDataModule(SynthtuneDataModule):
     """Real examples for SoftSRV-style reconstruction training and round-robin generation.
 
     Args:
@@ -111,16 +110,8 @@ class TextDataModule(pl.LightningDataModule):
         self.val_texts: list[str] = []
         self._train_ids: list[list[int]] = []
         self._val_ids: list[list[int]] = []
-        self._skip: set[int] = set()
-        self._train_loader: ResumableDataLoader | None = None
-        self._tokenizer = None
 
     # ------------------------------------------------------------------ data
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.backbone)
-        return self._tokenizer
 
     def load_texts(self) -> list[str]:
         """All example texts after the template, the empty-text filter and ``limit``."""
@@ -177,10 +168,7 @@ class TextDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = _TokenDataset(self._train_ids)
-        sampler = ResumableSampler(dataset, self.batch_size, shuffle=True, seed=self.seed)
-        self._train_loader = ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
-                                                 collate_fn=self.collate, num_workers=self.num_workers)
-        return self._train_loader
+        return self.resumable_loader(dataset, self.batch_size, self.collate, self.seed, self.num_workers)
 
     def val_dataloader(self) -> DataLoader | list:
         if not self._val_ids:
@@ -189,16 +177,8 @@ class TextDataModule(pl.LightningDataModule):
         return DataLoader(dataset, batch_size=self.batch_size, collate_fn=self.collate,
                           num_workers=self.num_workers)
 
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training and self._train_loader is not None:
-            self._train_loader.mark_consumed()
-        return batch
 
     # ------------------------------------------------------------ generation
-    def skip_ids(self, ids: set[int]) -> None:
-        """Sample ids already written by an earlier (interrupted) predict run; they are not regenerated."""
-        self._skip = set(ids)
 
     def predict_dataloader(self) -> DataLoader:
         pending = [i for i in range(self.num_samples) if i not in self._skip]
