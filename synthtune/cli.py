@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
@@ -131,6 +132,8 @@ def user_error(exc: BaseException) -> SynthtuneError | None:
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, SynthtuneError):
             return exc
+        if isinstance(exc, MisconfigurationException):  # Lightning's word for a bad trainer config
+            return SynthtuneError(str(exc).splitlines()[0])
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
