@@ -8,10 +8,19 @@ was resumed.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Iterable, Sequence
 
 import torch
 from torch import nn
+
+
+def sample_seed(base_seed: int, sample_id: int, *salt: object) -> int:
+    """A 63-bit seed that depends only on the run seed, the sample id and ``salt`` (the method and
+    stage), so resumed and sharded runs reproduce a sample while different methods, or different
+    stages of one method, never share a random stream."""
+    key = ":".join(str(part) for part in (base_seed, sample_id, *salt)).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:

@@ -37,7 +37,7 @@ from synthtune.components.sampling import sample_from_prefix
 from synthtune.components.token_weights import TokenWeightNet
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule, file_fingerprint
-from synthtune.lightning_modules.softsrv import sample_seed
+from synthtune.components.sampling import sample_seed
 
 Batch = dict[str, Any]
 
@@ -274,7 +274,7 @@ class DawGenModule(FrozenBackboneModule):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
         ids = batch["id"].tolist()
-        seeds = [sample_seed(self.hparams.seed, i) for i in ids]
+        seeds = [sample_seed(self.hparams.seed, i, "dawgen") for i in ids]
         texts = self.generate(batch["label"], seeds, batch.get("context_ids"), batch.get("context_mask"))
         params = self.generation_params()
         rows = []
@@ -289,7 +289,7 @@ class DawGenModule(FrozenBackboneModule):
     def sample_texts(self, num: int) -> list[str]:
         """A few samples, labels round-robin (pair tasks: over the real first sentences), for logging."""
         labels = torch.arange(num) % self.hparams.num_labels
-        seeds = [sample_seed(self.hparams.seed, -1 - i) for i in range(num)]
+        seeds = [sample_seed(self.hparams.seed, i, "dawgen-log") for i in range(num)]
         dm = self.trainer.datamodule if self._trainer is not None else None
         if not self._first_sentences or dm is None:
             return self.generate(labels, seeds)

@@ -7,7 +7,6 @@ predict: P_θ(E(x_c)) for training contexts c taken round-robin → temperature 
 
 from __future__ import annotations
 
-import zlib
 from typing import Any, Literal
 
 import torch
@@ -15,15 +14,11 @@ import torch
 from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
 from synthtune.components.encoders import build_context_encoder, cached_encode, encoder_dim
 from synthtune.components.prefix_lm import reconstruction_loss
-from synthtune.components.sampling import sample_from_prefix
+from synthtune.components.sampling import sample_from_prefix, sample_seed
 from synthtune.components.soft_prompts import build_soft_prompt
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule, file_fingerprint
 
-
-def sample_seed(base_seed: int, sample_id: int) -> int:
-    """A per-sample seed that depends only on the run seed and the sample id."""
-    return zlib.crc32(f"{base_seed}:{sample_id}".encode()) + (base_seed << 32) % (1 << 62)
 
 
 class SoftSRVModule(FrozenBackboneModule):
@@ -160,7 +155,7 @@ class SoftSRVModule(FrozenBackboneModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
         ids = batch["id"].tolist()
-        seeds = [sample_seed(self.hparams.seed, i) for i in ids]
+        seeds = [sample_seed(self.hparams.seed, i, "softsrv") for i in ids]
         texts = self.generate(batch["context_index"], seeds)
         params = self.generation_params()
         return [{"id": i, "text": text, "context_index": c, "seed": s, "method": "softsrv", "params": params}
@@ -174,6 +169,6 @@ class SoftSRVModule(FrozenBackboneModule):
         was_training = self.training
         self.eval()
         try:
-            return self.generate(index, [sample_seed(self.hparams.seed, -1 - i) for i in range(num)])
+            return self.generate(index, [sample_seed(self.hparams.seed, i, "softsrv-log") for i in range(num)])
         finally:
             self.train(was_training)

@@ -35,7 +35,7 @@ from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
 from synthtune.components.text_generation import generate_from_text
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
-from synthtune.lightning_modules.softsrv import sample_seed
+from synthtune.components.sampling import sample_seed
 from synthtune.paths import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class SynAlignGenerationModule(FrozenBackboneModule):
         h = self.hparams
         prompts = [fill(h.attribute_template, text=t, label_name=n, task=h.task_description)
                    for t, n in zip(texts, label_names)]
-        replies = self._sample(prompts, [sample_seed(h.seed, 2 * j) for j in jobs], h.attribute_max_new_tokens)
+        replies = self._sample(prompts, [sample_seed(h.seed, j, "synalign-attributes") for j in jobs], h.attribute_max_new_tokens)
         out = []
         for reply in replies:
             attributes, repaired = parse_attributes(reply)
@@ -141,7 +141,7 @@ class SynAlignGenerationModule(FrozenBackboneModule):
         prompts = [fill(h.generation_template, text=t, label_name=n, task=h.task_description,
                         attributes=format_attributes(a), gen_size=h.gen_size)
                    for t, n, a in zip(texts, label_names, attributes)]
-        replies = self._sample(prompts, [sample_seed(h.seed, 2 * j + 1) for j in jobs], h.max_new_tokens)
+        replies = self._sample(prompts, [sample_seed(h.seed, j, "synalign-generation") for j in jobs], h.max_new_tokens)
         out = []
         for reply in replies:
             items, wrong = parse_items(reply, h.gen_size, h.count_policy)

@@ -13,7 +13,6 @@ not depend on the batch size and a resumed run regenerates nothing it already wr
 from __future__ import annotations
 
 import logging
-import zlib
 from collections import Counter
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from synthtune.components.template_prompts import (
     preset,
     says_stop,
 )
+from synthtune.components.sampling import sample_seed
 from synthtune.components.text_generation import generate_from_text
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 def stage_seed(base_seed: int, item: int, stage: str, round_index: int = 0) -> int:
     """A seed for one generation call that depends only on the run seed, the item and the stage."""
-    return zlib.crc32(f"{base_seed}:{item}:{stage}:{round_index}".encode()) + ((base_seed % (1 << 20)) << 32)
+    return sample_seed(base_seed, item, "template", stage, round_index)
 
 
 class TemplateGenerationModule(FrozenBackboneModule):
