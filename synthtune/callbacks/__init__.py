@@ -3,5 +3,6 @@
 from synthtune.callbacks.checkpoint import RunCheckpoint
 from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
 from synthtune.callbacks.sample_logger import SampleLogger
+from synthtune.callbacks.token_weight_report import TokenWeightReport
 
-__all__ = ["JsonlPredictionWriter", "RunCheckpoint", "SampleLogger"]
+__all__ = ["JsonlPredictionWriter", "RunCheckpoint", "SampleLogger", "TokenWeightReport"]
