@@ -34,6 +34,7 @@ DATA_COMMANDS = {
     "decontaminate": ("synthtune.curation.commands", "decontaminate_main"),
     "score": ("synthtune.curation.commands", "score_main"),
     "synalign": ("synthtune.synalign", "main"),
+    "sweep": ("synthtune.sweep", "sweep_main"),
 }
 SPECIAL_CKPT = {"last", "best", "hpc", "registry"}
 

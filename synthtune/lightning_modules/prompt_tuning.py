@@ -1,0 +1,310 @@
+"""Few-shot soft-prompt tuning of a frozen LM on real + synthetic data (Guo et al., Alg. 2).
+
+fit (``mode: train``): a soft prompt P is prepended to the input of a frozen LM and the label is read
+through a verbalizer (:mod:`synthtune.components.verbalizer`); the loss is
+``L_ce(P) = −E log Pr_θ([MASK] = y | [P; E])``. The datamodule's ``strategy`` decides how real and
+synthetic examples meet: ``paired`` puts one real and one synthetic batch in every step and, with
+``gradient_surgery``, projects the synthetic gradient away from the real one when they conflict
+(manual optimisation, gradients over P only); every other strategy uses Lightning's automatic path
+(``real+syn+ls`` smooths the labels of synthetic examples only).
+
+test: accuracy and macro-F1 on the datamodule's test set. ``mode: zero_shot`` scores the frozen LM
+with the verbalizer and no prompt; ``mode: in_context`` also puts k labelled demonstrations per
+class in front of each input. Neither trains: run them with ``synthtune test``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
+from synthtune.components.combination import (
+    check_strategy,
+    smoothed_cross_entropy,
+    smoothing_for_step,
+)
+from synthtune.components.gradient_surgery import surgery_step
+from synthtune.components.soft_prompts import NonParametricPrompt
+from synthtune.components.verbalizer import (
+    T5_MASK,
+    build_verbalizer,
+    class_scores,
+    encode_texts,
+    fill_label,
+    render_row,
+)
+from synthtune.datamodules.text import template_fields
+from synthtune.errors import SynthtuneError
+from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
+
+MODES = ("train", "zero_shot", "in_context")
+_COUNTERS_KEY = "prompt_tuning_counters"
+
+
+class PromptTuningModule(FrozenBackboneModule):
+    """A soft prompt P tuned on a frozen LM for few-shot classification.
+
+    Args:
+        template: how a row becomes the LM input, e.g. ``"{text} It was"`` (decoder-only: ends where the
+            label word comes) or ``"{text} It was <extra_id_0>."`` (T5). Fields are the task's text
+            fields (``text`` or ``text_a``/``text_b``).
+        label_words: one word per label, in label-index order, e.g. ``[" terrible", " great"]``.
+        backbone: ``smollm2-135m`` (bundled), a local model folder (decoder-only or T5), a ``.gguf`` or a hub id.
+        dtype: weights of the frozen backbone (``fp32`` or ``bf16``; P stays fp32).
+        prompt_length: number of soft tokens in P (100 in the paper).
+        mode: ``train`` (prompt tuning), ``zero_shot`` or ``in_context`` (reference rows, test only).
+        gradient_surgery: project conflicting synthetic gradients (``paired`` strategy only).
+        eps: weight ε ≥ 0 of the synthetic gradient in ``paired``: δ = δ_real + ε·δ'_syn.
+        label_smoothing: smoothing of synthetic labels under ``real+syn+ls``.
+        lr: AdamW learning rate of P.
+        weight_decay: AdamW weight decay of P.
+        multi_token_labels: allow label words of several tokens (scored by their summed log-probs).
+        max_field_tokens: each text field is cut to this many tokens, so the template's end survives.
+        demonstrations_per_class: labelled demonstrations per class in ``in_context`` mode.
+        demo_separator: text between demonstrations (and before the query) in ``in_context`` mode.
+        seed: seed of P's initialisation and of the choice of demonstrations.
+    """
+
+    def __init__(
+        self,
+        template: str,
+        label_words: list[str],
+        backbone: str = DEFAULT_BACKBONE,
+        dtype: Literal["fp32", "bf16"] = "fp32",
+        prompt_length: int = 100,
+        mode: Literal["train", "zero_shot", "in_context"] = "train",
+        gradient_surgery: bool = True,
+        eps: float = 1.0,
+        label_smoothing: float = 0.1,
+        lr: float = 0.3,
+        weight_decay: float = 1e-5,
+        multi_token_labels: bool = False,
+        max_field_tokens: int = 128,
+        demonstrations_per_class: int = 1,
+        demo_separator: str = "\n",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise SynthtuneError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        if prompt_length < 1:
+            raise SynthtuneError(f"prompt_length must be a positive number of soft tokens, got {prompt_length}")
+        if not np.isfinite(eps) or eps < 0:
+            raise SynthtuneError(f"eps (the synthetic gradient weight) must be a finite number >= 0, got {eps}; "
+                                 f"pass e.g. --model.init_args.eps 1.0")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise SynthtuneError(f"label_smoothing must be in [0, 1), got {label_smoothing}; pass e.g. 0.1")
+        if max_field_tokens < 1 or demonstrations_per_class < 0:
+            raise SynthtuneError("max_field_tokens must be >= 1 and demonstrations_per_class >= 0")
+        self.save_hyperparameters()
+        bb = load_backbone(backbone, dtype)
+        self.is_encoder_decoder = bb.is_encoder_decoder
+        self.fields = template_fields(template)
+        if not self.fields:
+            raise SynthtuneError(f"template {template!r} uses no field; put {{text}} or {{text_a}}/{{text_b}} in it")
+        if self.is_encoder_decoder and T5_MASK not in template:
+            raise SynthtuneError(f"template {template!r} has no {T5_MASK}, which marks where T5 reads the label; "
+                                 f"add it, e.g. \"{{text}} It was {T5_MASK}.\"")
+        if bb.max_positions is not None and prompt_length >= bb.max_positions:
+            raise SynthtuneError(f"prompt_length={prompt_length} leaves no room in the model's context of "
+                                 f"{bb.max_positions} positions; use a shorter prompt")
+        self.backbone = bb.model
+        self.tokenizer = bb.tokenizer
+        self.hidden_size = bb.hidden_size
+        self.verbalizer = build_verbalizer(bb.tokenizer, label_words, multi_token=multi_token_labels)
+        num_classes = self.verbalizer.num_classes
+        generator = torch.Generator().manual_seed(seed)
+        # Start from the embeddings of random vocabulary tokens: a prompt the model can already read.
+        embeddings = self.backbone.get_input_embeddings().weight
+        token_ids = torch.randint(0, embeddings.shape[0], (prompt_length,), generator=generator)
+        self.soft_prompt = NonParametricPrompt(prompt_length, bb.hidden_size, init=embeddings[token_ids].detach().float())
+        self.metrics = torch.nn.ModuleDict({
+            f"{split}_{name}": metric
+            for split in ("val", "test")
+            for name, metric in (("acc", MulticlassAccuracy(num_classes=num_classes, average="micro")),
+                                 ("f1", MulticlassF1Score(num_classes=num_classes, average="macro")))
+        })
+        self.combination = "real"
+        self._context_ids: list[int] = []
+        self.paired_steps = 0
+        self.conflicts = 0
+
+    # ------------------------------------------------------------ set-up
+    def checkpoint_signature(self) -> dict[str, Any]:
+        h = self.hparams
+        return {"method": "prompt_tuning", "backbone": h.backbone, "prompt_length": h.prompt_length,
+                "hidden_size": self.hidden_size, "label_words": list(self.verbalizer.label_words)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[_COUNTERS_KEY] = {"paired_steps": self.paired_steps, "conflicts": self.conflicts}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        counters = checkpoint.get(_COUNTERS_KEY, {})
+        self.paired_steps = int(counters.get("paired_steps", 0))
+        self.conflicts = int(counters.get("conflicts", 0))
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if stage == "fit" and self.hparams.mode != "train":
+            raise SynthtuneError(f"mode {self.hparams.mode!r} evaluates the frozen LM without training; run "
+                                 f"`synthtune test` with it, or use --model.init_args.mode train to fit")
+        task = getattr(dm, "task", None)
+        if task is not None:
+            unknown = [f for f in self.fields if f not in task.text_fields]
+            if unknown:
+                raise SynthtuneError(f"template field(s) {unknown} are not text fields of task {task.name} "
+                                     f"({list(task.text_fields)}); fix the template")
+            if task.num_labels != self.verbalizer.num_classes:
+                raise SynthtuneError(f"{self.verbalizer.num_classes} label words {list(self.verbalizer.label_words)} "
+                                     f"for {task.num_labels} labels {list(task.label_names)} of task {task.name}; "
+                                     f"give one label word per label")
+        self.combination = check_strategy(getattr(dm, "strategy", "real"))
+        # Gradient surgery needs both gradients before any step: manual optimisation for `paired`.
+        self.automatic_optimization = stage != "fit" or self.combination != "paired"
+        if (not self.automatic_optimization and self._trainer is not None
+                and (self.trainer.accumulate_grad_batches != 1 or self.trainer.gradient_clip_val)):
+            raise SynthtuneError("the paired strategy steps once per pair of batches with its own gradient; "
+                                 "remove --trainer.accumulate_grad_batches and --trainer.gradient_clip_val")
+        if self.hparams.mode == "in_context":
+            self.set_demonstrations(getattr(dm, "train_real", []))
+
+    def set_demonstrations(self, rows: list[dict[str, Any]]) -> None:
+        """Pick ``demonstrations_per_class`` labelled rows per class (by ``seed``) as the in-context prefix."""
+        k = self.hparams.demonstrations_per_class
+        rng = np.random.default_rng(self.hparams.seed)
+        chosen: list[dict[str, Any]] = []
+        for label in range(self.verbalizer.num_classes):
+            pool = [r for r in rows if r["label"] == label]
+            chosen.extend(pool[i] for i in rng.permutation(len(pool))[:k])
+        if k and not chosen:
+            raise SynthtuneError("in_context mode needs labelled training rows for its demonstrations; "
+                                 "use a FewShotDataModule with real data")
+        chosen = [chosen[i] for i in rng.permutation(len(chosen))]  # classes interleaved, not grouped
+        sep = self.hparams.demo_separator
+        parts = [fill_label(render_row(self.hparams.template, r, self.tokenizer, self.hparams.max_field_tokens,
+                                       self.fields), self.verbalizer.label_words[r["label"]], self.is_encoder_decoder)
+                 for r in chosen]
+        text = sep.join(parts) + sep if parts else ""
+        self._context_ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+    # ----------------------------------------------------------- scoring
+    def encode(self, rows: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
+        """Token ids and mask of the rendered rows (after the in-context demonstrations, if any)."""
+        texts = [render_row(self.hparams.template, r, self.tokenizer, self.hparams.max_field_tokens, self.fields)
+                 for r in rows]
+        ids, mask = encode_texts(self.tokenizer, texts, self._context_ids, append_eos=self.is_encoder_decoder)
+        return ids.to(self.device), mask.to(self.device)
+
+    def class_logits(self, rows: list[dict[str, Any]]) -> Tensor:
+        """[B, C] verbalizer scores of ``rows`` (with P in train mode, without it otherwise)."""
+        ids, mask = self.encode(rows)
+        prefix = self.soft_prompt(None, batch_size=1) if self.hparams.mode == "train" else None
+        return class_scores(self.backbone, self.verbalizer, prefix, ids, mask)
+
+    def loss_on(self, part: dict[str, Any]) -> Tensor:
+        """Plain cross-entropy of one kind of examples (L_ce)."""
+        return torch.nn.functional.cross_entropy(self.class_logits(part["rows"]), part["label"].to(self.device))
+
+    # ----------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        if not self.automatic_optimization:
+            return self.paired_step(batch)
+        parts = [p for p in (batch.get("real"), batch.get("syn")) if p is not None]
+        rows = [r for p in parts for r in p["rows"]]
+        labels = torch.cat([p["label"] for p in parts]).to(self.device)
+        step = {kind: list(range(len(batch[kind]["rows"]))) if batch.get(kind) is not None else None
+                for kind in ("real", "syn")}
+        # Label smoothing on synthetic examples only (real+syn+ls); zeros for every other example.
+        smoothing = smoothing_for_step(step, self.combination, self.hparams.label_smoothing)
+        loss = smoothed_cross_entropy(self.class_logits(rows), labels, smoothing)
+        self.check_finite(loss)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(rows))
+        return loss
+
+    def paired_gradients(self, batch: dict[str, Any]) -> dict[str, float | bool]:
+        """Write δ = δ_real + ε·δ'_syn (Alg. 2) into P's ``.grad`` and return the step's statistics."""
+        if batch.get("real") is None or batch.get("syn") is None:
+            raise SynthtuneError("the paired strategy needs a real and a synthetic batch in every step; "
+                                 "use FewShotDataModule with strategy paired and a synthetic file")
+        loss_real = self.loss_on(batch["real"])
+        loss_syn = self.loss_on(batch["syn"])
+        self.check_finite(loss_real, "real loss")
+        self.check_finite(loss_syn, "synthetic loss")
+        params = [p for p in self.soft_prompt.parameters() if p.requires_grad]
+        eps = float(self.hparams.eps)
+        if self.hparams.gradient_surgery:
+            # Under DDP, surgery_step all-reduces δ_real and δ_syn BEFORE the conflict test and the
+            # projection: the projection is non-linear, so projecting per rank and averaging would not
+            # equal projecting the global-batch gradient; averaging first makes N processes with
+            # batches b_1..b_N equal one process with the global batch (equal, mean-reduced shards).
+            stats = surgery_step(params, loss_real, loss_syn, eps)
+        else:
+            stats = _summed_step(params, loss_real, loss_syn, eps)
+        stats["loss_real"], stats["loss_syn"] = float(loss_real.detach()), float(loss_syn.detach())
+        return stats
+
+    def paired_step(self, batch: dict[str, Any]) -> None:
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        stats = self.paired_gradients(batch)
+        optimizer.step()
+        self.paired_steps += 1
+        self.conflicts += int(bool(stats["conflict"]) and bool(self.hparams.gradient_surgery))
+        n = len(batch["real"]["rows"]) + len(batch["syn"]["rows"])
+        self.log("train/loss", stats["loss_real"] + stats["loss_syn"], prog_bar=True, batch_size=n)
+        self.log("train/loss_real", stats["loss_real"], batch_size=n)
+        self.log("train/loss_syn", stats["loss_syn"], batch_size=n)
+        self.log("train/cosine", stats["cosine"], batch_size=n)
+        # Conflict rate: the fraction of paired steps whose synthetic gradient was projected.
+        self.log("train/conflict_rate", self.conflicts / self.paired_steps, prog_bar=True, batch_size=n)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.soft_prompt.parameters(), lr=self.hparams.lr,
+                                 weight_decay=self.hparams.weight_decay)
+
+    # --------------------------------------------------------- evaluation
+    def _evaluate(self, part: dict[str, Any], split: str) -> None:
+        logits = self.class_logits(part["rows"])
+        labels = part["label"].to(self.device)
+        n = labels.shape[0]
+        preds = logits.argmax(dim=-1)
+        for name in ("acc", "f1"):
+            metric = self.metrics[f"{split}_{name}"]
+            metric.update(preds, labels)
+            self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "acc", batch_size=n)
+        self.log(f"{split}/loss", torch.nn.functional.cross_entropy(logits, labels), on_step=False, on_epoch=True,
+                 sync_dist=True, batch_size=n)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+
+def _summed_step(params: list[Tensor], loss_real: Tensor, loss_syn: Tensor, eps: float) -> dict[str, float | bool]:
+    """The paired update without surgery, δ = δ_real + ε·δ_syn (averaged over ranks), written to ``.grad``.
+    ``conflict`` reports whether surgery would have projected (δ_syn·δ_real < 0)."""
+    g_real = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_real, params, retain_graph=True)]).float()
+    g_syn = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_syn, params)]).float()
+    if dist.is_available() and dist.is_initialized():
+        stacked = torch.stack([g_real, g_syn])
+        dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
+        stacked /= dist.get_world_size()
+        g_real, g_syn = stacked[0], stacked[1]
+    delta = g_real + eps * g_syn
+    offset = 0
+    for p in params:
+        p.grad = delta[offset:offset + p.numel()].reshape(p.shape).to(p.dtype).clone()
+        offset += p.numel()
+    dot = float(torch.dot(g_real, g_syn))
+    denom = float(g_real.norm()) * float(g_syn.norm())
+    return {"conflict": dot < 0, "cosine": dot / denom if denom > 0 else 0.0}

@@ -1,0 +1,260 @@
+"""``synthtune sweep``: the prompt-tuning ablation grid, strategy × {GS on, off} × seeds, as a Markdown table.
+
+Every cell of the grid is a ``synthtune fit`` on the task's config (k-shot seed, strategy and gradient
+surgery overridden) followed by one ``synthtune test`` of its best checkpoint (dev accuracy; the last
+checkpoint when the run has no dev set). Reference rows (``zero_shot``, ``in_context``) are a single
+``synthtune test`` of the frozen LM. Gradient surgery only exists in the ``paired`` strategy (it needs a
+real and a synthetic batch in the same step), so the other strategies run once per seed whatever the
+GS setting. Results are appended to ``<root>/results.jsonl`` as runs finish; an interrupted sweep
+re-run with the same arguments skips what is already there.
+
+Example (extra arguments after ``--`` go to every fit/test)::
+
+    synthtune sweep --tasks sst2 rte --strategies real real+syn paired --seeds 13 21 42 \\
+        --synthetic sst2=syn-sst2.jsonl rte=syn-rte.jsonl --reference zero_shot --root runs/sweep \\
+        -- --trainer.max_steps 30 --model.init_args.prompt_length 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthtune.components.combination import STRATEGIES, needs_synthetic
+from synthtune.errors import SynthtuneError
+from synthtune.paths import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+REFERENCES = ("zero_shot", "in_context")
+ROW_NAMES = {"zero_shot": "Zero-shot prompting", "in_context": "In-context (k demos per class)",
+             "real": "Prompt tuning, real only", "real+syn": "real+syn", "real+syn+ls": "real+syn+ls",
+             "real->syn": "real->syn", "syn->real": "syn->real", "paired/off": "paired, no GS",
+             "paired/on": "paired + GS"}
+ROW_ORDER = ["zero_shot", "in_context", "real", "real+syn", "real+syn+ls", "real->syn", "syn->real",
+             "paired/off", "paired/on"]
+
+
+def grid_rows(strategies: list[str], gs: list[str], references: list[str]) -> list[str]:
+    """The table's row keys, in table order: references, then strategies (``paired/on|off`` for GS)."""
+    rows = list(references)
+    for strategy in strategies:
+        if strategy == "paired":
+            rows.extend(f"paired/{g}" for g in gs)
+        else:
+            rows.append(strategy)
+    return [r for r in ROW_ORDER if r in rows]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def markdown_table(results: list[dict[str, Any]], tasks: list[str], rows: list[str], metric: str = "acc",
+                   expected: int | None = None) -> str:
+    """Rows = methods, columns = tasks and their average; cells ``mean ± std`` (in %) over seeds, with
+    ``(n=k)`` added when a cell has fewer than ``expected`` seeds (an unfinished sweep)."""
+    header = ["Method", *tasks, "Avg."]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells, means = [], []
+        for task in tasks:
+            values = [100 * r[metric] for r in results if r["task"] == task and r["row"] == row]
+            if values:
+                m, s = mean_std(values)
+                means.append(m)
+                partial = f" (n={len(values)})" if expected is not None and len(values) < expected else ""
+                cells.append(f"{m:.1f} ± {s:.1f}{partial}")
+            else:
+                cells.append("–")
+        avg = f"{np.mean(means):.1f}" if len(means) == len(tasks) else "–"
+        lines.append("| " + " | ".join([ROW_NAMES.get(row, row), *cells, avg]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_and_dump(cli_args: list[str], out_json: str) -> int:
+    """Run one synthtune CLI command in this process and write its final metrics to ``out_json``."""
+    from synthtune.cli import run_cli, user_error
+
+    # The sweep passes its runs' arguments explicitly; sys.argv holds the sweep's own arguments.
+    warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
+    try:
+        cli = run_cli(cli_args)
+    except SystemExit as exc:  # jsonargparse rejects bad arguments this way
+        return int(exc.code or 2)
+    except Exception as exc:
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        return 2
+    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+    atomic_write_bytes(out_json, json.dumps(metrics).encode())
+    return 0
+
+
+class _Runner:
+    def __init__(self, use_subprocess: bool) -> None:
+        self.use_subprocess = use_subprocess
+
+    def __call__(self, cli_args: list[str], out_json: Path) -> dict[str, float]:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        if self.use_subprocess:
+            cmd = [sys.executable, "-m", "synthtune.sweep", "--run-one", str(out_json), "--", *cli_args]
+            done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                raise SynthtuneError(f"`synthtune {' '.join(cli_args[:3])} ...` failed: {last}")
+        else:
+            code = run_and_dump(cli_args, str(out_json))
+            if code != 0:
+                raise SynthtuneError(f"`synthtune {' '.join(cli_args)}` failed with exit code {code}; "
+                                     f"run it alone to see why")
+        return json.loads(out_json.read_text())
+
+
+def _parse_synthetic(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        task, sep, path = item.partition("=")
+        if not sep or not task or not path:
+            raise SynthtuneError(f"--synthetic takes TASK=PATH pairs, got {item!r}; e.g. --synthetic sst2=syn.jsonl")
+        if not Path(path).is_file():
+            raise SynthtuneError(f"synthetic file for {task} not found: {path}; check the path")
+        out[task] = path
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthtune sweep", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", required=True, help="task names, e.g. sst2 rte")
+    parser.add_argument("--config", default="configs/prompt_tuning/{task}.yaml",
+                        help="fit config per task; {task} is replaced by the task name")
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), help=f"any of {', '.join(STRATEGIES)}")
+    parser.add_argument("--gs", nargs="+", default=["on", "off"], help="gradient surgery settings: on, off")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[13, 21, 42], help="k-shot seeds")
+    parser.add_argument("--synthetic", nargs="*", default=[], help="TASK=PATH synthetic JSONL per task")
+    parser.add_argument("--reference", nargs="*", default=[], help=f"reference rows: {', '.join(REFERENCES)}")
+    parser.add_argument("--root", default="runs/sweep", help="folder of the runs, results.jsonl and table.md")
+    parser.add_argument("--out", default=None, help="Markdown table path (default <root>/table.md)")
+    parser.add_argument("--metric", choices=["acc", "f1"], default="acc", help="metric in the table")
+    parser.add_argument("--subprocess", action="store_true", help="run every fit/test in a fresh process")
+    parser.add_argument("--table-only", action="store_true",
+                        help="write the table from <root>/results.jsonl without running anything missing")
+    return parser
+
+
+def _check(args: argparse.Namespace, synthetic: dict[str, str]) -> None:
+    bad = [s for s in args.strategies if s not in STRATEGIES]
+    if bad:
+        raise SynthtuneError(f"unknown combination strategy {bad[0]!r}; use any of {', '.join(STRATEGIES)}")
+    bad = [g for g in args.gs if g not in ("on", "off")]
+    if bad:
+        raise SynthtuneError(f"--gs takes on and/or off, got {bad[0]!r}")
+    bad = [r for r in args.reference if r not in REFERENCES]
+    if bad:
+        raise SynthtuneError(f"unknown reference row {bad[0]!r}; use any of {', '.join(REFERENCES)}")
+    for task in args.tasks:
+        config = Path(args.config.format(task=task))
+        if not config.is_file():
+            raise SynthtuneError(f"config for task {task} not found: {config}; pass --config with a {{task}} pattern")
+        if any(needs_synthetic(s) for s in args.strategies) and task not in synthetic:
+            raise SynthtuneError(f"strategies {args.strategies} need synthetic data but none was given for {task}; "
+                                 f"pass --synthetic {task}=path.jsonl or use --strategies real")
+
+
+def sweep_main(argv: list[str]) -> int:
+    """Run the grid and write the table; returns 0, or 2 after a one-line error on stderr."""
+    argv = list(argv)
+    if argv[:1] == ["--run-one"]:  # internal: one CLI run in a subprocess
+        return run_and_dump(argv[3:], argv[1])
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    args = build_parser().parse_args(argv)
+    try:
+        synthetic = _parse_synthetic(args.synthetic)
+        if not args.table_only:
+            _check(args, synthetic)
+        results = _run_grid(args, synthetic, extra, run_missing=not args.table_only)
+    except SynthtuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = grid_rows(args.strategies, args.gs, args.reference)
+    table = markdown_table(results, args.tasks, rows, args.metric, expected=len(args.seeds))
+    out = Path(args.out or Path(args.root) / "table.md")
+    atomic_write_bytes(out, table.encode("utf-8"))
+    print(table)
+    print(f"table written to {out}")
+    return 0
+
+
+def _run_grid(args: argparse.Namespace, synthetic: dict[str, str], extra: list[str],
+              run_missing: bool = True) -> list[dict[str, Any]]:
+    root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    results_path = root / "results.jsonl"
+    done: dict[str, dict[str, Any]] = {}
+    if results_path.is_file():
+        for line in results_path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                done[record["key"]] = record
+    run = _Runner(args.subprocess)
+    rows = grid_rows(args.strategies, args.gs, args.reference)
+    for task in args.tasks:
+        config = args.config.format(task=task)
+        for row in rows:
+            for seed in args.seeds:
+                key = f"{task}|{row}|{seed}"
+                if key in done or not run_missing:
+                    continue
+                if row == "zero_shot" and f"{task}|{row}|{args.seeds[0]}" in done:
+                    # Zero-shot prompting uses no training data, so every seed gives the same result.
+                    done[key] = dict(done[f"{task}|{row}|{args.seeds[0]}"], key=key, seed=seed)
+                    with open(results_path, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(done[key]) + "\n")
+                    continue
+                run_dir = root / task / row.replace("/", "-gs-").replace(">", "") / f"seed{seed}"
+                common = ["--config", config, "--data.init_args.seed", str(seed), "--model.init_args.seed", str(seed),
+                          "--trainer.default_root_dir", str(run_dir)]
+                started = time.time()
+                if row in REFERENCES:
+                    metrics = run(["test", *common, "--model.init_args.mode", row, *extra], run_dir / "test.json")
+                else:
+                    strategy, _, gs = row.partition("/")
+                    fit = ["fit", *common, "--data.init_args.strategy", strategy,
+                           "--model.init_args.gradient_surgery", str(gs != "off").lower()]
+                    if needs_synthetic(strategy):
+                        fit += ["--data.init_args.synthetic", synthetic[task]]
+                    run([*fit, *extra], run_dir / "fit.json")
+                    ckpt_dir = run_dir / "checkpoints"
+                    ckpt = ckpt_dir / "best.ckpt" if (ckpt_dir / "best.ckpt").is_file() else ckpt_dir / "last.ckpt"
+                    metrics = run(["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(ckpt),
+                                   "--trainer.default_root_dir", str(run_dir)], run_dir / "test.json")
+                if "test/acc" not in metrics:
+                    raise SynthtuneError(f"run {key} reported no test/acc; check {run_dir}")
+                record = {"key": key, "task": task, "row": row, "seed": seed, "acc": metrics["test/acc"],
+                          "f1": metrics.get("test/f1", float("nan")), "seconds": round(time.time() - started, 1)}
+                with open(results_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                done[key] = record
+                log.info("%s: acc %.3f f1 %.3f", key, record["acc"], record["f1"])
+    return [r for r in done.values() if r["task"] in args.tasks and r["row"] in rows and r["seed"] in args.seeds]
+
+
+if __name__ == "__main__":
+    sys.exit(sweep_main(sys.argv[1:]))

@@ -1,0 +1,74 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from synthtune.sweep import grid_rows, markdown_table, mean_std, sweep_main
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = str(REPO / "configs" / "prompt_tuning" / "{task}.yaml")
+
+
+def test_grid_rows_split_paired_by_gradient_surgery_only():
+    assert grid_rows(["paired", "real", "real+syn"], ["on", "off"], ["zero_shot"]) == [
+        "zero_shot", "real", "real+syn", "paired/off", "paired/on"]
+    assert grid_rows(["paired"], ["on"], []) == ["paired/on"]
+
+
+def test_table_cells_are_mean_and_sample_std_in_percent():
+    assert mean_std([0.5]) == (0.5, 0.0)
+    m, s = mean_std([0.5, 0.6])
+    assert m == pytest.approx(0.55) and s == pytest.approx(0.0707107, rel=1e-5)
+    results = [{"task": "sst2", "row": "real", "acc": a} for a in (0.5, 0.6)]
+    results += [{"task": "rte", "row": "real", "acc": 0.7}]
+    table = markdown_table(results, ["sst2", "rte"], ["real", "paired/on"])
+    lines = table.strip().splitlines()
+    assert lines[0] == "| Method | sst2 | rte | Avg. |"
+    assert lines[2] == "| Prompt tuning, real only | 55.0 ± 7.1 | 70.0 ± 0.0 | 62.5 |"
+    assert lines[3] == "| paired + GS | – | – | – |"
+    partial = markdown_table(results, ["sst2", "rte"], ["real"], expected=2).strip().splitlines()[2]
+    assert partial == "| Prompt tuning, real only | 55.0 ± 7.1 | 70.0 ± 0.0 (n=1) | 62.5 |"
+
+
+def test_sweep_runs_the_grid_writes_the_table_and_resumes(tiny_llama, tmp_path, capsys):
+    syn = tmp_path / "syn.jsonl"
+    syn.write_text("".join(json.dumps({"text": f"film {i}", "label": i % 2}) + "\n" for i in range(8)))
+    root = tmp_path / "sweep"
+    argv = ["--tasks", "sst2", "--config", CONFIG, "--strategies", "real", "paired", "--seeds", "13",
+            "--synthetic", f"sst2={syn}", "--reference", "zero_shot", "--root", str(root), "--",
+            "--model.init_args.backbone", tiny_llama, "--model.init_args.prompt_length", "2",
+            "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0", "--checkpoint.monitor", "null",
+            "--data.init_args.test_limit", "8", "--trainer.enable_progress_bar", "false",
+            "--trainer.accelerator", "cpu", "--trainer.devices", "1"]
+    assert sweep_main(argv) == 0
+    records = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["key"] for r in records) == sorted(
+        f"sst2|{row}|13" for row in ("zero_shot", "real", "paired/on", "paired/off"))
+    assert all(0 <= r["acc"] <= 1 for r in records)
+    assert (root / "sst2" / "paired-gs-off" / "seed13" / "checkpoints" / "last.ckpt").is_file()
+    table = (root / "table.md").read_text()
+    for name in ("Zero-shot prompting", "Prompt tuning, real only", "paired, no GS", "paired + GS"):
+        assert f"| {name} | " in table
+    assert "±" in table
+    # A second run finds every result and trains nothing.
+    (root / "sst2" / "real").rename(root / "moved")
+    assert sweep_main(argv) == 0
+    assert len((root / "results.jsonl").read_text().splitlines()) == len(records)
+    assert not (root / "sst2" / "real").exists()
+    # --table-only writes the table of what exists, for any subset of rows, and runs nothing.
+    out = tmp_path / "only.md"
+    assert sweep_main(["--tasks", "sst2", "--strategies", "real", "real+syn", "--root", str(root), "--out", str(out),
+                       "--table-only"]) == 0
+    assert "| Prompt tuning, real only | " in out.read_text() and "| real+syn | – | – |" in out.read_text()
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--strategies", "mix"], "unknown combination strategy 'mix'"),
+    (["--strategies", "paired"], "need synthetic data"),
+    (["--gs", "maybe"], "--gs takes on and/or off"),
+    (["--synthetic", "sst2"], "TASK=PATH"),
+])
+def test_bad_sweep_arguments_are_one_line(tmp_path, capsys, extra, needle):
+    code = sweep_main(["--tasks", "sst2", "--config", CONFIG, "--root", str(tmp_path), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and needle in err
