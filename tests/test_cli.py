@@ -136,3 +136,23 @@ def test_ddp_predict_on_two_cpu_processes_writes_each_id_once(tiny_llama, data_f
     ids = [json.loads(line)["id"] for line in (tmp_path / "ddp.jsonl").read_text().splitlines()]
     assert ids == list(range(11))
     assert not list(tmp_path.glob("ddp.jsonl.rank*"))
+
+
+def test_ddp_fit_on_two_cpu_processes_then_resume_on_one(tiny_llama, data_file, tmp_path):
+    """The same config trains under DDP with no code change, and its checkpoint resumes on one process."""
+    root = tmp_path / "ddp"
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "synthtune.cli", "fit",
+           *base_args(tiny_llama, data_file, root, "--trainer.max_steps", "2"),
+           "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import torch
+
+    state = torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["global_step"] == 2 and not any(k.startswith("backbone.") for k in state["state_dict"])
+    resume = [sys.executable, "-m", "synthtune.cli", "fit",
+              *base_args(tiny_llama, data_file, root, "--trainer.max_steps", "3"), "--ckpt_path", "last"]
+    done = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
