@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from synthtune.cli import main
+from cli_runner import run_synthtune as run_main
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = [{"question": f"Sam has {i} pens and gives away {i // 2}. How many are left?"} for i in range(16)]
@@ -30,14 +30,6 @@ def base_args(tiny, data_file, root, *extra):
             "--trainer.callbacks", "[]", "--trainer.logger", "false", *extra]
 
 
-def run_main(argv, capsys):
-    """Run ``synthtune <argv>`` in-process; return (exit code, stderr)."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
 
 
 def test_fit_predict_and_resume_through_the_cli(tiny_llama, data_file, tmp_path, capsys):

@@ -6,19 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthtune.cli import main
+from cli_runner import run_synthtune as run
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
 
 
 def args(root, *extra):

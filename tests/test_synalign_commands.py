@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthtune.cli import main
+from cli_runner import run_synthtune as run
 from synthtune.errors import SynthtuneError
 from synthtune.synalign import (
     evaluate_main,
@@ -42,13 +42,6 @@ def fake_llm(model, tokenizer, prompts, seeds, max_new_tokens=128, **kwargs):
     return replies
 
 
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
 
 
 def lightning_args(root):
