@@ -38,3 +38,13 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) 
     lines = [json.dumps(row, ensure_ascii=False) for row in rows]
     atomic_write_bytes(path, ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))
     return len(lines)
+
+
+def atomic_write_png(figure, path: str | os.PathLike) -> Path:
+    """Render a matplotlib ``figure`` to PNG and write it atomically; returns the path."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)

@@ -69,6 +69,12 @@ class Backbone:
     def hidden_size(self) -> int:
         return int(self.model.get_input_embeddings().embedding_dim)
 
+    def check_prompt_length(self, prompt_length: int) -> None:
+        """One line when ``prompt_length`` soft tokens leave no room in the model's context."""
+        if self.max_positions is not None and prompt_length >= self.max_positions:
+            raise SynthtuneError(f"prompt_length={prompt_length} exceeds the model's context of "
+                                 f"{self.max_positions} positions; use a shorter prompt")
+
     @property
     def is_encoder_decoder(self) -> bool:
         return bool(getattr(self.model.config, "is_encoder_decoder", False))

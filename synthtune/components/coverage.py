@@ -8,7 +8,6 @@ fraction after each pick of a selection order; :func:`plot_coverage` draws sever
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from torch import Tensor
 
 from synthtune.errors import SynthtuneError
-from synthtune.paths import atomic_write_bytes
+from synthtune.paths import atomic_write_png
 
 Metric = Literal["euclidean", "cosine"]
 
@@ -93,8 +92,4 @@ def plot_coverage(curves: Mapping[str, Sequence[float] | np.ndarray], path: str 
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return atomic_write_png(fig, path)

@@ -6,13 +6,12 @@ of each set are drawn (a seeded random subset), so large files stay readable and
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
 from synthtune.errors import SynthtuneError
-from synthtune.paths import atomic_write_bytes
+from synthtune.paths import atomic_write_png
 
 
 def _subset(features: np.ndarray, max_points: int, rng: np.random.Generator) -> np.ndarray:
@@ -89,8 +88,4 @@ def plot_embedding_map(
     ax.set_title(title)
     ax.legend(loc="best", markerscale=3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return atomic_write_png(fig, path)

@@ -102,9 +102,7 @@ class DawGenModule(FrozenBackboneModule):
                                  "meta_every_n_steps ≥ 1; fix --model.init_args")
         self.save_hyperparameters()
         bb = load_backbone(backbone, dtype)
-        if bb.max_positions is not None and prompt_length >= bb.max_positions:
-            raise SynthtuneError(f"prompt_length={prompt_length} exceeds the model's context of {bb.max_positions} "
-                                 f"positions; use a shorter prompt")
+        bb.check_prompt_length(prompt_length)
         self.backbone = bb.model
         self.tokenizer = bb.tokenizer
         self.max_positions = bb.max_positions

@@ -111,9 +111,7 @@ class PromptTuningModule(FrozenBackboneModule):
         if self.is_encoder_decoder and T5_MASK not in template:
             raise SynthtuneError(f"template {template!r} has no {T5_MASK}, which marks where T5 reads the label; "
                                  f"add it, e.g. \"{{text}} It was {T5_MASK}.\"")
-        if bb.max_positions is not None and prompt_length >= bb.max_positions:
-            raise SynthtuneError(f"prompt_length={prompt_length} leaves no room in the model's context of "
-                                 f"{bb.max_positions} positions; use a shorter prompt")
+        bb.check_prompt_length(prompt_length)
         self.backbone = bb.model
         self.tokenizer = bb.tokenizer
         self.hidden_size = bb.hidden_size

@@ -67,9 +67,7 @@ class SoftSRVModule(FrozenBackboneModule):
             raise SynthtuneError("need 0 < top_p ≤ 1, temperature ≥ 0 and max_new_tokens ≥ 1")
         self.save_hyperparameters()
         bb = load_backbone(backbone, dtype)
-        if bb.max_positions is not None and prompt_length >= bb.max_positions:
-            raise SynthtuneError(f"prompt_length={prompt_length} leaves no room in the model's context of "
-                                 f"{bb.max_positions} positions; use a shorter prompt")
+        bb.check_prompt_length(prompt_length)
         self._bb = bb
         self.backbone = bb.model
         self.tokenizer = bb.tokenizer
