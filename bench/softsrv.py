@@ -58,7 +58,7 @@ def peak_bytes(device: str) -> int:
 def train_worker(args: argparse.Namespace) -> dict:
     """One variant's step time and peak memory, measured in this (fresh) process."""
     from synthtune.components.backbone import load_backbone
-    from synthtune.components.prefix_lm import reconstruction_loss
+    from synthtune.components.softsrv.prefix_lm import reconstruction_loss
     from synthtune.lightning_modules import SoftSRVModule
 
     torch.manual_seed(0)

@@ -33,10 +33,10 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from _common import machine_info, machine_markdown, write_section  # noqa: E402
 
-from synthtune.components.coverage import coverage_curve, plot_coverage  # noqa: E402
-from synthtune.components.gp_sampler import gp_select  # noqa: E402
-from synthtune.components.mmd import weighted_mmd2  # noqa: E402
-from synthtune.components.sample_weights import fit_mmd_weights, resample  # noqa: E402
+from synthtune.components.synalign.coverage import coverage_curve, plot_coverage  # noqa: E402
+from synthtune.components.synalign.gp_sampler import gp_select  # noqa: E402
+from synthtune.components.synalign.mmd import weighted_mmd2  # noqa: E402
+from synthtune.components.synalign.sample_weights import fit_mmd_weights, resample  # noqa: E402
 from synthtune.paths import cache_dir  # noqa: E402
 
 DIM = 384

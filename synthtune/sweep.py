@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from synthtune.components.combination import STRATEGIES, needs_synthetic
+from synthtune.components.prompt_tuning.combination import STRATEGIES, needs_synthetic
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes
 

@@ -1,7 +1,7 @@
 """``synthtune synalign select`` and ``synthtune synalign evaluate``: SynAlign's data steps (Ren et al.).
 
 * ``select`` embeds a labelled real pool, picks demonstrations by GP exploration-aware sampling
-  (:func:`synthtune.components.gp_sampler.gp_select`, per-label ``average`` budget) and writes them as
+  (:func:`synthtune.components.synalign.gp_sampler.gp_select`, per-label ``average`` budget) and writes them as
   JSONL, with a coverage PNG comparing GP with random sampling (the paper's Fig. 4) and a JSON report.
 * ``evaluate`` trains logistic regression on frozen sentence embeddings of (a) the unweighted
   synthetic rows, (b) the MMD-resampled rows and (c) the few-shot real rows, reports accuracy and
@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthtune.components.coverage import coverage_curve, plot_coverage
-from synthtune.components.gp_sampler import gp_select, split_budget
-from synthtune.components.mmd import mmd2_minibatch, resolve_bandwidths
+from synthtune.components.synalign.coverage import coverage_curve, plot_coverage
+from synthtune.components.synalign.gp_sampler import gp_select, split_budget
+from synthtune.components.synalign.mmd import mmd2_minibatch, resolve_bandwidths
 from synthtune.curation.featurize import DEFAULT_FEATURIZER, featurize
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes, atomic_write_jsonl

@@ -9,7 +9,7 @@
 * synthetic set: any labelled JSONL with the real data's text fields (``--data.init_args.synthetic``).
 
 A training step is ``{"real": part | None, "syn": part | None}`` with ``part = {"rows": [dict],
-"label": LongTensor}``, planned by :class:`~synthtune.components.combination.CombinedBatches`. Every
+"label": LongTensor}``, planned by :class:`~synthtune.components.prompt_tuning.combination.CombinedBatches`. Every
 rank builds the same plan and takes an equal contiguous share of each step's examples, so a DDP run
 sees the same global batches as a single process. Training resumes mid-epoch exactly (the loader is
 a :class:`~synthtune.datamodules.resumable.ResumableDataLoader` over step numbers).
@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
-from synthtune.components.combination import (
+from synthtune.components.prompt_tuning.combination import (
     CombinedBatches,
     check_strategy,
     needs_synthetic,

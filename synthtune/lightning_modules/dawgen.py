@@ -28,13 +28,13 @@ import torch
 from torch import Tensor
 
 from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
-from synthtune.components.dawgen_losses import (dawgen_objective, discriminative_loss, distribution_hinge_loss,
+from synthtune.components.dawgen.losses import (dawgen_objective, discriminative_loss, distribution_hinge_loss,
                                                 weighted_generation_loss)
-from synthtune.components.label_prompts import (LabelPrompts, all_label_logprobs, label_loglik_ratio, label_prefix,
+from synthtune.components.dawgen.label_prompts import (LabelPrompts, all_label_logprobs, label_loglik_ratio, label_prefix,
                                                 label_token_scores, pooled_representation, token_representations)
-from synthtune.components.lookahead import MetaGradient, all_reduce_grads, meta_gradient
+from synthtune.components.dawgen.lookahead import MetaGradient, all_reduce_grads, meta_gradient
 from synthtune.components.sampling import sample_from_prefix
-from synthtune.components.token_weights import TokenWeightNet
+from synthtune.components.dawgen.token_weights import TokenWeightNet
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule, file_fingerprint
 from synthtune.components.sampling import sample_seed

@@ -20,14 +20,14 @@ from typing import Any
 
 import torch
 
-from synthtune.components.mmd import (
+from synthtune.components.synalign.mmd import (
     BandwidthSpec,
     mmd2_from_kernels,
     mmd2_minibatch,
     rbf_kernel,
     resolve_bandwidths,
 )
-from synthtune.components.sample_weights import SampleWeightNet, resample
+from synthtune.components.synalign.sample_weights import SampleWeightNet, resample
 from synthtune.curation.featurize import DEFAULT_FEATURIZER
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.frozen_backbone import (

@@ -1,7 +1,7 @@
 """Few-shot soft-prompt tuning of a frozen LM on real + synthetic data (Guo et al., Alg. 2).
 
 fit (``mode: train``): a soft prompt P is prepended to the input of a frozen LM and the label is read
-through a verbalizer (:mod:`synthtune.components.verbalizer`); the loss is
+through a verbalizer (:mod:`synthtune.components.prompt_tuning.verbalizer`); the loss is
 ``L_ce(P) = −E log Pr_θ([MASK] = y | [P; E])``. The datamodule's ``strategy`` decides how real and
 synthetic examples meet: ``paired`` puts one real and one synthetic batch in every step and, with
 ``gradient_surgery``, projects the synthetic gradient away from the real one when they conflict
@@ -24,14 +24,14 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
-from synthtune.components.combination import (
+from synthtune.components.prompt_tuning.combination import (
     check_strategy,
     smoothed_cross_entropy,
     smoothing_for_step,
 )
-from synthtune.components.gradient_surgery import surgery_step
-from synthtune.components.soft_prompts import NonParametricPrompt
-from synthtune.components.verbalizer import (
+from synthtune.components.prompt_tuning.gradient_surgery import surgery_step
+from synthtune.components.softsrv.soft_prompts import NonParametricPrompt
+from synthtune.components.prompt_tuning.verbalizer import (
     T5_MASK,
     build_verbalizer,
     class_scores,

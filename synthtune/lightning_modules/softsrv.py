@@ -13,9 +13,9 @@ import torch
 
 from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
 from synthtune.components.encoders import build_context_encoder, cached_encode, encoder_dim
-from synthtune.components.prefix_lm import reconstruction_loss
+from synthtune.components.softsrv.prefix_lm import reconstruction_loss
 from synthtune.components.sampling import sample_from_prefix, sample_seed
-from synthtune.components.soft_prompts import build_soft_prompt
+from synthtune.components.softsrv.soft_prompts import build_soft_prompt
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule, file_fingerprint
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import torch
 
-from synthtune.components.attribute_prompts import (
+from synthtune.components.synalign.attribute_prompts import (
     DEFAULT_ATTRIBUTE_TEMPLATE,
     DEFAULT_GENERATION_TEMPLATE,
     CountPolicy,

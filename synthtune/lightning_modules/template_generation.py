@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 
 from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
-from synthtune.components.template_prompts import (
+from synthtune.components.softsrv.template_prompts import (
     check_template,
     format_numbered_list,
     parse_numbered_list,

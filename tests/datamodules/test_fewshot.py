@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from synthtune.components.combination import plan_epoch
+from synthtune.components.prompt_tuning.combination import plan_epoch
 from synthtune.datamodules.fewshot import FewShotDataModule, sample_per_class
 from synthtune.errors import SynthtuneError
 

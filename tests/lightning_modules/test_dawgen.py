@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from synthtune.callbacks import JsonlPredictionWriter
-from synthtune.components.lookahead import _math_attention
+from synthtune.components.dawgen.lookahead import _math_attention
 from synthtune.components.sampling import sample_seed
 from synthtune.datamodules.labeled import LabeledDataModule
 from synthtune.errors import SynthtuneError

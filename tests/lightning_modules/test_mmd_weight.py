@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
-from synthtune.components.mmd import weighted_mmd2
+from synthtune.components.synalign.mmd import weighted_mmd2
 from synthtune.datamodules.embeddings import EmbeddingDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.mmd_weight import (

@@ -7,8 +7,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from synthtune.cli import main
-from synthtune.components.combination import smoothed_cross_entropy
-from synthtune.components.gradient_surgery import project_conflicting
+from synthtune.components.prompt_tuning.combination import smoothed_cross_entropy
+from synthtune.components.prompt_tuning.gradient_surgery import project_conflicting
 from synthtune.datamodules.fewshot import FewShotDataModule, collate_part
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.prompt_tuning import PromptTuningModule

@@ -1,6 +1,6 @@
 import pytest
 
-from synthtune.components.template_prompts import (
+from synthtune.components.softsrv.template_prompts import (
     PRESETS,
     check_template,
     format_numbered_list,

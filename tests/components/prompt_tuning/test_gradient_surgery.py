@@ -6,8 +6,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from synthtune.components.gradient_surgery import combine, project_conflicting, surgery_step
-from synthtune.components.lookahead import all_reduce_grads
+from synthtune.components.prompt_tuning.gradient_surgery import combine, project_conflicting, surgery_step
+from synthtune.components.dawgen.lookahead import all_reduce_grads
 from synthtune.errors import SynthtuneError
 
 

@@ -4,14 +4,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from synthtune.components.dawgen_losses import (
+from synthtune.components.dawgen.losses import (
     dawgen_objective,
     discriminative_loss,
     distribution_hinge_loss,
     weighted_generation_loss,
 )
-from synthtune.components.lookahead import all_reduce_grads, meta_gradient, virtual_step
-from synthtune.components.token_weights import TokenWeightNet
+from synthtune.components.dawgen.lookahead import all_reduce_grads, meta_gradient, virtual_step
+from synthtune.components.dawgen.token_weights import TokenWeightNet
 from synthtune.errors import SynthtuneError
 
 V, D, L, B, T = 7, 4, 2, 4, 6

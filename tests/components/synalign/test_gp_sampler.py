@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from synthtune.components.gp_sampler import (
+from synthtune.components.synalign.gp_sampler import (
     IncrementalGPVariance,
     exact_posterior_variance,
     gp_select,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from synthtune.components.attribute_prompts import (
+from synthtune.components.synalign.attribute_prompts import (
     DEFAULT_ATTRIBUTE_TEMPLATE,
     DEFAULT_GENERATION_TEMPLATE,
     ParseStats,

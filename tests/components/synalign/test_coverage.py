@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthtune.components.coverage import coverage_curve, plot_coverage
-from synthtune.components.gp_sampler import gp_select
+from synthtune.components.synalign.coverage import coverage_curve, plot_coverage
+from synthtune.components.synalign.gp_sampler import gp_select
 from synthtune.errors import SynthtuneError
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from synthtune.components.soft_prompts import MLPPrompt, MixturePrompt, NonParametricPrompt, build_soft_prompt
+from synthtune.components.softsrv.soft_prompts import MLPPrompt, MixturePrompt, NonParametricPrompt, build_soft_prompt
 from synthtune.errors import SynthtuneError
 
 T, D, DE, B = 5, 12, 7, 3

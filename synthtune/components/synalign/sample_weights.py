@@ -3,7 +3,7 @@
 Each synthetic sample gets a score ``g_Θ(e_i)`` from a small projection network (the paper's
 projection matrices Θ: ``Linear(D, h) → tanh → Linear(h, 1)``); its weight is
 ``ω_i = softmax_i(g_Θ(e_i))``. Training minimises the weighted MMD² of
-:func:`synthtune.components.mmd.weighted_mmd2` on minibatches, with the softmax taken over the
+:func:`synthtune.components.synalign.mmd.weighted_mmd2` on minibatches, with the softmax taken over the
 minibatch. Because the score function is shared by every sample, the global weights at the end are
 ``exp(g_Θ(e_i))`` normalised over all N synthetic samples (:meth:`SampleWeightNet.global_weights`),
 which is what the minibatch softmaxes estimate.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from synthtune.components.mmd import BandwidthSpec, check_embeddings, mmd2_from_kernels, rbf_kernel, resolve_bandwidths
+from synthtune.components.synalign.mmd import BandwidthSpec, check_embeddings, mmd2_from_kernels, rbf_kernel, resolve_bandwidths
 from synthtune.errors import SynthtuneError
 
 
@@ -109,7 +109,7 @@ def fit_mmd_weights(
         batch_syn: synthetic rows per step (capped at N).
         batch_real: real rows per step (capped at M).
         lr: Adam learning rate.
-        bandwidth: see :func:`synthtune.components.mmd.resolve_bandwidths`; fixed before training.
+        bandwidth: see :func:`synthtune.components.synalign.mmd.resolve_bandwidths`; fixed before training.
         seed: seed of the network initialisation, the minibatches and the median subsample.
         hidden: width of the projection network.
 

@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 
 from synthtune.components.backbone import load_backbone
-from synthtune.components.prefix_lm import prefix_token_logprobs, reconstruction_loss
+from synthtune.components.softsrv.prefix_lm import prefix_token_logprobs, reconstruction_loss
 
 
 def _batch(tokenizer):

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synthtune.components.combination import (
+from synthtune.components.prompt_tuning.combination import (
     STRATEGIES,
     CombinedBatches,
     plan_epoch,

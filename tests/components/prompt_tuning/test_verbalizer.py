@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from synthtune.components.backbone import load_backbone
-from synthtune.components.verbalizer import (
+from synthtune.components.prompt_tuning.verbalizer import (
     build_verbalizer,
     class_scores,
     encode_texts,

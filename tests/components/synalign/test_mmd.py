@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from synthtune.components.mmd import (
+from synthtune.components.synalign.mmd import (
     median_heuristic,
     mmd2_minibatch,
     rbf_kernel,

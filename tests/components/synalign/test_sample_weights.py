@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from synthtune.components.mmd import weighted_mmd2
-from synthtune.components.sample_weights import SampleWeightNet, fit_mmd_weights, resample
+from synthtune.components.synalign.mmd import weighted_mmd2
+from synthtune.components.synalign.sample_weights import SampleWeightNet, fit_mmd_weights, resample
 from synthtune.errors import SynthtuneError
 
 

@@ -3,13 +3,13 @@ import math
 import pytest
 import torch
 
-from synthtune.components.dawgen_losses import (
+from synthtune.components.dawgen.losses import (
     dawgen_objective,
     discriminative_loss,
     distribution_hinge_loss,
     weighted_generation_loss,
 )
-from synthtune.components.token_weights import TokenWeightNet
+from synthtune.components.dawgen.token_weights import TokenWeightNet
 from synthtune.errors import SynthtuneError
 
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from synthtune.components.backbone import load_backbone
-from synthtune.components.label_prompts import (LabelPrompts, all_label_logprobs, label_loglik_ratio, label_prefix,
+from synthtune.components.dawgen.label_prompts import (LabelPrompts, all_label_logprobs, label_loglik_ratio, label_prefix,
                                                 label_token_scores, pooled_representation, token_representations)
 from synthtune.errors import SynthtuneError
 
