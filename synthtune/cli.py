@@ -73,7 +73,7 @@ class SynthtuneCLI(LightningCLI):
         Lightning would overwrite the model config with the hyperparameters stored in
         ``--ckpt_path``, which silently drops e.g. a new ``--model.init_args.temperature`` at predict
         time. synthtune instead checks the checkpoint's signature when it loads and refuses a
-        mismatched one with one line (see ``FrozenBackboneModule.on_load_checkpoint``).
+        mismatched one with one line (see ``SynthtuneModule.on_load_checkpoint``).
         """
 
     def before_instantiate_classes(self) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from synthtune.contract import DataInfo
 from synthtune.curation.featurize import DEFAULT_FEATURIZER, featurize
 from synthtune.datamodules.base import SynthtuneDataModule
 from synthtune.errors import SynthtuneError
@@ -125,6 +126,11 @@ class EmbeddingDataModule(SynthtuneDataModule):
             raise SynthtuneError(f"synthetic embeddings have dimension {syn.shape[1]} but real ones {real.shape[1]}; "
                                  f"embed both sets with the same encoder")
         self.syn_emb, self.real_emb = syn, real
+
+    def describe(self) -> DataInfo:
+        return DataInfo(source=str(self.synthetic), synthetic_rows=tuple(self.synthetic_rows),
+                        real_rows=tuple(self.real_rows), synthetic_embeddings=self.syn_emb,
+                        real_embeddings=self.real_emb)
 
     @property
     def dim(self) -> int:
