@@ -62,6 +62,9 @@ class SynthtuneCLI(LightningCLI):
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(JsonlPredictionWriter, "writer")
+        # The one value the user sets once for both sides. What the model needs from the data is not
+        # linked here: it exists only after the datamodule's setup, so it reaches the model through
+        # synthtune.contract (DataInfo -> connect), for CLI and Python runs alike.
         parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
         parser.add_argument("--synthtune_subcommand", type=Optional[str], default=None,
                             help="the subcommand a config is written for (e.g. predict for generation-only "
