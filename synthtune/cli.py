@@ -62,6 +62,9 @@ class SynthtuneCLI(LightningCLI):
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(JsonlPredictionWriter, "writer")
+        # The one value the user sets once for both sides. What the model needs from the data is not
+        # linked here: it exists only after the datamodule's setup, so it reaches the model through
+        # synthtune.contract (DataInfo -> connect), for CLI and Python runs alike.
         parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
         parser.add_argument("--synthtune_subcommand", type=Optional[str], default=None,
                             help="the subcommand a config is written for (e.g. predict for generation-only "
@@ -73,7 +76,7 @@ class SynthtuneCLI(LightningCLI):
         Lightning would overwrite the model config with the hyperparameters stored in
         ``--ckpt_path``, which silently drops e.g. a new ``--model.init_args.temperature`` at predict
         time. synthtune instead checks the checkpoint's signature when it loads and refuses a
-        mismatched one with one line (see ``FrozenBackboneModule.on_load_checkpoint``).
+        mismatched one with one line (see ``SynthtuneModule.on_load_checkpoint``).
         """
 
     def before_instantiate_classes(self) -> None:

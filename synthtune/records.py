@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import string
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -113,3 +114,11 @@ def require_fields(rows: Iterable[dict[str, Any]], fields: Iterable[str], source
                 f"{source}: row {index} lacks field(s) {', '.join(missing)} (it has {have}); "
                 f"fix the data or the template/--field"
             )
+
+
+def template_fields(template: str) -> list[str]:
+    """The ``{field}`` names a ``str.format`` template uses (the fields it needs from a row)."""
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    except ValueError as exc:
+        raise SynthtuneError(f"text_template {template!r} is not a valid format string ({exc})") from None

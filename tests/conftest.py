@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import build_tiny_gpt2, build_tiny_llama, build_tiny_t5  # noqa: E402
+from tiny_models import build_tiny_gemma3, build_tiny_gpt2, build_tiny_llama, build_tiny_t5  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +32,12 @@ def tiny_gpt2(tmp_path_factory) -> str:
 def tiny_t5(tmp_path_factory) -> str:
     """Folder of a 2-layer, d_model-32 random T5 (encoder-decoder) with sentinel tokens."""
     return str(build_tiny_t5(tmp_path_factory.mktemp("tiny-t5")))
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3(tmp_path_factory) -> str:
+    """Folder of a 2-layer, hidden-32 random Gemma 3 (its embedding scales token rows by √d)."""
+    return str(build_tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3")))
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,8 @@
 """Mean log-likelihood ratio of examples under their own label's DawGen prompt vs the others' (usage: python docs/results/score_dawgen.py RUN_DIR)."""
 import json, sys
 import torch, yaml
-from synthtune.datamodules.labeled import LabeledDataModule, pad_lists
+from synthtune.components.padding import right_pad
+from synthtune.datamodules.labeled import LabeledDataModule
 from synthtune.lightning_modules.dawgen import DawGenModule
 from synthtune.tasks import read_labeled
 
@@ -15,8 +16,8 @@ def score(rows):
     out, pad = [], dm.tokenizer.pad_token_id
     for i in range(0, len(rows), 8):
         chunk = rows[i:i + 8]
-        tgt, tm = pad_lists([dm.encode_target(r["text_b"] if dm.is_pair else r["text"]) for r in chunk], pad)
-        ctx, cm = pad_lists([dm.encode_context(r["text_a"]) if dm.is_pair else [] for r in chunk], pad)
+        tgt, tm = right_pad([dm.encode_target(r["text_b"] if dm.is_pair else r["text"]) for r in chunk], pad)
+        ctx, cm = right_pad([dm.encode_context(r["text_a"]) if dm.is_pair else [] for r in chunk], pad)
         out += m.loglik_ratio({"target_ids": tgt, "target_mask": tm, "context_ids": ctx, "context_mask": cm,
                                "label": torch.tensor([int(r["label"]) for r in chunk])}).tolist()
     return torch.tensor(out)

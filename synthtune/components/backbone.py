@@ -89,6 +89,25 @@ class Backbone:
         return None
 
 
+def embed_tokens(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """The input vectors ``model`` itself feeds its first layer for the token ``ids``.
+
+    Always the embedding module's forward, never its raw ``.weight`` rows: Gemma's embedding scales
+    the rows by √d inside its forward, so reading ``.weight[ids]`` gives vectors ~√d too small.
+    """
+    embedding = model.get_input_embeddings()
+    return embedding(ids.to(embedding.weight.device))
+
+
+def random_token_embeddings(model: nn.Module, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """fp32 input vectors of random vocabulary tokens drawn with ``seed``, ``[*shape, d]``: the prompt
+    initialisation every method uses (a prompt the model can already read)."""
+    vocab = model.get_input_embeddings().num_embeddings
+    ids = torch.randint(0, vocab, shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return embed_tokens(model, ids).float()
+
+
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """``"fp32"``/``"bf16"``/``"fp16"`` (or a torch dtype) to a torch dtype, with a clear error."""
     if isinstance(dtype, torch.dtype):

@@ -4,7 +4,10 @@
 * an exactly resumable training loader: Lightning checkpoints its position, and the batches that
   reached the model are counted here, in ``on_before_batch_transfer``;
 * the ids a resumed ``predict`` skips: the JSONL writer passes the ids already on disk to
-  ``skip_ids`` before the predict loader is built.
+  ``skip_ids`` before the predict loader is built; the model states how many ids each item owns
+  (``set_ids_per_item``, called by :func:`synthtune.contract.connect`);
+* :meth:`SynthtuneDataModule.describe`: what the model may need from the data, as one
+  :class:`~synthtune.contract.DataInfo` (the model–data contract).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import lightning.pytorch as pl
 from torch.utils.data import Dataset
 
 from synthtune.components.backbone import load_tokenizer
+from synthtune.contract import DataInfo
 from synthtune.datamodules.resumable import ResumableDataLoader, ResumableSampler
+from synthtune.errors import SynthtuneError
 
 
 class ListDataset(Dataset):
@@ -41,6 +46,11 @@ class SynthtuneDataModule(pl.LightningDataModule):
         self._tokenizer = None
         self._skip: set[int] = set()
         self._train_loader: ResumableDataLoader | None = None
+        self.ids_per_item = 1
+
+    def describe(self) -> DataInfo:
+        """What a model may need from this data, after ``setup`` (subclasses fill in what they have)."""
+        return DataInfo(source=type(self).__name__)
 
     @property
     def tokenizer(self):
@@ -65,3 +75,9 @@ class SynthtuneDataModule(pl.LightningDataModule):
     def skip_ids(self, ids: set[int]) -> None:
         """Ids already written by an earlier (interrupted) predict run; they are not generated again."""
         self._skip = set(ids)
+
+    def set_ids_per_item(self, n: int) -> None:
+        """Output ids each predict item owns (the model's ``ids_per_item``; 1 unless it writes blocks)."""
+        if n < 1:
+            raise SynthtuneError(f"ids per item must be ≥ 1, got {n}")
+        self.ids_per_item = n

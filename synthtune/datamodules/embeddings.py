@@ -18,23 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from synthtune.contract import DataInfo
 from synthtune.curation.featurize import DEFAULT_FEATURIZER, featurize
-from synthtune.datamodules.base import SynthtuneDataModule
+from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_jsonl, require_fields
-
-
-class _Rows(Dataset):
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> int:
-        return index
 
 
 def _load_npy(path: str, rows: int, what: str) -> torch.Tensor:
@@ -126,6 +116,11 @@ class EmbeddingDataModule(SynthtuneDataModule):
                                  f"embed both sets with the same encoder")
         self.syn_emb, self.real_emb = syn, real
 
+    def describe(self) -> DataInfo:
+        return DataInfo(source=str(self.synthetic), synthetic_rows=tuple(self.synthetic_rows),
+                        real_rows=tuple(self.real_rows), synthetic_embeddings=self.syn_emb,
+                        real_embeddings=self.real_emb)
+
     @property
     def dim(self) -> int:
         if self.syn_emb is None:
@@ -147,7 +142,7 @@ class EmbeddingDataModule(SynthtuneDataModule):
         return {"index": index, "syn": self.syn_emb[index], "real": self.real_emb[self.real_indices(index)]}
 
     def train_dataloader(self) -> DataLoader:
-        dataset = _Rows(self.syn_emb.shape[0])
+        dataset = ListDataset(range(self.syn_emb.shape[0]))
         batch = min(self.batch_syn, len(dataset))
         return self.resumable_loader(dataset, batch, self.collate_train, self.seed)
 

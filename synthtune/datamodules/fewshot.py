@@ -20,7 +20,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -32,6 +31,8 @@ from synthtune.components.prompt_tuning.combination import (
     check_strategy,
     needs_synthetic,
 )
+from synthtune.contract import DataInfo
+from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.datamodules.resumable import ResumableDataLoader, ResumableSampler
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records
@@ -120,18 +121,7 @@ class _StepSampler(ResumableSampler):
         return super().__iter__()
 
 
-class _RowDataset(Dataset):
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
-        self.rows = rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.rows[i]
-
-
-class FewShotDataModule(pl.LightningDataModule):
+class FewShotDataModule(SynthtuneDataModule):
     """k-shot real data, optional synthetic data and a combination strategy.
 
     Args:
@@ -183,7 +173,6 @@ class FewShotDataModule(pl.LightningDataModule):
         self.train_syn: list[dict[str, Any]] = []
         self.dev_rows: list[dict[str, Any]] = []
         self.test_rows: list[dict[str, Any]] = []
-        self._train_loader: ResumableDataLoader | None = None
         self._loaded = False
 
     # ------------------------------------------------------------------ data
@@ -239,6 +228,11 @@ class FewShotDataModule(pl.LightningDataModule):
         if stage in ("test", None) and not self.test_rows:
             self.load_test()
 
+    def describe(self) -> DataInfo:
+        task = self.task
+        return DataInfo(source=task.name, label_names=tuple(task.label_names), text_fields=tuple(task.text_fields),
+                        strategy=self.strategy, demonstrations=tuple(self.train_real))
+
     # --------------------------------------------------------------- loaders
     def _rank_world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -258,7 +252,7 @@ class FewShotDataModule(pl.LightningDataModule):
         return self._train_loader
 
     def _eval_loader(self, rows: list[dict[str, Any]]) -> DataLoader:
-        return DataLoader(_RowDataset(rows), batch_size=self.eval_batch_size, shuffle=False,
+        return DataLoader(ListDataset(rows), batch_size=self.eval_batch_size, shuffle=False,
                           collate_fn=collate_part, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader | list:
@@ -266,9 +260,3 @@ class FewShotDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader(self.test_rows)
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training and self._train_loader is not None:
-            self._train_loader.mark_consumed()
-        return batch

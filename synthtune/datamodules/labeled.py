@@ -20,6 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
+from synthtune.components.padding import right_pad
+from synthtune.contract import DataInfo
 from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.tasks import TaskSpec, check_label_coverage, load_task, read_labeled
@@ -36,18 +38,6 @@ def sample_kshot(rows: list[dict[str, Any]], num_labels: int, k: int, seed: int)
         chosen += rng.sample(idx, min(k, len(idx)))
     return [rows[i] for i in sorted(chosen)]
 
-
-
-
-def pad_lists(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ``[B, max_len]`` ids and mask (``max_len`` may be 0)."""
-    width = max((len(s) for s in seqs), default=0)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, :len(seq)] = 1
-    return ids, mask
 
 
 class LabeledDataModule(SynthtuneDataModule):
@@ -162,11 +152,18 @@ class LabeledDataModule(SynthtuneDataModule):
             random.Random(self.seed).shuffle(unique)
             self._first_sentences = unique
 
+    def describe(self) -> DataInfo:
+        task = self.load_task()
+        return DataInfo(source=task.name, label_names=tuple(task.label_names), text_fields=tuple(task.text_fields),
+                        first_sentences=tuple(self._first_sentences),
+                        first_sentence_ids=tuple(tuple(self.encode_context(a)) for a in self._first_sentences),
+                        max_length=self.max_length, max_context_length=self.max_context_length)
+
     # --------------------------------------------------------------- batches
     def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         pad = self.tokenizer.pad_token_id
-        target_ids, target_mask = pad_lists([it["target"] for it in items], pad)
-        context_ids, context_mask = pad_lists([it["context"] for it in items], pad)
+        target_ids, target_mask = right_pad([it["target"] for it in items], pad)
+        context_ids, context_mask = right_pad([it["context"] for it in items], pad)
         return {"target_ids": target_ids, "target_mask": target_mask, "context_ids": context_ids,
                 "context_mask": context_mask, "label": torch.tensor([it["label"] for it in items]),
                 "index": torch.tensor([it["index"] for it in items])}
@@ -192,7 +189,7 @@ class LabeledDataModule(SynthtuneDataModule):
                                  "label": torch.tensor([it["label"] for it in items]),
                                  "label_name": [it["label_name"] for it in items]}
         if "text_a" in items[0]:
-            batch["context_ids"], batch["context_mask"] = pad_lists([it["context"] for it in items],
+            batch["context_ids"], batch["context_mask"] = right_pad([it["context"] for it in items],
                                                                     self.tokenizer.pad_token_id)
             batch["text_a"] = [it["text_a"] for it in items]
         return batch

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
+from synthtune.contract import DataInfo
 from synthtune.datamodules.base import SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields
@@ -83,7 +84,6 @@ class PromptDataModule(SynthtuneDataModule):
         self.backbone, self.path, self.field = backbone, path, field
         self.num_requests, self.batch_size, self.limit = num_requests, batch_size, limit
         self.strict, self.num_workers = strict, num_workers
-        self.ids_per_item = 1
         self.questions: dict[int, str] = {}
         self.source_ids: dict[int, Any] = {}
         self._loaded = False
@@ -92,12 +92,6 @@ class PromptDataModule(SynthtuneDataModule):
     def has_questions(self) -> bool:
         """Whether this datamodule reads input questions (answer mode) rather than counting requests."""
         return self.path is not None
-
-    def set_ids_per_item(self, n: int) -> None:
-        """Output ids each item owns (``num_questions`` for PT, 1 for answers); set by the module."""
-        if n < 1:
-            raise SynthtuneError(f"ids per item must be ≥ 1, got {n}")
-        self.ids_per_item = n
 
     def load_questions(self) -> None:
         """Read the input questions once; a missing field or an input without questions is one line."""
@@ -126,6 +120,9 @@ class PromptDataModule(SynthtuneDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.load_questions()
+
+    def describe(self) -> DataInfo:
+        return DataInfo(source=str(self.path or "requests"), has_questions=self.has_questions)
 
 
     def pending_items(self) -> list[int]:

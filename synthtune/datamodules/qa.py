@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.gsm8k_eval import extract_final_number
+from synthtune.components.padding import right_pad
 from synthtune.components.text_generation import render_prompt
 from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
@@ -41,15 +42,8 @@ def build_example(prompt_ids: list[int], answer_ids: list[int], eos_id: int, max
 
 def collate_examples(items: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad ``input_ids`` (pad id) and ``labels`` (-100); attention mask 1 on real tokens."""
-    width = max(len(item["input_ids"]) for item in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
-    for row, item in enumerate(items):
-        n = len(item["input_ids"])
-        ids[row, :n] = torch.tensor(item["input_ids"])
-        labels[row, :n] = torch.tensor(item["labels"])
-        mask[row, :n] = 1
+    ids, mask = right_pad([item["input_ids"] for item in items], pad_id)
+    labels, _ = right_pad([item["labels"] for item in items], IGNORE_INDEX)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 

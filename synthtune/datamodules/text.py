@@ -3,43 +3,25 @@
 from __future__ import annotations
 
 import logging
-import string
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
-from synthtune.datamodules.base import SynthtuneDataModule
+from synthtune.components.padding import right_pad
+from synthtune.contract import DataInfo
+from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
-from synthtune.records import read_records, require_fields
+from synthtune.records import read_records, require_fields, template_fields
 
 log = logging.getLogger(__name__)
-
-
-def template_fields(template: str) -> list[str]:
-    """The ``{field}`` names a ``str.format`` template uses."""
-    try:
-        return [name for _, name, _, _ in string.Formatter().parse(template) if name]
-    except ValueError as exc:
-        raise SynthtuneError(f"text_template {template!r} is not a valid format string ({exc})") from None
 
 
 def render(rows: list[dict[str, Any]], template: str, source: str) -> list[str]:
     """Fill ``template`` with each row; a field the rows lack is a one-line error."""
     require_fields(rows, template_fields(template), source)
     return [template.format(**row) for row in rows]
-
-
-class _TokenDataset(Dataset):
-    def __init__(self, token_ids: list[list[int]]) -> None:
-        self.token_ids = token_ids
-
-    def __len__(self) -> int:
-        return len(self.token_ids)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"input_ids": self.token_ids[index], "index": index}
 
 
 class _PredictDataset(Dataset):
@@ -153,27 +135,29 @@ class TextDataModule(SynthtuneDataModule):
         self._train_ids = self.tokenize(self.train_texts)
         self._val_ids = self.tokenize(self.val_texts) if self.val_texts else []
 
+    def describe(self) -> DataInfo:
+        return DataInfo(source=str(self.path), train_texts=tuple(self.train_texts), val_texts=tuple(self.val_texts),
+                        max_length=self.max_length)
+
     # --------------------------------------------------------------- batches
     def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        width = max(len(item["input_ids"]) for item in items)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(items), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
-        for row, item in enumerate(items):
-            n = len(item["input_ids"])
-            ids[row, :n] = torch.tensor(item["input_ids"])
-            mask[row, :n] = 1
+        ids, mask = right_pad([item["input_ids"] for item in items], self.tokenizer.pad_token_id)
         index = torch.tensor([item["index"] for item in items])
         return {"input_ids": ids, "attention_mask": mask, "index": index}
 
+    @staticmethod
+    def _examples(token_ids: list[list[int]]) -> ListDataset:
+        """Each example's tokens and its ``index`` (the row of its context vector E(x))."""
+        return ListDataset([{"input_ids": ids, "index": i} for i, ids in enumerate(token_ids)])
+
     def train_dataloader(self) -> DataLoader:
-        dataset = _TokenDataset(self._train_ids)
+        dataset = self._examples(self._train_ids)
         return self.resumable_loader(dataset, self.batch_size, self.collate, self.seed, self.num_workers)
 
     def val_dataloader(self) -> DataLoader | list:
         if not self._val_ids:
             return []
-        dataset = _TokenDataset(self._val_ids)
+        dataset = self._examples(self._val_ids)
         return DataLoader(dataset, batch_size=self.batch_size, collate_fn=self.collate,
                           num_workers=self.num_workers)
 

@@ -10,7 +10,9 @@ _WHERE = {
     "SFTModule": "sft",
     "SynAlignGenerationModule": "synalign_generation",
     "MMDWeightModule": "mmd_weight",
+    "SynthtuneModule": "base",
     "FrozenBackboneModule": "frozen_backbone",
+    "PredictOnlyModule": "predict_only",
 }
 __all__ = list(_WHERE)
 

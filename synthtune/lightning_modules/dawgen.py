@@ -27,17 +27,19 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
+from synthtune.components.backbone import DEFAULT_BACKBONE, embed_tokens
 from synthtune.components.dawgen.losses import (dawgen_objective, discriminative_loss, distribution_hinge_loss,
                                                 weighted_generation_loss)
 from synthtune.components.dawgen.label_prompts import (LabelPrompts, all_label_logprobs, label_loglik_ratio, label_prefix,
                                                 label_token_scores, pooled_representation, token_representations)
 from synthtune.components.dawgen.lookahead import MetaGradient, all_reduce_grads, meta_gradient
-from synthtune.components.sampling import sample_from_prefix
 from synthtune.components.dawgen.token_weights import TokenWeightNet
+from synthtune.components.padding import right_pad
+from synthtune.components.sampling import sample_from_prefix, sample_seed
+from synthtune.components.sampling_settings import SamplingSettings
+from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
-from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule, file_fingerprint
-from synthtune.components.sampling import sample_seed
+from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
 
 Batch = dict[str, Any]
 
@@ -56,7 +58,7 @@ class DawGenModule(FrozenBackboneModule):
     Args:
         backbone: ``smollm2-135m`` (bundled), a local model folder (decoder-only or T5), a ``.gguf`` or hub id.
         dtype: weights of the frozen backbone: ``fp32`` or ``bf16`` (Q and Φ_W stay fp32).
-        num_labels: L, the task's number of labels (checked against the datamodule).
+        num_labels: L, the task's number of labels (checked against the data's label names).
         prompt_length: t, soft tokens per label.
         lam: λ ≥ 0, weight of the semantic regularizer L_dist (0 gives the baselines).
         margin: hinge margin of L_dist.
@@ -97,26 +99,20 @@ class DawGenModule(FrozenBackboneModule):
         super().__init__()
         if not math.isfinite(float(lam)) or lam < 0:
             raise SynthtuneError(f"lam (λ) must be a finite number >= 0, got {lam!r}; pass e.g. --model.init_args.lam 0.1")
-        if not 0.0 < top_p <= 1.0 or temperature < 0 or max_new_tokens < 1 or inner_lr < 0 or meta_every_n_steps < 1:
-            raise SynthtuneError("need 0 < top_p ≤ 1, temperature ≥ 0, max_new_tokens ≥ 1, inner_lr ≥ 0 and "
-                                 "meta_every_n_steps ≥ 1; fix --model.init_args")
+        if inner_lr < 0 or meta_every_n_steps < 1:
+            raise SynthtuneError("need inner_lr ≥ 0 and meta_every_n_steps ≥ 1; fix --model.init_args")
+        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
         self.save_hyperparameters()
-        bb = load_backbone(backbone, dtype)
+        bb = self.load_frozen_backbone(backbone, dtype)
         bb.check_prompt_length(prompt_length)
-        self.backbone = bb.model
-        self.tokenizer = bb.tokenizer
         self.max_positions = bb.max_positions
-        embedding = self.backbone.get_input_embeddings().weight
-        gen = torch.Generator().manual_seed(seed)
-        # Each label starts from the embeddings of random vocabulary tokens: a prompt the model can read.
-        init = embedding[torch.randint(0, embedding.shape[0], (num_labels, prompt_length), generator=gen)]
-        self.label_prompts = LabelPrompts(num_labels, prompt_length, bb.hidden_size, init=init.detach().float())
+        # Each label starts from the input vectors of random vocabulary tokens: a prompt the model can read.
+        init = self.random_token_prompt((num_labels, prompt_length), seed)
+        self.label_prompts = LabelPrompts(num_labels, prompt_length, bb.hidden_size, init=init)
         torch.manual_seed(seed)
         self.weight_net = TokenWeightNet(bb.hidden_size, weight_mlp_size, mode=weight_mode)
         self.automatic_optimization = False
         self._named = False
-        self._fingerprint = "untrained"
-        self._first_sentences: list[str] = []
 
     def checkpoint_signature(self) -> dict[str, Any]:
         h = self.hparams
@@ -125,32 +121,30 @@ class DawGenModule(FrozenBackboneModule):
                 "weight_mode": h.weight_mode, "weight_mlp_size": h.weight_mlp_size}
 
     # ------------------------------------------------------------------ setup
-    def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is None or not hasattr(dm, "label_names"):
-            raise SynthtuneError("DawGen needs a labelled datamodule (synthtune.datamodules.labeled.LabeledDataModule)")
-        names = list(dm.label_names)
+    def connect(self, info: DataInfo) -> None:
+        """Check the task against the prompts and the context length; name each label's prompt."""
+        if not info.label_names:
+            raise SynthtuneError("DawGen needs labelled data; use LabeledDataModule as data")
+        names = list(info.label_names)
         if len(names) != self.hparams.num_labels:
-            raise SynthtuneError(f"task {dm.task_name!r} has {len(names)} labels but num_labels="
+            raise SynthtuneError(f"task {info.source!r} has {len(names)} labels but num_labels="
                                  f"{self.hparams.num_labels}; set --model.init_args.num_labels {len(names)}")
-        dm.setup(stage)
         if self.max_positions is not None and not self.backbone.config.is_encoder_decoder:
-            ctx = dm.max_context_length + 4 if dm.is_pair else 0
-            need = self.hparams.prompt_length + ctx + max(dm.max_length, self.hparams.max_new_tokens)
+            ctx = info.max_context_length + 4 if info.is_pair else 0
+            need = self.hparams.prompt_length + ctx + max(info.max_length, self.sampling.max_new_tokens)
             if need > self.max_positions:
                 raise SynthtuneError(f"prompt_length {self.hparams.prompt_length} + context + text ({need} tokens) "
                                      f"exceeds the model's context of {self.max_positions}; shorten the prompt or max_length")
-        self._first_sentences = list(getattr(dm, "_first_sentences", []))
+        super().connect(info)
         if self.hparams.init_from_label_names and not self._named:
             self.name_prompts(names)
 
     @torch.no_grad()
     def name_prompts(self, names: list[str]) -> None:
         """Put each label's name (its token embeddings) at the end of its prompt; a checkpoint overrides it."""
-        embed = self.backbone.get_input_embeddings()
         for label, name in enumerate(names):
             ids = self.tokenizer(" " + name.replace("_", " "), add_special_tokens=False)["input_ids"]
-            self.label_prompts.set_tail(label, embed(torch.tensor(ids, device=embed.weight.device)).float())
+            self.label_prompts.set_tail(label, embed_tokens(self.backbone, torch.tensor(ids)).float())
         self._named = True
 
     # ----------------------------------------------------------------- losses
@@ -229,11 +223,7 @@ class DawGenModule(FrozenBackboneModule):
     def generation_params(self) -> dict[str, Any]:
         h = self.hparams
         return {"backbone": h.backbone, "prompt_length": h.prompt_length, "weight_mode": h.weight_mode,
-                "lam": h.lam, "temperature": h.temperature, "top_p": h.top_p, "max_new_tokens": h.max_new_tokens,
-                "seed": h.seed, "checkpoint": self._fingerprint}
-
-    def on_predict_start(self) -> None:
-        self._fingerprint = file_fingerprint(self.trainer.ckpt_path)
+                "lam": h.lam, **self.sampling.as_dict(), "checkpoint": self.checkpoint_fingerprint}
 
     def _eos_ids(self) -> set[int]:
         eos = {self.tokenizer.eos_token_id}
@@ -245,19 +235,18 @@ class DawGenModule(FrozenBackboneModule):
     def generate(self, labels: Tensor, seeds: list[int], context_ids: Tensor | None = None,
                  context_mask: Tensor | None = None) -> list[str]:
         """One text per row, conditioned on the row's label prompt (and its ``text_a`` tokens)."""
-        h = self.hparams
+        s = self.sampling
         prompts = self.label_prompts(labels.to(self.device)).to(self.backbone.dtype)
-        embed = self.backbone.get_input_embeddings()
-        ctx = embed(context_ids.to(self.device)) if context_ids is not None else None
+        ctx = embed_tokens(self.backbone, context_ids) if context_ids is not None else None
         cmask = context_mask.to(self.device) if context_mask is not None else None
         if not self.backbone.config.is_encoder_decoder:
             prefix, mask = label_prefix(prompts, ctx, cmask)
-            tokens = sample_from_prefix(self.backbone, prefix, seeds, h.max_new_tokens, self._eos_ids(),
-                                        temperature=h.temperature, top_p=h.top_p,
+            tokens = sample_from_prefix(self.backbone, prefix, seeds, s.max_new_tokens, self._eos_ids(),
+                                        temperature=s.temperature, top_p=s.top_p,
                                         attention_mask=mask if ctx is not None else None)
             return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
         texts = []
-        sampling = {"do_sample": True, "temperature": h.temperature, "top_p": h.top_p} if h.temperature > 0 \
+        sampling = {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p} if s.temperature > 0 \
             else {"do_sample": False}
         for row, seed in enumerate(seeds):  # T5: HF generate with the prompt (+ text_a) as encoder inputs_embeds
             n_ctx = int(cmask[row].sum()) if cmask is not None else 0
@@ -266,13 +255,13 @@ class DawGenModule(FrozenBackboneModule):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 out = self.backbone.generate(inputs_embeds=enc, attention_mask=torch.ones(enc.shape[:2], dtype=torch.long,
-                                             device=enc.device), max_new_tokens=h.max_new_tokens, **sampling)
+                                             device=enc.device), max_new_tokens=s.max_new_tokens, **sampling)
             texts.append(self.tokenizer.decode(out[0], skip_special_tokens=True).strip())
         return texts
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
         ids = batch["id"].tolist()
-        seeds = [sample_seed(self.hparams.seed, i, "dawgen") for i in ids]
+        seeds = [sample_seed(self.sampling.seed, i, "dawgen") for i in ids]
         texts = self.generate(batch["label"], seeds, batch.get("context_ids"), batch.get("context_mask"))
         params = self.generation_params()
         rows = []
@@ -287,15 +276,13 @@ class DawGenModule(FrozenBackboneModule):
     def sample_texts(self, num: int) -> list[str]:
         """A few samples, labels round-robin (pair tasks: over the real first sentences), for logging."""
         labels = torch.arange(num) % self.hparams.num_labels
-        seeds = [sample_seed(self.hparams.seed, i, "dawgen-log") for i in range(num)]
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if not self._first_sentences or dm is None:
+        seeds = [sample_seed(self.sampling.seed, i, "dawgen-log") for i in range(num)]
+        firsts, firsts_ids = self.data_info.first_sentences, self.data_info.first_sentence_ids
+        if not firsts:
             return self.generate(labels, seeds)
-        from synthtune.datamodules.labeled import pad_lists
-
-        firsts = [self._first_sentences[i % len(self._first_sentences)] for i in range(num)]
-        ctx, cmask = pad_lists([dm.encode_context(a) for a in firsts], self.tokenizer.pad_token_id)
-        return [f"{a} || {b}" for a, b in zip(firsts, self.generate(labels, seeds, ctx, cmask))]
+        rows = [i % len(firsts) for i in range(num)]
+        ctx, cmask = right_pad([firsts_ids[i] for i in rows], self.tokenizer.pad_token_id)
+        return [f"{firsts[i]} || {b}" for i, b in zip(rows, self.generate(labels, seeds, ctx, cmask))]
 
     @torch.no_grad()
     def loglik_ratio(self, batch: Batch) -> Tensor:

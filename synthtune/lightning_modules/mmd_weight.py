@@ -8,7 +8,7 @@ predict: global weights exp(g_Θ(e_i)) / Σ_j exp(g_Θ(e_j)) over all N syntheti
          before and after → ``resampled.jsonl.report.json`` (next to the resampled rows).
 
 Checkpoints hold g_Θ and its optimizer only: the embeddings are recomputed (from the cache) by the
-datamodule.
+data, which hands them over in its ``DataInfo``.
 """
 
 from __future__ import annotations
@@ -28,12 +28,10 @@ from synthtune.components.synalign.mmd import (
     resolve_bandwidths,
 )
 from synthtune.components.synalign.sample_weights import SampleWeightNet, resample
+from synthtune.contract import DataInfo
 from synthtune.curation.featurize import DEFAULT_FEATURIZER
 from synthtune.errors import SynthtuneError
-from synthtune.lightning_modules.frozen_backbone import (
-    FrozenBackboneModule,
-    file_fingerprint,
-)
+from synthtune.lightning_modules.base import SynthtuneModule
 from synthtune.paths import atomic_write_bytes, atomic_write_jsonl
 
 log = logging.getLogger(__name__)
@@ -47,11 +45,11 @@ def effective_sample_size(weights: torch.Tensor) -> float:
     return float(1.0 / (w * w).sum())
 
 
-class MMDWeightModule(FrozenBackboneModule):
+class MMDWeightModule(SynthtuneModule):
     """Learned per-sample weights ω = softmax(g_Θ(e)) that minimise MMD² between synthetic and real embeddings.
 
     Args:
-        backbone: the embedder the datamodule uses (``minilm`` or a causal LM); recorded in checkpoints.
+        backbone: the embedder the data uses (``minilm`` or a causal LM); recorded in checkpoints.
         hidden: width of the projection g_Θ.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
@@ -91,14 +89,8 @@ class MMDWeightModule(FrozenBackboneModule):
         self.dim = 0
         self._weights: torch.Tensor | None = None
         self._scores: torch.Tensor | None = None
-        self._fingerprint = "untrained"
 
     # ----------------------------------------------------------------- setup
-    def _datamodule(self):
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is None or getattr(dm, "syn_emb", None) is None or getattr(dm, "real_emb", None) is None:
-            raise SynthtuneError("MMDWeightModule needs synthtune.datamodules.embeddings.EmbeddingDataModule as data")
-        return dm
 
     def build(self, dim: int) -> None:
         """Create g_Θ for embeddings of dimension ``dim`` (seeded)."""
@@ -111,11 +103,15 @@ class MMDWeightModule(FrozenBackboneModule):
             self.net = SampleWeightNet(dim, hidden=self.hparams.hidden)
         self.dim = dim
 
-    def setup(self, stage: str) -> None:
-        dm = self._datamodule()
-        self.build(dm.dim)
+    def connect(self, info: DataInfo) -> None:
+        """Build g_Θ for the embeddings' dimension and fix the kernel bandwidths from both sets."""
+        syn, real = info.synthetic_embeddings, info.real_embeddings
+        if syn is None or real is None:
+            raise SynthtuneError("MMDWeightModule needs synthetic and real embeddings; use EmbeddingDataModule as data")
+        super().connect(info)
+        self.build(int(syn.shape[1]))
         # Bandwidths are fixed before training from both sets (raises when all embeddings are identical).
-        self.bandwidths = resolve_bandwidths(self.hparams.bandwidth, dm.syn_emb, dm.real_emb, seed=self.hparams.seed)
+        self.bandwidths = resolve_bandwidths(self.hparams.bandwidth, syn, real, seed=self.hparams.seed)
         log.info("MMD bandwidths: %s", ", ".join(f"{b:.4g}" for b in self.bandwidths))
 
     def checkpoint_signature(self) -> dict[str, Any]:
@@ -148,15 +144,14 @@ class MMDWeightModule(FrozenBackboneModule):
     def params(self) -> dict[str, Any]:
         h = self.hparams
         return {"backbone": h.backbone, "hidden": h.hidden, "bandwidths": [round(b, 8) for b in self.bandwidths],
-                "seed": h.seed, "checkpoint": self._fingerprint}
+                "seed": h.seed, "checkpoint": self.checkpoint_fingerprint}
 
     def on_predict_start(self) -> None:
-        self._fingerprint = file_fingerprint(self.trainer.ckpt_path)
-        if self._fingerprint == "untrained":
+        super().on_predict_start()
+        if self.checkpoint_fingerprint == "untrained":
             log.warning("predicting without --ckpt_path: the weights are uniform (an untrained g_Θ)")
-        dm = self._datamodule()
         with torch.no_grad():
-            emb = dm.syn_emb.to(self.device)
+            emb = self.data_info.synthetic_embeddings.to(self.device)
             scores = torch.cat([self.net.scores(emb[i: i + 65536]) for i in range(0, emb.shape[0], 65536)]).cpu()
         if not torch.isfinite(scores).all():
             raise SynthtuneError("the learned weights are NaN or inf; refit with a lower learning rate (--model.init_args.lr)")
@@ -164,11 +159,10 @@ class MMDWeightModule(FrozenBackboneModule):
         self._weights = torch.exp(scores - torch.logsumexp(scores, dim=0))  # ω over all N rows
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
-        dm = self._datamodule()
         params = self.params()
         rows = []
         for i in batch["id"].tolist():
-            source = dm.synthetic_rows[i]
+            source = self.data_info.synthetic_rows[i]
             row = {k: v for k, v in source.items() if k not in ("id", "params", "method")}
             row.update({"id": i, "synthetic_id": source.get("id", i), "source_method": source.get("method"),
                         "weight": float(self._weights[i]), "score": float(self._scores[i]),
@@ -184,17 +178,16 @@ class MMDWeightModule(FrozenBackboneModule):
     def on_predict_end(self) -> None:
         if not self.trainer.is_global_zero:
             return
-        dm = self._datamodule()
-        h = self.hparams
-        n = len(dm.synthetic_rows) if h.num_resample is None else h.num_resample
+        data, h = self.data_info, self.hparams
+        n = len(data.synthetic_rows) if h.num_resample is None else h.num_resample
         if h.stratify_label:
-            picks = self.stratified_picks([row.get("label") for row in dm.synthetic_rows], n)
+            picks = self.stratified_picks([row.get("label") for row in data.synthetic_rows], n)
         else:
             picks = resample(self._weights, n, replace=h.replace, seed=h.seed)
         params = {**self.params(), "num_resample": n, "replace": h.replace, "stratify_label": h.stratify_label}
         out = []
         for j, i in enumerate(picks.tolist()):
-            source = dm.synthetic_rows[i]
+            source = data.synthetic_rows[i]
             row = {k: v for k, v in source.items() if k not in ("id", "params", "method")}
             row.update({"id": j, "synthetic_index": i, "synthetic_id": source.get("id", i),
                         "source_method": source.get("method"), "weight": float(self._weights[i]),
@@ -202,10 +195,10 @@ class MMDWeightModule(FrozenBackboneModule):
             out.append(row)
         path = self.resampled_path()
         atomic_write_jsonl(path, out)
-        report = self.mmd_report(dm.syn_emb, dm.real_emb, picks)
-        report.update({"num_synthetic": len(dm.synthetic_rows), "num_real": len(dm.real_rows), "num_resample": n,
+        report = self.mmd_report(data.synthetic_embeddings, data.real_embeddings, picks)
+        report.update({"num_synthetic": len(data.synthetic_rows), "num_real": len(data.real_rows), "num_resample": n,
                        "replace": h.replace, "unique_resampled": int(picks.unique().numel()),
-                       "resampled_output": str(path), "checkpoint": self._fingerprint})
+                       "resampled_output": str(path), "checkpoint": self.checkpoint_fingerprint})
         atomic_write_bytes(path.with_name(path.name + ".report.json"), (json.dumps(report, indent=2) + "\n").encode("utf-8"))
         log.info("wrote %d resampled rows to %s; MMD² %.5f (uniform) -> %.5f (weighted) -> %.5f (resampled)",
                  n, path, report["mmd2_uniform"], report["mmd2_weighted"], report["mmd2_resampled"])

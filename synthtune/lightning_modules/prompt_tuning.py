@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
+from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.prompt_tuning.combination import (
     check_strategy,
     smoothed_cross_entropy,
@@ -39,9 +39,10 @@ from synthtune.components.prompt_tuning.verbalizer import (
     fill_label,
     render_row,
 )
-from synthtune.datamodules.text import template_fields
+from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
+from synthtune.records import template_fields
 
 MODES = ("train", "zero_shot", "in_context")
 _COUNTERS_KEY = "prompt_tuning_counters"
@@ -103,7 +104,7 @@ class PromptTuningModule(FrozenBackboneModule):
         if max_field_tokens < 1 or demonstrations_per_class < 0:
             raise SynthtuneError("max_field_tokens must be >= 1 and demonstrations_per_class >= 0")
         self.save_hyperparameters()
-        bb = load_backbone(backbone, dtype)
+        bb = self.load_frozen_backbone(backbone, dtype)
         self.is_encoder_decoder = bb.is_encoder_decoder
         self.fields = template_fields(template)
         if not self.fields:
@@ -112,16 +113,11 @@ class PromptTuningModule(FrozenBackboneModule):
             raise SynthtuneError(f"template {template!r} has no {T5_MASK}, which marks where T5 reads the label; "
                                  f"add it, e.g. \"{{text}} It was {T5_MASK}.\"")
         bb.check_prompt_length(prompt_length)
-        self.backbone = bb.model
-        self.tokenizer = bb.tokenizer
         self.hidden_size = bb.hidden_size
         self.verbalizer = build_verbalizer(bb.tokenizer, label_words, multi_token=multi_token_labels)
         num_classes = self.verbalizer.num_classes
-        generator = torch.Generator().manual_seed(seed)
-        # Start from the embeddings of random vocabulary tokens: a prompt the model can already read.
-        embeddings = self.backbone.get_input_embeddings().weight
-        token_ids = torch.randint(0, embeddings.shape[0], (prompt_length,), generator=generator)
-        self.soft_prompt = NonParametricPrompt(prompt_length, bb.hidden_size, init=embeddings[token_ids].detach().float())
+        self.soft_prompt = NonParametricPrompt(prompt_length, bb.hidden_size,
+                                               init=self.random_token_prompt((prompt_length,), seed))
         self.metrics = torch.nn.ModuleDict({
             f"{split}_{name}": metric
             for split in ("val", "test")
@@ -149,30 +145,32 @@ class PromptTuningModule(FrozenBackboneModule):
         self.paired_steps = int(counters.get("paired_steps", 0))
         self.conflicts = int(counters.get("conflicts", 0))
 
+    def connect(self, info: DataInfo) -> None:
+        """Check the template and label words against the task; take the strategy and demonstrations."""
+        if info.text_fields:
+            unknown = [f for f in self.fields if f not in info.text_fields]
+            if unknown:
+                raise SynthtuneError(f"template field(s) {unknown} are not text fields of task {info.source} "
+                                     f"({list(info.text_fields)}); fix the template")
+        if info.label_names and len(info.label_names) != self.verbalizer.num_classes:
+            raise SynthtuneError(f"{self.verbalizer.num_classes} label words {list(self.verbalizer.label_words)} "
+                                 f"for {len(info.label_names)} labels {list(info.label_names)} of task {info.source}; "
+                                 f"give one label word per label")
+        self.combination = check_strategy(info.strategy)
+        super().connect(info)
+        if self.hparams.mode == "in_context":
+            self.set_demonstrations(list(info.demonstrations))
+
     def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule if self._trainer is not None else None
         if stage == "fit" and self.hparams.mode != "train":
             raise SynthtuneError(f"mode {self.hparams.mode!r} evaluates the frozen LM without training; run "
                                  f"`synthtune test` with it, or use --model.init_args.mode train to fit")
-        task = getattr(dm, "task", None)
-        if task is not None:
-            unknown = [f for f in self.fields if f not in task.text_fields]
-            if unknown:
-                raise SynthtuneError(f"template field(s) {unknown} are not text fields of task {task.name} "
-                                     f"({list(task.text_fields)}); fix the template")
-            if task.num_labels != self.verbalizer.num_classes:
-                raise SynthtuneError(f"{self.verbalizer.num_classes} label words {list(self.verbalizer.label_words)} "
-                                     f"for {task.num_labels} labels {list(task.label_names)} of task {task.name}; "
-                                     f"give one label word per label")
-        self.combination = check_strategy(getattr(dm, "strategy", "real"))
         # Gradient surgery needs both gradients before any step: manual optimisation for `paired`.
         self.automatic_optimization = stage != "fit" or self.combination != "paired"
         if (not self.automatic_optimization and self._trainer is not None
                 and (self.trainer.accumulate_grad_batches != 1 or self.trainer.gradient_clip_val)):
             raise SynthtuneError("the paired strategy steps once per pair of batches with its own gradient; "
                                  "remove --trainer.accumulate_grad_batches and --trainer.gradient_clip_val")
-        if self.hparams.mode == "in_context":
-            self.set_demonstrations(getattr(dm, "train_real", []))
 
     def set_demonstrations(self, rows: list[dict[str, Any]]) -> None:
         """Pick ``demonstrations_per_class`` labelled rows per class (by ``seed``) as the in-context prefix."""

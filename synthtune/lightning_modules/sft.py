@@ -28,7 +28,7 @@ from synthtune.components.backbone import (
 from synthtune.components.gsm8k_eval import extract_final_number
 from synthtune.components.text_generation import generate_from_text
 from synthtune.errors import SynthtuneError
-from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
+from synthtune.lightning_modules.base import SynthtuneModule
 from synthtune.paths import atomic_write_jsonl
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def add_lora(model: torch.nn.Module, r: int, alpha: int, dropout: float, targets
     return model
 
 
-class SFTModule(FrozenBackboneModule):
+class SFTModule(SynthtuneModule):
     """Supervised fine-tuning of a causal LM on (question, answer) pairs, scored by GSM8K exact match.
 
     Args:
@@ -93,8 +93,6 @@ class SFTModule(FrozenBackboneModule):
         predictions_file: where ``test`` writes every prompt, completion and verdict (JSONL);
             ``None`` writes ``<default_root_dir>/test_predictions.jsonl``.
     """
-
-    frozen_modules: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -146,11 +144,6 @@ class SFTModule(FrozenBackboneModule):
         if self.hparams.finetune == "full":
             return set(self.state_dict())
         return {name for name, p in self.named_parameters() if p.requires_grad}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        keep = self.trainable_state_keys()
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
-        checkpoint["synthtune"] = self.checkpoint_signature()
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

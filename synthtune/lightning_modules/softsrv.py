@@ -11,14 +11,15 @@ from typing import Any, Literal
 
 import torch
 
-from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
+from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.encoders import build_context_encoder, cached_encode, encoder_dim
 from synthtune.components.softsrv.prefix_lm import reconstruction_loss
 from synthtune.components.sampling import sample_from_prefix, sample_seed
+from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.softsrv.soft_prompts import build_soft_prompt
+from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
-from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule, file_fingerprint
-
+from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
 
 
 class SoftSRVModule(FrozenBackboneModule):
@@ -63,26 +64,18 @@ class SoftSRVModule(FrozenBackboneModule):
         super().__init__()
         if prompt_length <= 0:
             raise SynthtuneError(f"prompt_length must be a positive number of soft tokens, got {prompt_length}")
-        if not 0.0 < top_p <= 1.0 or temperature < 0 or max_new_tokens < 1:
-            raise SynthtuneError("need 0 < top_p ≤ 1, temperature ≥ 0 and max_new_tokens ≥ 1")
+        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
         self.save_hyperparameters()
-        bb = load_backbone(backbone, dtype)
+        bb = self.load_frozen_backbone(backbone, dtype)
         bb.check_prompt_length(prompt_length)
         self._bb = bb
-        self.backbone = bb.model
-        self.tokenizer = bb.tokenizer
         self.context_dim = encoder_dim(context_encoder, bb) if parameterization != "np" else 0
-        generator = torch.Generator().manual_seed(seed)
-        # Start from the embeddings of random vocabulary tokens: a prompt the model can already read.
-        token_ids = torch.randint(0, self.backbone.get_input_embeddings().num_embeddings, (prompt_length,),
-                                  generator=generator)
-        init = self.backbone.get_input_embeddings().weight[token_ids].detach().float()
+        init = self.random_token_prompt((prompt_length,), seed)
         torch.manual_seed(seed)
         self.soft_prompt = build_soft_prompt(parameterization, prompt_length, bb.hidden_size,
                                              max(self.context_dim, 1), num_basis=num_basis,
                                              mlp_hidden=mlp_hidden, mlp_layers=mlp_layers, init=init)
         self._contexts: dict[str, torch.Tensor] = {}
-        self._fingerprint = "untrained"
 
     # ------------------------------------------------------------ contexts
     def checkpoint_signature(self) -> dict[str, Any]:
@@ -92,20 +85,17 @@ class SoftSRVModule(FrozenBackboneModule):
                 "context_dim": self.context_dim, "num_basis": h.num_basis, "mlp_hidden": h.mlp_hidden,
                 "mlp_layers": h.mlp_layers}
 
-    def set_contexts(self, train_texts: list[str], val_texts: list[str] | None = None) -> None:
+    def connect(self, info: DataInfo) -> None:
         """Compute (or read from the cache) E(x) for the training and validation texts, once."""
+        if not info.train_texts:
+            raise SynthtuneError("SoftSRV needs training texts from its data; use TextDataModule as data")
+        super().connect(info)
         if self.hparams.parameterization == "np":
             return
         encoder = build_context_encoder(self.hparams.context_encoder, self._bb)
-        self._contexts["train"] = cached_encode(encoder, train_texts)
-        if val_texts:
-            self._contexts["val"] = cached_encode(encoder, val_texts)
-
-    def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is None or not getattr(dm, "train_texts", None):
-            raise SynthtuneError("SoftSRV needs a datamodule with training texts (synthtune.datamodules.TextDataModule)")
-        self.set_contexts(dm.train_texts, getattr(dm, "val_texts", None))
+        self._contexts["train"] = cached_encode(encoder, list(info.train_texts))
+        if info.val_texts:
+            self._contexts["val"] = cached_encode(encoder, list(info.val_texts))
 
     def prompts(self, index: torch.Tensor, split: str = "train") -> torch.Tensor:
         """P_θ(E(x)) for the examples ``index`` of ``split``: [B, t, d]."""
@@ -135,25 +125,20 @@ class SoftSRVModule(FrozenBackboneModule):
     def generation_params(self) -> dict[str, Any]:
         h = self.hparams
         return {"backbone": h.backbone, "parameterization": h.parameterization, "prompt_length": h.prompt_length,
-                "temperature": h.temperature, "top_p": h.top_p, "max_new_tokens": h.max_new_tokens,
-                "seed": h.seed, "checkpoint": self._fingerprint}
-
-    def on_predict_start(self) -> None:
-        self._fingerprint = file_fingerprint(self.trainer.ckpt_path)
+                **self.sampling.as_dict(), "checkpoint": self.checkpoint_fingerprint}
 
     def generate(self, context_index: torch.Tensor, seeds: list[int]) -> list[str]:
         """Sample one text per (context, seed) pair."""
         prefix = self.prompts(context_index)
-        tokens = sample_from_prefix(
-            self.backbone, prefix, seeds, self.hparams.max_new_tokens,
-            eos_token_ids=[self.tokenizer.eos_token_id], temperature=self.hparams.temperature,
-            top_p=self.hparams.top_p,
-        )
+        s = self.sampling
+        tokens = sample_from_prefix(self.backbone, prefix, seeds, s.max_new_tokens,
+                                    eos_token_ids=[self.tokenizer.eos_token_id], temperature=s.temperature,
+                                    top_p=s.top_p)
         return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
         ids = batch["id"].tolist()
-        seeds = [sample_seed(self.hparams.seed, i, "softsrv") for i in ids]
+        seeds = [sample_seed(self.sampling.seed, i, "softsrv") for i in ids]
         texts = self.generate(batch["context_index"], seeds)
         params = self.generation_params()
         return [{"id": i, "text": text, "context_index": c, "seed": s, "method": "softsrv", "params": params}
@@ -167,6 +152,6 @@ class SoftSRVModule(FrozenBackboneModule):
         was_training = self.training
         self.eval()
         try:
-            return self.generate(index, [sample_seed(self.hparams.seed, i, "softsrv-log") for i in range(num)])
+            return self.generate(index, [sample_seed(self.sampling.seed, i, "softsrv-log") for i in range(num)])
         finally:
             self.train(was_training)

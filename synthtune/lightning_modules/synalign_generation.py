@@ -18,7 +18,6 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 
 from synthtune.components.synalign.attribute_prompts import (
     DEFAULT_ATTRIBUTE_TEMPLATE,
@@ -31,20 +30,20 @@ from synthtune.components.synalign.attribute_prompts import (
     parse_attributes,
     parse_items,
 )
-from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
+from synthtune.components.backbone import DEFAULT_BACKBONE
+from synthtune.components.sampling import sample_seed
+from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import generate_from_text
 from synthtune.errors import SynthtuneError
-from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
-from synthtune.components.sampling import sample_seed
+from synthtune.lightning_modules.predict_only import PredictOnlyModule
 from synthtune.paths import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
 STATS_FILE = "synalign_generation_stats.json"
-NOTHING_TO_TRAIN = "SynAlignGenerationModule has nothing to train; run `synthtune predict --config ...` instead of fit"
 
 
-class SynAlignGenerationModule(FrozenBackboneModule):
+class SynAlignGenerationModule(PredictOnlyModule):
     """Two-stage attribute prompting of a frozen causal LM over selected demonstrations.
 
     Args:
@@ -86,45 +85,39 @@ class SynAlignGenerationModule(FrozenBackboneModule):
             raise SynthtuneError(f"gen_size must be >= 1, got {gen_size}")
         if count_policy not in ("drop", "truncate"):
             raise SynthtuneError(f"count_policy must be 'drop' or 'truncate', got {count_policy!r}")
-        if attribute_max_new_tokens < 1 or max_new_tokens < 1 or temperature < 0 or not 0.0 < top_p <= 1.0:
-            raise SynthtuneError("need max_new_tokens >= 1, attribute_max_new_tokens >= 1, temperature >= 0 and 0 < top_p <= 1")
+        if attribute_max_new_tokens < 1:
+            raise SynthtuneError(f"attribute_max_new_tokens must be >= 1, got {attribute_max_new_tokens}")
+        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
         check_template(attribute_template, "attribute_template", ("text",))
         check_template(generation_template, "generation_template", ("attributes", "gen_size"))
         self.save_hyperparameters()
-        bb = load_backbone(backbone, dtype)
+        bb = self.load_frozen_backbone(backbone, dtype)
         if bb.is_encoder_decoder:
             raise SynthtuneError(f"SynAlign generation needs a decoder-only backbone; {backbone} is encoder-decoder")
-        self.backbone = bb.model
-        self.tokenizer = bb.tokenizer
         self.stats = ParseStats()
 
     def checkpoint_signature(self) -> dict[str, Any]:
         return {"method": "synalign_generation", "backbone": self.hparams.backbone}
-
-    def setup(self, stage: str) -> None:
-        if stage == "fit":
-            raise SynthtuneError(NOTHING_TO_TRAIN)
 
     def generation_params(self) -> dict[str, Any]:
         """Settings identical for every row of a run (written into each row's ``params``)."""
         h = self.hparams
         return {"backbone": h.backbone, "task_description": h.task_description, "gen_size": h.gen_size,
                 "count_policy": h.count_policy, "attribute_max_new_tokens": h.attribute_max_new_tokens,
-                "max_new_tokens": h.max_new_tokens, "temperature": h.temperature, "top_p": h.top_p,
-                "seed": h.seed, "use_chat_template": h.use_chat_template, "attribute_template": h.attribute_template,
-                "generation_template": h.generation_template}
+                **self.sampling.as_dict(), "use_chat_template": h.use_chat_template,
+                "attribute_template": h.attribute_template, "generation_template": h.generation_template}
 
     def _sample(self, prompts: list[str], seeds: list[int], max_new_tokens: int) -> list[str]:
-        h = self.hparams
+        s = self.sampling
         return generate_from_text(self.backbone, self.tokenizer, prompts, seeds, max_new_tokens=max_new_tokens,
-                                  temperature=h.temperature, top_p=h.top_p, use_chat_template=h.use_chat_template)
+                                  temperature=s.temperature, top_p=s.top_p, use_chat_template=self.hparams.use_chat_template)
 
     def attribute_stage(self, texts: list[str], label_names: list[str], jobs: list[int]) -> list[dict[str, str] | None]:
         """Stage 1: each demonstration's attributes (``None`` where the reply held no JSON object)."""
         h = self.hparams
         prompts = [fill(h.attribute_template, text=t, label_name=n, task=h.task_description)
                    for t, n in zip(texts, label_names)]
-        replies = self._sample(prompts, [sample_seed(h.seed, j, "synalign-attributes") for j in jobs], h.attribute_max_new_tokens)
+        replies = self._sample(prompts, [sample_seed(self.sampling.seed, j, "synalign-attributes") for j in jobs], h.attribute_max_new_tokens)
         out = []
         for reply in replies:
             attributes, repaired = parse_attributes(reply)
@@ -141,7 +134,8 @@ class SynAlignGenerationModule(FrozenBackboneModule):
         prompts = [fill(h.generation_template, text=t, label_name=n, task=h.task_description,
                         attributes=format_attributes(a), gen_size=h.gen_size)
                    for t, n, a in zip(texts, label_names, attributes)]
-        replies = self._sample(prompts, [sample_seed(h.seed, j, "synalign-generation") for j in jobs], h.max_new_tokens)
+        replies = self._sample(prompts, [sample_seed(self.sampling.seed, j, "synalign-generation") for j in jobs],
+                               self.sampling.max_new_tokens)
         out = []
         for reply in replies:
             items, wrong = parse_items(reply, h.gen_size, h.count_policy)
@@ -186,9 +180,3 @@ class SynAlignGenerationModule(FrozenBackboneModule):
         if self.trainer.is_global_zero:
             path = Path(self.trainer.default_root_dir) / STATS_FILE
             atomic_write_bytes(path, (json.dumps(s.as_dict(), indent=2) + "\n").encode("utf-8"))
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        raise SynthtuneError(NOTHING_TO_TRAIN)
-
-    def configure_optimizers(self) -> None:
-        raise SynthtuneError(NOTHING_TO_TRAIN)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import torch
 
-from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
+from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.softsrv.template_prompts import (
     check_template,
     format_numbered_list,
@@ -27,9 +27,11 @@ from synthtune.components.softsrv.template_prompts import (
     says_stop,
 )
 from synthtune.components.sampling import sample_seed
+from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import generate_from_text
+from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
-from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
+from synthtune.lightning_modules.predict_only import PredictOnlyModule
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,14 @@ def stage_seed(base_seed: int, item: int, stage: str, round_index: int = 0) -> i
     return sample_seed(base_seed, item, "template", stage, round_index)
 
 
-class TemplateGenerationModule(FrozenBackboneModule):
+class TemplateGenerationModule(PredictOnlyModule):
     """PT / PT_SR question generation and answer generation from natural-language templates.
 
     Args:
         backbone: ``smollm2-135m`` (bundled), a local model folder, a ``.gguf`` file or a hub id.
         dtype: weights of the frozen backbone: ``fp32`` or ``bf16``.
         mode: ``pt`` (template → numbered list), ``pt_sr`` (PT plus critique-and-refine) or
-            ``answer`` (answer the datamodule's input questions).
+            ``answer`` (answer the input questions of the data).
         task: preset (``gsm8k``, ``mbpp``, ``boolq``) that fills every template left ``None``;
             ``None`` requires the templates the mode uses.
         question_template: PT prompt; may use ``{num_questions}``.
@@ -93,10 +95,11 @@ class TemplateGenerationModule(FrozenBackboneModule):
         super().__init__()
         if mode not in ("pt", "pt_sr", "answer"):
             raise SynthtuneError(f"mode must be pt, pt_sr or answer, got {mode!r}")
-        if num_questions < 1 or max_rounds < 0 or max_new_tokens < 1 or max_prompt_tokens < 1:
-            raise SynthtuneError("need num_questions ≥ 1, max_rounds ≥ 0, max_new_tokens ≥ 1 and max_prompt_tokens ≥ 1")
-        if not 0.0 < top_p <= 1.0 or temperature < 0 or (critique_temperature is not None and critique_temperature < 0):
-            raise SynthtuneError("need 0 < top_p ≤ 1 and temperatures ≥ 0")
+        if num_questions < 1 or max_rounds < 0 or max_prompt_tokens < 1:
+            raise SynthtuneError("need num_questions ≥ 1, max_rounds ≥ 0 and max_prompt_tokens ≥ 1")
+        if critique_temperature is not None and critique_temperature < 0:
+            raise SynthtuneError(f"critique_temperature must be ≥ 0 or null, got {critique_temperature}")
+        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
         self.save_hyperparameters()
         defaults = preset(task) if task else None
 
@@ -111,11 +114,9 @@ class TemplateGenerationModule(FrozenBackboneModule):
         self.refine_template = pick(refine_template, "refine", mode == "pt_sr")
         wants_answer_template = answer_template is not None or use_answer_template
         self.answer_template = pick(answer_template, "answer", False) if wants_answer_template else None
-        bb = load_backbone(backbone, dtype)
+        bb = self.load_frozen_backbone(backbone, dtype)
         if bb.is_encoder_decoder:
             raise SynthtuneError(f"template generation needs a decoder-only LM; {backbone} is an encoder-decoder")
-        self.backbone = bb.model
-        self.tokenizer = bb.tokenizer
         self.counts: Counter[str] = Counter()
 
     # ---------------------------------------------------------------- setup
@@ -126,36 +127,20 @@ class TemplateGenerationModule(FrozenBackboneModule):
     def ids_per_item(self) -> int:
         return 1 if self.hparams.mode == "answer" else self.hparams.num_questions
 
-    def _refuse(self, stage: str) -> SynthtuneError:
-        return SynthtuneError(f"TemplateGenerationModule has nothing to {stage}: it only generates; "
-                              f"run `synthtune predict --config <config>`")
-
-    # Defined only so that Lightning's loop checks pass and `setup` can refuse fit with one line.
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        raise self._refuse("fit")
-
-    def configure_optimizers(self) -> None:
-        raise self._refuse("fit")
-
-    def setup(self, stage: str) -> None:
-        if stage != "predict":
-            raise self._refuse(str(getattr(stage, "value", stage)))
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is None or not callable(getattr(dm, "set_ids_per_item", None)):
-            raise SynthtuneError("TemplateGenerationModule needs synthtune.datamodules.PromptDataModule as data")
-        if self.hparams.mode == "answer" and not dm.has_questions:
+    def connect(self, info: DataInfo) -> None:
+        """Answer mode reads questions; PT and PT_SR read none."""
+        if self.hparams.mode == "answer" and not info.has_questions:
             raise SynthtuneError("answer mode needs questions: pass --data.init_args.path questions.jsonl "
                                  "--data.init_args.field text")
-        if self.hparams.mode != "answer" and dm.has_questions:
+        if self.hparams.mode != "answer" and info.has_questions:
             raise SynthtuneError(f"mode {self.hparams.mode} writes new questions and reads no input; drop "
                                  f"--data.init_args.path or use --model.init_args.mode answer")
-        dm.set_ids_per_item(self.ids_per_item)
+        super().connect(info)
 
     def generation_params(self) -> dict[str, Any]:
         h = self.hparams
-        params = {"backbone": h.backbone, "mode": h.mode, "temperature": h.temperature, "top_p": h.top_p,
-                  "max_new_tokens": h.max_new_tokens, "use_chat_template": h.use_chat_template,
-                  "system_prompt": h.system_prompt, "seed": h.seed}
+        params = {"backbone": h.backbone, "mode": h.mode, **self.sampling.as_dict(),
+                  "use_chat_template": h.use_chat_template, "system_prompt": h.system_prompt}
         if h.mode == "answer":
             params["answer_template"] = self.answer_template
         else:
@@ -168,14 +153,14 @@ class TemplateGenerationModule(FrozenBackboneModule):
     @property
     def _critique_temperature(self) -> float:
         t = self.hparams.critique_temperature
-        return self.hparams.temperature if t is None else t
+        return self.sampling.temperature if t is None else t
 
     # ----------------------------------------------------------- generation
     def generate(self, prompts: list[str], seeds: list[int], temperature: float) -> list[str]:
         """One continuation per prompt (chat template applied for chat models)."""
-        h = self.hparams
-        return generate_from_text(self.backbone, self.tokenizer, prompts, seeds, max_new_tokens=h.max_new_tokens,
-                                  temperature=temperature, top_p=h.top_p, use_chat_template=h.use_chat_template,
+        h, s = self.hparams, self.sampling
+        return generate_from_text(self.backbone, self.tokenizer, prompts, seeds, max_new_tokens=s.max_new_tokens,
+                                  temperature=temperature, top_p=s.top_p, use_chat_template=h.use_chat_template,
                                   system=h.system_prompt, max_prompt_tokens=h.max_prompt_tokens)
 
     def refine(self, items: list[int], drafts: list[str]) -> tuple[list[str], list[int], list[bool]]:
@@ -195,7 +180,7 @@ class TemplateGenerationModule(FrozenBackboneModule):
             shown = [format_numbered_list(parse_numbered_list(drafts[k])) or drafts[k] for k in active]
             critiques = self.generate(
                 [self.critique_template.format(questions=s, num_questions=n) for s in shown],
-                [stage_seed(h.seed, items[k], "critique", round_index) for k in active], self._critique_temperature)
+                [stage_seed(self.sampling.seed, items[k], "critique", round_index) for k in active], self._critique_temperature)
             going = []
             for k, shown_list, critique in zip(active, shown, critiques):
                 if says_stop(critique):
@@ -207,7 +192,7 @@ class TemplateGenerationModule(FrozenBackboneModule):
                 break
             rewrites = self.generate(
                 [self.refine_template.format(questions=s, critique=c, num_questions=n) for _, s, c in going],
-                [stage_seed(h.seed, items[k], "refine", round_index) for k, _, _ in going], self._critique_temperature)
+                [stage_seed(self.sampling.seed, items[k], "refine", round_index) for k, _, _ in going], self._critique_temperature)
             for (k, _, _), rewrite in zip(going, rewrites):
                 rounds[k] = round_index
                 self.counts["refinements"] += 1
@@ -246,7 +231,7 @@ class TemplateGenerationModule(FrozenBackboneModule):
         """One answer row per question; empty answers are counted and dropped."""
         h = self.hparams
         prompts = [self.answer_template.format(question=q) if self.answer_template else q for q in questions]
-        answers = self.generate(prompts, [stage_seed(h.seed, i, "answer") for i in items], h.temperature)
+        answers = self.generate(prompts, [stage_seed(self.sampling.seed, i, "answer") for i in items], self.sampling.temperature)
         params = self.generation_params()
         rows = []
         for item, question, answer, source in zip(items, questions, answers, source_ids):
@@ -267,8 +252,8 @@ class TemplateGenerationModule(FrozenBackboneModule):
         if h.mode == "answer":
             return self.answers_for(items, list(batch["question"]), list(batch["source_id"]))
         prompt = self.question_template.format(num_questions=h.num_questions)
-        drafts = self.generate([prompt] * len(items), [stage_seed(h.seed, i, "question") for i in items],
-                               h.temperature)
+        drafts = self.generate([prompt] * len(items), [stage_seed(self.sampling.seed, i, "question") for i in items],
+                               self.sampling.temperature)
         if h.mode == "pt":
             return self.questions_from(items, drafts)
         drafts, rounds, stopped = self.refine(items, drafts)

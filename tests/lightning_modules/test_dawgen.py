@@ -175,9 +175,9 @@ def test_generation_writes_the_requested_count_per_label(fixture, task, request,
 
 
 def _context(dm, text_a):
-    from synthtune.datamodules.labeled import pad_lists
+    from synthtune.components.padding import right_pad
 
-    return pad_lists([dm.encode_context(text_a)], dm.tokenizer.pad_token_id)
+    return right_pad([dm.encode_context(text_a)], dm.tokenizer.pad_token_id)
 
 
 def test_bad_settings_get_one_line_errors(tiny_llama, tmp_path):

@@ -191,8 +191,10 @@ def test_modes_must_match_the_data_and_fit_is_refused(tiny_llama, tmp_path):
     with pytest.raises(SynthtuneError, match="reads no input"):
         run_predict(module(tiny_llama), PromptDataModule(backbone=tiny_llama, path=str(questions)), tmp_path)
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, max_steps=1, enable_progress_bar=False)
-    with pytest.raises(SynthtuneError, match="nothing to fit"):
+    with pytest.raises(SynthtuneError, match="nothing to train"):
         trainer.fit(module(tiny_llama), PromptDataModule(backbone=tiny_llama))
+    with pytest.raises(SynthtuneError, match="instead of `synthtune validate`"):
+        trainer.validate(module(tiny_llama), PromptDataModule(backbone=tiny_llama))
 
 
 def test_bad_templates_and_settings(tiny_llama):

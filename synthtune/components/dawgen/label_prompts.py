@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from synthtune.components.backbone import embed_tokens
+from synthtune.components.padding import right_pad
 from synthtune.errors import SynthtuneError
 
 
@@ -96,14 +98,10 @@ def _pack(context_ids: Tensor, context_mask: Tensor, target_ids: Tensor, target_
     """Rows ``c_1..c_nc x_1..x_nt`` right-padded, their mask, and where each row's target starts."""
     n_ctx = context_mask.long().sum(1)
     n_tgt = target_mask.long().sum(1)
-    width = int((n_ctx + n_tgt).max()) if len(n_ctx) else 0
-    ids = target_ids.new_full((target_ids.shape[0], width), pad_id)
-    mask = target_mask.new_zeros((target_ids.shape[0], width))
-    for row, (nc, nt) in enumerate(zip(n_ctx.tolist(), n_tgt.tolist())):
-        ids[row, :nc] = context_ids[row, :nc]
-        ids[row, nc:nc + nt] = target_ids[row, :nt]
-        mask[row, :nc + nt] = 1
-    return ids, mask, n_ctx
+    rows = [context_ids[row, :nc].tolist() + target_ids[row, :nt].tolist()
+            for row, (nc, nt) in enumerate(zip(n_ctx.tolist(), n_tgt.tolist()))]
+    ids, mask = right_pad(rows, pad_id)
+    return ids.to(target_ids.device), mask.to(device=target_ids.device, dtype=target_mask.dtype), n_ctx
 
 
 def _score(head: nn.Module, hidden: Tensor, target_ids: Tensor, target_mask: Tensor) -> Tensor:
@@ -138,7 +136,7 @@ def label_token_scores(model: nn.Module, prompt: Tensor, target_ids: Tensor, tar
     prompt = prompt.to(embed.weight.dtype)
     b, t = prompt.shape[:2]
     if getattr(model.config, "is_encoder_decoder", False):
-        enc_in = torch.cat([prompt, embed(context_ids)], dim=1)
+        enc_in = torch.cat([prompt, embed_tokens(model, context_ids)], dim=1)
         enc_mask = torch.cat([context_mask.new_ones((b, t)), context_mask], dim=1)
         encoded = model.get_encoder()(inputs_embeds=enc_in, attention_mask=enc_mask).last_hidden_state
         decoder_in = model._shift_right(target_ids)
@@ -148,7 +146,7 @@ def label_token_scores(model: nn.Module, prompt: Tensor, target_ids: Tensor, tar
         return LabelScores(_score(model.lm_head, _t5_head_input(model, hidden), target_ids, target_mask), hidden)
     pad_id = int(getattr(model.config, "pad_token_id", None) or 0)
     ids, mask, n_ctx = _pack(context_ids, context_mask, target_ids, target_mask, pad_id)
-    inputs = torch.cat([prompt, embed(ids)], dim=1)
+    inputs = torch.cat([prompt, embed_tokens(model, ids)], dim=1)
     full_mask = torch.cat([mask.new_ones((b, t)), mask], dim=1)
     states = model.base_model(inputs_embeds=inputs, attention_mask=full_mask, use_cache=False).last_hidden_state
     # Position t-1+nc+j (last prompt vector / context / x_<j) predicts target token x_j.

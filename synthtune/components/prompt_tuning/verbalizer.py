@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from synthtune.components.backbone import embed_tokens
+from synthtune.components.padding import right_pad
 from synthtune.errors import SynthtuneError
 
 T5_MASK = "<extra_id_0>"
@@ -123,20 +125,14 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], context_ids: Sequence[int
     eos = [tokenizer.eos_token_id] if append_eos and tokenizer.eos_token_id is not None else []
     for text in texts:
         rows.append(list(context_ids) + list(tokenizer(text, add_special_tokens=False)["input_ids"]) + eos)
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), int(tokenizer.pad_token_id), dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        input_ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, :len(r)] = 1
-    return input_ids, mask
+    return right_pad(rows, tokenizer.pad_token_id)
 
 
 # ----------------------------------------------------------------- scoring
 def _with_prefix(model: nn.Module, prefix: Tensor | None, input_ids: Tensor,
                  attention_mask: Tensor) -> tuple[Tensor, Tensor, int]:
     """``[P; E(x)]`` embeddings and mask, and the prompt length t (0 without a prompt)."""
-    tokens = model.get_input_embeddings()(input_ids)
+    tokens = embed_tokens(model, input_ids)
     if prefix is None or prefix.shape[1] == 0:
         return tokens, attention_mask, 0
     prefix = prefix.to(tokens.dtype)
@@ -148,13 +144,8 @@ def _with_prefix(model: nn.Module, prefix: Tensor | None, input_ids: Tensor,
 
 def _label_rows(verbalizer: Verbalizer, device: torch.device) -> tuple[Tensor, Tensor]:
     """[C, n] right-padded label-word token ids and their mask."""
-    n = max(len(ids) for ids in verbalizer.token_ids)
-    ids = torch.zeros((verbalizer.num_classes, n), dtype=torch.long, device=device)
-    mask = torch.zeros((verbalizer.num_classes, n), dtype=torch.bool, device=device)
-    for c, word in enumerate(verbalizer.token_ids):
-        ids[c, :len(word)] = torch.tensor(word, device=device)
-        mask[c, :len(word)] = True
-    return ids, mask
+    ids, mask = right_pad(verbalizer.token_ids, 0)
+    return ids.to(device), mask.bool().to(device)
 
 
 def decoder_class_scores(model: nn.Module, verbalizer: Verbalizer, prefix: Tensor | None, input_ids: Tensor,
@@ -176,7 +167,6 @@ def decoder_class_scores(model: nn.Module, verbalizer: Verbalizer, prefix: Tenso
         return logits.float()
     # Multi-token label words: one teacher-forced pass per class, sum of the words' token log-probs.
     word_ids, word_mask = _label_rows(verbalizer, input_ids.device)
-    embed = model.get_input_embeddings()
     scores = []
     for c in range(verbalizer.num_classes):
         n = int(word_mask[c].sum())
@@ -185,7 +175,7 @@ def decoder_class_scores(model: nn.Module, verbalizer: Verbalizer, prefix: Tenso
         seq_len = inputs.shape[1] + n
         full = torch.zeros((inputs.shape[0], seq_len, inputs.shape[2]), dtype=inputs.dtype, device=inputs.device)
         full_mask = torch.zeros((inputs.shape[0], seq_len), dtype=mask.dtype, device=mask.device)
-        word_embeds = embed(word).to(inputs.dtype)
+        word_embeds = embed_tokens(model, word).to(inputs.dtype)
         for b in range(inputs.shape[0]):
             end = int(last[b]) + 1
             full[b, :end] = inputs[b, :end]

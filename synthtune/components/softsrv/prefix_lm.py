@@ -13,12 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthtune.components.backbone import embed_tokens
+
 
 def _decoder_hidden(model: nn.Module, prefix: torch.Tensor, input_ids: torch.Tensor,
                     attention_mask: torch.Tensor) -> torch.Tensor:
     """Hidden states at the positions that predict x_1..x_L: [B, L, d]."""
-    embed = model.get_input_embeddings()
-    tokens = embed(input_ids)
+    tokens = embed_tokens(model, input_ids)
     prefix = prefix.to(tokens.dtype)
     t = prefix.shape[1]
     inputs = torch.cat([prefix, tokens], dim=1)

@@ -1,0 +1,40 @@
+"""How a generator samples: one settings type that checks its own values, shared by every generator."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from synthtune.errors import SynthtuneError
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Sampling settings of one generation run (built from the module's ``--model.init_args``).
+
+    Args:
+        temperature: softmax temperature, ≥ 0 (0 = greedy).
+        top_p: nucleus sampling mass, in (0, 1] (1 disables it).
+        max_new_tokens: longest generation, in tokens (≥ 1).
+        seed: run seed; every sample's random stream derives from it and the sample id.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        wrong = []
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            wrong.append(f"temperature={self.temperature} (need ≥ 0; 0 is greedy)")
+        if not 0.0 < self.top_p <= 1.0:
+            wrong.append(f"top_p={self.top_p} (need 0 < top_p ≤ 1)")
+        if self.max_new_tokens < 1:
+            wrong.append(f"max_new_tokens={self.max_new_tokens} (need ≥ 1)")
+        if wrong:
+            raise SynthtuneError("bad sampling settings: " + ", ".join(wrong) + "; fix them in --model.init_args")
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The settings as plain values (what each output row records in ``params``)."""
+        return asdict(self)

@@ -1,0 +1,88 @@
+"""The model–data contract: what a datamodule hands to a model, typed, in one place.
+
+* A datamodule describes what a model may need from it in one :class:`DataInfo`, built by its
+  ``describe()`` after its ``setup``.
+* A model receives it in one hook, ``connect(info)`` (see ``SynthtuneModule``), and never reads the
+  datamodule itself. In the other direction a model states one number, ``ids_per_item`` (how many
+  output ids each predict item owns), which the datamodule uses to skip finished items on resume.
+* :func:`connect` is the only code that touches both sides. :class:`ConnectData` calls it for every
+  ``fit``/``validate``/``test``/``predict``, after the datamodule's ``setup`` and before the model's;
+  every synthtune module adds that callback itself (``configure_callbacks``), so a Trainer built in
+  Python connects exactly like the CLI. Code without a Trainer calls ``model.connect(dm.describe())``.
+* Values the user sets once for both sides (the backbone) are linked by the CLI instead
+  (``link_arguments`` in ``synthtune/cli.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model may need to know about its data; fields a datamodule does not have stay empty.
+
+    Args:
+        source: what the data is, for messages (a task name or a file).
+        label_names: label index → name (labelled tasks).
+        text_fields: the rows' text fields (``text``, or ``text_a``/``text_b`` for pair tasks).
+        train_texts: the training texts, in the order of the training batches' ``index``.
+        val_texts: the validation texts, in the order of the validation batches' ``index``.
+        first_sentences: pair tasks: the real first sentences (``text_a``) that predict conditions on.
+        first_sentence_ids: their context tokens (``text_a`` then the separator), as the data encodes them.
+        max_length: longest target text, in tokens.
+        max_context_length: longest context (``text_a``), in tokens.
+        strategy: how real and synthetic examples are combined in training (prompt tuning).
+        demonstrations: labelled real training rows (in-context demonstrations).
+        has_questions: predict items are input questions (answer mode), not request numbers.
+        synthetic_rows: synthetic rows whose weights are learned (SynAlign MMD weights).
+        real_rows: real rows they are compared with.
+        synthetic_embeddings: ``[N, D]`` embeddings of ``synthetic_rows``.
+        real_embeddings: ``[M, D]`` embeddings of ``real_rows``.
+    """
+
+    source: str = ""
+    label_names: tuple[str, ...] = ()
+    text_fields: tuple[str, ...] = ()
+    train_texts: tuple[str, ...] = ()
+    val_texts: tuple[str, ...] = ()
+    first_sentences: tuple[str, ...] = ()
+    first_sentence_ids: tuple[tuple[int, ...], ...] = ()
+    max_length: int = 0
+    max_context_length: int = 0
+    strategy: str = "real"
+    demonstrations: tuple[dict[str, Any], ...] = ()
+    has_questions: bool = False
+    synthetic_rows: tuple[dict[str, Any], ...] = ()
+    real_rows: tuple[dict[str, Any], ...] = ()
+    synthetic_embeddings: torch.Tensor | None = field(default=None, repr=False)
+    real_embeddings: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def is_pair(self) -> bool:
+        """Rows are sentence pairs (``text_a``/``text_b``)."""
+        return "text_a" in self.text_fields
+
+
+def connect(model: pl.LightningModule, datamodule: Any) -> DataInfo:
+    """Hand ``datamodule``'s :class:`DataInfo` to ``model`` and tell the datamodule the model's
+    ``ids_per_item``. Without a synthtune datamodule the model gets an empty ``DataInfo``."""
+    from synthtune.datamodules.base import SynthtuneDataModule
+
+    synthtune_data = isinstance(datamodule, SynthtuneDataModule)
+    info = datamodule.describe() if synthtune_data else DataInfo()
+    model.connect(info)
+    if synthtune_data:
+        datamodule.set_ids_per_item(model.ids_per_item)
+    return info
+
+
+class ConnectData(pl.Callback):
+    """Runs :func:`connect` once per Trainer run, between the datamodule's and the model's ``setup``."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        connect(pl_module, trainer.datamodule)

@@ -1,0 +1,103 @@
+"""What every synthtune method shares: signed checkpoints, the finite-loss guard and the data hand-over.
+
+A checkpoint holds the trainable state (:meth:`SynthtuneModule.trainable_state_keys`), the optimizer
+and the loop state, plus a small ``synthtune`` signature (method, backbone, shapes). Loading refuses,
+with one line, a checkpoint whose signature differs from the run's. What the model needs from its data
+arrives once, as a :class:`~synthtune.contract.DataInfo`, in :meth:`SynthtuneModule.connect`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from synthtune.contract import ConnectData, DataInfo
+from synthtune.errors import NonFiniteLossError, SynthtuneError
+
+SIGNATURE_KEY = "synthtune"
+
+
+class SynthtuneModule(pl.LightningModule):
+    """Base class of every method: subclasses describe a compatible checkpoint in
+    :meth:`checkpoint_signature` and read their data's description in :meth:`connect`."""
+
+    #: Output ids each predict item owns (the datamodule skips an item once any of its ids is written).
+    ids_per_item: int = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Checkpoints may lack frozen weights on purpose; the signature check replaces strictness.
+        self.strict_loading = False
+        self.data_info = DataInfo()
+        self.checkpoint_fingerprint = "untrained"
+
+    # ----------------------------------------------------------- the data
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Every Trainer run hands the data's description to :meth:`connect` (see ``synthtune.contract``)."""
+        return [ConnectData()]
+
+    def connect(self, info: DataInfo) -> None:
+        """Receive what the data provides, once per run, before ``setup``; subclasses check and use it."""
+        self.data_info = info
+
+    # -------------------------------------------------------- checkpoints
+    def checkpoint_signature(self) -> dict[str, Any]:
+        """What a checkpoint must have been made with to load into this module."""
+        return {"method": type(self).__name__}
+
+    def trainable_state_keys(self) -> set[str]:
+        """The state a checkpoint holds (all of it unless a subclass keeps frozen weights out)."""
+        return set(self.state_dict())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep = self.trainable_state_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint[SIGNATURE_KEY] = self.checkpoint_signature()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get(SIGNATURE_KEY)
+        if saved is None:
+            raise SynthtuneError("this checkpoint was not written by synthtune (no signature); "
+                                 "pass a checkpoint from `synthtune fit`")
+        current = self.checkpoint_signature()
+        diffs = [f"{k}={saved.get(k)!r} (this run: {current.get(k)!r})"
+                 for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+        if diffs:
+            raise SynthtuneError(
+                "checkpoint does not match this run: " + ", ".join(diffs)
+                + "; use the config.yaml saved next to the checkpoint (--config <run>/config.yaml)"
+            )
+        missing = self.trainable_state_keys() - set(checkpoint.get("state_dict", {}))
+        if missing:
+            raise SynthtuneError(f"checkpoint lacks trainable weights {sorted(missing)[:3]}; "
+                                 f"it is damaged or from another synthtune version")
+
+    def on_predict_start(self) -> None:
+        """Record which weights this predict run uses (written into every row's ``params``)."""
+        self.checkpoint_fingerprint = file_fingerprint(self.trainer.ckpt_path)
+
+    # ------------------------------------------------------------- guard
+    def check_finite(self, loss: torch.Tensor, name: str = "loss") -> None:
+        """Stop the run before a NaN/inf step is applied or checkpointed."""
+        if not torch.isfinite(loss.detach()).all():
+            ckpt_dir = Path(self.trainer.default_root_dir) / "checkpoints" if self._trainer else None
+            raise NonFiniteLossError(
+                f"{name} is {loss.item()} at step {self.global_step}; the run stopped and the last good "
+                f"checkpoint (in {ckpt_dir}) is untouched. Lower the learning rate or use --model.dtype fp32, "
+                f"then resume with --ckpt_path last"
+            )
+
+
+def file_fingerprint(path: str | None) -> str:
+    """Short sha256 of a checkpoint file, so outputs record exactly which weights made them."""
+    if not path or not Path(path).is_file():
+        return "untrained"
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]

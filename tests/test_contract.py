@@ -1,0 +1,73 @@
+"""The model–data contract: a datamodule's DataInfo reaches the model once, through one hand-over."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from synthtune.contract import ConnectData, DataInfo, connect
+from synthtune.datamodules.labeled import LabeledDataModule
+from synthtune.datamodules.prompts import PromptDataModule
+from synthtune.errors import SynthtuneError
+from synthtune.lightning_modules.base import SynthtuneModule
+from synthtune.lightning_modules.dawgen import DawGenModule
+from synthtune.lightning_modules.softsrv import SoftSRVModule
+
+
+class Recorder(SynthtuneModule):
+    """Writes three ids per predict item and records the order of the hooks it sees."""
+
+    ids_per_item = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+        self.items: list[int] = []
+
+    def connect(self, info: DataInfo) -> None:
+        super().connect(info)
+        self.events.append(f"connect:{info.has_questions}")
+
+    def setup(self, stage: str) -> None:
+        self.events.append("setup:" + getattr(stage, "value", stage))
+
+    def predict_step(self, batch, batch_idx):
+        self.items += batch["index"].tolist()
+        return []
+
+
+def test_a_trainer_run_connects_before_setup_and_hands_ids_per_item_to_the_data(tiny_llama):
+    dm = PromptDataModule(backbone=tiny_llama, num_requests=4)
+    dm.skip_ids({0, 1, 7})  # a resumed run: ids 0-2 are item 0, id 7 belongs to item 2 (7 // 3)
+    model = Recorder()
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    trainer.predict(model, dm, return_predictions=False)
+    assert model.events == ["connect:False", "setup:predict"]
+    assert dm.ids_per_item == 3 and model.items == [1, 3]
+    assert sum(isinstance(cb, ConnectData) for cb in trainer.callbacks) == 1
+
+
+def test_without_a_synthtune_datamodule_the_model_gets_an_empty_description(tiny_llama):
+    model = Recorder()
+    assert connect(model, None) == DataInfo() and model.data_info == DataInfo()
+    with pytest.raises(SynthtuneError, match="SoftSRV needs training texts"):
+        connect(SoftSRVModule(backbone=tiny_llama, parameterization="np", prompt_length=2), pl.LightningDataModule())
+
+
+def test_a_pair_task_describes_its_first_sentences_as_the_model_will_read_them(tiny_llama):
+    dm = LabeledDataModule("rte", backbone=tiny_llama, max_length=10, max_context_length=6)
+    dm.setup("fit")
+    info = dm.describe()
+    assert info.is_pair and info.label_names == tuple(dm.label_names) and info.source == "rte"
+    assert len(info.first_sentences) == len(set(r["text_a"] for r in dm.rows)) > 1
+    assert [list(ids) for ids in info.first_sentence_ids] == [dm.encode_context(a) for a in info.first_sentences]
+    # without a Trainer, the one way in is model.connect(dm.describe())
+    module = DawGenModule(backbone=tiny_llama, num_labels=2, prompt_length=2, max_new_tokens=3)
+    module.connect(info)
+    texts = module.sample_texts(3)
+    assert [t.split(" || ")[0] for t in texts] == list(info.first_sentences[:3])
+    # the label names went into the prompts' tails
+    name = dm.tokenizer(" " + info.label_names[1].replace("_", " "), add_special_tokens=False)["input_ids"][-1:]
+    tail = module.backbone.get_input_embeddings()(torch.tensor(name)).float()
+    assert torch.equal(module.label_prompts.prompts.detach()[1, -1:], tail)
