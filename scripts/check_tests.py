@@ -8,7 +8,8 @@ folders (default ``tests/``) with :mod:`ast` and reports, as ``file:line: reason
 * ``assert all(...)`` over an iterable that no assertion of the same test shows to be non-empty
   (``all([])`` is true), e.g. without ``len(rows) == 3`` or ``rows`` asserted on its own;
 * range-only metric checks: an assertion that is only ``0 <= x <= 1`` (or ``<``) chains, alone,
-  joined by ``and`` or inside ``all(...)``; a metric of 0.0 from a broken model passes them;
+  joined by ``and`` (also with sign checks such as ``x > 0``) or inside ``all(...)``; a metric of 0.0
+  from a broken model passes them;
 * ``assert x is not None`` as a test's only check;
 * tests with no check at all: no ``assert``, no ``pytest.raises``/``pytest.warns``, no ``assert*``
   call (``torch.testing.assert_close``, ...) and no call of a helper (any function under the checked
@@ -70,16 +71,30 @@ def _conjuncts(node: ast.AST) -> list[ast.AST]:
     return [node]
 
 
+def _is_sign_check(node: ast.AST) -> bool:
+    """``x > 0`` / ``x >= 0`` / ``0 < x``: says nothing about the value beyond its sign."""
+    if not (isinstance(node, ast.Compare) and len(node.ops) == 1):
+        return False
+    zero = [isinstance(x, ast.Constant) and x.value == 0 and not isinstance(x.value, bool)
+            for x in (node.left, node.comparators[0])]
+    op = node.ops[0]
+    return (zero[1] and isinstance(op, (ast.Gt, ast.GtE))) or (zero[0] and isinstance(op, (ast.Lt, ast.LtE)))
+
+
 def _only_range_checks(node: ast.AST) -> bool:
-    """The whole assertion is unit-range checks (alone, joined by ``and``, or inside ``all(...)``)."""
-    parts = _conjuncts(node)
-    for part in parts:
+    """The whole assertion is unit-range checks (alone, joined by ``and``, or inside ``all(...)``),
+    possibly beside sign checks (``x > 0``) that pin no value either."""
+    ranges = 0
+    for part in _conjuncts(node):
         if _call_name(part) == "all" and len(part.args) == 1 and isinstance(part.args[0], ast.GeneratorExp):
             if not _only_range_checks(part.args[0].elt):
                 return False
-        elif not _is_unit_range(part):
+            ranges += 1
+        elif _is_unit_range(part):
+            ranges += 1
+        elif not _is_sign_check(part):
             return False
-    return True
+    return ranges > 0
 
 
 def _looked_through(source: ast.AST) -> list[ast.AST]:
