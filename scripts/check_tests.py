@@ -6,10 +6,13 @@ folders (default ``tests/``) with :mod:`ast` and reports, as ``file:line: reason
 
 * ``assert True`` (any constant that is always true);
 * ``assert all(...)`` over an iterable that no assertion of the same test shows to be non-empty
-  (``all([])`` is true), e.g. without ``len(rows) == 3`` or ``rows`` asserted on its own;
+  (``all([])`` is true), e.g. without ``len(rows) == 3``, ``[r["id"] for r in rows] == [0, 1]`` or
+  ``rows`` asserted on its own (literals with elements, ``range(k)`` and a loaded model's
+  ``.parameters()``/``.state_dict()`` count as non-empty);
 * range-only metric checks: an assertion that is only ``0 <= x <= 1`` (or ``<``) chains, alone,
-  joined by ``and`` (also with sign checks such as ``x > 0``) or inside ``all(...)``; a metric of 0.0
-  from a broken model passes them;
+  joined by ``and`` (also with sign checks such as ``x > 0``) or inside ``all(...)``, unless another
+  assertion of the test equates each bounded expression with a value; a metric of 0.0 from a broken
+  model passes them;
 * ``assert x is not None`` as a test's only check;
 * tests with no check at all: no ``assert``, no ``pytest.raises``/``pytest.warns``, no ``assert*``
   call (``torch.testing.assert_close``, ...) and no call of a helper (any function under the checked
@@ -95,6 +98,11 @@ def _only_range_checks(node: ast.AST) -> bool:
         elif not _is_sign_check(part):
             return False
     return ranges > 0
+
+
+def _ranged(node: ast.AST) -> set[str]:
+    """The expressions (as source) that the unit-range checks in ``node`` bound."""
+    return {ast.unparse(n.comparators[0]) for n in ast.walk(node) if _is_unit_range(n)}
 
 
 def _looked_through(source: ast.AST) -> list[ast.AST]:
@@ -282,6 +290,9 @@ def check_tree(tree: ast.Module, lines: list[str], path: str, helpers: set[str])
         if len(assertions) == 1 and not calls and _is_not_none(assertions[0].test):
             raw.append((assertions[0].lineno, f"{test.name}'s only check is `is not None`; assert the value"))
         pinned = _pinned_names(assertions, ignore)
+        equated = {ast.unparse(side) for a in assertions for n in ast.walk(a.test)
+                   if isinstance(n, ast.Compare) and all(isinstance(op, ast.Eq) for op in n.ops)
+                   for side in (n.left, *n.comparators)}
         comprehensions = _comprehension_sources(test)
         for name, source in comprehensions.items():  # a pinned comprehension pins what it runs over
             if name in pinned:
@@ -291,7 +302,7 @@ def check_tree(tree: ast.Module, lines: list[str], path: str, helpers: set[str])
             if isinstance(test_expr, ast.Constant) and test_expr.value:
                 raw.append((assertion.lineno, "`assert` of a true constant always passes"))
                 continue
-            if _only_range_checks(test_expr):
+            if _only_range_checks(test_expr) and not _ranged(test_expr) <= equated:
                 raw.append((assertion.lineno, "range-only check `0 <= x <= 1`; assert the value (recompute it)"))
                 continue
             for node in ast.walk(test_expr):
