@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from recorded_predictions import record_test_predictions, scores
 from synthtune.sweep import grid_rows, markdown_table, mean_std, sweep_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +31,8 @@ def test_table_cells_are_mean_and_sample_std_in_percent():
     assert partial == "| Prompt tuning, real only | 55.0 ± 7.1 | 70.0 ± 0.0 (n=1) | 62.5 |"
 
 
-def test_sweep_runs_the_grid_writes_the_table_and_resumes(tiny_llama, tmp_path, capsys):
+def test_sweep_runs_the_grid_writes_the_table_and_resumes(tiny_llama, tmp_path, capsys, monkeypatch):
+    runs = record_test_predictions(monkeypatch)
     syn = tmp_path / "syn.jsonl"
     syn.write_text("".join(json.dumps({"text": f"film {i}", "label": i % 2}) + "\n" for i in range(8)))
     root = tmp_path / "sweep"
@@ -44,7 +46,10 @@ def test_sweep_runs_the_grid_writes_the_table_and_resumes(tiny_llama, tmp_path, 
     records = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
     assert sorted(r["key"] for r in records) == sorted(
         f"sst2|{row}|13" for row in ("zero_shot", "real", "paired/on", "paired/off"))
-    assert all(0 <= r["acc"] <= 1 for r in records)
+    for r in records:  # each recorded score is the one of that run's own test predictions
+        predictions, labels = runs[str(root / "sst2" / r["row"].replace("/", "-gs-") / "seed13")]
+        assert len(predictions) == 8
+        assert {"acc": r["acc"], "f1": r["f1"]} == pytest.approx(scores(predictions, labels)), r["key"]
     assert (root / "sst2" / "paired-gs-off" / "seed13" / "checkpoints" / "last.ckpt").is_file()
     table = (root / "table.md").read_text()
     for name in ("Zero-shot prompting", "Prompt tuning, real only", "paired, no GS", "paired + GS"):

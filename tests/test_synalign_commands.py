@@ -8,14 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
 
 from cli_runner import run_synthtune as run
+from recorded_predictions import scores
 from synthtune.errors import SynthtuneError
 from synthtune.synalign import (
     evaluate_main,
+    featurize,
     kth_neighbour_scale,
     random_order,
     select_main,
+    train_and_score,
 )
 from synthtune.synalign import main as synalign_main
 
@@ -52,6 +56,14 @@ def lightning_args(root):
 def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     demos = tmp_path / "demos.jsonl"
+    embedded = []  # (texts, embeddings) of every featurize call
+
+    def recording_featurize(texts, *args, **kwargs):
+        out = featurize(texts, *args, **kwargs)
+        embedded.append((list(texts), out))
+        return out
+
+    monkeypatch.setattr("synthtune.synalign.featurize", recording_featurize)
     # 1. GP selection of 24 demonstrations from 300 pool rows (embedder: the tiny model, for speed)
     assert select_main(["--task", "sst2", "--pool", str(POOL), "--pool_limit", "300", "--budget", "24",
                         "--featurizer", tiny_llama, "--output", str(demos), "--random_trials", "2"]) == 0
@@ -59,7 +71,15 @@ def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
     assert len(selected) == 24 and sum(r["label"] == 0 for r in selected) == 12
     assert len({r["pool_index"] for r in selected}) == 24 and {"label_name", "gp_variance"} <= set(selected[0])
     report = json.loads((tmp_path / "demos.jsonl.report.json").read_text())
-    assert report["tau"] > 0 and 0 < report["coverage_gp"] <= 1 and report["covering_radius_gp"] > 0
+    assert report["tau"] > 0 and report["r"] == report["tau"] and report["pool_size"] == 300
+    # Coverage and covering radius, brute force: each pool point's distance to its nearest selected point.
+    assert len(embedded) == 1 and len(embedded[0][0]) == 300
+    texts, pool = embedded[0][0], np.asarray(embedded[0][1], dtype=np.float64)
+    chosen = [pool[texts.index(r["text"])] for r in selected]
+    nearest = np.array([min(np.linalg.norm(x - c) for c in chosen) for x in pool])
+    inside, on_edge = nearest < report["r"] - 1e-9, np.abs(nearest - report["r"]) <= 1e-9
+    assert inside.mean() <= report["coverage_gp"] <= (inside | on_edge).mean()
+    assert report["covering_radius_gp"] == pytest.approx(nearest.max(), rel=1e-9)
     assert (tmp_path / "demos.jsonl.coverage.png").read_bytes()[:4] == b"\x89PNG"
 
     # 2. attribute prompting (scripted replies through the real module, datamodule and writer)
@@ -100,13 +120,26 @@ def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
 
     # 4. downstream evaluation: three rows, MMD before/after, a PNG
     out = tmp_path / "eval.json"
+    test_labels, predictions = [], []  # of every classifier, in the order they were trained
+    predict = LogisticRegression.predict
+
+    def recording_train_and_score(x, y, x_test, y_test, *args):
+        test_labels.append(list(y_test))
+        return train_and_score(x, y, x_test, y_test, *args)
+
+    monkeypatch.setattr("synthtune.synalign.train_and_score", recording_train_and_score)
+    monkeypatch.setattr(LogisticRegression, "predict", lambda clf, x: predictions.append(predict(clf, x)) or predictions[-1])
     assert evaluate_main(["--task", "sst2", "--real", str(demos), "--synthetic", str(synthetic),
                           "--resampled", str(resampled_path), "--test_limit", "100", "--featurizer", tiny_llama,
                           "--output", str(out)]) == 0
     ev = json.loads(out.read_text())
     assert [r["train_set"] for r in ev["results"]] == ["synthetic (unweighted)", "synthetic (MMD-resampled)",
                                                          "few-shot real only"]
-    assert all(0 <= r["accuracy"] <= 1 and 0 <= r["macro_f1"] <= 1 for r in ev["results"])
+    assert len(test_labels) == len(predictions) == 3
+    for result, labels, predicted in zip(ev["results"], test_labels, predictions):
+        assert len(predicted) == 100 and set(labels) == {0, 1}
+        expected = scores(list(predicted), labels)
+        assert (result["accuracy"], result["macro_f1"]) == pytest.approx((expected["acc"], expected["f1"]))
     assert {"before_vs_fewshot_real", "after_vs_fewshot_real", "before_vs_test", "after_vs_test"} <= set(ev["mmd2"])
     assert Path(ev["plot"]).read_bytes()[:4] == b"\x89PNG"
 

@@ -147,8 +147,20 @@ class HashFeaturizer:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mauve") is None, reason="optional mauve-text not installed")
-def test_score_mauve_writes_report_and_plot(tmp_path):
+def test_score_mauve_writes_report_and_plot(tmp_path, monkeypatch):
+    import mauve
+
+    from synthtune.curation import commands
+
     register_featurizer("hash-test", HashFeaturizer)
+    featurized = []  # (p, q): what the command scored
+    real_featurize = commands.featurize
+
+    def recording_featurize(*args, **kwargs):
+        featurized.append(real_featurize(*args, **kwargs))
+        return featurized[-1]
+
+    monkeypatch.setattr(commands, "featurize", recording_featurize)
     synthetic = _write(tmp_path / "synth.jsonl", [{"question": q} for q in QUESTIONS[:80]])
     reference = _write(tmp_path / "real.jsonl", [{"q": q} for q in QUESTIONS[80:200]])
     argv = ["mauve", "--synthetic", str(synthetic), "--reference", str(reference), "--field", "question",
@@ -157,8 +169,14 @@ def test_score_mauve_writes_report_and_plot(tmp_path):
     assert score_main(argv) == 0
     report = json.loads((tmp_path / "synth.mauve.json").read_text())
     assert report["metric"] == "mauve" and report["featurizer"] == "hash-test"
-    assert 0.0 < report["mean"] <= 1.0 and report["std"] >= 0.0
-    assert set(report["per_seed"]) == {"0", "1"}
+    # Each seed's score is the mauve package's own on the features the command computed.
+    p, q = featurized[:2]
+    assert p.shape == (80, 32) and q.shape == (100, 32)
+    expected = {str(seed): mauve.compute_mauve(p_features=p, q_features=q, num_buckets=4, kmeans_num_redo=1,
+                                               kmeans_max_iter=500, device_id=-1, seed=seed, verbose=False).mauve
+                for seed in (0, 1)}
+    assert report["per_seed"] == pytest.approx(expected)
+    assert report["std"] == pytest.approx(np.std(list(expected.values())))
     assert report["mean"] == pytest.approx(np.mean(list(report["per_seed"].values())))
     assert report["num_synthetic"] == 80 and report["num_reference"] == 100 and report["clusters"] == 4
     assert (tmp_path / "synth.mauve.png").read_bytes()[:4] == b"\x89PNG"

@@ -33,7 +33,7 @@ def test_kshot_split_gives_labelled_batches(tiny_llama):
     assert batch["context_ids"].shape == (8, 0)
     lengths = batch["target_mask"].sum(1)
     eos = dm.tokenizer.eos_token_id
-    assert all(batch["target_ids"][i, n - 1] == eos for i, n in enumerate(lengths.tolist()))
+    assert len(lengths) == 8 and all(batch["target_ids"][i, n - 1] == eos for i, n in enumerate(lengths.tolist()))
     for i, idx in enumerate(batch["index"].tolist()):
         assert batch["label"][i] == dm.rows[idx]["label"]
 

@@ -59,7 +59,8 @@ def test_fit_lowers_mmd_towards_the_known_weights_and_predict_writes_weights_and
     fit.fit(model, datamodule=datamodule(toy))
     ckpt = root / "checkpoints"
     ckpt_file = next(ckpt.glob("*.ckpt"))
-    assert all(k.startswith("net.") for k in torch.load(ckpt_file, weights_only=False)["state_dict"])
+    state = torch.load(ckpt_file, weights_only=False)["state_dict"]
+    assert state and all(k.startswith("net.") for k in state)
 
     weights = model.net.global_weights(toy["syn"])
     b_mass = float(weights[toy["comp"] == 1].sum())

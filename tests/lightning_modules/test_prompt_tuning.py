@@ -8,10 +8,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from synthtune.cli import main
 from synthtune.components.prompt_tuning.combination import smoothed_cross_entropy
-from synthtune.components.prompt_tuning.gradient_surgery import project_conflicting
+from synthtune.components.prompt_tuning.gradient_surgery import project_conflicting, surgery_step
 from synthtune.datamodules.fewshot import FewShotDataModule, collate_part
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.prompt_tuning import PromptTuningModule
+from recorded_predictions import record_test_predictions, scores
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = [" terrible", " great"]  # split into several tokens by the tiny tokenizer
@@ -123,14 +124,28 @@ def test_label_smoothing_applies_to_synthetic_examples_only(tiny_llama, strategy
         assert loss.item() != pytest.approx(everywhere.item(), rel=1e-5)
 
 
-def test_paired_fit_trains_p_only_logs_conflicts_and_checkpoints_only_p(tiny_llama, syn_file, tmp_path):
+def test_paired_fit_trains_p_only_logs_conflicts_and_checkpoints_only_p(tiny_llama, tmp_path, monkeypatch):
+    # Three in four synthetic rows positive: with the tiny model some paired steps conflict and some do not.
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(json.dumps({"text": f"a film number {i}", "label": int(i % 4 != 0)}) + "\n"
+                             for i in range(16)))
+    conflicts = []  # the test's own count: δ_syn·δ_real < 0, from the gradients surgery is given
+
+    def counting_surgery(params, loss_real, loss_syn, eps, **kwargs):
+        g_real = torch.cat([g.flatten() for g in torch.autograd.grad(loss_real, params, retain_graph=True)])
+        g_syn = torch.cat([g.flatten() for g in torch.autograd.grad(loss_syn, params, retain_graph=True)])
+        conflicts.append(bool(torch.dot(g_real, g_syn) < 0))
+        return surgery_step(params, loss_real, loss_syn, eps, **kwargs)
+
+    monkeypatch.setattr("synthtune.lightning_modules.prompt_tuning.surgery_step", counting_surgery)
     m = module(tiny_llama)
     frozen = {k: v.clone() for k, v in m.backbone.state_dict().items()}
     before = m.soft_prompt.prompt.detach().clone()
     t = trainer(tmp_path, max_steps=3)
-    t.fit(m, data(tiny_llama, "paired", syn_file))
+    t.fit(m, data(tiny_llama, "paired", str(mixed)))
     assert not m.automatic_optimization and t.global_step == 3 and m.paired_steps == 3
-    assert 0.0 <= float(t.callback_metrics["train/conflict_rate"]) <= 1.0
+    assert len(conflicts) == 3 and 0 < sum(conflicts) < 3, f"want conflicting and agreeing steps, got {conflicts}"
+    assert float(t.callback_metrics["train/conflict_rate"]) == pytest.approx(sum(conflicts) / 3)
     assert not torch.equal(before, m.soft_prompt.prompt.detach())
     assert all(torch.equal(v, m.backbone.state_dict()[k]) for k, v in frozen.items())
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
@@ -150,35 +165,47 @@ def test_interrupted_and_resumed_fit_ends_with_the_same_prompt(tiny_llama, syn_f
     assert torch.allclose(full.soft_prompt.prompt, resumed.soft_prompt.prompt, atol=1e-6)
 
 
-def test_validation_and_test_report_accuracy_and_macro_f1(tiny_llama, tmp_path):
+def test_validation_and_test_report_accuracy_and_macro_f1(tiny_llama, tmp_path, monkeypatch):
+    runs = record_test_predictions(monkeypatch)
     m = module(tiny_llama)
     t = trainer(tmp_path, max_steps=1, limit_val_batches=1, val_check_interval=1)
     t.fit(m, data(tiny_llama))
     assert {"val/acc", "val/f1"} <= set(t.callback_metrics)
     result = t.test(m, data(tiny_llama), verbose=False)[0]
-    assert 0 <= result["test/acc"] <= 1 and 0 <= result["test/f1"] <= 1
+    predictions, labels = runs[str(tmp_path)]
+    assert len(predictions) == 16 and set(labels) == {0, 1}  # test_limit rows of both classes
+    expected = scores(predictions, labels)
+    assert result["test/acc"] == pytest.approx(expected["acc"]) and result["test/f1"] == pytest.approx(expected["f1"])
 
 
-def test_zero_shot_and_in_context_modes_test_without_training(tiny_llama, tmp_path):
+def test_zero_shot_and_in_context_modes_test_without_training(tiny_llama, tmp_path, monkeypatch):
+    runs = record_test_predictions(monkeypatch)
     zero = module(tiny_llama, mode="zero_shot")
-    result = trainer(tmp_path).test(zero, data(tiny_llama), verbose=False)[0]
-    assert {"test/acc", "test/f1"} <= set(result)
+    result = trainer(tmp_path / "zero").test(zero, data(tiny_llama), verbose=False)[0]
     icl = module(tiny_llama, mode="in_context", demonstrations_per_class=2)
-    result_icl = trainer(tmp_path).test(icl, data(tiny_llama), verbose=False)[0]
-    assert 0 <= result_icl["test/acc"] <= 1
+    result_icl = trainer(tmp_path / "icl").test(icl, data(tiny_llama), verbose=False)[0]
+    for got, root in ((result, "zero"), (result_icl, "icl")):
+        predictions, labels = runs[str(tmp_path / root)]
+        assert len(predictions) == 16
+        assert {"test/acc": got["test/acc"], "test/f1": got["test/f1"]} == pytest.approx(
+            {f"test/{k}": v for k, v in scores(predictions, labels).items()})
     context = icl.tokenizer.decode(icl._context_ids)
     assert context.count("It was terrible") == 2 and context.count("It was great") == 2
     with pytest.raises(SynthtuneError, match="without training"):
         trainer(tmp_path).fit(module(tiny_llama, mode="zero_shot"), data(tiny_llama))
 
 
-def test_t5_backbone_trains_with_the_paired_strategy(tiny_t5, syn_file, tmp_path):
+def test_t5_backbone_trains_with_the_paired_strategy(tiny_t5, syn_file, tmp_path, monkeypatch):
+    runs = record_test_predictions(monkeypatch)
     m = module(tiny_t5, template="{text} It was <extra_id_0>.")
     before = m.soft_prompt.prompt.detach().clone()
     t = trainer(tmp_path, max_steps=2)
     t.fit(m, data(tiny_t5, "paired", syn_file))
     assert not torch.equal(before, m.soft_prompt.prompt.detach())
-    assert 0 <= t.test(m, data(tiny_t5), verbose=False)[0]["test/acc"] <= 1
+    acc = t.test(m, data(tiny_t5), verbose=False)[0]["test/acc"]
+    predictions, labels = runs[str(tmp_path)]
+    assert len(predictions) == 16
+    assert acc == pytest.approx(scores(predictions, labels)["acc"])
     with pytest.raises(SynthtuneError, match="<extra_id_0>"):
         module(tiny_t5, template="{text} It was")
 

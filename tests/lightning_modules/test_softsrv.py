@@ -114,7 +114,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_llama, data_path
         trainer(tmp_path, max_steps=6, every=2).fit(module, dm)
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["global_step"] == 2
-    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+    assert last["state_dict"] and all(torch.isfinite(v).all() for v in last["state_dict"].values())
 
 
 def test_predict_resume_finishes_the_file_without_duplicates(tiny_llama, data_path, tmp_path):

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from synthtune.cli import main
+from synthtune.components.text_generation import generate_from_text
 from synthtune.datamodules.synalign_demos import DemonstrationDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.synalign_generation import SynAlignGenerationModule
@@ -83,11 +84,28 @@ def test_seeds_depend_on_the_job_not_on_the_batch(module, demos, monkeypatch):
     assert alone == together and len({*llm.calls[2][1], *llm.calls[3][1]}) == 6
 
 
-def test_real_sampling_with_a_tiny_model_counts_unparseable_replies(module, demos):
+def test_real_sampling_with_a_tiny_model_counts_unparseable_replies(module, demos, monkeypatch):
+    sampled = []
+    real_sampler = generate_from_text
+
+    def spy(model, tokenizer, prompts, seeds, **kwargs):  # the real sampler, with its replies recorded
+        replies = real_sampler(model, tokenizer, prompts, seeds, **kwargs)
+        sampled.append((list(prompts), replies))
+        return replies
+
+    monkeypatch.setattr(f"{GEN}.generate_from_text", spy)
     dm = datamodule(demos)
-    rows = module.predict_step(batch_for(dm, [0, 1]), 0)  # a random model writes no JSON
-    assert module.stats.attribute_replies == 2 and module.stats.invalid_json + module.stats.generation_replies == 2
-    assert all(r["text"] for r in rows)
+    rows = module.predict_step(batch_for(dm, [0, 1]), 0)
+    # One stage-1 call for the two jobs; a random model writes no "{", so neither reply holds a JSON
+    # object, both jobs are skipped and stage 2 never runs.
+    assert len(sampled) == 1
+    prompts, replies = sampled[0]
+    assert len(prompts) == 2 and "a gorgeous , moving film" in prompts[0] and "tedious and flat" in prompts[1]
+    assert len(replies) == 2 and all(reply and "{" not in reply for reply in replies)
+    assert module.stats.as_dict() == {"attribute_replies": 2, "invalid_json": 2, "repaired_json": 0,
+                                      "generation_replies": 0, "wrong_count": 0, "dropped_replies": 0,
+                                      "items_kept": 0}
+    assert rows == []
 
 
 def test_resume_skips_only_finished_jobs(demos):
