@@ -85,7 +85,7 @@ def markdown_table(results: list[dict[str, Any]], tasks: list[str], rows: list[s
 
 def run_and_dump(cli_args: list[str], out_json: str) -> int:
     """Run one synthtune Lightning command in this process and write its final metrics to ``out_json``."""
-    from synthtune.lightning_cli import run_cli, user_error
+    from synthtune.lightning_cli import run_cli, user_error  # Lightning loads only when a sweep runs
 
     # The sweep passes its runs' arguments explicitly; sys.argv holds the sweep's own arguments.
     warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
