@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine_info(**{"scikit-learn": sklearn.__version__, "mauve-text": _mauve_version()})
 
-    from synthtune.curation.commands import curate_main
+    from synthtune.commands.curate import curate
+    from synthtune.components.encoders import featurize
     from synthtune.curation.decontaminate import decontaminate
-    from synthtune.curation.featurize import featurize
     from synthtune.curation.mauve_score import mauve_score
 
     results: list[dict] = []
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         gen, out = Path(tmp) / "gen.jsonl", Path(tmp) / "curated.jsonl"
         gen.write_text("".join(json.dumps({"text": x}) + "\n" for x in texts), encoding="utf-8")
         t = time.perf_counter()
-        curate_main(["--input", str(gen), "--output", str(out), "--num_samples", "50000", "--seed", "0"])
+        curate(input=str(gen), output=str(out), num_samples=50000, seed=0)
         seconds = time.perf_counter() - t
         report = json.loads(Path(f"{out}.report.json").read_text())
     record(

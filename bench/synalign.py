@@ -33,7 +33,12 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from _common import machine_info, machine_markdown, write_section  # noqa: E402
 
-from synthtune.components.synalign.coverage import coverage_curve, plot_coverage  # noqa: E402
+from synthtune.components.synalign.coverage import (  # noqa: E402
+    coverage_curve,
+    covering_radius,
+    kth_neighbour_scale,
+    plot_coverage,
+)
 from synthtune.components.synalign.gp_sampler import gp_select  # noqa: E402
 from synthtune.components.synalign.mmd import weighted_mmd2  # noqa: E402
 from synthtune.components.synalign.sample_weights import fit_mmd_weights, resample  # noqa: E402
@@ -125,21 +130,9 @@ def make_pool(seed: int = 0, n: int = 10_000, labels: int = 4, per_label_cluster
     return torch.cat(xs), torch.tensor(labs), torch.tensor(clusters)
 
 
-def knn_radius(x: torch.Tensor, k: int, seed: int, sample: int = 2000) -> float:
-    """Median (over a sample of rows) distance to the k-th nearest other pool row."""
-    rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:sample]
-    d = torch.cdist(x[rows].double(), x.double())
-    return float(d.kthvalue(k + 1, dim=1).values.median())
-
-
-def covering_radius(x: torch.Tensor, selected: list[int]) -> float:
-    """Largest distance from a pool row to its nearest selected row (the k-center objective)."""
-    return float(torch.cdist(x.double(), x[selected].double()).min(dim=1).values.max())
-
-
 def compare_coverage(name: str, x: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor | None, budget: int, seed: int, plot_dir: Path) -> tuple[list[dict], list[str]]:
     """GP vs random selection on one pool: timing row + quality at radii 0.75x-1.5x the kNN radius."""
-    r0 = knn_radius(x, len(x) // budget, seed)
+    r0 = kth_neighbour_scale(x, len(x) // budget, seed=seed)
     tau = r0
     start = time.perf_counter()
     sel = gp_select(x, budget, labels=labels, tau=tau, noise=1e-4, seed=seed)

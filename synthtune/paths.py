@@ -40,6 +40,12 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) 
     return len(lines)
 
 
+def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as indented UTF-8 JSON (a report, stats) atomically; returns the path."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    return Path(path)
+
+
 def atomic_write_png(figure, path: str | os.PathLike) -> Path:
     """Render a matplotlib ``figure`` to PNG and write it atomically; returns the path."""
     import io

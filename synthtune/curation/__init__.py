@@ -3,12 +3,12 @@
 * :func:`curate`: exact dedup, optional n-gram decontamination, TF-IDF/SVD/k-means clustering and
   round-robin selection of a diverse subset.
 * :func:`decontaminate`: drop texts sharing a 13-gram with a reference set.
-* :func:`featurize`: cached text features (``minilm`` or a causal LM).
 * :func:`mauve_score`: MAUVE mean ± std over k-means seeds (optional ``mauve-text`` extra).
 * :func:`plot_embedding_map`: PNG of real vs synthetic embeddings in 2-D.
 
-The command functions (``curate_main``, ``decontaminate_main``, ``score_main``) live in
-:mod:`synthtune.curation.commands`.
+Text features come from :func:`synthtune.components.encoders.featurize`.
+
+The commands (``synthtune curate``, ``decontaminate``, ``score mauve``) live in :mod:`synthtune.commands`.
 """
 
 from synthtune.curation.cluster_select import (
@@ -26,32 +26,17 @@ from synthtune.curation.decontaminate import (
 )
 from synthtune.curation.dedup import dedup_exact, dedup_indices
 from synthtune.curation.embedding_map import plot_embedding_map, project_2d
-from synthtune.curation.featurize import (
-    CausalLMFeaturizer,
-    Featurizer,
-    MiniLMFeaturizer,
-    featurize,
-    features_cache_key,
-    get_featurizer,
-    register_featurizer,
-)
 from synthtune.curation.mauve_score import mauve_score
 from synthtune.curation.normalize import ngram_tokens, normalize_for_dedup, normalize_for_ngrams
 
 __all__ = [
-    "CausalLMFeaturizer",
     "DecontaminationResult",
-    "Featurizer",
-    "MiniLMFeaturizer",
     "cluster_labels",
     "curate",
     "decontaminate",
     "dedup_exact",
     "dedup_indices",
-    "featurize",
-    "features_cache_key",
     "field_texts",
-    "get_featurizer",
     "is_contaminated",
     "mauve_score",
     "ngram_tokens",
@@ -60,7 +45,6 @@ __all__ = [
     "plot_embedding_map",
     "project_2d",
     "reference_ngrams",
-    "register_featurizer",
     "round_robin_select",
     "tfidf_svd_features",
 ]

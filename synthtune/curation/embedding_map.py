@@ -1,17 +1,23 @@
-"""A 2-D picture of real vs synthetic embeddings: PCA to two dimensions, one scatter plot (PNG).
+"""A 2-D picture of real vs synthetic embeddings (PNG): one panel per synthetic set, shared axes.
 
-The PCA is fitted on both sets together so the two clouds share axes; up to ``max_points`` rows
-of each set are drawn (a seeded random subset), so large files stay readable and fast.
+All sets are projected together (PCA, or t-SNE) so the clouds share axes. Each panel draws the
+real (reference) points, one synthetic set and, optionally, a few marked real points (e.g. the
+few-shot demonstrations). Up to ``max_points`` rows of each set are drawn (a seeded random subset),
+so large files stay readable and fast. Used by ``score mauve`` (one panel) and ``synalign evaluate``
+(before / after resampling).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_png
+
+Projection = Literal["pca", "tsne"]
 
 
 def _subset(features: np.ndarray, max_points: int, rng: np.random.Generator) -> np.ndarray:
@@ -20,72 +26,92 @@ def _subset(features: np.ndarray, max_points: int, rng: np.random.Generator) -> 
     return features[np.sort(rng.choice(len(features), size=max_points, replace=False))]
 
 
-def project_2d(real: np.ndarray, synthetic: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Both sets projected on the first two principal components of their union.
+def project_2d(sets: Sequence[np.ndarray], method: Projection = "pca",
+               seed: int = 0) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Every set projected into one shared 2-D map fitted on their union.
 
     Returns:
-        ``(real_2d, synthetic_2d, explained_variance_ratio)``.
+        ``(projected sets, explained variance ratio of the two axes)``; the ratio is ``None`` for t-SNE.
     """
-    from sklearn.decomposition import PCA
-
-    real = np.asarray(real, dtype=np.float32)
-    synthetic = np.asarray(synthetic, dtype=np.float32)
-    if real.ndim != 2 or synthetic.ndim != 2 or real.shape[1] != synthetic.shape[1]:
-        raise SynthtuneError(
-            f"embedding map needs two (n, d) arrays of equal d, got {real.shape} and {synthetic.shape}"
-        )
-    both = np.vstack([real, synthetic])
+    arrays = [np.asarray(s, dtype=np.float32) for s in sets]
+    if any(a.ndim != 2 for a in arrays) or len({a.shape[1] for a in arrays}) != 1:
+        raise SynthtuneError(f"embedding map needs (n, d) arrays of equal d, got {[a.shape for a in arrays]}")
+    both = np.vstack(arrays)
     if len(both) < 2:
         raise SynthtuneError("embedding map needs at least two points in total; add rows")
-    components = min(2, both.shape[1], len(both))
-    pca = PCA(n_components=components, random_state=seed).fit(both)
-    projected = pca.transform(both)
-    if components < 2:  # one-dimensional features: plot them against zero
-        projected = np.hstack([projected, np.zeros((len(both), 2 - components))])
-    ratio = np.zeros(2)
-    ratio[:components] = pca.explained_variance_ratio_
-    return projected[: len(real)], projected[len(real) :], ratio
+    ratio: np.ndarray | None = None
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        projected = TSNE(n_components=2, random_state=seed, init="pca",
+                         perplexity=min(30.0, max(2.0, (len(both) - 1) / 3))).fit_transform(both)
+    elif method == "pca":
+        from sklearn.decomposition import PCA
+
+        components = min(2, both.shape[1], len(both))
+        pca = PCA(n_components=components, random_state=seed).fit(both)
+        projected = pca.transform(both)
+        if components < 2:  # one-dimensional features: plot them against zero
+            projected = np.hstack([projected, np.zeros((len(both), 2 - components))])
+        ratio = np.zeros(2)
+        ratio[:components] = pca.explained_variance_ratio_
+    else:
+        raise SynthtuneError(f"unknown projection {method!r}; use pca or tsne")
+    bounds = np.cumsum([0] + [len(a) for a in arrays])
+    return [projected[bounds[i]: bounds[i + 1]] for i in range(len(arrays))], ratio
 
 
 def plot_embedding_map(
     real: np.ndarray,
-    synthetic: np.ndarray,
+    panels: Mapping[str, np.ndarray],
     path: str | Path,
-    title: str = "Real vs synthetic embeddings (PCA)",
+    title: str = "Real vs synthetic embeddings",
+    method: Projection = "pca",
+    marked: np.ndarray | None = None,
+    real_label: str = "real",
+    marked_label: str = "real (few-shot)",
     max_points: int = 5000,
     seed: int = 0,
-    real_label: str = "real",
-    synthetic_label: str = "synthetic",
 ) -> Path:
-    """Save a PNG scatter of ``real`` and ``synthetic`` embeddings in 2-D; returns the path.
+    """Save a PNG with one scatter panel per synthetic set over the real points; returns the path.
 
     Args:
-        real: ``(n, d)`` embeddings of the real (reference) texts.
-        synthetic: ``(m, d)`` embeddings of the synthetic texts.
+        real: ``(n, d)`` embeddings of the real (reference) texts, drawn in every panel.
+        panels: panel title → ``(m, d)`` embeddings of a synthetic set.
         path: where to write the PNG (atomically).
-        title: plot title.
+        title: figure title.
+        method: ``pca`` or ``tsne``.
+        marked: optional ``(k, d)`` real points drawn as crosses in every panel.
+        real_label: legend label of ``real``.
+        marked_label: legend label of ``marked``.
         max_points: at most this many points of each set are drawn.
-        seed: seed of the subsample and of PCA.
-        real_label: legend label of the real set.
-        synthetic_label: legend label of the synthetic set.
+        seed: seed of the subsample and of the projection.
     """
+    if not panels:
+        raise SynthtuneError("plot_embedding_map needs at least one synthetic set")
     # The Agg canvas directly, not pyplot: no global backend switch, no GUI, nothing to close.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     rng = np.random.default_rng(seed)
-    real = _subset(np.asarray(real), max_points, rng)
-    synthetic = _subset(np.asarray(synthetic), max_points, rng)
-    real_2d, synth_2d, ratio = project_2d(real, synthetic, seed)
-    fig = Figure(figsize=(6.5, 5.5), dpi=120)
+    sets = [_subset(np.asarray(a), max_points, rng) for a in (real, *panels.values())]
+    extra = [] if marked is None else [np.asarray(marked)]
+    projected, ratio = project_2d(sets + extra, method, seed)
+    real_2d, synthetic_2d = projected[0], projected[1: 1 + len(panels)]
+    fig = Figure(figsize=(5.5 * len(panels), 5.0), dpi=120)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.scatter(real_2d[:, 0], real_2d[:, 1], s=6, alpha=0.45, c="tab:blue", label=f"{real_label} ({len(real)})")
-    ax.scatter(synth_2d[:, 0], synth_2d[:, 1], s=6, alpha=0.45, c="tab:orange",
-               label=f"{synthetic_label} ({len(synthetic)})")
-    ax.set_xlabel(f"PC 1 ({ratio[0]:.1%} of variance)")
-    ax.set_ylabel(f"PC 2 ({ratio[1]:.1%} of variance)")
-    ax.set_title(title)
-    ax.legend(loc="best", markerscale=3)
+    for j, (name, points) in enumerate(zip(panels, synthetic_2d)):
+        ax = fig.add_subplot(1, len(panels), j + 1)
+        ax.scatter(real_2d[:, 0], real_2d[:, 1], s=6, alpha=0.45, c="tab:blue", label=f"{real_label} ({len(real_2d)})")
+        ax.scatter(points[:, 0], points[:, 1], s=6, alpha=0.45, c="tab:orange", label=f"{name} ({len(points)})")
+        if marked is not None:
+            ax.scatter(projected[-1][:, 0], projected[-1][:, 1], s=14, c="black", marker="x",
+                       label=f"{marked_label} ({len(projected[-1])})")
+        if ratio is not None:
+            ax.set_xlabel(f"PC 1 ({ratio[0]:.1%} of variance)")
+            ax.set_ylabel(f"PC 2 ({ratio[1]:.1%} of variance)")
+        ax.set_title(name)
+        ax.legend(loc="best", markerscale=3, fontsize=7)
+    fig.suptitle(f"{title} ({method.upper()})")
     fig.tight_layout()
     return atomic_write_png(fig, path)

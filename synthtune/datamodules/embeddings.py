@@ -2,7 +2,7 @@
 
 Any JSONL with a text field works on either side, so MMD weights can be learned for the output of
 any generator (SynAlign, SoftSRV, ...). Embeddings come from
-:func:`synthtune.curation.featurize.featurize` (cached on disk) with the featuriser named by
+:func:`synthtune.components.encoders.featurize` (cached on disk) with the featuriser named by
 ``backbone`` (``minilm`` by default, or any causal LM), or from ``.npy`` files given explicitly.
 
 Training batches pair ``batch_syn`` synthetic rows (a seeded, resumable shuffle of the synthetic
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from synthtune.components.encoders import DEFAULT_FEATURIZER, featurize
 from synthtune.contract import DataInfo
-from synthtune.curation.featurize import DEFAULT_FEATURIZER, featurize
 from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_jsonl, require_fields

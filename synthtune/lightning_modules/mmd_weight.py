@@ -13,7 +13,6 @@ data, which hands them over in its ``DataInfo``.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,11 @@ from synthtune.components.synalign.mmd import (
     resolve_bandwidths,
 )
 from synthtune.components.synalign.sample_weights import SampleWeightNet, resample
+from synthtune.components.encoders import DEFAULT_FEATURIZER
 from synthtune.contract import DataInfo
-from synthtune.curation.featurize import DEFAULT_FEATURIZER
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.base import SynthtuneModule
-from synthtune.paths import atomic_write_bytes, atomic_write_jsonl
+from synthtune.paths import atomic_write_json, atomic_write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +198,7 @@ class MMDWeightModule(SynthtuneModule):
         report.update({"num_synthetic": len(data.synthetic_rows), "num_real": len(data.real_rows), "num_resample": n,
                        "replace": h.replace, "unique_resampled": int(picks.unique().numel()),
                        "resampled_output": str(path), "checkpoint": self.checkpoint_fingerprint})
-        atomic_write_bytes(path.with_name(path.name + ".report.json"), (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+        atomic_write_json(path.with_name(path.name + ".report.json"), report)
         log.info("wrote %d resampled rows to %s; MMD² %.5f (uniform) -> %.5f (weighted) -> %.5f (resampled)",
                  n, path, report["mmd2_uniform"], report["mmd2_weighted"], report["mmd2_resampled"])
 

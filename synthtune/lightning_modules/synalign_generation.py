@@ -13,7 +13,6 @@ Nothing is trained: ``synthtune predict --config configs/synalign/<task>_generat
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +35,7 @@ from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import generate_from_text
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.predict_only import PredictOnlyModule
-from synthtune.paths import atomic_write_bytes
+from synthtune.paths import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -179,4 +178,4 @@ class SynAlignGenerationModule(PredictOnlyModule):
         log.info("SynAlign generation kept %d examples from %d jobs", s.items_kept, s.attribute_replies)
         if self.trainer.is_global_zero:
             path = Path(self.trainer.default_root_dir) / STATS_FILE
-            atomic_write_bytes(path, (json.dumps(s.as_dict(), indent=2) + "\n").encode("utf-8"))
+            atomic_write_json(path, s.as_dict())

@@ -59,13 +59,27 @@ def test_missing_mauve_package_names_the_extra(monkeypatch):
 def test_embedding_map_png(tmp_path):
     real = _gaussians(n=100, d=8, seed=0)
     synthetic = _gaussians(n=120, d=8, seed=1, shift=3.0)
-    r2, s2, ratio = project_2d(real, synthetic)
+    (r2, s2), ratio = project_2d([real, synthetic])
     assert r2.shape == (100, 2) and s2.shape == (120, 2)
     # The shift is the main direction of variance: the clouds separate on PC 1.
     assert abs(r2[:, 0].mean() - s2[:, 0].mean()) > 4.0
     assert ratio[0] > ratio[1] > 0
-    path = plot_embedding_map(real, synthetic, tmp_path / "sub" / "map.png", max_points=50)
+    path = plot_embedding_map(real, {"synthetic": synthetic}, tmp_path / "sub" / "map.png", max_points=50)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 5000
     with pytest.raises(SynthtuneError, match="equal d"):
-        project_2d(real, _gaussians(d=3))
+        project_2d([real, _gaussians(d=3)])
+
+
+def test_embedding_map_panels_share_one_projection(tmp_path):
+    real, before, after = _gaussians(n=60, d=8, seed=0), _gaussians(n=40, d=8, seed=1, shift=3.0), _gaussians(n=40, d=8, seed=2)
+    (r2, b2, a2), ratio = project_2d([real, before, after], method="tsne")
+    assert ratio is None and {r2.shape, b2.shape, a2.shape} == {(60, 2), (40, 2)}
+    # t-SNE keeps the shifted set apart from the real cloud, the unshifted one inside it.
+    centre = r2.mean(0)
+    assert np.linalg.norm(b2.mean(0) - centre) > np.linalg.norm(a2.mean(0) - centre)
+    one = plot_embedding_map(real, {"before": before}, tmp_path / "one.png", marked=real[:5])
+    two = plot_embedding_map(real, {"before": before, "after": after}, tmp_path / "two.png", marked=real[:5])
+    from PIL import Image
+
+    assert Image.open(two).size[0] > Image.open(one).size[0]  # one panel per synthetic set

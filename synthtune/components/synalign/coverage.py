@@ -93,3 +93,42 @@ def plot_coverage(curves: Mapping[str, Sequence[float] | np.ndarray], path: str 
     ax.legend(loc="lower right")
     fig.tight_layout()
     return atomic_write_png(fig, path)
+
+
+def kth_neighbour_scale(emb: Tensor, k: int, max_points: int = 2000, seed: int = 0) -> float:
+    """Median distance from a point to its k-th nearest pool neighbour (over a seeded subsample of queries).
+
+    With ``k = N / budget`` this is about the radius at which ``budget`` well-spread balls cover the pool,
+    so it is the default GP length scale τ and coverage radius r.
+    """
+    x = emb.double()
+    gen = torch.Generator().manual_seed(seed)
+    queries = x[torch.randperm(x.shape[0], generator=gen)[:max_points]]
+    # ||q - x||² = ||q||² - 2 q·x + ||x||²
+    sq = ((queries * queries).sum(1, keepdim=True) - 2 * queries @ x.T + (x * x).sum(1)).clamp_min(0)
+    k = max(1, min(k, x.shape[0] - 1))
+    kth = sq.topk(k + 1, dim=1, largest=False).values[:, k].sqrt()  # column 0 is the point itself
+    value = float(kth.median())
+    if not value > 0:
+        raise SynthtuneError("the pool embeddings are (nearly) all identical, so no scale can be chosen; "
+                             "check the texts or pass --tau and --r explicitly")
+    return value
+
+
+def covering_radius(emb: Tensor, selected: Sequence[int]) -> float:
+    """Largest distance from a pool point to its nearest selected point (smaller = the selection spans the pool)."""
+    x = emb.double()
+    s = x[torch.as_tensor(list(selected), dtype=torch.long)]
+    # max_i min_j ||x_i - s_j||
+    sq = ((x * x).sum(1, keepdim=True) - 2 * x @ s.T + (s * s).sum(1)).clamp_min(0)
+    return float(sq.min(dim=1).values.max().sqrt())
+
+
+def random_order(labels: np.ndarray, budgets: Mapping[int | None, int], gen: np.random.Generator) -> list[int]:
+    """A random selection with the same per-label counts as ``budgets`` (``None``: any label), in random order:
+    the baseline the GP selection's coverage is compared with."""
+    picks: list[int] = []
+    for key, count in budgets.items():
+        rows = np.arange(len(labels)) if key is None else np.flatnonzero(labels == key)
+        picks.extend(gen.choice(rows, size=count, replace=False).tolist())
+    return gen.permutation(np.asarray(picks, dtype=np.int64)).tolist()

@@ -13,17 +13,20 @@ from sklearn.linear_model import LogisticRegression
 from cli_runner import run_synthtune as run
 from recorded_predictions import scores
 from synthtune.errors import SynthtuneError
-from synthtune.synalign import (
-    evaluate_main,
-    featurize,
-    kth_neighbour_scale,
-    random_order,
-    select_main,
-    train_and_score,
-)
-from synthtune.synalign import main as synalign_main
+from synthtune.commands import run_command
+from synthtune.components.encoders import featurize
+from synthtune.components.synalign.coverage import kth_neighbour_scale, random_order
+from synthtune.components.synalign.downstream import train_and_score
 
-REPO = Path(__file__).resolve().parents[1]
+
+def select_main(argv):
+    return run_command("synalign", ["select", *argv])
+
+
+def evaluate_main(argv):
+    return run_command("synalign", ["evaluate", *argv])
+
+REPO = Path(__file__).resolve().parents[2]
 GEN = "synthtune.lightning_modules.synalign_generation"
 POOL = REPO / "data" / "sst2" / "train.jsonl"
 
@@ -63,14 +66,14 @@ def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
         embedded.append((list(texts), out))
         return out
 
-    monkeypatch.setattr("synthtune.synalign.featurize", recording_featurize)
+    monkeypatch.setattr("synthtune.commands.synalign.featurize", recording_featurize)
     # 1. GP selection of 24 demonstrations from 300 pool rows (embedder: the tiny model, for speed)
-    assert select_main(["--task", "sst2", "--pool", str(POOL), "--pool_limit", "300", "--budget", "24",
-                        "--featurizer", tiny_llama, "--output", str(demos), "--random_trials", "2"]) == 0
+    report = select_main(["--task", "sst2", "--pool", str(POOL), "--pool_limit", "300", "--budget", "24",
+                          "--featurizer", tiny_llama, "--output", str(demos), "--random_trials", "2"])
     selected = read(demos)
     assert len(selected) == 24 and sum(r["label"] == 0 for r in selected) == 12
     assert len({r["pool_index"] for r in selected}) == 24 and {"label_name", "gp_variance"} <= set(selected[0])
-    report = json.loads((tmp_path / "demos.jsonl.report.json").read_text())
+    assert report == json.loads((tmp_path / "demos.jsonl.report.json").read_text())
     assert report["tau"] > 0 and report["r"] == report["tau"] and report["pool_size"] == 300
     # Coverage and covering radius, brute force: each pool point's distance to its nearest selected point.
     assert len(embedded) == 1 and len(embedded[0][0]) == 300
@@ -127,11 +130,11 @@ def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
         test_labels.append(list(y_test))
         return train_and_score(x, y, x_test, y_test, *args)
 
-    monkeypatch.setattr("synthtune.synalign.train_and_score", recording_train_and_score)
+    monkeypatch.setattr("synthtune.commands.synalign.train_and_score", recording_train_and_score)
     monkeypatch.setattr(LogisticRegression, "predict", lambda clf, x: predictions.append(predict(clf, x)) or predictions[-1])
-    assert evaluate_main(["--task", "sst2", "--real", str(demos), "--synthetic", str(synthetic),
-                          "--resampled", str(resampled_path), "--test_limit", "100", "--featurizer", tiny_llama,
-                          "--output", str(out)]) == 0
+    evaluate_main(["--task", "sst2", "--real", str(demos), "--synthetic", str(synthetic),
+                   "--resampled", str(resampled_path), "--test_limit", "100", "--featurizer", tiny_llama,
+                   "--output", str(out), "--bandwidth", "mixture"])
     ev = json.loads(out.read_text())
     assert [r["train_set"] for r in ev["results"]] == ["synthetic (unweighted)", "synthetic (MMD-resampled)",
                                                          "few-shot real only"]
@@ -186,7 +189,7 @@ def test_evaluate_rejects_labels_outside_the_task(tmp_path):
         evaluate_main(["--task", "sst2", "--real", str(real), "--synthetic", str(bad)])
 
 
-def test_dispatcher_names_the_subcommands():
-    with pytest.raises(SynthtuneError, match="select or evaluate"):
-        synalign_main(["choose"])
-    assert synalign_main(["--help"]) == 0
+def test_unknown_subcommand_names_the_subcommands(capsys):
+    code, err = run(["synalign", "choose"], capsys)
+    assert code == 2 and "select" in err and "evaluate" in err
+

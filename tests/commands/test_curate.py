@@ -1,4 +1,4 @@
-"""The curate / decontaminate / score command functions end to end on small temp files."""
+"""The curate / decontaminate / score commands end to end on small temp files, parsed as on the command line."""
 
 import importlib.util
 import json
@@ -8,14 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthtune.curation.commands import (
-    build_score_parser,
-    curate_main,
-    decontaminate_main,
-    report_path,
-    score_main,
-)
-from synthtune.curation.featurize import register_featurizer
+from synthtune.commands import run_command
+from synthtune.commands.files import report_path
+from synthtune.components.encoders import register_featurizer
 from synthtune.errors import SynthtuneError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,8 +40,8 @@ def _report(output: Path) -> dict:
 def test_curate_end_to_end_reports_counts(gen_file, tmp_path, caplog):
     out = tmp_path / "curated.jsonl"
     with caplog.at_level(logging.WARNING):
-        assert curate_main(["--input", str(gen_file), "--output", str(out), "--num_samples", "12",
-                            "--clusters", "6", "--svd_components", "8", "--seed", "1"]) == 0
+        run_command("curate", ["--input", str(gen_file), "--output", str(out), "--num_samples", "12",
+                            "--clusters", "6", "--svd_components", "8", "--seed", "1"])
     assert "2 broken JSON line(s) at line 3, 10" in caplog.text
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 12 and len({r["id"] for r in rows}) == 12
@@ -63,26 +58,26 @@ def test_curate_end_to_end_reports_counts(gen_file, tmp_path, caplog):
 
 def test_curate_is_deterministic_for_a_seed(gen_file, tmp_path):
     args = ["--input", str(gen_file), "--num_samples", "10", "--clusters", "5", "--svd_components", "6"]
-    curate_main(args + ["--output", str(tmp_path / "a.jsonl")])
-    curate_main(args + ["--output", str(tmp_path / "b.jsonl")])
+    run_command("curate", args + ["--output", str(tmp_path / "a.jsonl")])
+    run_command("curate", args + ["--output", str(tmp_path / "b.jsonl")])
     assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
 
 
 def test_curate_strict_fails_on_broken_lines(gen_file, tmp_path):
     with pytest.raises(SynthtuneError, match="line 3, 10.*--strict"):
-        curate_main(["--input", str(gen_file), "--output", str(tmp_path / "o.jsonl"), "--strict"])
+        run_command("curate", ["--input", str(gen_file), "--output", str(tmp_path / "o.jsonl"), "--strict"])
     assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_curate_missing_field(gen_file, tmp_path):
     with pytest.raises(SynthtuneError, match="lacks field.*question"):
-        curate_main(["--input", str(gen_file), "--output", str(tmp_path / "o.jsonl"), "--field", "question"])
+        run_command("curate", ["--input", str(gen_file), "--output", str(tmp_path / "o.jsonl"), "--field", "question"])
 
 
 def test_curate_more_samples_than_pool_warns(gen_file, tmp_path, caplog):
     out = tmp_path / "o.jsonl"
     with caplog.at_level(logging.WARNING):
-        curate_main(["--input", str(gen_file), "--output", str(out), "--num_samples", "500"])
+        run_command("curate", ["--input", str(gen_file), "--output", str(out), "--num_samples", "500"])
     assert "asked for 500 samples but only 40 remain" in caplog.text
     assert len(out.read_text().splitlines()) == 40
     assert _report(out)["warnings"] == [
@@ -93,7 +88,7 @@ def test_curate_more_samples_than_pool_warns(gen_file, tmp_path, caplog):
 def test_curate_fewer_rows_than_clusters_shrinks_k(gen_file, tmp_path, caplog):
     out = tmp_path / "o.jsonl"
     with caplog.at_level(logging.WARNING):
-        curate_main(["--input", str(gen_file), "--output", str(out), "--num_samples", "30"])  # paper k = 700
+        run_command("curate", ["--input", str(gen_file), "--output", str(out), "--num_samples", "30"])  # paper k = 700
     assert "only 40 rows for 700 clusters; using 40 clusters" in caplog.text
     report = _report(out)
     assert report["clusters"] == 40 and report["clusters_requested"] == 700
@@ -105,7 +100,7 @@ def test_curate_with_decontamination(gen_file, tmp_path):
     leaked = [QUESTIONS[5].replace(".", ";"), "".join(c if not c.isdigit() else "9" for c in QUESTIONS[7])]
     ref = _write(tmp_path / "test.jsonl", [{"question": q, "answer": "x"} for q in leaked + ["Short unrelated one?"]])
     out = tmp_path / "o.jsonl"
-    curate_main(["--input", str(gen_file), "--output", str(out), "--num_samples", "100",
+    run_command("curate", ["--input", str(gen_file), "--output", str(out), "--num_samples", "100",
                  "--decontaminate", str(ref), "--reference_field", "question"])
     ids = {json.loads(line)["id"] for line in out.read_text().splitlines()}
     assert 5 not in ids and 7 not in ids and len(ids) == 38
@@ -117,7 +112,7 @@ def test_curate_with_decontamination(gen_file, tmp_path):
 def test_decontaminate_command(gen_file, tmp_path):
     ref = _write(tmp_path / "ref.jsonl", [{"text": QUESTIONS[1]}])
     out = tmp_path / "clean.jsonl"
-    assert decontaminate_main(["--input", str(gen_file), "--reference", str(ref), "--output", str(out)]) == 0
+    run_command("decontaminate", ["--input", str(gen_file), "--reference", str(ref), "--output", str(out)])
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert 1 not in ids and 101 not in ids  # the original and its upper-case duplicate
     assert len(ids) == 43
@@ -130,9 +125,9 @@ def test_decontaminate_empty_reference_and_same_output(gen_file, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     with pytest.raises(SynthtuneError, match="no rows"):
-        decontaminate_main(["--input", str(gen_file), "--reference", str(empty), "--output", str(tmp_path / "o.jsonl")])
+        run_command("decontaminate", ["--input", str(gen_file), "--reference", str(empty), "--output", str(tmp_path / "o.jsonl")])
     with pytest.raises(SynthtuneError, match="also an input"):
-        decontaminate_main(["--input", str(gen_file), "--reference", str(gen_file), "--output", str(gen_file)])
+        run_command("decontaminate", ["--input", str(gen_file), "--reference", str(gen_file), "--output", str(gen_file)])
 
 
 class HashFeaturizer:
@@ -150,7 +145,7 @@ class HashFeaturizer:
 def test_score_mauve_writes_report_and_plot(tmp_path, monkeypatch):
     import mauve
 
-    from synthtune.curation import commands
+    from synthtune.commands import score as commands
 
     register_featurizer("hash-test", HashFeaturizer)
     featurized = []  # (p, q): what the command scored
@@ -166,7 +161,7 @@ def test_score_mauve_writes_report_and_plot(tmp_path, monkeypatch):
     argv = ["mauve", "--synthetic", str(synthetic), "--reference", str(reference), "--field", "question",
             "--reference_field", "q", "--featurizer", "hash-test", "--clusters", "4", "--seeds", "2",
             "--kmeans_num_redo", "1", "--max_samples", "100"]
-    assert score_main(argv) == 0
+    run_command("score", argv)
     report = json.loads((tmp_path / "synth.mauve.json").read_text())
     assert report["metric"] == "mauve" and report["featurizer"] == "hash-test"
     # Each seed's score is the mauve package's own on the features the command computed.
@@ -182,7 +177,7 @@ def test_score_mauve_writes_report_and_plot(tmp_path, monkeypatch):
     assert (tmp_path / "synth.mauve.png").read_bytes()[:4] == b"\x89PNG"
     # Scoring a file against itself is near 1; explicit --output / --no_plot are honoured.
     out = tmp_path / "self.json"
-    score_main(["mauve", "--synthetic", str(synthetic), "--reference", str(synthetic), "--field", "question",
+    run_command("score", ["mauve", "--synthetic", str(synthetic), "--reference", str(synthetic), "--field", "question",
                 "--featurizer", "hash-test", "--clusters", "4", "--seeds", "1", "--output", str(out), "--no_plot"])
     assert json.loads(out.read_text())["mean"] > 0.95
 
@@ -192,6 +187,6 @@ def test_score_mauve_input_errors(tmp_path):
     small = _write(tmp_path / "s.jsonl", [{"text": q} for q in QUESTIONS[:10]])
     if importlib.util.find_spec("mauve") is not None:
         with pytest.raises(SynthtuneError, match="needs at least 64 rows per file"):
-            score_main(["mauve", "--synthetic", str(small), "--reference", str(small), "--featurizer", "hash-test"])
+            run_command("score", ["mauve", "--synthetic", str(small), "--reference", str(small), "--featurizer", "hash-test"])
     with pytest.raises(SystemExit):
-        build_score_parser().parse_args(["bleu"])
+        run_command("score", ["bleu"])

@@ -8,30 +8,30 @@ real and a synthetic batch in the same step), so the other strategies run once p
 GS setting. Results are appended to ``<root>/results.jsonl`` as runs finish; an interrupted sweep
 re-run with the same arguments skips what is already there.
 
-Example (extra arguments after ``--`` go to every fit/test)::
+Example (lists in jsonargparse's ``'[a,b]'`` form; arguments after ``--`` go to every fit/test)::
 
-    synthtune sweep --tasks sst2 rte --strategies real real+syn paired --seeds 13 21 42 \\
-        --synthetic sst2=syn-sst2.jsonl rte=syn-rte.jsonl --reference zero_shot --root runs/sweep \\
+    synthtune sweep --tasks '[sst2,rte]' --strategies '[real,real+syn,paired]' --seeds '[13,21,42]' \\
+        --synthetic '[sst2=syn-sst2.jsonl,rte=syn-rte.jsonl]' --reference '[zero_shot]' --root runs/sweep \\
         -- --trainer.max_steps 30 --model.init_args.prompt_length 16
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import subprocess
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
 import numpy as np
 
 from synthtune.components.prompt_tuning.combination import STRATEGIES, needs_synthetic
 from synthtune.errors import SynthtuneError
-from synthtune.paths import atomic_write_bytes
+from synthtune.paths import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ def markdown_table(results: list[dict[str, Any]], tasks: list[str], rows: list[s
 
 
 def run_and_dump(cli_args: list[str], out_json: str) -> int:
-    """Run one synthtune CLI command in this process and write its final metrics to ``out_json``."""
-    from synthtune.cli import run_cli, user_error
+    """Run one synthtune Lightning command in this process and write its final metrics to ``out_json``."""
+    from synthtune.lightning_cli import run_cli, user_error  # Lightning loads only when a sweep runs
 
     # The sweep passes its runs' arguments explicitly; sys.argv holds the sweep's own arguments.
     warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
@@ -99,8 +99,7 @@ def run_and_dump(cli_args: list[str], out_json: str) -> int:
             raise
         print(f"error: {cause}", file=sys.stderr)
         return 2
-    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
-    atomic_write_bytes(out_json, json.dumps(metrics).encode())
+    atomic_write_json(out_json, {k: float(v) for k, v in cli.trainer.callback_metrics.items()})
     return 0
 
 
@@ -111,7 +110,7 @@ class _Runner:
     def __call__(self, cli_args: list[str], out_json: Path) -> dict[str, float]:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         if self.use_subprocess:
-            cmd = [sys.executable, "-m", "synthtune.sweep", "--run-one", str(out_json), "--", *cli_args]
+            cmd = [sys.executable, "-m", "synthtune.commands.sweep", str(out_json), *cli_args]
             done = subprocess.run(cmd, check=False, capture_output=True, text=True)
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -129,118 +128,131 @@ def _parse_synthetic(items: list[str]) -> dict[str, str]:
     for item in items:
         task, sep, path = item.partition("=")
         if not sep or not task or not path:
-            raise SynthtuneError(f"--synthetic takes TASK=PATH pairs, got {item!r}; e.g. --synthetic sst2=syn.jsonl")
+            raise SynthtuneError(f"--synthetic takes TASK=PATH pairs, got {item!r}; e.g. --synthetic '[sst2=syn.jsonl]'")
         if not Path(path).is_file():
             raise SynthtuneError(f"synthetic file for {task} not found: {path}; check the path")
         out[task] = path
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synthtune sweep", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", required=True, help="task names, e.g. sst2 rte")
-    parser.add_argument("--config", default="configs/prompt_tuning/{task}.yaml",
-                        help="fit config per task; {task} is replaced by the task name")
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), help=f"any of {', '.join(STRATEGIES)}")
-    parser.add_argument("--gs", nargs="+", default=["on", "off"], help="gradient surgery settings: on, off")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[13, 21, 42], help="k-shot seeds")
-    parser.add_argument("--synthetic", nargs="*", default=[], help="TASK=PATH synthetic JSONL per task")
-    parser.add_argument("--reference", nargs="*", default=[], help=f"reference rows: {', '.join(REFERENCES)}")
-    parser.add_argument("--root", default="runs/sweep", help="folder of the runs, results.jsonl and table.md")
-    parser.add_argument("--out", default=None, help="Markdown table path (default <root>/table.md)")
-    parser.add_argument("--metric", choices=["acc", "f1"], default="acc", help="metric in the table")
-    parser.add_argument("--subprocess", action="store_true", help="run every fit/test in a fresh process")
-    parser.add_argument("--table-only", action="store_true",
-                        help="write the table from <root>/results.jsonl without running anything missing")
-    return parser
+@dataclass
+class _Grid:
+    """What to run: tasks × table rows × seeds, each cell a fit (+ test) or a test alone."""
+
+    tasks: list[str]
+    task_config: str
+    rows: list[str]
+    seeds: list[int]
+    synthetic: dict[str, str]
+    extra: list[str]
+    root: Path
+
+    def check(self, strategies: list[str], gs: list[str], references: list[str]) -> None:
+        bad = [s for s in strategies if s not in STRATEGIES]
+        if bad:
+            raise SynthtuneError(f"unknown combination strategy {bad[0]!r}; use any of {', '.join(STRATEGIES)}")
+        bad = [g for g in gs if g not in ("on", "off")]
+        if bad:
+            raise SynthtuneError(f"--gs takes on and/or off, got {bad[0]!r}")
+        bad = [r for r in references if r not in REFERENCES]
+        if bad:
+            raise SynthtuneError(f"unknown reference row {bad[0]!r}; use any of {', '.join(REFERENCES)}")
+        for task in self.tasks:
+            config = Path(self.task_config.format(task=task))
+            if not config.is_file():
+                raise SynthtuneError(f"config for task {task} not found: {config}; "
+                                     f"pass --task_config with a {{task}} pattern")
+            if any(needs_synthetic(s) for s in strategies) and task not in self.synthetic:
+                raise SynthtuneError(f"strategies {strategies} need synthetic data but none was given for {task}; "
+                                     f"pass --synthetic '[{task}=path.jsonl]' or use --strategies '[real]'")
 
 
-def _check(args: argparse.Namespace, synthetic: dict[str, str]) -> None:
-    bad = [s for s in args.strategies if s not in STRATEGIES]
-    if bad:
-        raise SynthtuneError(f"unknown combination strategy {bad[0]!r}; use any of {', '.join(STRATEGIES)}")
-    bad = [g for g in args.gs if g not in ("on", "off")]
-    if bad:
-        raise SynthtuneError(f"--gs takes on and/or off, got {bad[0]!r}")
-    bad = [r for r in args.reference if r not in REFERENCES]
-    if bad:
-        raise SynthtuneError(f"unknown reference row {bad[0]!r}; use any of {', '.join(REFERENCES)}")
-    for task in args.tasks:
-        config = Path(args.config.format(task=task))
-        if not config.is_file():
-            raise SynthtuneError(f"config for task {task} not found: {config}; pass --config with a {{task}} pattern")
-        if any(needs_synthetic(s) for s in args.strategies) and task not in synthetic:
-            raise SynthtuneError(f"strategies {args.strategies} need synthetic data but none was given for {task}; "
-                                 f"pass --synthetic {task}=path.jsonl or use --strategies real")
+def sweep(
+    tasks: list[str],
+    task_config: str = "configs/prompt_tuning/{task}.yaml",
+    strategies: list[str] = list(STRATEGIES),
+    gs: list[str] = ["on", "off"],
+    seeds: list[int] = [13, 21, 42],
+    synthetic: list[str] = [],
+    reference: list[str] = [],
+    root: str = "runs/sweep",
+    out: Optional[str] = None,
+    metric: Literal["acc", "f1"] = "acc",
+    subprocess: bool = False,
+    table_only: bool = False,
+    extra: list[str] = [],
+) -> str:
+    """The prompt-tuning ablation grid, strategy × {GS on, off} × seeds, as a Markdown table.
 
+    Results are appended to <root>/results.jsonl as runs finish; a re-run skips what is there.
 
-def sweep_main(argv: list[str]) -> int:
-    """Run the grid and write the table; returns 0, or 2 after a one-line error on stderr."""
-    argv = list(argv)
-    if argv[:1] == ["--run-one"]:  # internal: one CLI run in a subprocess
-        return run_and_dump(argv[3:], argv[1])
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
-    args = build_parser().parse_args(argv)
-    try:
-        synthetic = _parse_synthetic(args.synthetic)
-        if not args.table_only:
-            _check(args, synthetic)
-        results = _run_grid(args, synthetic, extra, run_missing=not args.table_only)
-    except SynthtuneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    rows = grid_rows(args.strategies, args.gs, args.reference)
-    table = markdown_table(results, args.tasks, rows, args.metric, expected=len(args.seeds))
-    out = Path(args.out or Path(args.root) / "table.md")
-    atomic_write_bytes(out, table.encode("utf-8"))
+    Args:
+        tasks: task names, e.g. [sst2,rte].
+        task_config: fit config per task; {task} is replaced by the task name.
+        strategies: combination strategies (real, real+syn, real+syn+ls, real->syn, syn->real, paired).
+        gs: gradient surgery settings: on, off (only the paired strategy has it).
+        seeds: k-shot seeds.
+        synthetic: TASK=PATH synthetic JSONL per task.
+        reference: reference rows: zero_shot, in_context.
+        root: folder of the runs, results.jsonl and table.md.
+        out: Markdown table path (default <root>/table.md).
+        metric: metric in the table.
+        subprocess: run every fit/test in a fresh process.
+        table_only: write the table from <root>/results.jsonl without running anything missing.
+        extra: arguments added to every fit/test.
+    """
+    paths = _parse_synthetic(synthetic)
+    grid = _Grid(tasks, task_config, grid_rows(strategies, gs, reference), seeds, paths, extra, Path(root))
+    if not table_only:
+        grid.check(strategies, gs, reference)
+    results = _run_grid(grid, _Runner(subprocess), run_missing=not table_only)
+    table = markdown_table(results, tasks, grid.rows, metric, expected=len(seeds))
+    table_path = Path(out or Path(root) / "table.md")
+    atomic_write_bytes(table_path, table.encode("utf-8"))
     print(table)
-    print(f"table written to {out}")
-    return 0
+    print(f"table written to {table_path}")
+    return table
 
 
-def _run_grid(args: argparse.Namespace, synthetic: dict[str, str], extra: list[str],
-              run_missing: bool = True) -> list[dict[str, Any]]:
-    root = Path(args.root)
-    root.mkdir(parents=True, exist_ok=True)
-    results_path = root / "results.jsonl"
+def _append(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def _run_grid(grid: _Grid, run: _Runner, run_missing: bool = True) -> list[dict[str, Any]]:
+    grid.root.mkdir(parents=True, exist_ok=True)
+    results_path = grid.root / "results.jsonl"
     done: dict[str, dict[str, Any]] = {}
     if results_path.is_file():
         for line in results_path.read_text().splitlines():
             if line.strip():
                 record = json.loads(line)
                 done[record["key"]] = record
-    run = _Runner(args.subprocess)
-    rows = grid_rows(args.strategies, args.gs, args.reference)
-    for task in args.tasks:
-        config = args.config.format(task=task)
-        for row in rows:
-            for seed in args.seeds:
+    for task in grid.tasks:
+        config = grid.task_config.format(task=task)
+        for row in grid.rows:
+            for seed in grid.seeds:
                 key = f"{task}|{row}|{seed}"
                 if key in done or not run_missing:
                     continue
-                if row == "zero_shot" and f"{task}|{row}|{args.seeds[0]}" in done:
+                if row == "zero_shot" and f"{task}|{row}|{grid.seeds[0]}" in done:
                     # Zero-shot prompting uses no training data, so every seed gives the same result.
-                    done[key] = dict(done[f"{task}|{row}|{args.seeds[0]}"], key=key, seed=seed)
-                    with open(results_path, "a", encoding="utf-8") as fh:
-                        fh.write(json.dumps(done[key]) + "\n")
+                    done[key] = dict(done[f"{task}|{row}|{grid.seeds[0]}"], key=key, seed=seed)
+                    _append(results_path, done[key])
                     continue
-                run_dir = root / task / row.replace("/", "-gs-").replace(">", "") / f"seed{seed}"
+                run_dir = grid.root / task / row.replace("/", "-gs-").replace(">", "") / f"seed{seed}"
                 common = ["--config", config, "--data.init_args.seed", str(seed), "--model.init_args.seed", str(seed),
                           "--trainer.default_root_dir", str(run_dir)]
                 started = time.time()
                 if row in REFERENCES:
-                    metrics = run(["test", *common, "--model.init_args.mode", row, *extra], run_dir / "test.json")
+                    metrics = run(["test", *common, "--model.init_args.mode", row, *grid.extra], run_dir / "test.json")
                 else:
                     strategy, _, gs = row.partition("/")
                     fit = ["fit", *common, "--data.init_args.strategy", strategy,
                            "--model.init_args.gradient_surgery", str(gs != "off").lower()]
                     if needs_synthetic(strategy):
-                        fit += ["--data.init_args.synthetic", synthetic[task]]
-                    run([*fit, *extra], run_dir / "fit.json")
+                        fit += ["--data.init_args.synthetic", grid.synthetic[task]]
+                    run([*fit, *grid.extra], run_dir / "fit.json")
                     ckpt_dir = run_dir / "checkpoints"
                     ckpt = ckpt_dir / "best.ckpt" if (ckpt_dir / "best.ckpt").is_file() else ckpt_dir / "last.ckpt"
                     metrics = run(["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(ckpt),
@@ -249,12 +261,11 @@ def _run_grid(args: argparse.Namespace, synthetic: dict[str, str], extra: list[s
                     raise SynthtuneError(f"run {key} reported no test/acc; check {run_dir}")
                 record = {"key": key, "task": task, "row": row, "seed": seed, "acc": metrics["test/acc"],
                           "f1": metrics.get("test/f1", float("nan")), "seconds": round(time.time() - started, 1)}
-                with open(results_path, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                _append(results_path, record)
                 done[key] = record
                 log.info("%s: acc %.3f f1 %.3f", key, record["acc"], record["f1"])
-    return [r for r in done.values() if r["task"] in args.tasks and r["row"] in rows and r["seed"] in args.seeds]
+    return [r for r in done.values() if r["task"] in grid.tasks and r["row"] in grid.rows and r["seed"] in grid.seeds]
 
 
-if __name__ == "__main__":
-    sys.exit(sweep_main(sys.argv[1:]))
+if __name__ == "__main__":  # internal: one Lightning run of a --subprocess sweep: OUT_JSON CLI_ARGS...
+    sys.exit(run_and_dump(sys.argv[2:], sys.argv[1]))

@@ -1,0 +1,67 @@
+"""What the data commands share: reading their JSONL inputs, naming their reports, printing a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from synthtune.curation.cluster_select import field_texts
+from synthtune.errors import SynthtuneError
+from synthtune.records import read_jsonl, require_fields
+
+
+def report_path(output: str | Path) -> Path:
+    """Where the JSON report of ``output`` goes: ``<output>.report.json``."""
+    output = Path(output)
+    return output.with_name(output.name + ".report.json")
+
+
+def read_rows(path: str | Path, strict: bool) -> tuple[list[dict[str, Any]], int]:
+    """Rows of a JSONL file and how many non-blank lines were broken (skipped by ``read_jsonl``)."""
+    rows = read_jsonl(path, strict=strict)
+    with Path(path).open("r", encoding="utf-8") as fh:
+        nonblank = sum(1 for line in fh if line.strip())
+    return rows, nonblank - len(rows)
+
+
+def read_input(path: str | Path, field: str, strict: bool, verb: str) -> tuple[list[dict[str, Any]], int]:
+    """Rows of a command's input file (at least one, each with ``field``) and the number of broken lines."""
+    rows, broken = read_rows(path, strict)
+    if not rows:
+        raise SynthtuneError(f"{path}: no rows to {verb}; check the input file")
+    require_fields(rows, [field], str(path))
+    return rows, broken
+
+
+def reference_texts(path: str | Path, field: str, strict: bool) -> list[str]:
+    """The ``field`` texts of a non-empty reference file."""
+    rows, _ = read_rows(path, strict)
+    if not rows:
+        raise SynthtuneError(f"{path}: the reference file has no rows; pass a non-empty reference set")
+    require_fields(rows, [field], str(path))
+    return field_texts(rows, field, str(path))
+
+
+def check_distinct(output: Path, *inputs: str | Path | None) -> None:
+    """Refuse an output path that is also one of the inputs (it would be overwritten)."""
+    for other in inputs:
+        if other is not None and Path(other).resolve() == output.resolve():
+            raise SynthtuneError(f"--output {output} is also an input; write to a different file")
+
+
+def fmt(value: Any) -> str:
+    """A table cell: ``-`` for None, 4 decimals for floats."""
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_table(title: str, rows: Sequence[tuple[str, Any]]) -> None:
+    """A two-column Rich table (stage, value)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("stage")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, fmt(value))
+    Console().print(table)

@@ -1,0 +1,255 @@
+"""``synthtune synalign select`` and ``synthtune synalign evaluate``: SynAlign's data steps (Ren et al.).
+
+* ``select`` embeds a labelled real pool, picks demonstrations by GP exploration-aware sampling and
+  writes them as JSONL, with a coverage PNG comparing GP with random sampling (the paper's Fig. 4).
+* ``evaluate`` trains logistic regression on frozen sentence embeddings of the unweighted synthetic
+  rows, the MMD-resampled rows and the few-shot real rows, and reports accuracy, macro-F1 and MMD²
+  before and after resampling, with a PCA or t-SNE map.
+
+Generation and weight learning are Lightning runs (``configs/synalign/``); every step reads and
+writes JSONL, so each can be swapped for another method's output.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import numpy as np
+import torch
+
+from synthtune.commands.files import fmt
+from synthtune.components.encoders import DEFAULT_FEATURIZER, featurize
+from synthtune.components.synalign.coverage import (
+    coverage_curve,
+    covering_radius,
+    kth_neighbour_scale,
+    plot_coverage,
+    random_order,
+)
+from synthtune.components.synalign.downstream import mmd2_between, train_and_score
+from synthtune.components.synalign.gp_sampler import gp_select, split_budget
+from synthtune.components.synalign.mmd import resolve_bandwidths
+from synthtune.curation.embedding_map import Projection, plot_embedding_map
+from synthtune.errors import SynthtuneError
+from synthtune.paths import atomic_write_json, atomic_write_jsonl
+from synthtune.records import read_records
+from synthtune.tasks import TaskSpec, load_task, read_labeled
+
+log = logging.getLogger(__name__)
+
+
+def labelled_texts(path: str | Path, task: TaskSpec) -> tuple[list[str], np.ndarray]:
+    """Texts (pair tasks: ``text_a`` and ``text_b`` joined by a space) and integer labels of a labelled file."""
+    rows = read_labeled(path, task)
+    return [" ".join(r[f] for f in task.text_fields) for r in rows], np.asarray([r["label"] for r in rows], dtype=np.int64)
+
+
+def _check_scale(flag: str, value: float | None, zero_ok: bool) -> None:
+    if value is not None and (not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok)):
+        raise SynthtuneError(f"{flag} must be a number {'>= 0' if zero_ok else '> 0'} (got {value}); or pass 'auto'")
+
+
+def select(
+    task: str,
+    output: str,
+    budget: int,
+    pool: Optional[str] = None,
+    policy: Literal["average"] = "average",
+    tau: Union[float, Literal["auto"], None] = None,
+    r: Union[float, Literal["auto"], None] = None,
+    noise: float = 1e-4,
+    pool_limit: Optional[int] = None,
+    featurizer: str = DEFAULT_FEATURIZER,
+    random_trials: int = 5,
+    coverage_png: Optional[str] = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Pick diverse demonstrations from a labelled real pool by GP exploration-aware sampling (SynAlign Sec. 3.1).
+
+    Writes the demonstrations, ``<output>.report.json`` and a coverage PNG (GP vs random selection).
+
+    Args:
+        task: task name (data/<task>) or folder with meta.json (label names).
+        output: where the selected demonstrations go (JSONL).
+        budget: total demonstrations to select.
+        pool: labelled real pool (JSONL); default data/<task>/train.jsonl.
+        policy: per-label budget policy (average: an even split).
+        tau: GP RBF length scale > 0, or auto (median distance to the N/budget-th neighbour).
+        r: coverage radius >= 0, or auto (= tau).
+        noise: GP noise variance.
+        pool_limit: use a seeded random subset of this many pool rows.
+        featurizer: sentence embedder (minilm or a causal LM name/folder).
+        random_trials: random selections averaged for the coverage baseline.
+        coverage_png: coverage plot path (default <output>.coverage.png).
+        seed: random seed.
+    """
+    start = time.perf_counter()
+    tau = None if tau == "auto" else tau
+    r = None if r == "auto" else r
+    _check_scale("--tau", tau, zero_ok=False)
+    _check_scale("--r", r, zero_ok=True)
+    if not (math.isfinite(noise) and noise > 0):
+        raise SynthtuneError(f"--noise must be a positive number, got {noise}; try 1e-4")
+    if budget < 1:
+        raise SynthtuneError(f"--budget must be >= 1, got {budget}")
+    spec = load_task(task)
+    pool_path = Path(pool) if pool else spec.folder / "train.jsonl"
+    texts, labels = labelled_texts(pool_path, spec)
+    rows = read_records(pool_path)  # the rows as given, written back with the selection's fields
+    index = np.arange(len(rows))
+    if pool_limit is not None and pool_limit < len(rows):
+        if pool_limit < 1:
+            raise SynthtuneError(f"--pool_limit must be >= 1, got {pool_limit}")
+        index = np.sort(np.random.default_rng(seed).permutation(len(rows))[:pool_limit])
+    if budget > len(index):
+        raise SynthtuneError(f"the real pool has {len(index)} points, fewer than --budget {budget}; "
+                             f"lower --budget or add real examples (or raise --pool_limit)")
+    sub_labels = labels[index]
+    counts = {int(k): int((sub_labels == k).sum()) for k in np.unique(sub_labels)}
+    split_budget(counts, budget, policy)  # fail before embedding when a label is too small
+    emb = torch.from_numpy(featurize([texts[i] for i in index], featurizer))
+    auto = kth_neighbour_scale(emb, max(1, round(len(index) / budget)), seed=seed)
+    tau = tau if tau is not None else auto
+    radius = r if r is not None else tau
+    selection = gp_select(emb, budget, labels=sub_labels, tau=tau, noise=noise, seed=seed, policy=policy)
+
+    out_rows = []
+    for step in selection.steps:
+        original = int(index[step.index])
+        row = dict(rows[original])
+        row.update({"label": int(labels[original]), "label_name": spec.label_names[labels[original]],
+                    "pool_index": original, "selection_step": step.step, "gp_variance": step.variance})
+        out_rows.append(row)
+    out = Path(output)
+    atomic_write_jsonl(out, out_rows)
+
+    gp_curve = coverage_curve(emb, selection.indices, radius)
+    gen = np.random.default_rng(seed)
+    random_orders = [random_order(sub_labels, selection.budgets, gen) for _ in range(max(1, random_trials))]
+    random_curves = [coverage_curve(emb, order, radius) for order in random_orders]
+    random_curve = np.mean(random_curves, axis=0)
+    png = Path(coverage_png) if coverage_png else out.with_name(out.name + ".coverage.png")
+    plot_coverage({"GP exploration": gp_curve, f"random (mean of {len(random_curves)})": random_curve}, png, tau, radius)
+    report = {
+        "task": spec.name, "pool": str(pool_path), "pool_size": len(index), "budget": budget,
+        "budgets": {spec.label_names[k]: v for k, v in selection.budgets.items()},
+        "tau": tau, "r": radius, "auto_scale": auto, "noise": noise, "seed": seed,
+        "coverage_gp": float(gp_curve[-1]), "coverage_random": float(random_curve[-1]),
+        "coverage_random_trials": [float(c[-1]) for c in random_curves],
+        "covering_radius_gp": covering_radius(emb, selection.indices),
+        "covering_radius_random": float(np.mean([covering_radius(emb, o) for o in random_orders])),
+        "output": str(out), "coverage_png": str(png), "seconds": round(time.perf_counter() - start, 2),
+    }
+    atomic_write_json(out.with_name(out.name + ".report.json"), report)
+    print(f"selected {budget} of {len(index)} pool rows -> {out}")
+    print(f"coverage at r={radius:.3f} (tau={tau:.3f}): GP {report['coverage_gp']:.3f}, "
+          f"random {report['coverage_random']:.3f}; covering radius: GP {report['covering_radius_gp']:.3f}, "
+          f"random {report['covering_radius_random']:.3f}; plot: {png}")
+    return report
+
+
+def evaluate(
+    task: str,
+    real: str,
+    synthetic: str,
+    resampled: Optional[str] = None,
+    test: Optional[str] = None,
+    test_limit: Optional[int] = None,
+    featurizer: str = DEFAULT_FEATURIZER,
+    bandwidth: Union[float, Literal["median", "mixture"]] = "median",
+    C: float = 1.0,
+    projection: Projection = "pca",
+    output: Optional[str] = None,
+    plot: Optional[str] = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Downstream check: accuracy, macro-F1 and MMD² of synthetic, MMD-resampled and few-shot real rows.
+
+    Trains logistic regression on frozen embeddings of each training set and scores it on the task's
+    test split; writes a JSON report and a PCA or t-SNE map of real vs synthetic before/after.
+
+    Args:
+        task: task name (data/<task>) or folder with meta.json.
+        real: few-shot real rows (JSONL), e.g. the selected demonstrations.
+        synthetic: unweighted synthetic rows (JSONL).
+        resampled: MMD-resampled synthetic rows (JSONL).
+        test: labelled test rows (default: the task's test/validation split).
+        test_limit: evaluate on a seeded subset of this many test rows.
+        featurizer: frozen embedder (minilm or a causal LM name/folder).
+        bandwidth: MMD bandwidth: median, mixture or a number.
+        C: inverse L2 strength of the logistic regression.
+        projection: 2-D map of the embeddings (pca or tsne).
+        output: report JSON (default <synthetic dir>/synalign_eval.json).
+        plot: embedding map PNG (default next to the report).
+        seed: random seed.
+    """
+    start = time.perf_counter()
+    spec = load_task(task)
+    test_path = Path(test) if test else spec.eval_path()
+    real_texts, real_y = labelled_texts(real, spec)
+    syn_texts, syn_y = labelled_texts(synthetic, spec)
+    test_texts, test_y = labelled_texts(test_path, spec)
+    if test_limit is not None and test_limit < len(test_texts):
+        if test_limit < 1:
+            raise SynthtuneError(f"--test_limit must be >= 1, got {test_limit}")
+        keep = np.sort(np.random.default_rng(seed).permutation(len(test_texts))[:test_limit])
+        test_texts, test_y = [test_texts[i] for i in keep], test_y[keep]
+    sets: dict[str, tuple[list[str], np.ndarray]] = {"synthetic (unweighted)": (syn_texts, syn_y)}
+    if resampled:
+        sets["synthetic (MMD-resampled)"] = labelled_texts(resampled, spec)
+    sets["few-shot real only"] = (real_texts, real_y)
+
+    emb = {name: featurize(texts, featurizer) for name, (texts, _) in sets.items()}
+    x_test = featurize(test_texts, featurizer)
+    rows = []
+    for name, (texts, y) in sets.items():
+        scores = train_and_score(emb[name], y, x_test, test_y, C, seed)
+        if scores is None:
+            log.warning("%s has a single label, so no classifier can be trained on it; its row is left empty", name)
+        rows.append({"train_set": name, "rows": len(texts), "labels": len(np.unique(y)),
+                     **(scores or {"accuracy": None, "macro_f1": None})})
+
+    syn_t, real_t, test_t = (torch.from_numpy(a) for a in (emb["synthetic (unweighted)"], emb["few-shot real only"], x_test))
+    bandwidths = resolve_bandwidths(bandwidth, syn_t, real_t, seed=seed)
+    mmd = {"bandwidths": bandwidths,
+           "before_vs_fewshot_real": mmd2_between(syn_t, real_t, bandwidths, seed),
+           "before_vs_test": mmd2_between(syn_t, test_t, bandwidths, seed)}
+    if resampled:
+        res_t = torch.from_numpy(emb["synthetic (MMD-resampled)"])
+        mmd["after_vs_fewshot_real"] = mmd2_between(res_t, real_t, bandwidths, seed)
+        mmd["after_vs_test"] = mmd2_between(res_t, test_t, bandwidths, seed)
+    mmd["fewshot_real_vs_test"] = mmd2_between(real_t, test_t, bandwidths, seed)
+
+    report_file = Path(output) if output else Path(synthetic).with_name("synalign_eval.json")
+    png = Path(plot) if plot else report_file.with_suffix(".png")
+    panels = {"before: synthetic": emb["synthetic (unweighted)"]}
+    if resampled:
+        panels["after: MMD-resampled"] = emb["synthetic (MMD-resampled)"]
+    plot_embedding_map(x_test, panels, png, title=f"{featurizer} embeddings: real vs synthetic", method=projection,
+                       marked=emb["few-shot real only"], real_label="real (test)", max_points=1000, seed=seed)
+    report = {"task": spec.name, "test": str(test_path), "test_rows": len(test_texts), "featurizer": featurizer,
+              "classifier": f"logistic regression (C={C}) on frozen {featurizer} embeddings",
+              "results": rows, "mmd2": mmd, "plot": str(png), "seconds": round(time.perf_counter() - start, 2)}
+    atomic_write_json(report_file, report)
+    report["output"] = str(report_file)
+    _print_evaluation(report)
+    return report
+
+
+def _print_evaluation(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"SynAlign downstream ({report['task']}, {report['test_rows']} test rows)")
+    for column in ("train set", "rows", "accuracy", "macro-F1"):
+        table.add_column(column, justify="left" if column == "train set" else "right")
+    for row in report["results"]:
+        table.add_row(row["train_set"], str(row["rows"]), fmt(row["accuracy"]), fmt(row["macro_f1"]))
+    console = Console()
+    console.print(table)
+    console.print("MMD² " + ", ".join(f"{k}={fmt(v)}" for k, v in report["mmd2"].items() if k != "bandwidths"))
+    console.print(f"report: {report['output']}; map: {report['plot']}")

@@ -1,0 +1,121 @@
+"""The Lightning side of ``synthtune``: LightningCLI for fit / validate / test / predict.
+
+Run layout (all under ``--trainer.default_root_dir``, set by every config)::
+
+    <run>/config.yaml                 the full fit config, reusable with ``--config``
+    <run>/checkpoints/last.ckpt       trainable weights + optimizer + loop state (no backbone)
+    <run>/lightning_logs/version_N/   TensorBoard / CSV logs
+    <run>/samples.jsonl               what ``predict`` wrote (``--writer.output_path`` to change)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from synthtune.callbacks.checkpoint import RunCheckpoint
+from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
+from synthtune.errors import SynthtuneError
+from synthtune.paths import atomic_write_bytes
+
+log = logging.getLogger("synthtune")
+
+#: The LightningCLI subcommands, with the line ``synthtune --help`` shows for each.
+LIGHTNING_COMMANDS = {
+    "fit": "train a method's trainable parameters (prompts, weights) on the frozen backbone",
+    "validate": "run the validation loop on a checkpoint",
+    "test": "run the test loop on a checkpoint (e.g. accuracy of a tuned prompt)",
+    "predict": "generate: write one JSONL row per sample (--writer.output_path)",
+}
+SPECIAL_CKPT = {"last", "best", "hpc", "registry"}
+
+
+class RunConfigSaver(SaveConfigCallback):
+    """Writes the fit config to ``<default_root_dir>/config.yaml`` (atomically, replacing an older
+    one), so ``synthtune predict --config <run>/config.yaml`` reproduces the run."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit" or self.already_saved:
+            return
+        if trainer.is_global_zero:
+            path = Path(trainer.default_root_dir) / self.config_filename
+            text = self.parser.dump(self.config, skip_none=False)
+            atomic_write_bytes(path, text.encode("utf-8"))
+            log.info("config saved to %s", path)
+        self.already_saved = True
+
+
+class SynthtuneCLI(LightningCLI):
+    """LightningCLI with a checkpoint section, a sample writer section and the backbone shared by
+    the model and the data."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.enable_version_counter": False})
+        parser.add_lightning_class_args(JsonlPredictionWriter, "writer")
+        # The one value the user sets once for both sides. What the model needs from the data is not
+        # linked here: it exists only after the datamodule's setup, so it reaches the model through
+        # synthtune.contract (DataInfo -> connect), for CLI and Python runs alike.
+        parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
+        parser.add_argument("--synthtune_subcommand", type=Optional[str], default=None,
+                            help="the subcommand a config is written for (e.g. predict for generation-only "
+                                 "methods); running it with another subcommand is refused")
+
+    def _parse_ckpt_path(self) -> None:
+        """Keep the user's config as given.
+
+        Lightning would overwrite the model config with the hyperparameters stored in
+        ``--ckpt_path``, which silently drops e.g. a new ``--model.init_args.temperature`` at predict
+        time. synthtune instead checks the checkpoint's signature when it loads and refuses a
+        mismatched one with one line (see ``SynthtuneModule.on_load_checkpoint``).
+        """
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        intended = config.get("synthtune_subcommand")
+        if intended and self.subcommand and intended != self.subcommand:
+            raise SynthtuneError(f"this config is for `synthtune {intended}`, not `synthtune {self.subcommand}`")
+        root = config.trainer.default_root_dir or os.getcwd()
+        if config.checkpoint.dirpath is None:
+            config.checkpoint.dirpath = str(Path(root) / "checkpoints")
+        ckpt = config.get("ckpt_path")
+        if ckpt and ckpt not in SPECIAL_CKPT and not Path(ckpt).is_file():
+            raise SynthtuneError(f"checkpoint not found: {ckpt}; pass an existing .ckpt file, or --ckpt_path last "
+                                 f"to resume from {config.checkpoint.dirpath}")
+        if self.subcommand == "predict" and config.get("return_predictions") is None:
+            config.return_predictions = False  # the writer owns the rows; don't also keep them all in memory
+        if self.subcommand == "predict" and not ckpt and intended != "predict":
+            log.warning("predicting without --ckpt_path: samples come from an untrained prompt")
+
+
+def user_error(exc: BaseException) -> SynthtuneError | None:
+    """The SynthtuneError behind ``exc``, if any (jsonargparse wraps errors raised in ``__init__``)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, SynthtuneError):
+            return exc
+        if isinstance(exc, MisconfigurationException):  # Lightning's word for a bad trainer config
+            return SynthtuneError(str(exc).splitlines()[0])
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def run_cli(args: list[str] | None = None) -> SynthtuneCLI:
+    """Build and run the LightningCLI (used by ``main`` and by tests)."""
+    return SynthtuneCLI(
+        LightningModule,
+        None,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=RunConfigSaver,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        auto_configure_optimizers=False,
+    )
