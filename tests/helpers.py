@@ -1,11 +1,43 @@
-"""Helpers shared by the test modules: callbacks that record what a run did, and the in-process CLI."""
+"""Helpers shared by the test modules: a quiet CPU Trainer, a one-thread fixture, and callbacks that record
+what a run did."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from lightning.pytorch.callbacks import Callback
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+
+def trainer(root, max_steps: int = -1, every: int | None = None, callbacks=(), **kwargs) -> pl.Trainer:
+    """A one-device CPU Trainer under ``root`` with no logger, progress bar or model summary.
+
+    Args:
+        root: the run folder (``default_root_dir``).
+        max_steps: training steps (-1: Lightning's default, no limit).
+        every: when set, a ModelCheckpoint in ``root/checkpoints`` writes ``last.ckpt`` and keeps a
+            checkpoint every ``every`` training steps.
+        callbacks: more callbacks, after the checkpoint.
+        **kwargs: any other ``pl.Trainer`` argument.
+    """
+    checkpoint = [ModelCheckpoint(dirpath=str(Path(root) / "checkpoints"), save_last=True, every_n_train_steps=every,
+                                  save_top_k=-1)] if every else []
+    return pl.Trainer(default_root_dir=str(root), max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=[*checkpoint, *callbacks],
+                      **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensor ops run fastest on one thread; on a shared, busy machine 2 threads can be 100x slower.
+    Autouse in every module that imports it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class LossLog(Callback):
