@@ -13,6 +13,7 @@ from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.datamodules.base import SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields
+from synthtune.templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class TextDataModule(SynthtuneDataModule):
     def __init__(
         self,
         path: str,
-        text_template: str = "{text}",
+        text_template: Template = "{text}",
         backbone: str = DEFAULT_BACKBONE,
         max_length: int = 256,
         val_fraction: float = 0.0,

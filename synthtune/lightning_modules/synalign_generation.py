@@ -37,6 +37,7 @@ from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
 from synthtune.components.sampling import sample_seed
 from synthtune.paths import atomic_write_bytes
+from synthtune.templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ class SynAlignGenerationModule(FrozenBackboneModule):
         backbone: str = DEFAULT_BACKBONE,
         dtype: Literal["fp32", "bf16"] = "fp32",
         task_description: str = "text",
-        attribute_template: str = DEFAULT_ATTRIBUTE_TEMPLATE,
-        generation_template: str = DEFAULT_GENERATION_TEMPLATE,
+        attribute_template: Template = DEFAULT_ATTRIBUTE_TEMPLATE,
+        generation_template: Template = DEFAULT_GENERATION_TEMPLATE,
         gen_size: int = 5,
         count_policy: CountPolicy = "drop",
         attribute_max_new_tokens: int = 64,
