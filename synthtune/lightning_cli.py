@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
+from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
@@ -23,6 +25,7 @@ from synthtune.callbacks.checkpoint import RunCheckpoint
 from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes
+from synthtune.templates import verbatim_templates
 
 log = logging.getLogger("synthtune")
 
@@ -66,6 +69,12 @@ class SynthtuneCLI(LightningCLI):
         parser.add_argument("--synthtune_subcommand", type=Optional[str], default=None,
                             help="the subcommand a config is written for (e.g. predict for generation-only "
                                  "methods); running it with another subcommand is refused")
+
+    def parse_arguments(self, parser, args) -> None:
+        """Parse as LightningCLI does, with every template option's value taken verbatim (``synthtune.templates``)."""
+        if isinstance(args, (dict, Namespace)):
+            return super().parse_arguments(parser, args)
+        self.config = parser.parse_args(verbatim_templates(list(sys.argv[1:] if args is None else args)))
 
     def _parse_ckpt_path(self) -> None:
         """Keep the user's config as given.

@@ -23,6 +23,7 @@ from synthtune.components.text_generation import render_prompt
 from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields
+from synthtune.templates import Template
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
@@ -82,7 +83,7 @@ class QADataModule(SynthtuneDataModule):
         backbone: str = DEFAULT_BACKBONE,
         question_field: str = "question",
         answer_field: str = "answer",
-        prompt_template: str = "Question: {question}\nAnswer:",
+        prompt_template: Template = "Question: {question}\nAnswer:",
         answer_separator: str = " ",
         use_chat_template: bool = False,
         max_length: int = 384,

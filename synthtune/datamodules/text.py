@@ -14,6 +14,7 @@ from synthtune.contract import DataInfo
 from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields, template_fields
+from synthtune.templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class TextDataModule(SynthtuneDataModule):
     def __init__(
         self,
         path: str,
-        text_template: str = "{text}",
+        text_template: Template = "{text}",
         backbone: str = DEFAULT_BACKBONE,
         max_length: int = 256,
         val_fraction: float = 0.0,

@@ -43,6 +43,7 @@ from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
 from synthtune.records import template_fields
+from synthtune.templates import Template
 
 MODES = ("train", "zero_shot", "in_context")
 _COUNTERS_KEY = "prompt_tuning_counters"
@@ -74,7 +75,7 @@ class PromptTuningModule(FrozenBackboneModule):
 
     def __init__(
         self,
-        template: str,
+        template: Template,
         label_words: list[str],
         backbone: str = DEFAULT_BACKBONE,
         dtype: Literal["fp32", "bf16"] = "fp32",

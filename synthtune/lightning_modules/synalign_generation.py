@@ -36,6 +36,7 @@ from synthtune.components.text_generation import generate_from_text
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.predict_only import PredictOnlyModule
 from synthtune.paths import atomic_write_json
+from synthtune.templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ class SynAlignGenerationModule(PredictOnlyModule):
         backbone: str = DEFAULT_BACKBONE,
         dtype: Literal["fp32", "bf16"] = "fp32",
         task_description: str = "text",
-        attribute_template: str = DEFAULT_ATTRIBUTE_TEMPLATE,
-        generation_template: str = DEFAULT_GENERATION_TEMPLATE,
+        attribute_template: Template = DEFAULT_ATTRIBUTE_TEMPLATE,
+        generation_template: Template = DEFAULT_GENERATION_TEMPLATE,
         gen_size: int = 5,
         count_policy: CountPolicy = "drop",
         attribute_max_new_tokens: int = 64,

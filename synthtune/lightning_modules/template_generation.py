@@ -32,6 +32,7 @@ from synthtune.components.text_generation import generate_from_text
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.predict_only import PredictOnlyModule
+from synthtune.templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,10 @@ class TemplateGenerationModule(PredictOnlyModule):
         dtype: Literal["fp32", "bf16"] = "fp32",
         mode: Literal["pt", "pt_sr", "answer"] = "pt",
         task: str | None = "gsm8k",
-        question_template: str | None = None,
-        critique_template: str | None = None,
-        refine_template: str | None = None,
-        answer_template: str | None = None,
+        question_template: Template | None = None,
+        critique_template: Template | None = None,
+        refine_template: Template | None = None,
+        answer_template: Template | None = None,
         use_answer_template: bool = False,
         num_questions: int = 10,
         max_rounds: int = 3,

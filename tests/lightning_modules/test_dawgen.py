@@ -1,14 +1,14 @@
 import copy
 import json
 from collections import Counter
-from pathlib import Path
+from functools import partial
 
-import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 
+import helpers
 from synthtune.callbacks import JsonlPredictionWriter
 from synthtune.components.dawgen.lookahead import _math_attention
 from synthtune.components.sampling import sample_seed
@@ -36,11 +36,7 @@ def make(backbone, task="sst2", **kw):
     return module, dm
 
 
-def trainer(root, max_steps=3, every=3, callbacks=()):
-    ckpt = ModelCheckpoint(dirpath=str(Path(root) / "checkpoints"), save_last=True, every_n_train_steps=every,
-                           save_top_k=-1)
-    return pl.Trainer(default_root_dir=str(root), max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
-                      enable_progress_bar=False, enable_model_summary=False, callbacks=[ckpt, *callbacks])
+trainer = partial(helpers.trainer, max_steps=3, every=3)
 
 
 def params(module):

@@ -2,11 +2,11 @@
 
 import json
 
-import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
 
+from helpers import trainer
 from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
 from synthtune.components.synalign.mmd import weighted_mmd2
 from synthtune.datamodules.embeddings import EmbeddingDataModule
@@ -45,11 +45,6 @@ def datamodule(toy, **kwargs):
     return EmbeddingDataModule(toy["paths"]["syn"][0], toy["paths"]["real"][0],
                                synthetic_embeddings=toy["paths"]["syn"][1], real_embeddings=toy["paths"]["real"][1],
                                batch_syn=200, batch_real=200, **kwargs)
-
-
-def trainer(root, **kwargs):
-    return pl.Trainer(default_root_dir=root, accelerator="cpu", devices=1, logger=False,
-                      enable_progress_bar=False, enable_model_summary=False, **kwargs)
 
 
 def test_fit_lowers_mmd_towards_the_known_weights_and_predict_writes_weights_and_resamples(toy, tmp_path):

@@ -1,11 +1,12 @@
 import json
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 
+import helpers
 from synthtune.cli import main
 from synthtune.components.prompt_tuning.combination import smoothed_cross_entropy
 from synthtune.components.prompt_tuning.gradient_surgery import project_conflicting, surgery_step
@@ -38,11 +39,7 @@ def data(backbone, strategy="real", synthetic=None, **kw):
                              test_limit=kw.pop("test_limit", 16), **kw)
 
 
-def trainer(root, max_steps=3, **kw):
-    ckpt = ModelCheckpoint(dirpath=str(Path(root) / "checkpoints"), save_last=True, every_n_train_steps=1)
-    return pl.Trainer(default_root_dir=str(root), max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
-                      enable_progress_bar=False, enable_model_summary=False, callbacks=[ckpt],
-                      limit_val_batches=kw.pop("limit_val_batches", 0), **kw)
+trainer = partial(helpers.trainer, max_steps=3, every=1, limit_val_batches=0)
 
 
 def real_batch(n=4):

@@ -1,11 +1,11 @@
 import json
-from pathlib import Path
+from functools import partial
 
-import lightning.pytorch as pl
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 
+import helpers
 from synthtune.callbacks import JsonlPredictionWriter
 from synthtune.datamodules import TextDataModule
 from synthtune.errors import NonFiniteLossError, SynthtuneError
@@ -48,11 +48,7 @@ def make(tiny, data_path, parameterization="mc", num_samples=10, **kw):
     return module, dm
 
 
-def trainer(root, max_steps=4, every=2, callbacks=()):
-    ckpt = ModelCheckpoint(dirpath=str(Path(root) / "checkpoints"), save_last=True, every_n_train_steps=every,
-                           save_top_k=-1)
-    return pl.Trainer(default_root_dir=str(root), max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
-                      enable_progress_bar=False, enable_model_summary=False, callbacks=[ckpt, *callbacks])
+trainer = partial(helpers.trainer, max_steps=4, every=2)
 
 
 @pytest.mark.parametrize("parameterization", ["np", "mp", "mc"])

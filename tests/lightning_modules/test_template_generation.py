@@ -4,8 +4,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-import yaml
 
+from helpers import composed_config
 from synthtune.callbacks import JsonlPredictionWriter
 from synthtune.cli import run_cli
 from synthtune.datamodules.prompts import PromptDataModule
@@ -213,7 +213,7 @@ def test_configs_predict_on_a_tiny_model(name, tiny_llama, tmp_path, monkeypatch
     """Each config runs one predict batch."""
     monkeypatch.chdir(REPO)
     path = REPO / "configs" / "template_generation" / f"{name}.yaml"
-    config = yaml.safe_load(path.read_text())
+    config = composed_config(path)  # a task file holds only what differs from base.yaml
     assert config["synthtune_subcommand"] == "predict"
     args = ["predict", "--config", str(path), "--model.init_args.backbone", tiny_llama,
             "--model.init_args.max_new_tokens", "4", "--trainer.fast_dev_run", "true",

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from helpers import one_thread  # noqa: F401 (an autouse fixture)
 from synthtune.components.synalign.gp_sampler import (
     IncrementalGPVariance,
     exact_posterior_variance,
@@ -10,15 +11,6 @@ from synthtune.components.synalign.gp_sampler import (
     split_budget,
 )
 from synthtune.errors import SynthtuneError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensor ops run fastest on one thread; on a shared, busy machine 2 threads can be 100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _pool(n: int = 200, d: int = 6, seed: int = 0) -> torch.Tensor:

@@ -6,18 +6,10 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
+from helpers import one_thread  # noqa: F401 (an autouse fixture)
 from synthtune.components.synalign.mmd import weighted_mmd2
 from synthtune.components.synalign.sample_weights import SampleWeightNet, fit_mmd_weights, resample
 from synthtune.errors import SynthtuneError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensor ops run fastest on one thread; on a shared, busy machine 2 threads can be 100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _toy(seed: int = 0):
