@@ -57,6 +57,7 @@ def select(
     task: str,
     output: str,
     budget: int,
+    cluster_size: int = 4,
     pool: Optional[str] = None,
     policy: Literal["average"] = "average",
     tau: Union[float, Literal["auto"], None] = None,
@@ -76,6 +77,8 @@ def select(
         task: task name (data/<task>) or folder with meta.json (label names).
         output: where the selected demonstrations go (JSONL).
         budget: total demonstrations to select.
+        cluster_size: demonstrations per GP step: the max-variance row and its nearest same-label
+            neighbours, shown together to the generator (1: single demonstrations).
         pool: labelled real pool (JSONL); default data/<task>/train.jsonl.
         policy: per-label budget policy (average: an even split).
         tau: GP RBF length scale > 0, or auto (median distance to the N/budget-th neighbour).
@@ -96,6 +99,8 @@ def select(
         raise SynthtuneError(f"--noise must be a positive number, got {noise}; try 1e-4")
     if budget < 1:
         raise SynthtuneError(f"--budget must be >= 1, got {budget}")
+    if cluster_size < 1:
+        raise SynthtuneError(f"--cluster_size must be >= 1, got {cluster_size}; use 1 for single demonstrations")
     spec = load_task(task)
     pool_path = Path(pool) if pool else spec.folder / "train.jsonl"
     texts, labels = labelled_texts(pool_path, spec)
@@ -115,14 +120,16 @@ def select(
     auto = kth_neighbour_scale(emb, max(1, round(len(index) / budget)), seed=seed)
     tau = tau if tau is not None else auto
     radius = r if r is not None else tau
-    selection = gp_select(emb, budget, labels=sub_labels, tau=tau, noise=noise, seed=seed, policy=policy)
+    selection = gp_select(emb, budget, labels=sub_labels, tau=tau, noise=noise, seed=seed, policy=policy,
+                          cluster_size=cluster_size)
 
     out_rows = []
     for step in selection.steps:
         original = int(index[step.index])
         row = dict(rows[original])
         row.update({"label": int(labels[original]), "label_name": spec.label_names[labels[original]],
-                    "pool_index": original, "selection_step": step.step, "gp_variance": step.variance})
+                    "pool_index": original, "selection_step": step.step, "cluster": step.cluster,
+                    "gp_variance": step.variance})
         out_rows.append(row)
     out = Path(output)
     atomic_write_jsonl(out, out_rows)
@@ -136,6 +143,7 @@ def select(
     plot_coverage({"GP exploration": gp_curve, f"random (mean of {len(random_curves)})": random_curve}, png, tau, radius)
     report = {
         "task": spec.name, "pool": str(pool_path), "pool_size": len(index), "budget": budget,
+        "cluster_size": cluster_size, "clusters": len({step.cluster for step in selection.steps}),
         "budgets": {spec.label_names[k]: v for k, v in selection.budgets.items()},
         "tau": tau, "r": radius, "auto_scale": auto, "noise": noise, "seed": seed,
         "coverage_gp": float(gp_curve[-1]), "coverage_random": float(random_curve[-1]),
@@ -145,7 +153,7 @@ def select(
         "output": str(out), "coverage_png": str(png), "seconds": round(time.perf_counter() - start, 2),
     }
     atomic_write_json(out.with_name(out.name + ".report.json"), report)
-    print(f"selected {budget} of {len(index)} pool rows -> {out}")
+    print(f"selected {budget} of {len(index)} pool rows in {report['clusters']} clusters -> {out}")
     print(f"coverage at r={radius:.3f} (tau={tau:.3f}): GP {report['coverage_gp']:.3f}, "
           f"random {report['coverage_random']:.3f}; covering radius: GP {report['covering_radius_gp']:.3f}, "
           f"random {report['covering_radius_random']:.3f}; plot: {png}")

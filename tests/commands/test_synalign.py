@@ -73,6 +73,12 @@ def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
     selected = read(demos)
     assert len(selected) == 24 and sum(r["label"] == 0 for r in selected) == 12
     assert len({r["pool_index"] for r in selected}) == 24 and {"label_name", "gp_variance"} <= set(selected[0])
+    # clusters of 4 (the default), one label each: 12 rows per label make 3 clusters per label
+    clusters = {}
+    for r in selected:
+        clusters.setdefault(r["cluster"], []).append(r["label"])
+    assert sorted(clusters) == list(range(6)) and all(len(v) == 4 and len(set(v)) == 1 for v in clusters.values())
+    assert report["clusters"] == 6 and report["cluster_size"] == 4
     assert report == json.loads((tmp_path / "demos.jsonl.report.json").read_text())
     assert report["tau"] > 0 and report["r"] == report["tau"] and report["pool_size"] == 300
     # Coverage and covering radius, brute force: each pool point's distance to its nearest selected point.
@@ -97,8 +103,9 @@ def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
     assert code == 0, err
     rows = read(synthetic)
     stats = json.loads((tmp_path / "gen" / "synalign_generation_stats.json").read_text())
-    assert stats["attribute_replies"] == 120 and stats["invalid_json"] > 0
-    assert len(rows) == stats["items_kept"] == 3 * (120 - stats["invalid_json"])
+    assert stats["attribute_replies"] == 30 and stats["unparsed_attributes"] > 0  # 6 clusters x 5 rounds
+    assert len(rows) == stats["items_kept"] == 3 * (30 - stats["unparsed_attributes"])
+    assert all(len(r["demo_indices"]) == 4 for r in rows)
     assert all(r["method"] == "synalign" and r["attributes"] == {"topic": "film", "tone": "calm"} for r in rows)
 
     # 3. MMD weights: fit, then predict writes weights + resampled rows
