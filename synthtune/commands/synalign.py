@@ -26,8 +26,11 @@ from synthtune.components.encoders import DEFAULT_FEATURIZER, featurize
 from synthtune.components.synalign.coverage import (
     coverage_curve,
     covering_radius,
+    hull_coverage_curve,
     kth_neighbour_scale,
     plot_coverage,
+    plot_tau_sweep,
+    pool_projection,
     random_order,
 )
 from synthtune.components.synalign.downstream import mmd2_between, train_and_score
@@ -67,11 +70,13 @@ def select(
     featurizer: str = DEFAULT_FEATURIZER,
     random_trials: int = 5,
     coverage_png: Optional[str] = None,
+    tau_sweep: Optional[list[float]] = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Pick diverse demonstrations from a labelled real pool by GP exploration-aware sampling (SynAlign Sec. 3.1).
 
-    Writes the demonstrations, ``<output>.report.json`` and a coverage PNG (GP vs random selection).
+    Writes the demonstrations, ``<output>.report.json`` and a coverage PNG (GP vs random selection, ball and
+    convex-hull coverage against the points selected); with ``tau_sweep``, also ``<output>.tau_sweep.png``.
 
     Args:
         task: task name (data/<task>) or folder with meta.json (label names).
@@ -88,6 +93,8 @@ def select(
         featurizer: sentence embedder (minilm or a causal LM name/folder).
         random_trials: random selections averaged for the coverage baseline.
         coverage_png: coverage plot path (default <output>.coverage.png).
+        tau_sweep: factors of tau (e.g. [0.25, 0.5, 1, 2, 4]); the selection is repeated at each tau = factor x tau and
+            its final ball (radius r) and convex-hull coverage are plotted against tau in <output>.tau_sweep.png.
         seed: random seed.
     """
     start = time.perf_counter()
@@ -101,6 +108,9 @@ def select(
         raise SynthtuneError(f"--budget must be >= 1, got {budget}")
     if cluster_size < 1:
         raise SynthtuneError(f"--cluster_size must be >= 1, got {cluster_size}; use 1 for single demonstrations")
+    if tau_sweep is not None and (not tau_sweep or not all(math.isfinite(f) and f > 0 for f in tau_sweep)):
+        raise SynthtuneError(f"--tau_sweep must be a list of positive factors of tau, got {tau_sweep}; "
+                             f"e.g. --tau_sweep '[0.25, 0.5, 1, 2, 4]'")
     spec = load_task(task)
     pool_path = Path(pool) if pool else spec.folder / "train.jsonl"
     texts, labels = labelled_texts(pool_path, spec)
@@ -135,12 +145,17 @@ def select(
     atomic_write_jsonl(out, out_rows)
 
     gp_curve = coverage_curve(emb, selection.indices, radius)
+    plane = pool_projection(emb, seed=seed)
+    gp_hull = hull_coverage_curve(plane, selection.indices)
     gen = np.random.default_rng(seed)
     random_orders = [random_order(sub_labels, selection.budgets, gen) for _ in range(max(1, random_trials))]
     random_curves = [coverage_curve(emb, order, radius) for order in random_orders]
     random_curve = np.mean(random_curves, axis=0)
+    random_hull = np.mean([hull_coverage_curve(plane, order) for order in random_orders], axis=0)
+    random_name = f"random (mean of {len(random_curves)})"
     png = Path(coverage_png) if coverage_png else out.with_name(out.name + ".coverage.png")
-    plot_coverage({"GP exploration": gp_curve, f"random (mean of {len(random_curves)})": random_curve}, png, tau, radius)
+    plot_coverage({"GP exploration": gp_curve, random_name: random_curve}, png, tau, radius,
+                  hull_curves={"GP exploration": gp_hull, random_name: random_hull})
     report = {
         "task": spec.name, "pool": str(pool_path), "pool_size": len(index), "budget": budget,
         "cluster_size": cluster_size, "clusters": len({step.cluster for step in selection.steps}),
@@ -148,15 +163,37 @@ def select(
         "tau": tau, "r": radius, "auto_scale": auto, "noise": noise, "seed": seed,
         "coverage_gp": float(gp_curve[-1]), "coverage_random": float(random_curve[-1]),
         "coverage_random_trials": [float(c[-1]) for c in random_curves],
+        "hull_coverage_gp": float(gp_hull[-1]), "hull_coverage_random": float(random_hull[-1]),
         "covering_radius_gp": covering_radius(emb, selection.indices),
         "covering_radius_random": float(np.mean([covering_radius(emb, o) for o in random_orders])),
-        "output": str(out), "coverage_png": str(png), "seconds": round(time.perf_counter() - start, 2),
+        "output": str(out), "coverage_png": str(png),
     }
+    if tau_sweep:
+        sweep = []
+        for factor in tau_sweep:
+            picks = gp_select(emb, budget, labels=sub_labels, tau=factor * tau, noise=noise, seed=seed, policy=policy,
+                              cluster_size=cluster_size).indices
+            sweep.append({"factor": factor, "tau": factor * tau, "coverage_ball": float(coverage_curve(emb, picks, radius)[-1]),
+                          "coverage_hull": float(hull_coverage_curve(plane, picks)[-1])})
+        taus = [row["tau"] for row in sweep]
+        sweep_png = out.with_name(out.name + ".tau_sweep.png")
+        plot_tau_sweep(taus, {f"GP, ball (r={radius:.3g})": [row["coverage_ball"] for row in sweep],
+                              "GP, convex hull": [row["coverage_hull"] for row in sweep],
+                              f"{random_name}, ball": [report["coverage_random"]] * len(taus),
+                              f"{random_name}, convex hull": [report["hull_coverage_random"]] * len(taus)},
+                       sweep_png, budget)
+        report.update({"tau_sweep": sweep, "tau_sweep_png": str(sweep_png)})
+    report["seconds"] = round(time.perf_counter() - start, 2)
     atomic_write_json(out.with_name(out.name + ".report.json"), report)
     print(f"selected {budget} of {len(index)} pool rows in {report['clusters']} clusters -> {out}")
     print(f"coverage at r={radius:.3f} (tau={tau:.3f}): GP {report['coverage_gp']:.3f}, "
-          f"random {report['coverage_random']:.3f}; covering radius: GP {report['covering_radius_gp']:.3f}, "
+          f"random {report['coverage_random']:.3f}; convex hull (2-D PCA): GP {report['hull_coverage_gp']:.3f}, "
+          f"random {report['hull_coverage_random']:.3f}; covering radius: GP {report['covering_radius_gp']:.3f}, "
           f"random {report['covering_radius_random']:.3f}; plot: {png}")
+    if tau_sweep:
+        print("coverage against tau: " + ", ".join(f"tau={row['tau']:.3g}: ball {row['coverage_ball']:.3f} / "
+                                                   f"hull {row['coverage_hull']:.3f}" for row in report["tau_sweep"])
+              + f"; plot: {report['tau_sweep_png']}")
     return report
 
 

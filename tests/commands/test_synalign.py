@@ -159,6 +159,32 @@ def write(path, rows):
     return path
 
 
+def test_select_sweeps_tau_and_reports_ball_and_hull_coverage_of_each_selection(tmp_path, monkeypatch):
+    from synthtune.components.synalign.coverage import hull_coverage_curve, pool_projection
+    from synthtune.components.synalign.gp_sampler import gp_select
+
+    pool = write(tmp_path / "pool.jsonl", [{"text": f"row {i}", "label": i % 2} for i in range(80)])
+    emb = np.random.default_rng(0).normal(size=(80, 5)).astype(np.float32)
+    monkeypatch.setattr("synthtune.commands.synalign.featurize", lambda texts, *a, **k: emb[[int(t.split()[1]) for t in texts]])
+    out = tmp_path / "demos.jsonl"
+    report = select_main(["--task", "sst2", "--pool", str(pool), "--budget", "16", "--tau", "1.5", "--r", "1.2",
+                          "--tau_sweep", "[0.5, 1, 4]", "--output", str(out), "--random_trials", "2"])
+    x, labels, plane = torch.from_numpy(emb), np.arange(80) % 2, pool_projection(torch.from_numpy(emb))
+    assert [row["tau"] for row in report["tau_sweep"]] == [0.75, 1.5, 6.0]
+    for row in report["tau_sweep"]:
+        picks = gp_select(x, 16, labels=labels, tau=row["tau"], cluster_size=4).indices
+        nearest = np.array([min(np.linalg.norm(emb[i] - emb[j]) for j in picks) for i in range(80)])
+        assert row["coverage_ball"] == pytest.approx(float((nearest <= 1.2).mean()))
+        assert row["coverage_hull"] == pytest.approx(float(hull_coverage_curve(plane, picks)[-1]))
+    # the sweep's tau = 1.5 run is the selection that was written
+    assert report["tau_sweep"][1]["coverage_hull"] == pytest.approx(report["hull_coverage_gp"])
+    assert report["hull_coverage_gp"] > 0 and report["hull_coverage_random"] > 0
+    assert Path(report["tau_sweep_png"]).read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SynthtuneError, match="--tau_sweep must be a list of positive factors"):
+        select_main(["--task", "sst2", "--pool", str(pool), "--budget", "16", "--tau_sweep", "[0, 1]",
+                     "--output", str(out)])
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--budget", "50"], "fewer than --budget 50"),
     (["--budget", "4", "--tau", "0"], "--tau must be a number > 0"),
