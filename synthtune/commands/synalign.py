@@ -184,10 +184,9 @@ def select(
         taus = [row["tau"] for row in sweep]
         sweep_png = out.with_name(out.name + ".tau_sweep.png")
         plot_tau_sweep(taus, {f"GP, ball (r={radius:.3g})": [row["coverage_ball"] for row in sweep],
-                              "GP, convex hull": [row["coverage_hull"] for row in sweep],
-                              f"{random_name}, ball": [report["coverage_random"]] * len(taus),
-                              f"{random_name}, convex hull": [report["hull_coverage_random"]] * len(taus)},
-                       sweep_png, budget)
+                              "GP, convex hull": [row["coverage_hull"] for row in sweep]}, sweep_png, budget,
+                       baselines={f"{random_name}, ball": report["coverage_random"],
+                                  f"{random_name}, convex hull": report["hull_coverage_random"]})
         report.update({"tau_sweep": sweep, "tau_sweep_png": str(sweep_png)})
     report["seconds"] = round(time.perf_counter() - start, 2)
     atomic_write_json(out.with_name(out.name + ".report.json"), report)

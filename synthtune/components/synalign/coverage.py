@@ -166,7 +166,7 @@ def plot_coverage(curves: Mapping[str, Sequence[float] | np.ndarray], path: str 
 
 
 def plot_tau_sweep(taus: Sequence[float], series: Mapping[str, Sequence[float]], path: str | os.PathLike,
-                   budget: int) -> Path:
+                   budget: int, baselines: Mapping[str, float] | None = None) -> Path:
     """Write a PNG of final coverage against the GP length scale τ (log axis), one line per measure.
 
     Args:
@@ -174,6 +174,7 @@ def plot_tau_sweep(taus: Sequence[float], series: Mapping[str, Sequence[float]],
         series: measure name (e.g. ``ball (r=0.8)``, ``convex hull``) -> coverage at each τ.
         path: where the PNG goes (written atomically).
         budget: the selection size, shown in the title.
+        baselines: name -> a coverage that does not depend on τ (e.g. random selection), drawn dashed.
     """
     if not taus or not series:
         raise SynthtuneError("plot_tau_sweep needs at least one tau and one measure")
@@ -181,7 +182,11 @@ def plot_tau_sweep(taus: Sequence[float], series: Mapping[str, Sequence[float]],
     ax = fig.add_subplot(1, 1, 1)
     for name, values in series.items():
         ax.plot(list(taus), list(values), marker="o", label=name)
+    for name, value in (baselines or {}).items():
+        ax.axhline(value, linestyle="--", linewidth=1.0, color="0.4" if "ball" in name else "0.7", label=f"{name} ({value:.3f})")
     ax.set_xscale("log")
+    ax.set_xticks(list(taus), [f"{t:.3g}" for t in taus])
+    ax.minorticks_off()
     ax.set_xlabel("GP length scale tau")
     ax.set_ylabel("coverage")
     ax.set_ylim(0.0, 1.02)

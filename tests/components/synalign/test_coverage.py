@@ -124,7 +124,8 @@ def test_hull_coverage_bad_inputs():
 
 def test_two_panel_coverage_and_tau_sweep_plots_are_pngs(tmp_path):
     out = plot_coverage({"gp": [0.1, 0.5]}, tmp_path / "c.png", tau=1.0, r=0.5, hull_curves={"gp": [0.0, 0.3]})
-    sweep = plot_tau_sweep([0.5, 1.0, 2.0], {"ball": [0.2, 0.4, 0.3], "hull": [0.5, 0.7, 0.6]}, tmp_path / "t.png", 10)
+    sweep = plot_tau_sweep([0.5, 1.0, 2.0], {"ball": [0.2, 0.4, 0.3], "hull": [0.5, 0.7, 0.6]}, tmp_path / "t.png", 10,
+                           baselines={"random, ball": 0.25})
     assert out.read_bytes()[:4] == b"\x89PNG" and sweep.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SynthtuneError, match="at least one tau"):
         plot_tau_sweep([], {"ball": []}, tmp_path / "u.png", 10)
