@@ -137,7 +137,7 @@ class SynAlignGenerationModule(PredictOnlyModule):
             self.stats.attribute_replies += 1
             self.stats.unparsed_attributes += attributes is None
             self.stats.repaired_json += how == "repaired"
-            self.stats.line_attributes += how == "lines"
+            self.stats.line_attributes += how in ("lines", "list")
             out.append(attributes)
         return out
 

@@ -5,8 +5,8 @@ asks the LLM for the attributes of the demonstrations as one JSON object: in ``f
 default) the model names the attributes that matter for them itself; in ``fixed`` mode it fills the
 keys :data:`FIXED_KEYS` (topic, style, tone, length). Stage 2 asks for ``gen_size`` new examples with
 the cluster's label and those attributes. Small models answer loosely, so both parsers are forgiving
-about the wrapping (code fences, chatter before or after, ``name: value`` lines instead of JSON,
-numbering styles) and strict about the content: a stage-1 reply without attributes, or a stage-2
+about the wrapping (code fences, chatter before or after, ``name: value`` lines or a list of
+attribute phrases instead of JSON, numbering styles) and strict about the content: a stage-1 reply without attributes, or a stage-2
 reply with the wrong number of items, is counted in :class:`ParseStats` and dropped instead of raising.
 
 Templates are ``str.format`` strings whose fields come from :data:`TEMPLATE_FIELDS`; they are set in
@@ -75,7 +75,8 @@ class ParseStats:
         attribute_replies: stage-1 replies parsed.
         unparsed_attributes: stage-1 replies without usable attributes (their jobs are skipped).
         repaired_json: stage-1 replies whose JSON object was cut off and closed by the parser.
-        line_attributes: stage-1 replies without JSON whose attributes were read from ``name: value`` lines.
+        line_attributes: stage-1 replies without JSON whose attributes were read from ``name: value`` lines
+            or (``found`` mode) from a list of short attribute phrases.
         generation_replies: stage-2 replies parsed.
         wrong_count: stage-2 replies whose number of items differed from ``gen_size``.
         dropped_replies: stage-2 replies dropped (wrong count under ``drop``, or no items at all).
@@ -199,12 +200,28 @@ def parse_attribute_lines(reply: str) -> dict[str, str] | None:
     return out or None
 
 
-def read_attributes(reply: str, mode: AttributeMode = "found") -> tuple[dict[str, str] | None, str | None]:
-    """The attributes of a stage-1 reply and how they were read (``json``, ``repaired`` or ``lines``).
+def parse_attribute_list(reply: str, max_words: int = 12) -> dict[str, str] | None:
+    """A numbered or bulleted list of short attribute phrases (``1. **emotionally complex**``) as
+    ``{"trait 1": "emotionally complex", ...}``; ``None`` unless the reply has at least two such items and
+    every item has at most ``max_words`` words (long items are examples, not attributes)."""
+    items = []
+    for line in _FENCE.sub("", reply or "").splitlines():
+        match = _ITEM.match(line)
+        if match:
+            items.append(" ".join(match.group(1).replace("**", "").replace("__", "").split()).strip(" .;,"))
+    items = [item for item in items if item]
+    if len(items) < 2 or any(len(item.split()) > max_words for item in items):
+        return None
+    return {f"trait {i}": item for i, item in enumerate(items, 1)}
 
-    A JSON object is preferred; a reply without one is read as ``name: value`` lines. In ``found`` mode
-    every name the model gave is kept (the first :data:`MAX_FOUND_ATTRIBUTES`); in ``fixed`` mode only
-    :data:`FIXED_KEYS` (case-insensitive), in that order. ``(None, None)`` when nothing usable is left.
+
+def read_attributes(reply: str, mode: AttributeMode = "found") -> tuple[dict[str, str] | None, str | None]:
+    """The attributes of a stage-1 reply and how they were read (``json``, ``repaired``, ``lines`` or ``list``).
+
+    A JSON object is preferred; a reply without one is read as ``name: value`` lines, and in ``found``
+    mode, failing those, as a list of short attribute phrases (:func:`parse_attribute_list`). In ``found``
+    mode every name the model gave is kept (the first :data:`MAX_FOUND_ATTRIBUTES`); in ``fixed`` mode
+    only :data:`FIXED_KEYS` (case-insensitive), in that order. ``(None, None)`` when nothing usable is left.
     """
     if mode not in ATTRIBUTE_TEMPLATES:
         raise SynthtuneError(f"unknown attribute mode {mode!r}; use 'found' or 'fixed'")
@@ -212,6 +229,8 @@ def read_attributes(reply: str, mode: AttributeMode = "found") -> tuple[dict[str
     how = "repaired" if repaired else "json"
     if attributes is None:
         attributes, how = parse_attribute_lines(reply), "lines"
+    if attributes is None and mode == "found":
+        attributes, how = parse_attribute_list(reply), "list"
     if attributes is None:
         return None, None
     if mode == "fixed":

@@ -13,6 +13,7 @@ from synthtune.components.synalign.attribute_prompts import (
     format_attributes,
     format_demonstrations,
     parse_attribute_lines,
+    parse_attribute_list,
     parse_attributes,
     parse_items,
     read_attributes,
@@ -126,3 +127,15 @@ def test_found_attributes_are_capped_and_chatter_alone_is_no_attribute():
     assert read_attributes("Sorry, no.") == (None, None)
     with pytest.raises(SynthtuneError, match="unknown attribute mode"):
         read_attributes("{}", "free")
+
+
+def test_found_mode_reads_a_list_of_short_attribute_phrases_but_not_a_list_of_examples():
+    # replies of the bundled 135M model to the found-attributes prompt
+    phrases = ("The following attributes are most relevant:\n\n1. **Bold, serious, honest criticism**\n"
+               "2. **Moral ambiguity**\n3. intriguing\n\nHere")
+    expected = {"trait 1": "Bold, serious, honest criticism", "trait 2": "Moral ambiguity", "trait 3": "intriguing"}
+    assert read_attributes(phrases, "found") == (expected, "list")
+    assert read_attributes(phrases, "fixed") == (None, None)
+    examples = "1. " + "this is a good movie with positive messages, which is a healthy way to live" + "\n2. another"
+    assert parse_attribute_list(examples) is None and parse_attribute_list("- just one") is None
+    assert format_attributes(expected).startswith("trait 1: Bold, serious, honest criticism; trait 2:")
