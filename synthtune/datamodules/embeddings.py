@@ -139,7 +139,8 @@ class EmbeddingDataModule(SynthtuneDataModule):
 
     def collate_train(self, items: list[int]) -> dict[str, torch.Tensor]:
         index = torch.tensor(items)
-        return {"index": index, "syn": self.syn_emb[index], "real": self.real_emb[self.real_indices(index)]}
+        real_index = self.real_indices(index)
+        return {"index": index, "syn": self.syn_emb[index], "real_index": real_index, "real": self.real_emb[real_index]}
 
     def train_dataloader(self) -> DataLoader:
         dataset = ListDataset(range(self.syn_emb.shape[0]))

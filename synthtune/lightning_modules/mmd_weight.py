@@ -1,11 +1,24 @@
 """SynAlign MMD sample weights (Ren et al., Sec. 3.3) as a Lightning module.
 
-fit:     ω_i = softmax_i(g_Θ(e_i)) over a synthetic minibatch; loss = weighted MMD² to a real minibatch
+Label-aware by default (``label_mode: per_label``), so resampling cannot shift the label balance:
+
+fit:     per label c, ω_i = softmax_{i ∈ c}(g_Θ(e_i)) over the minibatch's synthetic rows of c; loss =
+         Σ_c p_c · MMD²(synthetic rows of c, real rows of c), p_c = c's share of the synthetic rows,
          under an RBF kernel (median-heuristic or mixture bandwidths, fixed from the data at setup).
-predict: global weights exp(g_Θ(e_i)) / Σ_j exp(g_Θ(e_j)) over all N synthetic rows → one row per
+predict: global weights ω_i = (N_c / N) · exp(g_Θ(e_i)) / Σ_{j ∈ c} exp(g_Θ(e_j)) → one row per
          synthetic example (``weight``, ``score``) in ``samples.jsonl``; then ``num_resample`` rows
-         drawn with probability ω (with or without replacement) → ``resampled.jsonl``, and the MMD²
-         before and after → ``resampled.jsonl.report.json`` (next to the resampled rows).
+         drawn by ω within each label, each label getting its share of the *synthetic* rows, →
+         ``resampled.jsonl``, and the MMD² before and after → ``resampled.jsonl.report.json``.
+
+The synthetic proportions are kept (not the real ones) because the few-shot real set's proportions
+are a choice of the selection policy (an even split per label), not an estimate of the population's,
+and the generator was given the same per-label budget: the weights decide *which* rows of a label
+to keep, never *how many* rows each label gets, so the classifier downstream sees the label balance
+it was built with.
+
+``label_mode: blind`` is the paper's label-blind variant: one softmax over the whole minibatch and
+one MMD² to the whole real minibatch, global weights exp(g_Θ(e_i)) / Σ_j exp(g_Θ(e_j)), resampling
+by ω over all rows (``stratify_label: true`` draws each label's share separately).
 
 Checkpoints hold g_Θ and its optimizer only: the embeddings are recomputed (from the cache) by the
 data, which hands them over in its ``DataInfo``.
@@ -15,18 +28,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from synthtune.components.synalign.mmd import (
     BandwidthSpec,
+    label_conditional_mmd2,
     mmd2_from_kernels,
     mmd2_minibatch,
     rbf_kernel,
     resolve_bandwidths,
 )
-from synthtune.components.synalign.sample_weights import SampleWeightNet, resample
+from synthtune.components.synalign.sample_weights import SampleWeightNet, per_label_weights, resample
 from synthtune.components.encoders import DEFAULT_FEATURIZER
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
@@ -44,6 +58,25 @@ def effective_sample_size(weights: torch.Tensor) -> float:
     return float(1.0 / (w * w).sum())
 
 
+def label_ids(synthetic_rows: tuple[dict[str, Any], ...], real_rows: tuple[dict[str, Any], ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows' ``label`` values as integer ids (one id per distinct value), synthetic then real, or a
+    one-line error when a row has no label or a synthetic label has no real rows to be aligned with."""
+    for what, rows in (("synthetic", synthetic_rows), ("real", real_rows)):
+        missing = next((i for i, row in enumerate(rows) if row.get("label") is None), None)
+        if missing is not None:
+            raise SynthtuneError(f"label_mode per_label needs a 'label' on every row, but {what} row {missing} has none; "
+                                 f"add labels or set --model.init_args.label_mode blind")
+    values = sorted({row["label"] for row in (*synthetic_rows, *real_rows)}, key=str)
+    ids = {value: i for i, value in enumerate(values)}
+    syn = torch.tensor([ids[row["label"]] for row in synthetic_rows])
+    real = torch.tensor([ids[row["label"]] for row in real_rows])
+    alone = [str(values[c]) for c in torch.unique(syn).tolist() if not bool((real == c).any())]
+    if alone:
+        raise SynthtuneError(f"synthetic label(s) {', '.join(alone)} have no real rows to be aligned with; add real rows "
+                             f"of those labels (with the same label values) or set --model.init_args.label_mode blind")
+    return syn, real
+
+
 class MMDWeightModule(SynthtuneModule):
     """Learned per-sample weights ω = softmax(g_Θ(e)) that minimise MMD² between synthetic and real embeddings.
 
@@ -57,8 +90,12 @@ class MMDWeightModule(SynthtuneModule):
         num_resample: rows to draw at predict time (``None``: as many as there are synthetic rows).
         replace: draw with replacement.
         resample_output: where the resampled rows go (default ``<default_root_dir>/resampled.jsonl``).
-        stratify_label: draw each label's share of ``num_resample`` (its share of the synthetic rows)
-            from that label's rows by ω, so resampling cannot shift the label balance (rows need ``label``).
+        label_mode: ``per_label`` (default): learn the weights per label (each label's synthetic rows
+            against that label's real rows) and resample each label's share of the synthetic rows, so
+            the label balance is kept (every row needs a ``label``, the same values on both sides);
+            ``blind``: one set of weights over all rows, labels ignored.
+        stratify_label: with ``label_mode: blind``, still draw each label's share of ``num_resample``
+            from that label's rows by ω (``per_label`` always does).
         eval_batches: minibatches averaged for the MMD² in the predict report.
         seed: seed of g_Θ's initialisation, the median-heuristic subsample and the resampling.
     """
@@ -73,6 +110,7 @@ class MMDWeightModule(SynthtuneModule):
         num_resample: int | None = None,
         replace: bool = True,
         resample_output: str | None = None,
+        label_mode: Literal["per_label", "blind"] = "per_label",
         stratify_label: bool = False,
         eval_batches: int = 8,
         seed: int = 0,
@@ -82,12 +120,16 @@ class MMDWeightModule(SynthtuneModule):
             raise SynthtuneError("need hidden >= 1, lr > 0, weight_decay >= 0 and eval_batches >= 1")
         if num_resample is not None and num_resample < 0:
             raise SynthtuneError(f"num_resample must be >= 0, got {num_resample}")
+        if label_mode not in ("per_label", "blind"):
+            raise SynthtuneError(f"label_mode must be 'per_label' or 'blind', got {label_mode!r}")
         self.save_hyperparameters()
         self.net: SampleWeightNet | None = None
         self.bandwidths: list[float] = []
         self.dim = 0
         self._weights: torch.Tensor | None = None
         self._scores: torch.Tensor | None = None
+        self.syn_labels: torch.Tensor | None = None
+        self.real_labels: torch.Tensor | None = None
 
     # ----------------------------------------------------------------- setup
 
@@ -112,6 +154,8 @@ class MMDWeightModule(SynthtuneModule):
         # Bandwidths are fixed before training from both sets (raises when all embeddings are identical).
         self.bandwidths = resolve_bandwidths(self.hparams.bandwidth, syn, real, seed=self.hparams.seed)
         log.info("MMD bandwidths: %s", ", ".join(f"{b:.4g}" for b in self.bandwidths))
+        if self.hparams.label_mode == "per_label":
+            self.syn_labels, self.real_labels = label_ids(info.synthetic_rows, info.real_rows)
 
     def checkpoint_signature(self) -> dict[str, Any]:
         return {"method": "synalign_mmd_weights", "backbone": self.hparams.backbone, "dim": self.dim,
@@ -127,13 +171,20 @@ class MMDWeightModule(SynthtuneModule):
             k_ss = rbf_kernel(syn, syn, self.bandwidths)
             k_sr = rbf_kernel(syn, real, self.bandwidths)
             k_rr = rbf_kernel(real, real, self.bandwidths)
-        weights = self.net(syn)  # ω_i = softmax_i(g_Θ(e_i)) over the minibatch
-        self.check_finite(weights.sum(), "the sum of the sample weights")  # NaN weights stop the run
-        loss = mmd2_from_kernels(k_ss, k_sr, k_rr, weights)  # weighted MMD² (V-statistic)
+        scores = self.net.scores(syn)
+        self.check_finite(scores.sum(), "the sample weights' scores g_Θ(e)")  # NaN weights stop the run
+        if self.hparams.label_mode == "per_label":
+            syn_y = self.syn_labels[batch["index"].cpu()].to(syn.device)
+            real_y = self.real_labels[batch["real_index"].cpu()].to(syn.device)
+            loss = label_conditional_mmd2(k_ss, k_sr, k_rr, scores, syn_y, real_y)  # Σ_c p_c MMD²_c
+            with torch.no_grad():
+                baseline = label_conditional_mmd2(k_ss, k_sr, k_rr, torch.zeros_like(scores), syn_y, real_y)
+        else:
+            weights = torch.softmax(scores, dim=0)  # ω_i = softmax_i(g_Θ(e_i)) over the minibatch
+            loss = mmd2_from_kernels(k_ss, k_sr, k_rr, weights)  # weighted MMD² (V-statistic)
+            with torch.no_grad():
+                baseline = mmd2_from_kernels(k_ss, k_sr, k_rr, torch.full_like(weights, 1.0 / weights.shape[0]))
         self.check_finite(loss, "the MMD² loss")
-        with torch.no_grad():
-            uniform = torch.full_like(weights, 1.0 / weights.shape[0])
-            baseline = mmd2_from_kernels(k_ss, k_sr, k_rr, uniform)
         size = syn.shape[0]
         self.log("train/mmd2", loss, prog_bar=True, batch_size=size)
         self.log("train/mmd2_uniform", baseline, batch_size=size)
@@ -143,7 +194,7 @@ class MMDWeightModule(SynthtuneModule):
     def params(self) -> dict[str, Any]:
         h = self.hparams
         return {"backbone": h.backbone, "hidden": h.hidden, "bandwidths": [round(b, 8) for b in self.bandwidths],
-                "seed": h.seed, "checkpoint": self.checkpoint_fingerprint}
+                "label_mode": h.label_mode, "seed": h.seed, "checkpoint": self.checkpoint_fingerprint}
 
     def on_predict_start(self) -> None:
         super().on_predict_start()
@@ -155,7 +206,10 @@ class MMDWeightModule(SynthtuneModule):
         if not torch.isfinite(scores).all():
             raise SynthtuneError("the learned weights are NaN or inf; refit with a lower learning rate (--model.init_args.lr)")
         self._scores = scores
-        self._weights = torch.exp(scores - torch.logsumexp(scores, dim=0))  # ω over all N rows
+        if self.hparams.label_mode == "per_label":
+            self._weights = per_label_weights(scores, self.syn_labels)  # ω_i = N_c/N · softmax_{j∈c}(g)_i
+        else:
+            self._weights = torch.exp(scores - torch.logsumexp(scores, dim=0))  # ω over all N rows
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
         params = self.params()
@@ -179,11 +233,12 @@ class MMDWeightModule(SynthtuneModule):
             return
         data, h = self.data_info, self.hparams
         n = len(data.synthetic_rows) if h.num_resample is None else h.num_resample
-        if h.stratify_label:
+        if h.label_mode == "per_label" or h.stratify_label:
             picks = self.stratified_picks([row.get("label") for row in data.synthetic_rows], n)
         else:
             picks = resample(self._weights, n, replace=h.replace, seed=h.seed)
-        params = {**self.params(), "num_resample": n, "replace": h.replace, "stratify_label": h.stratify_label}
+        params = {**self.params(), "num_resample": n, "replace": h.replace,
+                  "stratify_label": h.label_mode == "per_label" or h.stratify_label}
         out = []
         for j, i in enumerate(picks.tolist()):
             source = data.synthetic_rows[i]

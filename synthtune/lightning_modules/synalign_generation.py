@@ -1,12 +1,15 @@
 """SynAlign latent attribute reasoning (Ren et al., Sec. 3.2) with a frozen local LLM, at predict time.
 
-For each job (a selected demonstration and a round) of a
+For each job (a selected demonstration cluster and a round) of a
 :class:`~synthtune.datamodules.synalign_demos.DemonstrationDataModule`:
 
-1. stage 1 asks the model for the demonstration's attributes as JSON; replies without a usable JSON
-   object are counted and the job is skipped;
-2. stage 2 asks for ``gen_size`` new examples with the demonstration's label and those attributes;
-   replies with the wrong number of items are counted and dropped (or truncated, by config).
+1. stage 1 shows the model all demonstrations of the cluster and asks for their attributes as JSON:
+   the attributes that matter for them, named by the model (``attribute_mode: found``), or the fixed
+   keys topic, style, tone and length (``fixed``); replies without usable attributes are counted and
+   the job is skipped;
+2. stage 2 asks for ``gen_size`` new examples with the cluster's label and those attributes, again
+   showing the demonstrations; replies with the wrong number of items are counted and dropped (or
+   truncated, by config).
 
 Nothing is trained: ``synthtune predict --config configs/synalign/<task>_generate.yaml`` writes the rows.
 """
@@ -19,15 +22,17 @@ from typing import Any, Literal
 
 
 from synthtune.components.synalign.attribute_prompts import (
-    DEFAULT_ATTRIBUTE_TEMPLATE,
+    ATTRIBUTE_TEMPLATES,
     DEFAULT_GENERATION_TEMPLATE,
+    AttributeMode,
     CountPolicy,
     ParseStats,
     check_template,
     fill,
     format_attributes,
-    parse_attributes,
+    format_demonstrations,
     parse_items,
+    read_attributes,
 )
 from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.sampling import sample_seed
@@ -44,13 +49,16 @@ STATS_FILE = "synalign_generation_stats.json"
 
 
 class SynAlignGenerationModule(PredictOnlyModule):
-    """Two-stage attribute prompting of a frozen causal LM over selected demonstrations.
+    """Two-stage attribute prompting of a frozen causal LM over selected demonstration clusters.
 
     Args:
         backbone: ``smollm2-135m`` (bundled), a local model folder, a ``.gguf`` file or a hub id.
         dtype: weights of the frozen backbone: ``fp32`` or ``bf16``.
         task_description: what one example is, as the prompts name it (e.g. ``movie review``).
-        attribute_template: stage-1 prompt; fields ``{text}`` (required), ``{label_name}``, ``{task}``.
+        attribute_mode: ``found``: the model names the attributes that matter for the demonstrations;
+            ``fixed``: it fills the keys topic, style, tone and length (other keys are dropped).
+        attribute_template: stage-1 prompt; fields ``{text}`` (required: the cluster's demonstrations,
+            numbered), ``{label_name}``, ``{task}``; default: the template of ``attribute_mode``.
         generation_template: stage-2 prompt; fields ``{attributes}`` and ``{gen_size}`` (required),
             ``{text}``, ``{label_name}``, ``{task}``.
         gen_size: examples asked for per stage-2 prompt.
@@ -69,7 +77,8 @@ class SynAlignGenerationModule(PredictOnlyModule):
         backbone: str = DEFAULT_BACKBONE,
         dtype: Literal["fp32", "bf16"] = "fp32",
         task_description: str = "text",
-        attribute_template: Template = DEFAULT_ATTRIBUTE_TEMPLATE,
+        attribute_mode: AttributeMode = "found",
+        attribute_template: Template | None = None,
         generation_template: Template = DEFAULT_GENERATION_TEMPLATE,
         gen_size: int = 5,
         count_policy: CountPolicy = "drop",
@@ -87,8 +96,11 @@ class SynAlignGenerationModule(PredictOnlyModule):
             raise SynthtuneError(f"count_policy must be 'drop' or 'truncate', got {count_policy!r}")
         if attribute_max_new_tokens < 1:
             raise SynthtuneError(f"attribute_max_new_tokens must be >= 1, got {attribute_max_new_tokens}")
+        if attribute_mode not in ATTRIBUTE_TEMPLATES:
+            raise SynthtuneError(f"attribute_mode must be 'found' or 'fixed', got {attribute_mode!r}")
         self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
-        check_template(attribute_template, "attribute_template", ("text",))
+        self.attribute_template = attribute_template or ATTRIBUTE_TEMPLATES[attribute_mode]
+        check_template(self.attribute_template, "attribute_template", ("text",))
         check_template(generation_template, "generation_template", ("attributes", "gen_size"))
         self.save_hyperparameters()
         bb = self.load_frozen_backbone(backbone, dtype)
@@ -102,38 +114,41 @@ class SynAlignGenerationModule(PredictOnlyModule):
     def generation_params(self) -> dict[str, Any]:
         """Settings identical for every row of a run (written into each row's ``params``)."""
         h = self.hparams
-        return {"backbone": h.backbone, "task_description": h.task_description, "gen_size": h.gen_size,
+        return {"backbone": h.backbone, "task_description": h.task_description, "attribute_mode": h.attribute_mode,
+                "gen_size": h.gen_size,
                 "count_policy": h.count_policy, "attribute_max_new_tokens": h.attribute_max_new_tokens,
                 **self.sampling.as_dict(), "use_chat_template": h.use_chat_template,
-                "attribute_template": h.attribute_template, "generation_template": h.generation_template}
+                "attribute_template": self.attribute_template, "generation_template": h.generation_template}
 
     def _sample(self, prompts: list[str], seeds: list[int], max_new_tokens: int) -> list[str]:
         s = self.sampling
         return generate_from_text(self.backbone, self.tokenizer, prompts, seeds, max_new_tokens=max_new_tokens,
                                   temperature=s.temperature, top_p=s.top_p, use_chat_template=self.hparams.use_chat_template)
 
-    def attribute_stage(self, texts: list[str], label_names: list[str], jobs: list[int]) -> list[dict[str, str] | None]:
-        """Stage 1: each demonstration's attributes (``None`` where the reply held no JSON object)."""
+    def attribute_stage(self, demonstrations: list[list[str]], label_names: list[str],
+                        jobs: list[int]) -> list[dict[str, str] | None]:
+        """Stage 1: the attributes of each cluster's demonstrations (``None`` where the reply held none)."""
         h = self.hparams
-        prompts = [fill(h.attribute_template, text=t, label_name=n, task=h.task_description)
-                   for t, n in zip(texts, label_names)]
+        prompts = [fill(self.attribute_template, text=format_demonstrations(d), label_name=n, task=h.task_description)
+                   for d, n in zip(demonstrations, label_names)]
         replies = self._sample(prompts, [sample_seed(self.sampling.seed, j, "synalign-attributes") for j in jobs], h.attribute_max_new_tokens)
         out = []
         for reply in replies:
-            attributes, repaired = parse_attributes(reply)
+            attributes, how = read_attributes(reply, h.attribute_mode)
             self.stats.attribute_replies += 1
-            self.stats.invalid_json += attributes is None
-            self.stats.repaired_json += repaired
+            self.stats.unparsed_attributes += attributes is None
+            self.stats.repaired_json += how == "repaired"
+            self.stats.line_attributes += how in ("lines", "list")
             out.append(attributes)
         return out
 
-    def generation_stage(self, texts: list[str], label_names: list[str], attributes: list[dict[str, str]],
-                         jobs: list[int]) -> list[list[str]]:
-        """Stage 2: up to ``gen_size`` new examples per (demonstration, attributes)."""
+    def generation_stage(self, demonstrations: list[list[str]], label_names: list[str],
+                         attributes: list[dict[str, str]], jobs: list[int]) -> list[list[str]]:
+        """Stage 2: up to ``gen_size`` new examples per (cluster, attributes)."""
         h = self.hparams
-        prompts = [fill(h.generation_template, text=t, label_name=n, task=h.task_description,
+        prompts = [fill(h.generation_template, text=format_demonstrations(d), label_name=n, task=h.task_description,
                         attributes=format_attributes(a), gen_size=h.gen_size)
-                   for t, n, a in zip(texts, label_names, attributes)]
+                   for d, n, a in zip(demonstrations, label_names, attributes)]
         replies = self._sample(prompts, [sample_seed(self.sampling.seed, j, "synalign-generation") for j in jobs],
                                self.sampling.max_new_tokens)
         out = []
@@ -148,11 +163,11 @@ class SynAlignGenerationModule(PredictOnlyModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         jobs = batch["job"].tolist()
-        attributes = self.attribute_stage(batch["text"], batch["label_name"], jobs)
+        attributes = self.attribute_stage(batch["demonstrations"], batch["label_name"], jobs)
         keep = [i for i, a in enumerate(attributes) if a is not None]
         if not keep:
             return []
-        items = self.generation_stage([batch["text"][i] for i in keep], [batch["label_name"][i] for i in keep],
+        items = self.generation_stage([batch["demonstrations"][i] for i in keep], [batch["label_name"][i] for i in keep],
                                       [attributes[i] for i in keep], [jobs[i] for i in keep])
         params = self.generation_params()
         rows = []
@@ -160,8 +175,8 @@ class SynAlignGenerationModule(PredictOnlyModule):
             for k, text in enumerate(texts):
                 rows.append({"id": jobs[i] * self.hparams.gen_size + k, "text": text,
                              "label": int(batch["label"][i]), "label_name": batch["label_name"][i],
-                             "demo_index": int(batch["demo_index"][i]), "attributes": attributes[i],
-                             "method": "synalign", "params": params})
+                             "cluster": batch["cluster"][i], "demo_indices": list(batch["demo_indices"][i]),
+                             "attributes": attributes[i], "method": "synalign", "params": params})
         return rows
 
     def on_predict_start(self) -> None:
@@ -169,9 +184,9 @@ class SynAlignGenerationModule(PredictOnlyModule):
 
     def on_predict_end(self) -> None:
         s = self.stats
-        if s.invalid_json:
-            log.warning("stage 1: %d of %d attribute replies were not valid JSON and were skipped",
-                        s.invalid_json, s.attribute_replies)
+        if s.unparsed_attributes:
+            log.warning("stage 1: %d of %d attribute replies held no usable attributes and were skipped",
+                        s.unparsed_attributes, s.attribute_replies)
         if s.wrong_count:
             log.warning("stage 2: %d of %d replies had a number of items other than gen_size=%d (%s)",
                         s.wrong_count, s.generation_replies, self.hparams.gen_size,

@@ -73,6 +73,12 @@ def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
     selected = read(demos)
     assert len(selected) == 24 and sum(r["label"] == 0 for r in selected) == 12
     assert len({r["pool_index"] for r in selected}) == 24 and {"label_name", "gp_variance"} <= set(selected[0])
+    # clusters of 4 (the default), one label each: 12 rows per label make 3 clusters per label
+    clusters = {}
+    for r in selected:
+        clusters.setdefault(r["cluster"], []).append(r["label"])
+    assert sorted(clusters) == list(range(6)) and all(len(v) == 4 and len(set(v)) == 1 for v in clusters.values())
+    assert report["clusters"] == 6 and report["cluster_size"] == 4
     assert report == json.loads((tmp_path / "demos.jsonl.report.json").read_text())
     assert report["tau"] > 0 and report["r"] == report["tau"] and report["pool_size"] == 300
     # Coverage and covering radius, brute force: each pool point's distance to its nearest selected point.
@@ -97,8 +103,9 @@ def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
     assert code == 0, err
     rows = read(synthetic)
     stats = json.loads((tmp_path / "gen" / "synalign_generation_stats.json").read_text())
-    assert stats["attribute_replies"] == 120 and stats["invalid_json"] > 0
-    assert len(rows) == stats["items_kept"] == 3 * (120 - stats["invalid_json"])
+    assert stats["attribute_replies"] == 30 and stats["unparsed_attributes"] > 0  # 6 clusters x 5 rounds
+    assert len(rows) == stats["items_kept"] == 3 * (30 - stats["unparsed_attributes"])
+    assert all(len(r["demo_indices"]) == 4 for r in rows)
     assert all(r["method"] == "synalign" and r["attributes"] == {"topic": "film", "tone": "calm"} for r in rows)
 
     # 3. MMD weights: fit, then predict writes weights + resampled rows
@@ -121,12 +128,13 @@ def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
     wreport = json.loads((weights_root / "resampled.jsonl.report.json").read_text())
     assert wreport["mmd2_weighted"] <= wreport["mmd2_uniform"] + 1e-6
 
-    # 4. downstream evaluation: three rows, MMD before/after, a PNG
+    # 4. downstream evaluation: the rows of issue 12's table, MMD before/after, a PNG
     out = tmp_path / "eval.json"
-    test_labels, predictions = [], []  # of every classifier, in the order they were trained
+    trained, test_labels, predictions = [], [], []  # of every classifier, in the order they were trained
     predict = LogisticRegression.predict
 
     def recording_train_and_score(x, y, x_test, y_test, *args):
+        trained.append(np.asarray(x))
         test_labels.append(list(y_test))
         return train_and_score(x, y, x_test, y_test, *args)
 
@@ -136,20 +144,55 @@ def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
                    "--resampled", str(resampled_path), "--test_limit", "100", "--featurizer", tiny_llama,
                    "--output", str(out), "--bandwidth", "mixture"])
     ev = json.loads(out.read_text())
-    assert [r["train_set"] for r in ev["results"]] == ["synthetic (unweighted)", "synthetic (MMD-resampled)",
-                                                         "few-shot real only"]
-    assert len(test_labels) == len(predictions) == 3
+    assert [(r["train_set"], r["rows"]) for r in ev["results"]] == [
+        ("real only", 24), ("synthetic only (unweighted)", len(rows)), ("real + synthetic (unweighted)", 24 + len(rows)),
+        ("synthetic only (SynAlign, MMD-resampled)", 100), ("real + synthetic (SynAlign, MMD-resampled)", 124),
+        ("real + synthetic (random same-size subset, control)", 124)]
+    assert len(test_labels) == len(predictions) == 6
     for result, labels, predicted in zip(ev["results"], test_labels, predictions):
         assert len(predicted) == 100 and set(labels) == {0, 1}
         expected = scores(list(predicted), labels)
         assert (result["accuracy"], result["macro_f1"]) == pytest.approx((expected["acc"], expected["f1"]))
-    assert {"before_vs_fewshot_real", "after_vs_fewshot_real", "before_vs_test", "after_vs_test"} <= set(ev["mmd2"])
+    # the mixed sets are the real rows' embeddings followed by the synthetic ones (all, resampled, control)
+    real_x, syn_x, res_x = trained[0], trained[1], trained[3]
+    assert np.array_equal(trained[2], np.vstack([real_x, syn_x])) and np.array_equal(trained[4], np.vstack([real_x, res_x]))
+    control = trained[5][24:]
+    assert np.array_equal(trained[5][:24], real_x) and len(control) == 100
+    assert all(any(np.array_equal(c, s) for s in syn_x) for c in control)  # drawn from the unweighted synthetic rows
+    assert {"before_vs_fewshot_real", "after_vs_fewshot_real", "before_vs_test", "after_vs_test",
+            "control_vs_test"} <= set(ev["mmd2"])
     assert Path(ev["plot"]).read_bytes()[:4] == b"\x89PNG"
 
 
 def write(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def test_select_sweeps_tau_and_reports_ball_and_hull_coverage_of_each_selection(tmp_path, monkeypatch):
+    from synthtune.components.synalign.coverage import hull_coverage_curve, pool_projection
+    from synthtune.components.synalign.gp_sampler import gp_select
+
+    pool = write(tmp_path / "pool.jsonl", [{"text": f"row {i}", "label": i % 2} for i in range(80)])
+    emb = np.random.default_rng(0).normal(size=(80, 5)).astype(np.float32)
+    monkeypatch.setattr("synthtune.commands.synalign.featurize", lambda texts, *a, **k: emb[[int(t.split()[1]) for t in texts]])
+    out = tmp_path / "demos.jsonl"
+    report = select_main(["--task", "sst2", "--pool", str(pool), "--budget", "16", "--tau", "1.5", "--r", "1.2",
+                          "--tau_sweep", "[0.5, 1, 4]", "--output", str(out), "--random_trials", "2"])
+    x, labels, plane = torch.from_numpy(emb), np.arange(80) % 2, pool_projection(torch.from_numpy(emb))
+    assert [row["tau"] for row in report["tau_sweep"]] == [0.75, 1.5, 6.0]
+    for row in report["tau_sweep"]:
+        picks = gp_select(x, 16, labels=labels, tau=row["tau"], cluster_size=4).indices
+        nearest = np.array([min(np.linalg.norm(emb[i] - emb[j]) for j in picks) for i in range(80)])
+        assert row["coverage_ball"] == pytest.approx(float((nearest <= 1.2).mean()))
+        assert row["coverage_hull"] == pytest.approx(float(hull_coverage_curve(plane, picks)[-1]))
+    # the sweep's tau = 1.5 run is the selection that was written
+    assert report["tau_sweep"][1]["coverage_hull"] == pytest.approx(report["hull_coverage_gp"])
+    assert report["hull_coverage_gp"] > 0 and report["hull_coverage_random"] > 0
+    assert Path(report["tau_sweep_png"]).read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SynthtuneError, match="--tau_sweep must be a list of positive factors"):
+        select_main(["--task", "sst2", "--pool", str(pool), "--budget", "16", "--tau_sweep", "[0, 1]",
+                     "--output", str(out)])
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -193,3 +236,58 @@ def test_unknown_subcommand_names_the_subcommands(capsys):
     code, err = run(["synalign", "choose"], capsys)
     assert code == 2 and "select" in err and "evaluate" in err
 
+
+
+def test_evaluate_can_train_a_soft_prompt_per_training_set(tiny_llama, tmp_path, monkeypatch):
+    from recorded_predictions import record_test_predictions
+
+    real = write(tmp_path / "real.jsonl", [{"text": f"real {'good' if i % 2 else 'bad'} film {i}", "label": i % 2}
+                                           for i in range(6)])
+    syn = write(tmp_path / "syn.jsonl", [{"text": f"a {'great' if i % 2 else 'dull'} movie {i}", "label": i % 2}
+                                         for i in range(10)])
+    res = write(tmp_path / "res.jsonl", [{"text": f"a {'great' if i % 2 else 'dull'} movie {i}", "label": i % 2,
+                                          "params": {"replace": False}} for i in (1, 2, 5, 6)])
+    config = tmp_path / "pt.yaml"
+    config.write_text(json.dumps({
+        "model": {"class_path": "synthtune.lightning_modules.PromptTuningModule",
+                  "init_args": {"backbone": tiny_llama, "template": "{text} It was", "label_words": [" terrible", " great"],
+                                "multi_token_labels": True, "prompt_length": 3, "lr": 0.05}},
+        "data": {"init_args": {"batch_size": 4, "eval_batch_size": 8}}, "trainer": {"max_steps": 50}}))
+    trained = []  # (root, training texts) per soft prompt
+    original_fit = __import__("lightning").pytorch.Trainer.fit
+
+    def recording_fit(trainer, model, datamodule=None, **kwargs):
+        datamodule.setup("fit")
+        trained.append((Path(trainer.default_root_dir).name, sorted(r["text"] for r in datamodule.train_real),
+                        trainer.max_steps))
+        return original_fit(trainer, model, datamodule=datamodule, **kwargs)
+
+    monkeypatch.setattr("lightning.pytorch.Trainer.fit", recording_fit)
+    runs = record_test_predictions(monkeypatch)
+    out = tmp_path / "eval.json"
+    evaluate_main(["--task", "sst2", "--real", str(real), "--synthetic", str(syn), "--resampled", str(res),
+                   "--classifier", "prompt_tuning", "--prompt_tuning_config", str(config), "--prompt_tuning_steps", "2",
+                   "--test_limit", "12", "--featurizer", tiny_llama, "--output", str(out)])
+    ev = json.loads(out.read_text())
+    assert "soft-prompt tuning" in ev["classifier"] and len(ev["results"]) == 6 and len(trained) == 6
+    real_texts = sorted(json.loads(line)["text"] for line in real.read_text().splitlines())
+    by_root = {root: texts for root, texts, steps in trained}
+    assert all(steps == 2 for _, _, steps in trained)
+    assert by_root["real_only"] == real_texts
+    assert by_root["real_synthetic_synalign_mmd_resampled"] == sorted(real_texts + [f"a {'great' if i % 2 else 'dull'} movie {i}"
+                                                                                    for i in (1, 2, 5, 6)])
+    control = [t for t in by_root["real_synthetic_random_same_size_subset_control"] if t not in real_texts]
+    assert len(control) == len(set(control)) == 4  # params.replace false: a subset without repeats
+    for result in ev["results"]:
+        root = out.with_name("eval_prompt_tuning") / re.sub(r"[^a-z0-9]+", "_", result["train_set"].lower()).strip("_")
+        predicted, labels = runs[str(root)]
+        assert len(labels) == 12
+        expected = scores(predicted, labels)
+        assert (result["accuracy"], result["macro_f1"]) == pytest.approx((expected["acc"], expected["f1"]), abs=1e-6)
+
+
+def test_evaluate_refuses_a_config_that_is_not_prompt_tuning(tmp_path):
+    real = write(tmp_path / "real.jsonl", [{"text": "x", "label": 0}, {"text": "y", "label": 1}])
+    with pytest.raises(SynthtuneError, match="not a PromptTuningModule"):
+        evaluate_main(["--task", "sst2", "--real", str(real), "--synthetic", str(real), "--classifier", "prompt_tuning",
+                       "--prompt_tuning_config", str(REPO / "configs/synalign/sst2_weights.yaml")])

@@ -1,5 +1,5 @@
-"""SynAlignGenerationModule + DemonstrationDataModule: two-stage prompting, counting and skipping bad replies,
-per-job seeds, resume, and refusing `fit`."""
+"""SynAlignGenerationModule + DemonstrationDataModule: two-stage prompting over demonstration clusters,
+found or fixed attributes, counting and skipping bad replies, per-job seeds, resume, and refusing `fit`."""
 
 import json
 
@@ -62,16 +62,64 @@ def test_two_stages_make_labelled_rows_and_skip_bad_replies(module, demos, monke
     rows = module.predict_step(batch_for(dm, [0, 1, 2]), 0)
     assert [(r["id"], r["text"]) for r in rows] == [(0, "Stunning work."), (1, "A triumph.")]
     first = rows[0]
-    assert first["label"] == 1 and first["label_name"] == "positive" and first["demo_index"] == 40
+    assert first["label"] == 1 and first["label_name"] == "positive" and first["demo_indices"] == [40]
+    assert first["cluster"] == 0 and first["params"]["attribute_mode"] == "found"
     assert first["attributes"] == {"topic": "cinema", "tone": "awed"} and first["method"] == "synalign"
     assert first["params"]["gen_size"] == 2 and first["params"] == rows[1]["params"]
-    assert module.stats.as_dict() == {"attribute_replies": 3, "invalid_json": 1, "repaired_json": 0,
-                                      "generation_replies": 2, "wrong_count": 1, "dropped_replies": 1,
+    assert module.stats.as_dict() == {"attribute_replies": 3, "unparsed_attributes": 1, "repaired_json": 0,
+                                      "line_attributes": 0, "generation_replies": 2, "wrong_count": 1, "dropped_replies": 1,
                                       "items_kept": 2}
     stage1, stage2 = llm.calls
     assert len(stage1[0]) == 3 and len(stage2[0]) == 2  # the invalid-JSON job never reaches stage 2
     assert stage1[2] == 7 and stage2[2] == 9
     assert "topic: cinema; tone: awed" in stage2[0][0] and '"positive"' in stage2[0][0]
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_a_job_shows_every_demonstration_of_its_cluster_to_both_stages(module, tmp_path, monkeypatch):
+    path = write_rows(tmp_path / "clusters.jsonl", [
+        {"text": "a gorgeous , moving film", "label": 1, "pool_index": 40, "cluster": 0},
+        {"text": "tedious and flat", "label": 0, "pool_index": 7, "cluster": 1},
+        {"text": "warm and funny", "label": 1, "pool_index": 3, "cluster": 0},
+        {"text": "a slog", "label": 0, "pool_index": 9, "cluster": 1}])
+    llm = ScriptedLLM({"gorgeous": "Audience: families\nMood: uplifting", "tedious": '{"pace": "slow"}'},
+                      {"gorgeous": "1. Lovely.\n2. Sweet.", "tedious": "1. Dull.\n2. Long."})
+    monkeypatch.setattr(f"{GEN}.generate_from_text", llm)
+    dm = datamodule(path, rounds=2)
+    assert dm.num_jobs == 4 and [c["texts"] for c in dm.clusters] == [
+        ["a gorgeous , moving film", "warm and funny"], ["tedious and flat", "a slog"]]
+    rows = module.predict_step(batch_for(dm, [0, 1]), 0)
+    (stage1, _, _), (stage2, _, _) = llm.calls
+    for prompts in (stage1, stage2):
+        assert "1. a gorgeous , moving film\n2. warm and funny" in prompts[0]
+        assert "1. tedious and flat\n2. a slog" in prompts[1]
+    assert "audience: families; mood: uplifting" in stage2[0] and "pace: slow" in stage2[1]
+    assert [(r["text"], r["cluster"], r["demo_indices"], r["label"]) for r in rows] == [
+        ("Lovely.", 0, [40, 3], 1), ("Sweet.", 0, [40, 3], 1), ("Dull.", 1, [7, 9], 0), ("Long.", 1, [7, 9], 0)]
+    assert rows[0]["attributes"] == {"audience": "families", "mood": "uplifting"}
+    assert module.stats.line_attributes == 1 and module.stats.unparsed_attributes == 0
+
+
+def test_fixed_mode_asks_for_and_keeps_only_the_fixed_keys(tiny_llama, demos, monkeypatch):
+    module = SynAlignGenerationModule(backbone=tiny_llama, gen_size=1, attribute_mode="fixed")
+    llm = ScriptedLLM({"gorgeous": '{"Topic": "cinema", "pacing": "brisk"}', "tedious": '{"pacing": "slow"}'},
+                      {"gorgeous": "1. Stunning."})
+    monkeypatch.setattr(f"{GEN}.generate_from_text", llm)
+    rows = module.predict_step(batch_for(datamodule(demos), [0, 1]), 0)
+    assert '"topic", "style", "tone" and "length"' in llm.calls[0][0][0]
+    assert [(r["text"], r["attributes"]) for r in rows] == [("Stunning.", {"topic": "cinema"})]
+    assert module.stats.unparsed_attributes == 1 and rows[0]["params"]["attribute_mode"] == "fixed"
+
+
+def test_a_cluster_with_two_labels_is_a_one_line_error(tmp_path):
+    path = write_rows(tmp_path / "mixed.jsonl", [{"text": "good", "label": 1, "cluster": 3},
+                                                 {"text": "bad", "label": 0, "cluster": 3}])
+    with pytest.raises(SynthtuneError, match="cluster 3 is 'positive'; a cluster's demonstrations share one label"):
+        datamodule(path)
 
 
 def test_seeds_depend_on_the_job_not_on_the_batch(module, demos, monkeypatch):
@@ -102,8 +150,8 @@ def test_real_sampling_with_a_tiny_model_counts_unparseable_replies(module, demo
     prompts, replies = sampled[0]
     assert len(prompts) == 2 and "a gorgeous , moving film" in prompts[0] and "tedious and flat" in prompts[1]
     assert len(replies) == 2 and all(reply and "{" not in reply for reply in replies)
-    assert module.stats.as_dict() == {"attribute_replies": 2, "invalid_json": 2, "repaired_json": 0,
-                                      "generation_replies": 0, "wrong_count": 0, "dropped_replies": 0,
+    assert module.stats.as_dict() == {"attribute_replies": 2, "unparsed_attributes": 2, "repaired_json": 0,
+                                      "line_attributes": 0, "generation_replies": 0, "wrong_count": 0, "dropped_replies": 0,
                                       "items_kept": 0}
     assert rows == []
 
@@ -114,8 +162,8 @@ def test_resume_skips_only_finished_jobs(demos):
     dm.skip_ids({0, 1, 2, 9})  # job 0 complete (ids 0, 1); job 1 half done; job 4 half done
     assert dm.pending_jobs() == [1, 2, 3, 4, 5]
     batch = next(iter(dm.predict_dataloader()))
-    assert batch["job"].tolist() == [1, 2, 3, 4, 5] and batch["demo"].tolist() == [1, 2, 0, 1, 2]
-    assert batch["label"].tolist() == [0, 1, 1, 0, 1] and batch["text"][2] == "a gorgeous , moving film"
+    assert batch["job"].tolist() == [1, 2, 3, 4, 5] and batch["cluster"] == [1, 2, 0, 1, 2]
+    assert batch["label"].tolist() == [0, 1, 1, 0, 1] and batch["demonstrations"][2] == ["a gorgeous , moving film"]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -123,6 +171,7 @@ def test_resume_skips_only_finished_jobs(demos):
     ({"attribute_template": "Describe {txt}"}, "unknown field"),
     ({"generation_template": "Write more like {text}"}, "must contain {attributes}, {gen_size}"),
     ({"count_policy": "keep"}, "count_policy"),
+    ({"attribute_mode": "free"}, "attribute_mode must be 'found' or 'fixed'"),
 ])
 def test_bad_settings_are_one_line_errors(tiny_llama, kwargs, message):
     with pytest.raises(SynthtuneError, match=message) as info:

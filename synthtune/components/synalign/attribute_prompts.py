@@ -1,11 +1,13 @@
 """Two-stage latent attribute prompting (SynAlign, Sec. 3.2): prompts and robust reply parsing.
 
-Stage 1 asks the LLM to summarise a demonstration's attributes (topic, style, tone, length, ...) as
-one JSON object; stage 2 asks for ``gen_size`` new examples with the demonstration's label and those
-attributes. Small models answer loosely, so both parsers are forgiving about the wrapping (code
-fences, chatter before or after, numbering styles) and strict about the content: a stage-1 reply
-without a JSON object, or a stage-2 reply with the wrong number of items, is counted in
-:class:`ParseStats` and dropped instead of raising.
+Both stages see all demonstrations of a selected cluster (:func:`format_demonstrations`). Stage 1
+asks the LLM for the attributes of the demonstrations as one JSON object: in ``found`` mode (the
+default) the model names the attributes that matter for them itself; in ``fixed`` mode it fills the
+keys :data:`FIXED_KEYS` (topic, style, tone, length). Stage 2 asks for ``gen_size`` new examples with
+the cluster's label and those attributes. Small models answer loosely, so both parsers are forgiving
+about the wrapping (code fences, chatter before or after, ``name: value`` lines or a list of
+attribute phrases instead of JSON, numbering styles) and strict about the content: a stage-1 reply without attributes, or a stage-2
+reply with the wrong number of items, is counted in :class:`ParseStats` and dropped instead of raising.
 
 Templates are ``str.format`` strings whose fields come from :data:`TEMPLATE_FIELDS`; they are set in
 the config (``model.init_args.attribute_template`` / ``generation_template``).
@@ -22,25 +24,46 @@ from typing import Any, Literal
 from synthtune.errors import SynthtuneError
 
 CountPolicy = Literal["drop", "truncate"]
+AttributeMode = Literal["found", "fixed"]
 
-#: Fields a template may use.
+#: Fields a template may use (``{text}`` holds all demonstrations of the cluster).
 TEMPLATE_FIELDS = ("text", "label_name", "task", "attributes", "gen_size")
 
-DEFAULT_ATTRIBUTE_TEMPLATE = (
-    "Here is a {task} labelled \"{label_name}\":\n\n{text}\n\n"
-    "Describe its attributes as one JSON object with the keys \"topic\", \"style\", \"tone\" and \"length\". "
+#: The attribute keys of ``fixed`` mode.
+FIXED_KEYS = ("topic", "style", "tone", "length")
+
+#: At most this many attributes are kept from a ``found`` reply (small models can ramble on).
+MAX_FOUND_ATTRIBUTES = 8
+
+FOUND_ATTRIBUTE_TEMPLATE = (
+    "Here are {task}s labelled \"{label_name}\":\n\n{text}\n\n"
+    "Which attributes matter most for writing {task}s like these (for example their topic, style, tone, "
+    "length, audience, or anything else they share)? Name up to five and give each its value for these "
+    "{task}s, as one JSON object that maps each attribute's name to its value. Reply with the JSON object only."
+)
+
+FIXED_ATTRIBUTE_TEMPLATE = (
+    "Here are {task}s labelled \"{label_name}\":\n\n{text}\n\n"
+    "Describe their attributes as one JSON object with the keys \"topic\", \"style\", \"tone\" and \"length\". "
     "Reply with the JSON object only."
 )
 
+#: Stage-1 template of each attribute mode.
+ATTRIBUTE_TEMPLATES: dict[str, str] = {"found": FOUND_ATTRIBUTE_TEMPLATE, "fixed": FIXED_ATTRIBUTE_TEMPLATE}
+DEFAULT_ATTRIBUTE_TEMPLATE = FOUND_ATTRIBUTE_TEMPLATE
+
 DEFAULT_GENERATION_TEMPLATE = (
     "Write {gen_size} new {task}s labelled \"{label_name}\" with these attributes: {attributes}.\n"
-    "For reference, here is one such {task}:\n{text}\n\n"
+    "For reference, here are such {task}s:\n{text}\n\n"
     "Write a numbered list from 1 to {gen_size}, one {task} per line, and nothing else."
 )
 
 _FENCE = re.compile(r"```(?:json|JSON)?")
 # "1. text", "1) text", "1: text", "(1) text", "- text", "* text", "• text"
 _ITEM = re.compile(r"^\s*(?:\(?\d{1,3}[.):\]]|[-*•])\s*(.*)$")
+# "Topic: film", "- **Tone**: warm", "2. audience = teenagers" (a name of at most four words)
+_KEY_VALUE = re.compile(r"^\s*(?:\(?\d{1,3}[.):\]]|[-*•])?\s*[*_`\"']*([A-Za-z][A-Za-z _/-]{0,40}?)[*_`\"']*\s*[:=]\s*(.+?)\s*$")
+_PAIR_SPLIT = re.compile(r"[;,]\s*(?=[A-Za-z][A-Za-z _/-]{0,40}:)")
 _LABEL_PREFIX = re.compile(r"^(?:example|sample|text|review|sentence|article)\s*\d*\s*[:.-]\s*", re.IGNORECASE)
 
 
@@ -50,8 +73,10 @@ class ParseStats:
 
     Attributes:
         attribute_replies: stage-1 replies parsed.
-        invalid_json: stage-1 replies without a usable JSON object (skipped).
+        unparsed_attributes: stage-1 replies without usable attributes (their jobs are skipped).
         repaired_json: stage-1 replies whose JSON object was cut off and closed by the parser.
+        line_attributes: stage-1 replies without JSON whose attributes were read from ``name: value`` lines
+            or (``found`` mode) from a list of short attribute phrases.
         generation_replies: stage-2 replies parsed.
         wrong_count: stage-2 replies whose number of items differed from ``gen_size``.
         dropped_replies: stage-2 replies dropped (wrong count under ``drop``, or no items at all).
@@ -59,8 +84,9 @@ class ParseStats:
     """
 
     attribute_replies: int = 0
-    invalid_json: int = 0
+    unparsed_attributes: int = 0
     repaired_json: int = 0
+    line_attributes: int = 0
     generation_replies: int = 0
     wrong_count: int = 0
     dropped_replies: int = 0
@@ -154,6 +180,73 @@ def parse_attributes(reply: str) -> tuple[dict[str, str] | None, bool]:
         if str(key).strip() and item:
             out[str(key).strip()] = item
     return (out or None), (repaired and bool(out))
+
+
+def parse_attribute_lines(reply: str) -> dict[str, str] | None:
+    """Attributes written as ``name: value`` lines (or ``a: x; b: y`` on one line) instead of JSON.
+
+    Names are lower-cased, stripped of markdown, and at most four words long; lines that are not
+    ``name: value`` are ignored. Returns ``None`` when no line is.
+    """
+    out: dict[str, str] = {}
+    for line in _FENCE.sub("", reply or "").splitlines():
+        for part in _PAIR_SPLIT.split(line):
+            match = _KEY_VALUE.match(part)
+            if not match:
+                continue
+            key, value = " ".join(match.group(1).split()).lower(), match.group(2).strip().strip("*_`\"'").strip()
+            if key and value and len(key.split()) <= 4 and key not in out:
+                out[key] = value
+    return out or None
+
+
+def parse_attribute_list(reply: str, max_words: int = 12) -> dict[str, str] | None:
+    """A numbered or bulleted list of short attribute phrases (``1. **emotionally complex**``) as
+    ``{"trait 1": "emotionally complex", ...}``; ``None`` unless the reply has at least two such items and
+    every item has at most ``max_words`` words (long items are examples, not attributes)."""
+    items = []
+    for line in _FENCE.sub("", reply or "").splitlines():
+        match = _ITEM.match(line)
+        if match:
+            items.append(" ".join(match.group(1).replace("**", "").replace("__", "").split()).strip(" .;,"))
+    items = [item for item in items if item]
+    if len(items) < 2 or any(len(item.split()) > max_words for item in items):
+        return None
+    return {f"trait {i}": item for i, item in enumerate(items, 1)}
+
+
+def read_attributes(reply: str, mode: AttributeMode = "found") -> tuple[dict[str, str] | None, str | None]:
+    """The attributes of a stage-1 reply and how they were read (``json``, ``repaired``, ``lines`` or ``list``).
+
+    A JSON object is preferred; a reply without one is read as ``name: value`` lines, and in ``found``
+    mode, failing those, as a list of short attribute phrases (:func:`parse_attribute_list`). In ``found``
+    mode every name the model gave is kept (the first :data:`MAX_FOUND_ATTRIBUTES`); in ``fixed`` mode
+    only :data:`FIXED_KEYS` (case-insensitive), in that order. ``(None, None)`` when nothing usable is left.
+    """
+    if mode not in ATTRIBUTE_TEMPLATES:
+        raise SynthtuneError(f"unknown attribute mode {mode!r}; use 'found' or 'fixed'")
+    attributes, repaired = parse_attributes(reply)
+    how = "repaired" if repaired else "json"
+    if attributes is None:
+        attributes, how = parse_attribute_lines(reply), "lines"
+    if attributes is None and mode == "found":
+        attributes, how = parse_attribute_list(reply), "list"
+    if attributes is None:
+        return None, None
+    if mode == "fixed":
+        lowered = {k.lower(): v for k, v in attributes.items()}
+        attributes = {k: lowered[k] for k in FIXED_KEYS if k in lowered}
+    else:
+        attributes = dict(list(attributes.items())[:MAX_FOUND_ATTRIBUTES])
+    return (attributes, how) if attributes else (None, None)
+
+
+def format_demonstrations(texts: list[str]) -> str:
+    """A cluster's demonstrations for the ``{text}`` field: the text itself when there is one, else a
+    numbered list, one demonstration per line."""
+    if len(texts) == 1:
+        return texts[0]
+    return "\n".join(f"{i}. {' '.join(t.split())}" for i, t in enumerate(texts, 1))
 
 
 def format_attributes(attributes: dict[str, str]) -> str:

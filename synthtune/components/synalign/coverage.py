@@ -1,9 +1,16 @@
-"""Coverage of a real pool by a selection, and a plot comparing selection strategies (SynAlign, Fig. 4).
+"""Coverage of a real pool by a selection, and plots comparing selection strategies (SynAlign, Figs. 4-5).
 
-A pool point counts as covered once some selected point lies within radius ``r`` of it (Euclidean
-distance on the embeddings, or cosine distance ``1 − cos``). :func:`coverage_curve` gives the covered
-fraction after each pick of a selection order; :func:`plot_coverage` draws several such curves
-(e.g. GP exploration vs random sampling) into a PNG.
+Two measures:
+
+* ball coverage: a pool point counts as covered once some selected point lies within radius ``r``
+  of it (Euclidean distance on the embeddings, or cosine distance ``1 − cos``); :func:`coverage_curve`;
+* convex-hull coverage, as the paper measures it: the area of the convex hull of the selected
+  points over the area of the hull of the whole pool, both in the pool's 2-D PCA projection;
+  :func:`hull_coverage_curve`.
+
+Each curve gives the value after each pick of a selection order; :func:`plot_coverage` draws them
+per strategy (e.g. GP exploration vs random sampling) and :func:`plot_tau_sweep` draws the final
+coverage against the GP length scale τ.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from synthtune.curation.embedding_map import project_2d
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_png
 
@@ -62,33 +70,127 @@ def coverage_curve(embeddings: Tensor, selected_order: Sequence[int] | Tensor, r
     return curve
 
 
-def plot_coverage(curves: Mapping[str, Sequence[float] | np.ndarray], path: str | os.PathLike, tau: float, r: float) -> Path:
-    """Write a PNG with one coverage curve per strategy (x: points selected, y: fraction covered).
+def pool_projection(embeddings: Tensor | np.ndarray, seed: int = 0) -> np.ndarray:
+    """The pool's 2-D PCA projection [N, 2] (the plane the convex-hull coverage is measured in)."""
+    x = embeddings.detach().cpu().numpy() if isinstance(embeddings, Tensor) else np.asarray(embeddings)
+    (points,), _ = project_2d([x], "pca", seed=seed)
+    return np.asarray(points, dtype=np.float64)
+
+
+def hull_area(points: np.ndarray) -> float:
+    """Area of the convex hull of 2-D ``points`` (0 for fewer than 3 points or points on a line)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    points = np.unique(np.asarray(points, dtype=np.float64).reshape(-1, 2), axis=0)
+    if len(points) < 3:
+        return 0.0
+    try:
+        return float(ConvexHull(points).volume)  # in 2-D, a hull's "volume" is its area
+    except QhullError:  # all points on one line
+        return 0.0
+
+
+def hull_coverage_curve(points: np.ndarray, selected_order: Sequence[int] | Tensor) -> np.ndarray:
+    """Area of the selected points' convex hull over the pool's hull area, after each pick.
 
     Args:
-        curves: strategy name -> coverage curve (from :func:`coverage_curve`).
+        points: the pool in 2-D [N, 2] (e.g. :func:`pool_projection`).
+        selected_order: pool rows in the order they were selected.
+
+    Returns:
+        A float array [len(selected_order)], non-decreasing, in [0, 1] (1 once the selection holds
+        every vertex of the pool's hull).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise SynthtuneError(f"hull coverage needs 2-D points [count, 2], got shape {points.shape}; project the pool first")
+    order = np.asarray(torch.as_tensor(selected_order, dtype=torch.long).reshape(-1))
+    if order.size and (order.min() < 0 or order.max() >= len(points)):
+        raise SynthtuneError(f"selected indices must lie in [0, {len(points) - 1}] for a pool of {len(points)} points")
+    total = hull_area(points)
+    if total <= 0:
+        raise SynthtuneError("the pool's 2-D projection has no area (fewer than 3 distinct points, or all on a line); "
+                             "add pool rows")
+    curve = np.zeros(order.size, dtype=np.float64)
+    area = 0.0
+    for t in range(order.size):
+        if t >= 2:  # the hull only grows when the new point lies outside it, but recomputing is simple and cheap
+            area = hull_area(points[order[: t + 1]])
+        curve[t] = area / total  # coverage = area(hull(S_t)) / area(hull(pool))
+    return curve
+
+
+def _figure(panels: int):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0 * panels, 4.0), dpi=120)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_coverage(curves: Mapping[str, Sequence[float] | np.ndarray], path: str | os.PathLike, tau: float, r: float,
+                  hull_curves: Mapping[str, Sequence[float] | np.ndarray] | None = None) -> Path:
+    """Write a PNG with one coverage curve per strategy (x: points selected, y: fraction covered); with
+    ``hull_curves``, a second panel shows the convex-hull coverage of the same strategies.
+
+    Args:
+        curves: strategy name -> ball coverage curve (from :func:`coverage_curve`).
         path: where the PNG goes (written atomically; folders are created).
         tau: the GP length scale, shown in the title.
         r: the coverage radius, shown in the title.
+        hull_curves: strategy name -> convex-hull coverage curve (from :func:`hull_coverage_curve`).
 
     Returns:
         The path written.
     """
     if not curves:
         raise SynthtuneError("plot_coverage needs at least one curve; pass e.g. {'gp': ..., 'random': ...}")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    panels = [(curves, "fraction of pool within r", f"Ball coverage (tau={tau:.3g}, r={r:.3g})")]
+    if hull_curves:
+        panels.append((hull_curves, "hull area / pool hull area", f"Convex-hull coverage, 2-D PCA (tau={tau:.3g})"))
+    fig = _figure(len(panels))
+    for k, (series, ylabel, title) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        for name, curve in series.items():
+            y = np.asarray(curve, dtype=np.float64)
+            ax.plot(np.arange(1, len(y) + 1), y, label=f"{name} ({y[-1]:.3f})" if len(y) else name)
+        ax.set_xlabel("points selected")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0.0, 1.02)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    return atomic_write_png(fig, path)
 
-    fig = Figure(figsize=(6.0, 4.0), dpi=120)
-    FigureCanvasAgg(fig)
+
+def plot_tau_sweep(taus: Sequence[float], series: Mapping[str, Sequence[float]], path: str | os.PathLike,
+                   budget: int, baselines: Mapping[str, float] | None = None) -> Path:
+    """Write a PNG of final coverage against the GP length scale τ (log axis), one line per measure.
+
+    Args:
+        taus: the swept length scales.
+        series: measure name (e.g. ``ball (r=0.8)``, ``convex hull``) -> coverage at each τ.
+        path: where the PNG goes (written atomically).
+        budget: the selection size, shown in the title.
+        baselines: name -> a coverage that does not depend on τ (e.g. random selection), drawn dashed.
+    """
+    if not taus or not series:
+        raise SynthtuneError("plot_tau_sweep needs at least one tau and one measure")
+    fig = _figure(1)
     ax = fig.add_subplot(1, 1, 1)
-    for name, curve in curves.items():
-        y = np.asarray(curve, dtype=np.float64)
-        ax.plot(np.arange(1, len(y) + 1), y, label=f"{name} ({y[-1]:.3f})" if len(y) else name)
-    ax.set_xlabel("points selected")
-    ax.set_ylabel("fraction of pool covered")
+    for name, values in series.items():
+        ax.plot(list(taus), list(values), marker="o", label=name)
+    for name, value in (baselines or {}).items():
+        ax.axhline(value, linestyle="--", linewidth=1.0, color="0.4" if "ball" in name else "0.7", label=f"{name} ({value:.3f})")
+    ax.set_xscale("log")
+    ax.set_xticks(list(taus), [f"{t:.3g}" for t in taus])
+    ax.minorticks_off()
+    ax.set_xlabel("GP length scale tau")
+    ax.set_ylabel("coverage")
     ax.set_ylim(0.0, 1.02)
-    ax.set_title(f"Pool coverage (tau={tau:.3g}, r={r:.3g})")
+    ax.set_title(f"Coverage of {budget} GP-selected points against tau")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()

@@ -10,9 +10,16 @@ next spreads the selection over the pool (the targets never enter σ², so zero 
 nothing). The first point of every label is drawn at random with the seed; later ties on the maximal
 variance are broken by the same seeded RNG, so a selection is reproducible by its seed.
 
-Labels are explored independently (one GP per label, over that label's points) and the budget is
-split evenly over labels (``"average"``: remainder to the first labels in sorted order). Picks are
-interleaved round-robin over labels, so every prefix of the selection order is label-balanced.
+Each step picks a *cluster*: the row of largest variance and its ``cluster_size − 1`` nearest
+unpicked neighbours of the same label (Euclidean distance on the embeddings). The GP is then
+conditioned on every member, so the next cluster lies away from all of them. The generation step
+shows all demonstrations of a cluster in one prompt. ``cluster_size=1`` is the single-point
+selection.
+
+Labels are explored independently (one GP per label, over that label's points) and the budget (in
+rows) is split evenly over labels (``"average"``: remainder to the first labels in sorted order); a
+label's last cluster is smaller when its share is not a multiple of ``cluster_size``. Clusters are
+interleaved round-robin over labels, so the selection order stays label-balanced.
 
 Two equivalent methods compute σ²:
 
@@ -57,6 +64,8 @@ class GPStep:
         variance: GP posterior variance of the row just before it was picked (the prior variance
             1.0 for a label's first, random, pick).
         num_ties: how many rows shared the maximal variance (the seeded RNG chose among them).
+        cluster: the step's cluster id (0, 1, ... in selection order); its first member is the
+            max-variance row, the others its nearest same-label neighbours.
     """
 
     step: int
@@ -64,6 +73,7 @@ class GPStep:
     label: int | None
     variance: float
     num_ties: int
+    cluster: int = 0
 
 
 @dataclass(frozen=True)
@@ -229,8 +239,10 @@ def gp_select(
     seed: int = 0,
     policy: BudgetPolicy = "average",
     method: GPMethod = "incremental",
+    cluster_size: int = 1,
 ) -> GPSelection:
-    """Select ``budget`` pool rows by maximal GP posterior variance (SynAlign's exploration-aware sampling).
+    """Select ``budget`` pool rows as clusters around the rows of maximal GP posterior variance
+    (SynAlign's exploration-aware sampling).
 
     Args:
         embeddings: the real pool's embeddings X [N, D].
@@ -241,6 +253,7 @@ def gp_select(
         seed: seed of the first pick per label and of tie-breaking.
         policy: per-label budget policy (``"average"``).
         method: ``"incremental"`` (fast, default) or ``"exact"`` (gpytorch each step; small pools).
+        cluster_size: rows per step: the max-variance row and its nearest unpicked same-label neighbours.
 
     Returns:
         A :class:`GPSelection` with the indices in selection order and per-step info.
@@ -261,6 +274,8 @@ def gp_select(
         raise SynthtuneError(f"unknown GP method {method!r}; use 'incremental' or 'exact'")
     if budget < 1:
         raise SynthtuneError(f"the selection budget must be >= 1, got {budget}")
+    if cluster_size < 1:
+        raise SynthtuneError(f"the cluster size must be >= 1, got {cluster_size}; use 1 for single demonstrations")
     x = embeddings.detach().cpu().double()
     if not torch.isfinite(x).all():
         raise SynthtuneError("the pool embeddings contain NaN or inf; re-embed the texts or drop those rows")
@@ -286,26 +301,43 @@ def gp_select(
     indices: list[int] = []
     steps: list[GPStep] = []
     remaining = dict(shares)
+    cluster = 0
     while len(indices) < budget:
         for key, st in states.items():
             if remaining[key] == 0:
                 continue
             if not st["chosen"]:
-                local = int(torch.randint(len(st["rows"]), (1,), generator=gen))
-                var, ties = 1.0, 1
+                center = int(torch.randint(len(st["rows"]), (1,), generator=gen))
+                variance, ties = torch.ones(len(st["rows"]), dtype=torch.float64), 1
             else:
                 if method == "incremental":
-                    variance = st["inc"].variance
+                    variance = st["inc"].variance.clone()
                 else:
                     variance = exact_posterior_variance(st["pool"][st["chosen"]], st["pool"], tau, noise)
-                local, ties = _pick(variance, st["available"], gen)
-                var = float(variance[local])
-            st["available"][local] = False
-            st["chosen"].append(local)
-            if st["inc"] is not None:
-                st["inc"].add(local)
-            remaining[key] -= 1
-            row = int(st["rows"][local])
-            steps.append(GPStep(step=len(indices), index=row, label=key, variance=var, num_ties=ties))
-            indices.append(row)
+                center, ties = _pick(variance, st["available"], gen)
+            members = [center] + nearest_available(st["pool"], center, st["available"], min(cluster_size, remaining[key]) - 1)
+            for local in members:
+                st["available"][local] = False
+                st["chosen"].append(local)
+                if st["inc"] is not None:
+                    st["inc"].add(local)
+                row = int(st["rows"][local])
+                steps.append(GPStep(step=len(indices), index=row, label=key, variance=float(variance[local]),
+                                    num_ties=ties if local == center else 1, cluster=cluster))
+                indices.append(row)
+            remaining[key] -= len(members)
+            cluster += 1
     return GPSelection(indices=indices, steps=steps, budgets=shares)
+
+
+def nearest_available(pool: Tensor, center: int, available: Tensor, k: int) -> list[int]:
+    """The ``k`` rows of ``pool`` nearest to row ``center`` (Euclidean) among ``available`` ones, nearest first
+    (``center`` itself excluded)."""
+    if k <= 0:
+        return []
+    # ‖x − c‖² for every pool row; unavailable rows and the center are pushed to +inf
+    dist = ((pool - pool[center]) ** 2).sum(1)
+    dist = torch.where(available, dist, torch.full_like(dist, math.inf))
+    dist[center] = math.inf
+    k = min(k, int(torch.isfinite(dist).sum()))
+    return dist.topk(k, largest=False).indices.tolist() if k else []

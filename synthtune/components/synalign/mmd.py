@@ -161,6 +161,38 @@ def mmd2_from_kernels(k_ss: Tensor, k_sr: Tensor, k_rr: Tensor, weights: Tensor)
     return weights @ k_ss @ weights - 2.0 / m * (weights @ k_sr.sum(1)) + k_rr.sum() / (m * m)
 
 
+def label_conditional_mmd2(k_ss: Tensor, k_sr: Tensor, k_rr: Tensor, scores: Tensor, syn_labels: Tensor,
+                          real_labels: Tensor) -> Tensor:
+    """Label-aware weighted MMD²: Σ_c p_c · MMD²_c, each label's synthetic rows against that label's real rows.
+
+    Within label c the weights are ``softmax(scores)`` over the synthetic rows of c, so each label keeps its
+    mass and the weights only choose among a label's rows. ``p_c`` is label c's share of the synthetic
+    rows, over the labels that have both synthetic and real rows here (labels without real rows are left
+    out of this estimate).
+
+    Args:
+        k_ss: K(syn, syn) [n, n]. k_sr: K(syn, real) [n, m]. k_rr: K(real, real) [m, m].
+        scores: g_Θ(e_i) [n] (unnormalised log-weights).
+        syn_labels: integer label per synthetic row [n]. real_labels: integer label per real row [m].
+
+    Returns:
+        A 0-d tensor, differentiable in ``scores``.
+    """
+    terms, sizes = [], []
+    for label in torch.unique(syn_labels).tolist():
+        s, r = syn_labels == label, real_labels == label
+        if not bool(r.any()):
+            continue
+        w = torch.softmax(scores[s], dim=0)  # ω within label c
+        terms.append(mmd2_from_kernels(k_ss[s][:, s], k_sr[s][:, r], k_rr[r][:, r], w))
+        sizes.append(int(s.sum()))
+    if not terms:
+        return scores.sum() * 0.0  # no label has real rows in this batch: nothing to align
+    shares = torch.tensor(sizes, dtype=scores.dtype, device=scores.device) / sum(sizes)
+    # Σ_c p_c MMD²_c
+    return (torch.stack(terms) * shares).sum()
+
+
 def mmd2_minibatch(
     syn: Tensor,
     real: Tensor,

@@ -163,6 +163,27 @@ def fit_mmd_weights(
     return weights, history
 
 
+def per_label_weights(scores: Tensor, labels: Tensor) -> Tensor:
+    """Global weights that keep each label's share of the rows: ω_i = (N_c / N) · softmax_{j ∈ c}(g_j)_i.
+
+    Args:
+        scores: g_Θ(e_i) [N].
+        labels: integer label per row [N].
+
+    Returns:
+        ω [N], summing to 1, with label c's weights summing to N_c / N.
+    """
+    if scores.shape != labels.shape or scores.dim() != 1:
+        raise SynthtuneError(f"scores and labels must be 1-D and of one length, got {tuple(scores.shape)} and {tuple(labels.shape)}")
+    weights = torch.empty_like(scores, dtype=torch.float64)
+    n = scores.shape[0]
+    for label in torch.unique(labels).tolist():
+        rows = labels == label
+        # ω_i = N_c/N · exp(g_i) / Σ_{j∈c} exp(g_j)
+        weights[rows] = torch.softmax(scores[rows].double(), dim=0) * (int(rows.sum()) / n)
+    return weights.to(scores.dtype)
+
+
 def resample(weights: Tensor, n: int, replace: bool, seed: int = 0) -> Tensor:
     """Draw ``n`` row indices with probability proportional to ``weights`` (seeded ``torch.multinomial``).
 

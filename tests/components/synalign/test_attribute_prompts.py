@@ -5,12 +5,18 @@ import pytest
 from synthtune.components.synalign.attribute_prompts import (
     DEFAULT_ATTRIBUTE_TEMPLATE,
     DEFAULT_GENERATION_TEMPLATE,
+    FIXED_ATTRIBUTE_TEMPLATE,
+    MAX_FOUND_ATTRIBUTES,
     ParseStats,
     check_template,
     fill,
     format_attributes,
+    format_demonstrations,
+    parse_attribute_lines,
+    parse_attribute_list,
     parse_attributes,
     parse_items,
+    read_attributes,
     split_items,
 )
 from synthtune.errors import SynthtuneError
@@ -84,6 +90,52 @@ def test_wrong_item_counts_are_flagged_and_dropped_or_truncated():
 
 def test_parse_stats_add_up():
     total = ParseStats()
-    total.add(ParseStats(attribute_replies=2, invalid_json=1))
+    total.add(ParseStats(attribute_replies=2, unparsed_attributes=1))
     total.add(ParseStats(attribute_replies=3, wrong_count=2, items_kept=4))
-    assert total.as_dict()["attribute_replies"] == 5 and total.invalid_json == 1 and total.items_kept == 4
+    assert total.as_dict()["attribute_replies"] == 5 and total.unparsed_attributes == 1 and total.items_kept == 4
+
+
+def test_both_attribute_templates_show_every_demonstration_of_the_cluster():
+    cluster = format_demonstrations(["a fine film .", "warm and\nfunny"])
+    assert cluster == "1. a fine film .\n2. warm and funny" and format_demonstrations(["alone"]) == "alone"
+    for template in (DEFAULT_ATTRIBUTE_TEMPLATE, FIXED_ATTRIBUTE_TEMPLATE):
+        check_template(template, "attribute_template", ("text",))
+        prompt = fill(template, text=cluster, label_name="positive", task="movie review")
+        assert "1. a fine film ." in prompt and "2. warm and funny" in prompt and "JSON" in prompt
+    assert '"topic"' in FIXED_ATTRIBUTE_TEMPLATE and '"topic"' not in DEFAULT_ATTRIBUTE_TEMPLATE
+
+
+@pytest.mark.parametrize("reply, found, fixed, how", [
+    ('{"Audience": "film buffs", "topic": "cinema"}', {"Audience": "film buffs", "topic": "cinema"},
+     {"topic": "cinema"}, "json"),
+    ("Sure! The attributes are:\n- **Topic**: war films\n- Tone: bleak\n3. target audience = veterans\nDone.",
+     {"topic": "war films", "tone": "bleak", "target audience": "veterans"}, {"topic": "war films", "tone": "bleak"}, "lines"),
+    ("topic: film; Length: short, style: terse", {"topic": "film", "length": "short", "style": "terse"},
+     {"topic": "film", "style": "terse", "length": "short"}, "lines"),
+    ('{"humour": "dry", "pacing": "slow"}', {"humour": "dry", "pacing": "slow"}, None, "json"),
+])
+def test_attributes_are_read_from_json_or_name_value_lines_per_mode(reply, found, fixed, how):
+    assert read_attributes(reply, "found") == (found, how)
+    assert read_attributes(reply, "fixed") == ((fixed, how) if fixed else (None, None))
+
+
+def test_found_attributes_are_capped_and_chatter_alone_is_no_attribute():
+    many = "\n".join(f"attribute {chr(97 + i)}: value {i}" for i in range(12))
+    attributes, how = read_attributes(many)
+    assert how == "lines" and list(attributes) == [f"attribute {chr(97 + i)}" for i in range(MAX_FOUND_ATTRIBUTES)]
+    assert parse_attribute_lines("I cannot do that.\nHere are the attributes:") is None
+    assert read_attributes("Sorry, no.") == (None, None)
+    with pytest.raises(SynthtuneError, match="unknown attribute mode"):
+        read_attributes("{}", "free")
+
+
+def test_found_mode_reads_a_list_of_short_attribute_phrases_but_not_a_list_of_examples():
+    # replies of the bundled 135M model to the found-attributes prompt
+    phrases = ("The following attributes are most relevant:\n\n1. **Bold, serious, honest criticism**\n"
+               "2. **Moral ambiguity**\n3. intriguing\n\nHere")
+    expected = {"trait 1": "Bold, serious, honest criticism", "trait 2": "Moral ambiguity", "trait 3": "intriguing"}
+    assert read_attributes(phrases, "found") == (expected, "list")
+    assert read_attributes(phrases, "fixed") == (None, None)
+    examples = "1. " + "this is a good movie with positive messages, which is a healthy way to live" + "\n2. another"
+    assert parse_attribute_list(examples) is None and parse_attribute_list("- just one") is None
+    assert format_attributes(expected).startswith("trait 1: Bold, serious, honest criticism; trait 2:")

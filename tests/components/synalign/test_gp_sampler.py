@@ -126,3 +126,40 @@ def test_bad_inputs():
         gp_select(torch.full((5, 2), float("nan")), 2, tau=1.0)
     with pytest.raises(SynthtuneError, match="method"):
         gp_select(_pool(10), 2, tau=1.0, method="fast")  # type: ignore[arg-type]
+
+
+def test_a_cluster_is_the_max_variance_row_and_its_nearest_same_label_neighbours():
+    x = _pool(120, 4, seed=3)
+    labels = torch.arange(120) % 2
+    sel = gp_select(x, 20, labels=labels, tau=1.5, seed=1, cluster_size=4)
+    clusters = {}
+    for step in sel.steps:
+        clusters.setdefault(step.cluster, []).append(step)
+    # 20 rows, 10 per label: clusters of 4, 4 and 2 per label, interleaved over the labels
+    assert sorted(len(c) for c in clusters.values()) == [2, 2, 4, 4, 4, 4]
+    assert [clusters[c][0].label for c in sorted(clusters)] == [0, 1, 0, 1, 0, 1]
+    taken = set()
+    for members in clusters.values():
+        center, label = members[0].index, members[0].label
+        assert all(m.label == label for m in members)
+        # brute force: the unpicked same-label rows nearest the center, in order of distance
+        candidates = [i for i in range(120) if int(labels[i]) == label and i not in taken and i != center]
+        by_distance = sorted(candidates, key=lambda i: float(((x[i] - x[center]) ** 2).sum()))
+        assert [m.index for m in members[1:]] == by_distance[: len(members) - 1]
+        taken |= {m.index for m in members}
+    assert len(taken) == 20
+
+
+def test_the_next_cluster_leaves_the_whole_previous_cluster():
+    # Two tight groups of 4 and one far group: after a cluster of 4 is taken from one group, the
+    # GP conditioned on all four sends the next cluster elsewhere.
+    group = torch.tensor([[0.0, 0.0], [0.01, 0.0], [0.0, 0.01], [0.01, 0.01]])
+    x = torch.cat([group, group + 5.0, group + 10.0])
+    sel = gp_select(x, 12, tau=1.0, seed=0, cluster_size=4)
+    groups = [{i // 4 for i in sel.indices[k:k + 4]} for k in (0, 4, 8)]
+    assert all(len(g) == 1 for g in groups) and set.union(*groups) == {0, 1, 2}
+
+
+def test_cluster_size_must_be_positive():
+    with pytest.raises(SynthtuneError, match="cluster size must be >= 1"):
+        gp_select(_pool(10, 2), 4, cluster_size=0)

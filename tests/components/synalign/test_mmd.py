@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from synthtune.components.synalign.mmd import (
+    label_conditional_mmd2,
     median_heuristic,
     mmd2_minibatch,
     rbf_kernel,
@@ -116,3 +117,21 @@ def test_rbf_kernel_diagonal_is_one():
     x = _rand(5, 3, 0)
     k = rbf_kernel(x, x, [0.5, 1.0])
     assert torch.allclose(torch.diagonal(k), torch.ones(5, dtype=torch.float64))
+
+
+def test_label_conditional_mmd2_is_the_share_weighted_sum_of_per_label_brute_force_mmd2():
+    syn, real = _rand(9, 3, 1), _rand(7, 3, 2, shift=0.5)
+    syn_y = torch.tensor([0, 1, 0, 2, 1, 0, 2, 0, 1])
+    real_y = torch.tensor([1, 0, 0, 1, 0, 1, 1])  # label 2 has no real rows: left out, shares renormalised
+    scores = torch.tensor([0.3, -1.0, 2.0, 0.0, 0.5, -0.2, 1.0, 0.7, 0.1], dtype=torch.float64, requires_grad=True)
+    bw = [0.8, 1.6]
+    k = {name: rbf_kernel(a, b, bw) for name, (a, b) in {"ss": (syn, syn), "sr": (syn, real), "rr": (real, real)}.items()}
+    value = label_conditional_mmd2(k["ss"], k["sr"], k["rr"], scores, syn_y, real_y)
+    expected, sizes = 0.0, {0: 4, 1: 3}
+    for c, n_c in sizes.items():
+        s, r = (syn_y == c).nonzero().squeeze(1), (real_y == c).nonzero().squeeze(1)
+        w = torch.softmax(scores.detach()[s], 0).tolist()
+        expected += n_c / 7 * _brute_mmd2(syn[s].tolist(), real[r].tolist(), w, bw)
+    assert float(value.detach()) == pytest.approx(expected, rel=1e-9)
+    value.backward()
+    assert scores.grad[3] == 0 and scores.grad[6] == 0 and scores.grad[0] != 0  # label 2 gets no gradient

@@ -8,7 +8,7 @@ from scipy.stats import chisquare
 
 from helpers import one_thread  # noqa: F401 (an autouse fixture)
 from synthtune.components.synalign.mmd import weighted_mmd2
-from synthtune.components.synalign.sample_weights import SampleWeightNet, fit_mmd_weights, resample
+from synthtune.components.synalign.sample_weights import SampleWeightNet, fit_mmd_weights, per_label_weights, resample
 from synthtune.errors import SynthtuneError
 
 
@@ -112,3 +112,16 @@ def test_resample_bad_weights():
         resample(torch.zeros(3), 1, replace=True)
     with pytest.raises(SynthtuneError, match="finite"):
         resample(torch.tensor([float("nan"), 1.0]), 1, replace=True)
+
+
+def test_per_label_weights_give_each_label_its_share_and_softmax_within_it():
+    scores = torch.tensor([0.0, 1.0, 2.0, -1.0, 5.0])
+    labels = torch.tensor([1, 0, 1, 1, 0])
+    w = per_label_weights(scores, labels)
+    e = torch.exp(scores)
+    expected = torch.tensor([e[0] / (e[0] + e[2] + e[3]) * 3 / 5, e[1] / (e[1] + e[4]) * 2 / 5,
+                             e[2] / (e[0] + e[2] + e[3]) * 3 / 5, e[3] / (e[0] + e[2] + e[3]) * 3 / 5,
+                             e[4] / (e[1] + e[4]) * 2 / 5])
+    assert torch.allclose(w, expected, atol=1e-7) and float(w[labels == 0].sum()) == pytest.approx(0.4)
+    with pytest.raises(SynthtuneError, match="one length"):
+        per_label_weights(scores, labels[:3])
