@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from synthtune.components.backbone import load_backbone
@@ -56,3 +57,44 @@ def test_left_padded_prompts_give_the_same_text_as_alone(tiny_llama):
     ref = bb.model.generate(**bb.tokenizer(["Hi"], return_tensors="pt"), max_new_tokens=8, do_sample=False,
                             eos_token_id=bb.tokenizer.eos_token_id, pad_token_id=bb.tokenizer.pad_token_id)
     assert alone[0] == bb.tokenizer.decode(ref[0, -8:], skip_special_tokens=True).strip()
+
+
+# Token ids drawn by the sampler as it was before continuous batching (one batch run until its longest
+# row ended), for the same seeds: the sampler may get faster, but a seed must keep its text.
+PINNED = {
+    ("llama", False): [[173], [481, 364, 484, 332, 497, 57, 249, 394], [13, 54], [261, 334, 38, 185],
+                       [506, 472, 114, 474, 281, 431, 141, 457, 2, 422, 425, 432, 267, 61, 35, 410, 408, 250, 215,
+                        259],
+                       [226, 406, 107, 205, 17, 221, 300, 349, 130]],
+    ("gpt2", False): [[173], [481, 364, 484, 332, 497, 57, 249, 394],
+                      [13, 219, 86, 302, 449, 43, 14, 359, 52, 110, 148, 213, 269, 305, 167, 325], [261, 334],
+                      [506, 167, 114, 474, 281, 431, 141, 457],
+                      [226, 406, 342, 205, 17, 152, 300, 349, 386, 211, 192, 493, 50]],
+    ("llama", True): [[173], [481, 364, 484, 332, 497, 57, 249, 394], [13, 54],
+                      [261, 334, 38, 185, 192, 258, 252, 175, 37, 27, 328],
+                      [506, 269, 114, 474, 281, 431, 141, 457, 2, 422, 425, 432, 267, 61, 35, 410, 408, 250, 215,
+                       259],
+                      [226, 406, 107, 205, 17, 221, 300, 349, 130]],
+}
+PINNED_EOS = {"llama": [309, 247, 327, 168, 211], "gpt2": [38, 327, 168, 309, 369]}
+
+
+def pinned_inputs(bb, padded: bool):
+    """Six prefixes of 5 vectors (left-padded to 5, 2, 4, 1, 3, 5 real positions when ``padded``)."""
+    g = torch.Generator().manual_seed(7)
+    prefix = torch.randn(6, 5, bb.hidden_size, generator=g) * 0.5
+    mask = None
+    if padded:
+        mask = torch.ones(6, 5, dtype=torch.long)
+        for row, n in enumerate([5, 2, 4, 1, 3, 5]):
+            mask[row, : 5 - n] = 0
+    return prefix, mask
+
+
+@pytest.mark.parametrize("arch,padded", [("llama", False), ("gpt2", False), ("llama", True)])
+def test_the_same_seeds_give_the_pinned_tokens(arch, padded, request):
+    bb = load_backbone(request.getfixturevalue(f"tiny_{arch}"))
+    prefix, mask = pinned_inputs(bb, padded)
+    tokens = sample_from_prefix(bb.model, prefix, list(range(100, 106)), 20, PINNED_EOS[arch], temperature=0.9,
+                                top_p=0.9, attention_mask=mask)
+    assert tokens == PINNED[(arch, padded)]
