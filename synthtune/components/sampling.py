@@ -50,12 +50,16 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 def uniform_rows(generators: Sequence[torch.Generator], vocab: int, device: torch.device) -> torch.Tensor:
     """One row of U(0, 1) per generator, [B, V]: each sample's stream advances by one draw per token."""
-    return torch.stack([torch.rand(vocab, generator=g) for g in generators]).to(device)
+    uniform = torch.empty(len(generators), vocab)
+    for row, g in zip(uniform, generators):  # each row drawn in place, no stacking copy
+        torch.rand(vocab, generator=g, out=row)
+    return uniform.to(device)
 
 
-def gumbel(uniform: torch.Tensor) -> torch.Tensor:
-    """Standard Gumbel noise from uniforms: g = -log(-log u)."""
-    return -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+def gumbel(uniform: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Standard Gumbel noise from uniforms: g = -log(-log u) (overwriting ``uniform`` when ``inplace``)."""
+    u = uniform.clamp_(1e-10, 1.0 - 1e-7) if inplace else uniform.clamp(1e-10, 1.0 - 1e-7)
+    return u.log_().neg_().log_().neg_()
 
 
 def nucleus_argmax(logits: torch.Tensor, uniform: torch.Tensor, top_p: float,
@@ -85,7 +89,7 @@ def next_tokens(logits: torch.Tensor, temperature: float, top_p: float,
     logits = logits.float() / temperature
     uniform = uniform_rows(generators, logits.shape[-1], logits.device)
     if top_p >= 1.0:
-        return (logits + gumbel(uniform)).argmax(dim=-1)
+        return logits.add_(gumbel(uniform, inplace=True)).argmax(dim=-1)
     return nucleus_argmax(logits, uniform, top_p)
 
 

@@ -80,6 +80,10 @@ PINNED = {
                        259],
                       [226, 406, 107, 205, 17, 221, 300, 349, 130]],
 }
+# The same for temperature 1 without top-p (the full-vocabulary Gumbel path), llama, unpadded.
+PINNED_FULL_VOCAB = [[173], [481, 364, 484, 332, 497, 57, 249, 394], [13, 54], [261, 334, 38, 185],
+                     [506, 186, 114, 474, 281, 431, 141, 457, 2, 422, 425, 432, 267, 61, 35, 410, 408, 250, 215, 259],
+                     [226, 406, 107, 205, 17, 152, 300, 349, 386]]
 PINNED_EOS = {"llama": [309, 247, 327, 168, 211], "gpt2": [38, 327, 168, 309, 369]}
 
 
@@ -103,6 +107,16 @@ def test_the_same_seeds_give_the_pinned_tokens(arch, padded, batch_size, request
     tokens = sample_from_prefix(bb.model, prefix, list(range(100, 106)), 20, PINNED_EOS[arch], temperature=0.9,
                                 top_p=0.9, attention_mask=mask, batch_size=batch_size)
     assert tokens == PINNED[(arch, padded)]
+
+
+
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_the_same_seeds_give_the_pinned_tokens_without_top_p(batch_size, tiny_llama):
+    bb = load_backbone(tiny_llama)
+    prefix, _ = pinned_inputs(bb, padded=False)
+    tokens = sample_from_prefix(bb.model, prefix, list(range(100, 106)), 20, PINNED_EOS["llama"], temperature=1.0,
+                                top_p=1.0, batch_size=batch_size)
+    assert tokens == PINNED_FULL_VOCAB
 
 
 @pytest.mark.parametrize("slots", [True, False])
