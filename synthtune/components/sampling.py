@@ -222,9 +222,56 @@ def auto_batch_size(model: nn.Module, sequence_length: int, memory_bytes: int | 
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     kv = 2 * config.num_hidden_layers * kv_heads * head_dim * weight.element_size() * sequence_length
+    kv *= 2 if model.config.is_encoder_decoder else 1  # self-attention and cross-attention caches
     per_row = kv + 4 * 4 * weight.shape[0]
     free = available_memory(weight.device) if memory_bytes is None else memory_bytes
     return max(1, min(limit, int(free * fraction) // per_row))
+
+
+def record(rows: list[int], drawn: list[int], tokens: list[list[int]], finished: list[bool], caps: list[int],
+           eos: set[int]) -> list[int]:
+    """Append each slot's drawn token to its row's output (an EOS token ends the row and is not kept);
+    return the slots whose rows ended (EOS, marked in ``finished``, or their cap)."""
+    ended = []
+    for slot, (row, token) in enumerate(zip(rows, drawn)):
+        if token in eos:
+            finished[row] = True
+            ended.append(slot)
+            continue
+        tokens[row].append(token)
+        if len(tokens[row]) >= caps[row]:
+            ended.append(slot)
+    return ended
+
+
+def sample_seq2seq(model: nn.Module, prefix: torch.Tensor, mask: torch.Tensor, queue: deque, generators: list,
+                   caps: list[int], eos: set[int], temperature: float, top_p: float, batch_size: int,
+                   tokens: list[list[int]], finished: list[bool]) -> None:
+    """The encoder-decoder (T5) case of :func:`sample_from_prefix`: the prefix is the encoder's input;
+    batches of ``batch_size`` rows decode from the decoder start token together, and rows that end
+    are dropped from the batch (decoder positions are shared, so freed slots are not refilled)."""
+    from transformers.cache_utils import EncoderDecoderCache
+    from transformers.modeling_outputs import BaseModelOutput
+
+    start = model.config.decoder_start_token_id
+    while queue:
+        rows = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+        enc_mask = mask[rows]
+        encoded = model.get_encoder()(inputs_embeds=prefix[rows], attention_mask=enc_mask).last_hidden_state
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        step = torch.full((len(rows), 1), start, dtype=torch.long, device=prefix.device)
+        while rows:
+            out = model(encoder_outputs=BaseModelOutput(last_hidden_state=encoded), attention_mask=enc_mask,
+                        decoder_input_ids=step, cache=cache, use_cache=True)
+            drawn = next_tokens(out.logits[:, -1], temperature, top_p, [generators[r] for r in rows]).tolist()
+            ended = set(record(rows, drawn, tokens, finished, caps, eos))
+            keep = [s for s in range(len(rows)) if s not in ended]
+            if ended and keep:
+                index = torch.tensor(keep, dtype=torch.long, device=prefix.device)
+                cache.batch_select_indices(index)
+                encoded, enc_mask = encoded[index], enc_mask[index]
+            rows, drawn = [rows[s] for s in keep], [drawn[s] for s in keep]
+            step = torch.tensor(drawn, dtype=torch.long, device=prefix.device).unsqueeze(1)
 
 
 @torch.inference_mode()
@@ -243,8 +290,9 @@ def sample_from_prefix(
     """Generate up to ``max_new_tokens`` tokens after each prefix row; stop a row at EOS.
 
     Args:
-        model: a frozen Hugging Face causal LM (decoder-only).
-        prefix: [N, t, d] soft prompt vectors (the model's whole input context).
+        model: a frozen Hugging Face causal LM, or an encoder-decoder (T5) one.
+        prefix: [N, t, d] soft prompt vectors (the model's whole input context; for an encoder-decoder,
+            the encoder's input, and decoding starts from the decoder start token).
         seeds: one seed per row.
         max_new_tokens: hard cap on generated tokens, one for all rows or one per row.
         eos_token_ids: tokens that end a sample (not included in the output).
@@ -264,8 +312,6 @@ def sample_from_prefix(
     caps = [int(max_new_tokens)] * n if isinstance(max_new_tokens, int) else [int(c) for c in max_new_tokens]
     if len(caps) != n:
         raise ValueError(f"{n} prefixes but {len(caps)} max_new_tokens")
-    if model.config.is_encoder_decoder:
-        raise ValueError("sample_from_prefix needs a decoder-only model")
     if batch_size is None:
         batch_size = auto_batch_size(model, prefix.shape[1] + max(caps, default=0))
     dtype = model.get_input_embeddings().weight.dtype
@@ -277,6 +323,10 @@ def sample_from_prefix(
     tokens: list[list[int]] = [[] for _ in range(n)]
     finished = [False] * n
     queue = deque(i for i in range(n) if caps[i] > 0)
+    if model.config.is_encoder_decoder:
+        sample_seq2seq(model, prefix, mask_all, queue, generators, caps, eos_set, temperature, top_p, batch_size,
+                       tokens, finished)
+        return Sampled(tokens, finished) if return_finished else tokens
     base, head = model.base_model, model.get_output_embeddings()
     slots = supports_slots(model)
 
@@ -296,15 +346,7 @@ def sample_from_prefix(
             rows = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
             cache, mask, last, position = prefill(rows)
         drawn = next_tokens(head(last), temperature, top_p, [generators[r] for r in rows]).tolist()
-        free = []
-        for slot, (row, token) in enumerate(zip(rows, drawn)):
-            if token in eos_set:
-                finished[row] = True
-                free.append(slot)
-                continue
-            tokens[row].append(token)
-            if len(tokens[row]) >= caps[row]:
-                free.append(slot)
+        free = record(rows, drawn, tokens, finished, caps, eos_set)
         live, drawn_free = len(rows) - len(free), bool(free)
         if free and not (slots and queue):  # nothing to refill with: drop the finished rows before the step
             keep = torch.tensor([s for s in range(len(rows)) if s not in set(free)], dtype=torch.long,

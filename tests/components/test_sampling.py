@@ -190,3 +190,26 @@ def test_batch_size_comes_from_free_memory(tiny_llama):
     assert sampling.auto_batch_size(bb.model, 100, memory_bytes=10 * per_row, fraction=0.5) == 5
     assert sampling.auto_batch_size(bb.model, 100, memory_bytes=10**12) == 256
     assert sampling.auto_batch_size(bb.model, 100, memory_bytes=0) == 1
+
+
+def test_t5_samples_from_its_encoder_prefix(tiny_t5):
+    bb = load_backbone(tiny_t5)
+    g = torch.Generator().manual_seed(1)
+    prefix = torch.randn(5, 4, bb.hidden_size, generator=g)
+    mask = torch.ones(5, 4, dtype=torch.long)
+    mask[1, :2] = 0  # encoder padding
+    ours = sample_from_prefix(bb.model, prefix, list(range(5)), 6, [-1], temperature=0.0, attention_mask=mask,
+                              batch_size=2)
+    ref = bb.model.generate(inputs_embeds=prefix, attention_mask=mask, max_new_tokens=6, do_sample=False,
+                            eos_token_id=None, pad_token_id=bb.tokenizer.pad_token_id)
+    assert ours == ref[:, 1:].tolist()  # HF's output starts with the decoder start token
+    seeds = [40, 41, 42, 43, 44]
+    free = sample_from_prefix(bb.model, prefix, seeds, 8, [-1], attention_mask=mask, batch_size=5)
+    stop = free[2][2]  # a token row 2 draws third: it ends row 2 (and maybe others) early
+    cut = sample_from_prefix(bb.model, prefix, seeds, 8, [stop], attention_mask=mask, batch_size=2,
+                             return_finished=True)
+    expected = [row[: row.index(stop)] if stop in row else row for row in free]
+    assert cut.tokens == expected
+    assert cut.finished == [stop in row for row in free] and cut.finished[2]
+    alone = sample_from_prefix(bb.model, prefix[3:4], seeds[3:4], 8, [stop], attention_mask=mask[3:4])
+    assert alone[0] == expected[3]
