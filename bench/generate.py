@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -80,6 +81,34 @@ def run_hf(model, prefix: torch.Tensor, lengths: list[int], batch: int, pad_toke
         assert out.shape[1] == max(targets)
 
 
+def results_markdown(args: argparse.Namespace, argv: list[str] | None, info: dict, params: int, flops: float,
+                     limit: float, rows: list[dict]) -> str:
+    """The RESULTS.md section for the rows measured so far."""
+    hf_at = {r["batch"]: r["tok_s"] for r in rows if r["path"] == "hf generate"}
+    lines = [SECTION, "", machine_markdown(info), "",
+             f"Run: `python bench/generate.py {' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip() + "",
+             "", f"Backbone {args.backbone} (fp32, {params / 1e6:.1f}M parameters) on cpu, {torch.get_num_threads()} "
+             f"torch threads; soft prefix of {args.prompt_length} vectors; target lengths drawn from the GSM8K train "
+             f"questions' token lengths (cap {args.max_new_tokens}); temperature 1, top-p 1. Measured fp32 matmul "
+             f"rate {flops / 1e9:.1f} GFLOP/s, so the compute limit is {limit:.0f} tokens/s (2 × params FLOP per token). "
+             "The last but one column counts the prefix positions too (they cost the same FLOPs per position).",
+             "", "| path | batch | samples | tokens | seconds | tokens/s | of compute limit | with prefix | × HF at batch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        vs = f"{r['tok_s'] / hf_at[r['batch']]:.2f}" if r["batch"] in hf_at else "-"
+        lines.append(f"| {r['path']} | {r['batch']} | {r['samples']} | {r['tokens']} | {r['seconds']:.1f} | "
+                     f"{r['tok_s']:.1f} | {100 * r['of_limit']:.0f} % | {100 * r['with_prefix']:.0f} % | {vs} |")
+    ours32 = next((r for r in rows if r["path"] == "synthtune" and r["batch"] == 32), None)
+    if ours32 is not None:
+        fraction = "met" if ours32["of_limit"] >= 0.5 else "missed"
+        speedup = ("met" if ours32["tok_s"] >= 3 * hf_at[32] else "missed") if 32 in hf_at else "not measured"
+        lines += ["", f"Targets at batch 32: ≥ 50 % of the compute limit {fraction} "
+                      f"({100 * ours32['of_limit']:.0f} %); ≥ 3× HF generate {speedup}."]
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines += ["", f"Load average (1/5/15 min) after the last row: {load}."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default="smollm2-135m")
@@ -132,31 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"path": name, "batch": batch, "samples": count, "tokens": sum(lengths), "seconds": seconds,
                          "tok_s": tok_s, "of_limit": tok_s / limit, "with_prefix": processed / limit})
             print(rows[-1], flush=True)
-
-    hf_at = {r["batch"]: r["tok_s"] for r in rows if r["path"] == "hf generate"}
-    lines = [SECTION, "", machine_markdown(info), "",
-             f"Run: `python bench/generate.py {' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip() + "",
-             "", f"Backbone {args.backbone} (fp32, {params / 1e6:.1f}M parameters) on cpu, {torch.get_num_threads()} "
-             f"torch threads; soft prefix of {args.prompt_length} vectors; target lengths drawn from the GSM8K train "
-             f"questions' token lengths (cap {args.max_new_tokens}); temperature 1, top-p 1. Measured fp32 matmul "
-             f"rate {flops / 1e9:.1f} GFLOP/s, so the compute limit is {limit:.0f} tokens/s (2 × params FLOP per token). "
-             "The last but one column counts the prefix positions too (they cost the same FLOPs per position).",
-             "", "| path | batch | samples | tokens | seconds | tokens/s | of compute limit | with prefix | × HF at batch |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        vs = f"{r['tok_s'] / hf_at[r['batch']]:.2f}" if r["batch"] in hf_at else "-"
-        lines.append(f"| {r['path']} | {r['batch']} | {r['samples']} | {r['tokens']} | {r['seconds']:.1f} | "
-                     f"{r['tok_s']:.1f} | {100 * r['of_limit']:.0f} % | {100 * r['with_prefix']:.0f} % | {vs} |")
-    ours32 = next((r for r in rows if r["path"] == "synthtune" and r["batch"] == 32), None)
-    if ours32 is not None:
-        fraction = "met" if ours32["of_limit"] >= 0.5 else "missed"
-        speedup = ("met" if ours32["tok_s"] >= 3 * hf_at[32] else "missed") if 32 in hf_at else "not measured"
-        lines += ["", f"Targets at batch 32: ≥ 50 % of the compute limit {fraction} "
-                      f"({100 * ours32['of_limit']:.0f} %); ≥ 3× HF generate {speedup}."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        write_section(SECTION, text)
+            markdown = results_markdown(args, argv, info, params, flops, limit, rows)
+            if not args.no_write:  # after every row, so a run cut short still leaves what it measured
+                write_section(SECTION, markdown)
+    print(markdown)
     return 0
 
 
