@@ -34,10 +34,17 @@ def generate_from_text(
     use_chat_template: bool = True,
     system: str | None = None,
     max_prompt_tokens: int = 1024,
-) -> list[str]:
-    """One sampled continuation per prompt (special tokens stripped)."""
+    batch_size: int | None = None,
+    return_finished: bool = False,
+) -> list[str] | tuple[list[str], list[bool]]:
+    """One sampled continuation per prompt (special tokens stripped).
+
+    ``batch_size`` and ``return_finished`` are those of :func:`sample_from_prefix`: with
+    ``return_finished`` the result is ``(texts, finished)``, ``finished[i]`` saying whether text ``i``
+    ended with EOS rather than at ``max_new_tokens``.
+    """
     if not prompts:
-        return []
+        return ([], []) if return_finished else []
     rendered = [render_prompt(tokenizer, p, use_chat_template, system) for p in prompts]
     ids = [tokenizer(r, add_special_tokens=not use_chat_template)["input_ids"][-max_prompt_tokens:] for r in rendered]
     width = max(len(x) for x in ids)
@@ -54,6 +61,8 @@ def generate_from_text(
         eos.add(generation_eos)
     elif generation_eos:
         eos.update(generation_eos)
-    tokens = sample_from_prefix(model, prefix, list(seeds), max_new_tokens, eos_token_ids=eos,
-                                temperature=temperature, top_p=top_p, attention_mask=mask)
-    return [tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
+    sampled = sample_from_prefix(model, prefix, list(seeds), max_new_tokens, eos_token_ids=eos,
+                                 temperature=temperature, top_p=top_p, attention_mask=mask, batch_size=batch_size,
+                                 return_finished=True)
+    texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in sampled.tokens]
+    return (texts, sampled.finished) if return_finished else texts

@@ -1,0 +1,172 @@
+"""Generation speed: synthtune's sampler vs Hugging Face ``generate``, against the machine's compute limit.
+
+Each sample gets a soft prefix and a target length drawn from the token lengths of real GSM8K
+questions (``data/gsm8k/train.jsonl`` under the backbone's tokenizer), so rows end at different
+steps as real samples do (EOS is disabled and each row stops at its target length; HF ``generate``
+gets the same per-row stop through a stopping criterion, and, as with a real EOS, keeps computing a
+finished row until its whole batch ends). Both sample at temperature 1 with the same prefixes.
+
+The compute limit is the fp32 matmul rate measured in the same run (a square matmul, median of
+several) divided by 2 × parameters FLOP per generated token; each tokens/s figure is shown as a
+fraction of it. Writes the "generate" section of bench/RESULTS.md.
+
+    python bench/generate.py            # batches 1, 8, 32, 128
+    python bench/generate.py --quick    # fewer samples per batch (about 5 minutes on 2 busy cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import machine_info, machine_markdown, write_section  # noqa: E402
+
+SECTION = "## generate (bench/generate.py)"
+GSM8K = Path(__file__).resolve().parents[1] / "data" / "gsm8k" / "train.jsonl"
+
+
+def matmul_flops(size: int = 2048, repeats: int = 7) -> float:
+    """Median fp32 FLOP/s of a [size, size] @ [size, size] matmul (2·size³ FLOP) on this machine now."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / sorted(times)[len(times) // 2]
+
+
+def gsm8k_lengths(tokenizer, count: int, cap: int, seed: int = 0) -> list[int]:
+    """``count`` question lengths in tokens, drawn (with a fixed seed) from the GSM8K train questions, at most ``cap``."""
+    questions = [json.loads(line)["question"] for line in GSM8K.read_text(encoding="utf-8").split("\n") if line]  # not splitlines: texts hold U+2028
+    lengths = [min(cap, len(tokenizer(q)["input_ids"])) for q in questions]
+    pick = torch.randint(len(lengths), (count,), generator=torch.Generator().manual_seed(seed))
+    return [lengths[i] for i in pick.tolist()]
+
+
+def run_synthtune(model, prefix: torch.Tensor, lengths: list[int], batch: int) -> None:
+    from synthtune.components.sampling import sample_from_prefix
+
+    out = sample_from_prefix(model, prefix, list(range(len(lengths))), lengths, eos_token_ids=[-1],
+                             temperature=1.0, top_p=1.0, batch_size=batch)
+    assert [len(o) for o in out] == lengths
+
+
+def run_hf(model, prefix: torch.Tensor, lengths: list[int], batch: int, pad_token_id: int) -> None:
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class RowLength(StoppingCriteria):
+        def __init__(self, targets: list[int]) -> None:
+            self.targets = torch.tensor(targets)
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+            return input_ids.shape[1] >= self.targets.to(input_ids.device)
+
+    for start in range(0, len(lengths), batch):
+        chunk, targets = prefix[start:start + batch], lengths[start:start + batch]
+        with torch.inference_mode():
+            out = model.generate(inputs_embeds=chunk, attention_mask=torch.ones(chunk.shape[:2], dtype=torch.long),
+                                 do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max(targets),
+                                 stopping_criteria=StoppingCriteriaList([RowLength(targets)]),
+                                 eos_token_id=None, pad_token_id=pad_token_id)
+        assert out.shape[1] == max(targets)
+
+
+def results_markdown(args: argparse.Namespace, argv: list[str] | None, info: dict, params: int, flops: float,
+                     limit: float, rows: list[dict]) -> str:
+    """The RESULTS.md section for the rows measured so far."""
+    hf_at = {r["batch"]: r["tok_s"] for r in rows if r["path"] == "hf generate"}
+    lines = [SECTION, "", machine_markdown(info), "",
+             f"Run: `python bench/generate.py {' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip() + "",
+             "", f"Backbone {args.backbone} (fp32, {params / 1e6:.1f}M parameters) on cpu, {torch.get_num_threads()} "
+             f"torch threads; soft prefix of {args.prompt_length} vectors; target lengths drawn from the GSM8K train "
+             f"questions' token lengths (cap {args.max_new_tokens}); temperature 1, top-p 1. Measured fp32 matmul "
+             f"rate {flops / 1e9:.1f} GFLOP/s, so the compute limit is {limit:.0f} tokens/s (2 × params FLOP per token). "
+             "The last but one column counts the prefix positions too (they cost the same FLOPs per position).",
+             "", "| path | batch | samples | tokens | seconds | tokens/s | of compute limit | with prefix | × HF at batch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        vs = f"{r['tok_s'] / hf_at[r['batch']]:.2f}" if r["batch"] in hf_at else "-"
+        lines.append(f"| {r['path']} | {r['batch']} | {r['samples']} | {r['tokens']} | {r['seconds']:.1f} | "
+                     f"{r['tok_s']:.1f} | {100 * r['of_limit']:.0f} % | {100 * r['with_prefix']:.0f} % | {vs} |")
+    ours32 = next((r for r in rows if r["path"] == "synthtune" and r["batch"] == 32), None)
+    if ours32 is not None:
+        fraction = "met" if ours32["of_limit"] >= 0.5 else "missed"
+        speedup = ("met" if ours32["tok_s"] >= 3 * hf_at[32] else "missed") if 32 in hf_at else "not measured"
+        lines += ["", f"Targets at batch 32: ≥ 50 % of the compute limit {fraction} "
+                      f"({100 * ours32['of_limit']:.0f} %); ≥ 3× HF generate {speedup}."]
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines += ["", f"Load average (1/5/15 min) after the last row: {load}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbone", default="smollm2-135m")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 128])
+    ap.add_argument("--samples-per-slot", type=float, default=2.0,
+                    help="samples generated per batch slot (continuous batching refills slots as rows end)")
+    ap.add_argument("--min-samples", type=int, default=4)
+    ap.add_argument("--prompt-length", type=int, default=32, help="soft prefix vectors per sample")
+    ap.add_argument("--max-new-tokens", type=int, default=256, help="cap on a sample's target length")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--skip-hf-above", type=int, default=None, help="time HF generate only up to this batch")
+    ap.add_argument("--quick", action="store_true", help="1 sample per slot (the batch-128 HF run dominates)")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.samples_per_slot = 1.0
+
+    from synthtune.components.backbone import load_backbone
+
+    info = machine_info()
+    bb = load_backbone(args.backbone)
+    model = bb.model
+    params = sum(p.numel() for p in model.parameters())
+    flops = matmul_flops()
+    limit = flops / (2 * params)  # tokens/s if every FLOP of 2 × params per token ran at the matmul rate
+    print(f"params {params / 1e6:.1f}M, matmul {flops / 1e9:.1f} GFLOP/s, limit {limit:.0f} tokens/s", flush=True)
+
+    gen = torch.Generator().manual_seed(0)
+    scale = model.get_input_embeddings().weight.std().item()
+    rows = []
+    for batch in args.batches:
+        count = max(args.min_samples, int(round(batch * args.samples_per_slot)))
+        lengths = gsm8k_lengths(bb.tokenizer, count, args.max_new_tokens, seed=batch)
+        prefix = torch.randn(count, args.prompt_length, bb.hidden_size, generator=gen) * scale
+        warm = min(batch, count)
+        paths = [("synthtune", lambda: run_synthtune(model, prefix, lengths, batch),
+                  lambda: run_synthtune(model, prefix[:warm], [4] * warm, batch))]
+        if args.skip_hf_above is None or batch <= args.skip_hf_above:
+            paths.append(("hf generate", lambda: run_hf(model, prefix, lengths, batch, bb.tokenizer.pad_token_id),
+                          lambda: run_hf(model, prefix[:warm], [4] * warm, batch, bb.tokenizer.pad_token_id)))
+        for name, timed, warm_up in paths:
+            warm_up()
+            start = time.perf_counter()
+            timed()
+            seconds = time.perf_counter() - start
+            tok_s = sum(lengths) / seconds
+            processed = (sum(lengths) + count * args.prompt_length) / seconds  # prefix positions cost FLOPs too
+            rows.append({"path": name, "batch": batch, "samples": count, "tokens": sum(lengths), "seconds": seconds,
+                         "tok_s": tok_s, "of_limit": tok_s / limit, "with_prefix": processed / limit})
+            print(rows[-1], flush=True)
+            markdown = results_markdown(args, argv, info, params, flops, limit, rows)
+            if not args.no_write:  # after every row, so a run cut short still leaves what it measured
+                write_section(SECTION, markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
