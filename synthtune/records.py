@@ -26,15 +26,21 @@ def _line_list(numbers: list[int], most: int = 10) -> str:
 
 
 def read_jsonl(path: str | Path, strict: bool = False) -> list[dict[str, Any]]:
-    """Rows of a JSONL file. Broken or non-object lines are skipped with a warning naming their
-    line numbers, or raise when ``strict``. A truncated last line (a crash mid-write) counts as
-    broken too."""
+    """Rows of a JSONL file. Broken lines (not JSON, not an object, or not valid UTF-8) are skipped
+    with a warning naming their line numbers, or raise when ``strict``. Each line is decoded on its
+    own, so a truncated last line (a crash mid-write, even inside a multi-byte character) is just
+    one broken line."""
     path = Path(path)
     if not path.is_file():
         raise SynthtuneError(f"data file not found: {path}; check the path")
     rows, bad = [], []
-    with path.open("r", encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(number)
+                continue
             if not line.strip():
                 continue
             try:
@@ -54,6 +60,17 @@ def read_jsonl(path: str | Path, strict: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
+def _read_text(path: Path) -> str:
+    """The whole file as UTF-8; bytes that are not UTF-8 are one line naming the offset."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SynthtuneError(f"{path}: line {line} is not valid UTF-8 (byte {exc.start}); "
+                             f"re-save the file as UTF-8") from None
+
+
 def read_records(
     path: str | Path,
     split: str = "train",
@@ -68,13 +85,18 @@ def read_records(
         if not p.is_file():
             raise SynthtuneError(f"data file not found: {p}; check the path")
         if suffix in (".jsonl", ".json"):
-            if suffix == ".json" and p.read_text(encoding="utf-8").lstrip().startswith("["):
-                rows = json.loads(p.read_text(encoding="utf-8"))
+            text = _read_text(p) if suffix == ".json" else ""
+            if text.lstrip().startswith("["):
+                try:
+                    rows = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise SynthtuneError(f"{p}: not valid JSON ({exc}); fix the file") from None
             else:
                 rows = read_jsonl(p, strict=strict)
         elif suffix in (".csv", ".tsv"):
             import pandas as pd
 
+            _read_text(p)  # one line for bytes that are not UTF-8, instead of pandas' traceback
             rows = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",").to_dict("records")
         elif suffix == ".parquet":
             import pandas as pd
@@ -113,3 +135,19 @@ def require_fields(rows: Iterable[dict[str, Any]], fields: Iterable[str], source
                 f"{source}: row {index} lacks field(s) {', '.join(missing)} (it has {have}); "
                 f"fix the data or the template/--field"
             )
+
+
+def require_text_fields(rows: Iterable[dict[str, Any]], fields: Iterable[str], source: str) -> None:
+    """Like :func:`require_fields`, and every one of ``fields`` must hold a string: a ``null`` or a
+    number would otherwise be trained on as the text "None" or "12345"."""
+    rows = list(rows)
+    fields = list(fields)
+    require_fields(rows, fields, source)
+    for index, row in enumerate(rows):
+        for field in fields:
+            value = row[field]
+            if not isinstance(value, str):
+                raise SynthtuneError(
+                    f"{source}: row {index} field {field!r} is {json.dumps(value, default=str)} "
+                    f"({type(value).__name__}), not text; fix the row or remove it"
+                )
