@@ -155,6 +155,10 @@ class SynthtuneCLI(LightningCLI):
         intended = config.get("synthtune_subcommand")
         if intended and self.subcommand and intended != self.subcommand:
             raise SynthtuneError(f"this config is for `synthtune {intended}`, not `synthtune {self.subcommand}`")
+        for callback in config.trainer.get("callbacks") or []:
+            if getattr(callback, "class_path", None) == "lightning.pytorch.callbacks.RichProgressBar":
+                # the same bar and arguments, with right counts under max_steps and on resume
+                callback.class_path = "synthtune.callbacks.RunProgressBar"
         root = config.trainer.default_root_dir or os.getcwd()
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(Path(root) / "checkpoints")
