@@ -15,28 +15,10 @@ import pytest
 import torch
 
 from cli_runner import run_synthtune as run_main
+from test_cli import REPO, ROWS, base_args, data_file  # noqa: F401 - data_file is a fixture
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes, atomic_write_jsonl, clean_stale_temp_files
 from synthtune.records import read_jsonl, read_records, require_text_fields
-
-REPO = Path(__file__).resolve().parents[1]
-ROWS = [{"question": f"Sam has {i} pens and gives away {i // 2}. How many are left?"} for i in range(16)]
-
-
-@pytest.fixture()
-def data_file(tmp_path):
-    path = tmp_path / "train.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    return path
-
-
-def base_args(tiny, data_file, root, *extra):
-    return ["--config", str(REPO / "configs/softsrv/demo.yaml"), "--model.init_args.backbone", tiny,
-            "--model.init_args.prompt_length", "4", "--model.init_args.max_new_tokens", "5",
-            "--data.init_args.path", str(data_file), "--data.init_args.limit", "null",
-            "--data.init_args.batch_size", "4", "--data.init_args.num_samples", "6",
-            "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
-            "--trainer.callbacks", "[]", "--trainer.logger", "false", *extra]
 
 
 def one_error_line(code, err, *parts):
