@@ -238,13 +238,24 @@ def check_checkpoint_file(path: Path, model: LightningModule) -> None:
     if not isinstance(saved, dict):
         raise SynthtuneError(f"{path} was not written by synthtune (no signature); "
                              f"pass a checkpoint from `synthtune fit`")
-    signature = getattr(model, "checkpoint_signature", None)
-    method = signature().get("method") if callable(signature) else None
+    method = _method_of(model)
     if method is not None and saved.get("method") != method:
         raise SynthtuneError(
             f"checkpoint does not match this run: method={saved.get('method')!r} (this run: {method!r}); "
             f"use the config.yaml saved next to the checkpoint (--config <run>/config.yaml)"
         )
+
+
+def _method_of(model: LightningModule) -> str | None:
+    """The ``method`` of ``model``'s checkpoint signature, or None when it cannot be known before
+    setup (parts built from the data); the full signature is checked when Lightning loads it."""
+    signature = getattr(model, "checkpoint_signature", None)
+    if not callable(signature):
+        return None
+    try:
+        return signature().get("method")
+    except (AttributeError, RuntimeError, TypeError):  # a part of the model that setup() builds
+        return None
 
 
 def _option_names(parser: ArgumentParser, section: str) -> list[str]:
