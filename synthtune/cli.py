@@ -148,7 +148,7 @@ class SynthtuneCLI(LightningCLI):
                 return  # Lightning starts from scratch with a warning, as documented
         elif not ckpt or ckpt in SPECIAL_CKPT:
             return
-        check_checkpoint_file(Path(ckpt), self.model)
+        check_checkpoint_file(Path(ckpt))
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -218,13 +218,11 @@ def user_error(exc: BaseException) -> SynthtuneError | None:
     return None
 
 
-def check_checkpoint_file(path: Path, model: LightningModule) -> None:
-    """Refuse, with one line, a checkpoint that cannot be read (truncated, corrupt, not a checkpoint)
-    or that another method wrote, before Lightning loads it and before anything is written.
-    The full signature is checked again when Lightning loads it (``on_load_checkpoint``)."""
+def check_checkpoint_file(path: Path) -> None:
+    """Refuse, with one line, a checkpoint that cannot be read (truncated by a crash or a full disk,
+    corrupt, not a checkpoint) before Lightning loads it and before anything is written. Whether it
+    fits this run (its signature) is checked when Lightning loads it, before the run writes anything."""
     import torch
-
-    from synthtune.lightning_modules.frozen_backbone import SIGNATURE_KEY
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
@@ -232,30 +230,8 @@ def check_checkpoint_file(path: Path, model: LightningModule) -> None:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise SynthtuneError(f"{path} is not a readable checkpoint ({first}); it may be truncated by a crash "
                              f"or a full disk: pass another .ckpt (e.g. an earlier one in checkpoints/)") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not {"state_dict", "pytorch-lightning_version"} <= set(checkpoint):
         raise SynthtuneError(f"{path} is not a Lightning checkpoint; pass a .ckpt written by `synthtune fit`")
-    saved = checkpoint.get(SIGNATURE_KEY)
-    if not isinstance(saved, dict):
-        raise SynthtuneError(f"{path} was not written by synthtune (no signature); "
-                             f"pass a checkpoint from `synthtune fit`")
-    method = _method_of(model)
-    if method is not None and saved.get("method") != method:
-        raise SynthtuneError(
-            f"checkpoint does not match this run: method={saved.get('method')!r} (this run: {method!r}); "
-            f"use the config.yaml saved next to the checkpoint (--config <run>/config.yaml)"
-        )
-
-
-def _method_of(model: LightningModule) -> str | None:
-    """The ``method`` of ``model``'s checkpoint signature, or None when it cannot be known before
-    setup (parts built from the data); the full signature is checked when Lightning loads it."""
-    signature = getattr(model, "checkpoint_signature", None)
-    if not callable(signature):
-        return None
-    try:
-        return signature().get("method")
-    except (AttributeError, RuntimeError, TypeError):  # a part of the model that setup() builds
-        return None
 
 
 def _option_names(parser: ArgumentParser, section: str) -> list[str]:

@@ -124,8 +124,9 @@ def _read_hf(name: str, split: str, hf_config: str | None) -> list[dict[str, Any
     return [dict(r) for r in ds]
 
 
-def require_fields(rows: Iterable[dict[str, Any]], fields: Iterable[str], source: str) -> None:
-    """Raise one line naming the first row that lacks one of ``fields``."""
+def require_fields(rows: Iterable[dict[str, Any]], fields: Iterable[str], source: str, *, text: bool = False) -> None:
+    """Raise one line naming the first row that lacks one of ``fields``; with ``text``, also the first
+    whose field is not a string (a ``null`` or a number would otherwise become the text "None"/"12345")."""
     fields = list(fields)
     for index, row in enumerate(rows):
         missing = [f for f in fields if f not in row]
@@ -135,19 +136,10 @@ def require_fields(rows: Iterable[dict[str, Any]], fields: Iterable[str], source
                 f"{source}: row {index} lacks field(s) {', '.join(missing)} (it has {have}); "
                 f"fix the data or the template/--field"
             )
-
-
-def require_text_fields(rows: Iterable[dict[str, Any]], fields: Iterable[str], source: str) -> None:
-    """Like :func:`require_fields`, and every one of ``fields`` must hold a string: a ``null`` or a
-    number would otherwise be trained on as the text "None" or "12345"."""
-    rows = list(rows)
-    fields = list(fields)
-    require_fields(rows, fields, source)
-    for index, row in enumerate(rows):
-        for field in fields:
-            value = row[field]
-            if not isinstance(value, str):
-                raise SynthtuneError(
-                    f"{source}: row {index} field {field!r} is {json.dumps(value, default=str)} "
-                    f"({type(value).__name__}), not text; fix the row or remove it"
-                )
+        not_text = [f for f in fields if not isinstance(row[f], str)] if text else []
+        if not_text:
+            value = row[not_text[0]]
+            raise SynthtuneError(
+                f"{source}: row {index} field {not_text[0]!r} is {json.dumps(value, default=str)} "
+                f"({type(value).__name__}), not text; fix the row or remove it"
+            )

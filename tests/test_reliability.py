@@ -18,7 +18,7 @@ from cli_runner import run_synthtune as run_main
 from test_cli import REPO, ROWS, base_args, data_file  # noqa: F401 - data_file is a fixture
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes, atomic_write_jsonl, clean_stale_temp_files
-from synthtune.records import read_jsonl, read_records, require_text_fields
+from synthtune.records import read_jsonl, read_records, require_fields
 
 
 def one_error_line(code, err, *parts):
@@ -108,12 +108,14 @@ def test_fit_with_a_mismatched_checkpoint_leaves_the_run_folder_untouched(tiny_l
 
 def test_checkpoint_of_another_method_is_refused_before_anything_is_written(tiny_llama, data_file, tmp_path,
                                                                            capsys):
+    checkpoint = torch.load(fit_run(tiny_llama, data_file, tmp_path / "softsrv", capsys), weights_only=False)
+    checkpoint["synthtune"] = {"method": "dawgen", "num_labels": 2}  # what a DawGen run signs its checkpoint with
     other = tmp_path / "dawgen.ckpt"
-    torch.save({"state_dict": {}, "synthtune": {"method": "dawgen", "num_labels": 2}}, other)
+    torch.save(checkpoint, other)
     root = tmp_path / "run"
     code, err = run_main(["fit", *base_args(tiny_llama, data_file, root, "--trainer.max_steps", "1"),
                           "--ckpt_path", str(other)], capsys)
-    one_error_line(code, err, "checkpoint does not match this run: method='dawgen' (this run: 'softsrv')",
+    one_error_line(code, err, "checkpoint does not match this run: ", "method='dawgen' (this run: 'softsrv')",
                    "--config <run>/config.yaml")
     assert not (root / "config.yaml").exists()
     assert not list((root / "checkpoints").glob("*.ckpt"))
@@ -176,6 +178,11 @@ def test_truncated_checkpoint_is_one_line(subcommand, tiny_llama, data_file, tmp
     assert "Traceback" not in err
     assert (root / "config.yaml").read_bytes() == config
 
+    torch.save({"weights": torch.zeros(2)}, truncated)  # readable, but not a Lightning checkpoint
+    code, err = run_main([subcommand, *base_args(tiny_llama, data_file, root, "--trainer.max_steps", "2"),
+                          "--ckpt_path", str(truncated)], capsys)
+    one_error_line(code, err, f"{truncated} is not a Lightning checkpoint")
+
 
 # ------------------------------------------------------------------ 6. output that cannot be written
 def test_unwritable_output_is_refused_before_any_work(tiny_llama, data_file, tmp_path, capsys):
@@ -226,10 +233,11 @@ def test_text_field_that_is_null_or_a_number_is_one_line(value, shown, tiny_llam
     one_error_line(code, err, f"{data}: row 5 field 'question' is {shown}, not text")
 
 
-def test_require_text_fields_accepts_text_and_names_the_first_bad_row():
-    require_text_fields([{"a": "x", "b": ""}], ["a", "b"], "rows")
+def test_require_fields_as_text_accepts_text_and_names_the_first_bad_row():
+    require_fields([{"a": "x", "b": ""}], ["a", "b"], "rows", text=True)
+    require_fields([{"a": "x", "b": 1.5}], ["a", "b"], "rows")  # labels and the like may be numbers
     with pytest.raises(SynthtuneError, match=r"rows: row 1 field 'b' is 1.5 \(float\), not text"):
-        require_text_fields([{"a": "x", "b": "y"}, {"a": "x", "b": 1.5}], ["a", "b"], "rows")
+        require_fields([{"a": "x", "b": "y"}, {"a": "x", "b": 1.5}], ["a", "b"], "rows", text=True)
 
 
 # ------------------------------------------------------------------ 9. strict data option

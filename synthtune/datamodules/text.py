@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.datamodules.base import SynthtuneDataModule
 from synthtune.errors import SynthtuneError
-from synthtune.records import read_records, require_text_fields
+from synthtune.records import read_records, require_fields
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def template_fields(template: str) -> list[str]:
 
 def render(rows: list[dict[str, Any]], template: str, source: str) -> list[str]:
     """Fill ``template`` with each row; a field the rows lack, or one that is not text, is a one-line error."""
-    require_text_fields(rows, template_fields(template), source)
+    require_fields(rows, template_fields(template), source, text=True)
     return [template.format(**row) for row in rows]
 
 
