@@ -129,17 +129,17 @@ def require_fields(rows: Iterable[dict[str, Any]], fields: Iterable[str], source
     whose field is not a string (a ``null`` or a number would otherwise become the text "None"/"12345")."""
     fields = list(fields)
     for index, row in enumerate(rows):
+        not_text = [f for f in fields if f in row and not isinstance(row[f], str)] if text else []
+        if not_text:
+            value = row[not_text[0]]
+            raise SynthtuneError(
+                f"{source}: row {index} field {not_text[0]!r} is {json.dumps(value, default=str)} "
+                f"({type(value).__name__}), not text; fix the row or remove it"
+            )
         missing = [f for f in fields if f not in row]
         if missing:
             have = ", ".join(sorted(row)) or "no fields"
             raise SynthtuneError(
                 f"{source}: row {index} lacks field(s) {', '.join(missing)} (it has {have}); "
                 f"fix the data or the template/--field"
-            )
-        not_text = [f for f in fields if not isinstance(row[f], str)] if text else []
-        if not_text:
-            value = row[not_text[0]]
-            raise SynthtuneError(
-                f"{source}: row {index} field {not_text[0]!r} is {json.dumps(value, default=str)} "
-                f"({type(value).__name__}), not text; fix the row or remove it"
             )
