@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
+from typing import Any
+
 from lightning.pytorch.callbacks import RichProgressBar
 
 
@@ -34,3 +35,11 @@ class RunProgressBar(RichProgressBar):
         description = f"Epoch {current_epoch}" + (f"/{max_epochs - 1}" if max_epochs and max_epochs > 0 else "")
         # as Lightning does: pad to the validation label so the bar does not flicker
         return f"{description:{len(self.validation_description)}}"
+
+
+def use_run_progress_bar(callbacks: list[Any] | None) -> None:
+    """In the parsed ``trainer.callbacks`` of a config, swap Lightning's ``RichProgressBar`` for
+    :class:`RunProgressBar` (same arguments, right counts)."""
+    for callback in callbacks or []:
+        if getattr(callback, "class_path", None) == "lightning.pytorch.callbacks.RichProgressBar":
+            callback.class_path = "synthtune.callbacks.RunProgressBar"
