@@ -58,7 +58,8 @@ def _innermost_problem(message: str) -> str:
 
 def usage_error_line(message: str, parser: ArgumentParser) -> str:
     """One line for a jsonargparse usage error: an unknown option names the closest known one."""
-    subcommand = parser.prog.split()[-1] if parser.prog else ""
+    words = (parser.prog or "").split()  # "synthtune" (or "cli.py"), or "synthtune [options] fit" for a subcommand
+    subcommand = words[-1] if len(words) > 1 else ""
     how = f"run `synthtune {subcommand} --help` for the options" if subcommand else "run `synthtune --help`"
     unknown = re.search(r"Problem with given class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message)
     section_key = re.search(r'Parser key "([\w.]+)"', message)

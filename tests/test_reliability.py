@@ -219,6 +219,9 @@ def test_typo_in_yaml_or_on_the_command_line_is_one_line_with_a_suggestion(tiny_
 
     code, err = run_main(["fit", *args, "--data.init_args.batch_size", "many"], capsys)
     one_error_line(code, err, "data.init_args: ", "batch_size", "many")
+
+    code, err = run_main(["fitt", *args], capsys)
+    one_error_line(code, err, "invalid choice: 'fitt'", "run `synthtune --help`")
     assert not (tmp_path / "run").exists()
 
 
