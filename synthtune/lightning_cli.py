@@ -18,14 +18,17 @@ from typing import Optional
 
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LightningCLI
 
 from synthtune.callbacks.checkpoint import RunCheckpoint
 from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
+from synthtune.callbacks.progress import use_run_progress_bar
+from synthtune.callbacks.run_config import RunConfigSaver
 from synthtune.errors import SynthtuneError
-from synthtune.paths import atomic_write_bytes
+from synthtune.preflight import SPECIAL_CKPT, preflight
 from synthtune.templates import verbatim_templates
+from synthtune.usage_errors import SynthtuneArgumentParser
 
 log = logging.getLogger("synthtune")
 
@@ -36,22 +39,6 @@ LIGHTNING_COMMANDS = {
     "test": "run the test loop on a checkpoint (e.g. accuracy of a tuned prompt)",
     "predict": "generate: write one JSONL row per sample (--writer.output_path)",
 }
-SPECIAL_CKPT = {"last", "best", "hpc", "registry"}
-
-
-class RunConfigSaver(SaveConfigCallback):
-    """Writes the fit config to ``<default_root_dir>/config.yaml`` (atomically, replacing an older
-    one), so ``synthtune predict --config <run>/config.yaml`` reproduces the run."""
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage != "fit" or self.already_saved:
-            return
-        if trainer.is_global_zero:
-            path = Path(trainer.default_root_dir) / self.config_filename
-            text = self.parser.dump(self.config, skip_none=False)
-            atomic_write_bytes(path, text.encode("utf-8"))
-            log.info("config saved to %s", path)
-        self.already_saved = True
 
 
 class SynthtuneCLI(LightningCLI):
@@ -85,11 +72,24 @@ class SynthtuneCLI(LightningCLI):
         mismatched one with one line (see ``SynthtuneModule.on_load_checkpoint``).
         """
 
+    def before_fit(self) -> None:
+        preflight("fit", self.config[self.subcommand])
+
+    def before_validate(self) -> None:
+        preflight("validate", self.config[self.subcommand])
+
+    def before_test(self) -> None:
+        preflight("test", self.config[self.subcommand])
+
+    def before_predict(self) -> None:
+        preflight("predict", self.config[self.subcommand])
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         intended = config.get("synthtune_subcommand")
         if intended and self.subcommand and intended != self.subcommand:
             raise SynthtuneError(f"this config is for `synthtune {intended}`, not `synthtune {self.subcommand}`")
+        use_run_progress_bar(config.trainer.get("callbacks"))
         root = config.trainer.default_root_dir or os.getcwd()
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(Path(root) / "checkpoints")
@@ -124,6 +124,7 @@ def run_cli(args: list[str] | None = None) -> SynthtuneCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_callback=RunConfigSaver,
+        parser_class=SynthtuneArgumentParser,
         save_config_kwargs={"overwrite": True},
         args=args,
         auto_configure_optimizers=False,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import json
 import os
-import tempfile
+import secrets
+import socket
 from pathlib import Path
 from typing import Any, Iterable
+
+from synthtune.errors import SynthtuneError
 
 
 def cache_dir(*parts: str) -> Path:
@@ -17,11 +22,39 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def clean_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a killed :func:`atomic_write_bytes` left next to ``path``
+    (their writer process no longer exists); returns what was deleted."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
+
+    The file gets the usual permissions (0666 minus the umask), not ``mkstemp``'s 0600. The temporary
+    file is named ``.<name>.<pid>.<random>.tmp``; ones left by a killed process are deleted here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    clean_stale_temp_files(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -29,8 +62,63 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str, fix: str) -> Path:
+    """Create folder ``path`` if needed and check that files can be created in it, before any work
+    starts; one line naming ``what`` it is for and the ``fix`` otherwise."""
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".synthtune-write-test.{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise SynthtuneError(f"cannot write {what} to {path} ({exc.strerror or exc}); {fix}") from None
+    return path
+
+
+class OutputLock:
+    """An exclusive lock on one output file, held by one process at a time.
+
+    ``acquire`` takes ``fcntl.flock`` on ``<output>.lock`` without waiting and writes the holder
+    (``pid@host``) into it; a second process gets a :class:`SynthtuneError` naming the holder. The
+    kernel drops the lock when the holder exits, even on ``kill -9``, so a stale lock file never
+    blocks a later run.
+
+    Args:
+        output: the file the lock protects.
+    """
+
+    def __init__(self, output: str | os.PathLike) -> None:
+        self.output = Path(output)
+        self.path = self.output.with_name(self.output.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise SynthtuneError(
+                f"{self.output} is being written by {holder} (lock {self.path}); wait for it to finish, "
+                f"or pass another output path"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:

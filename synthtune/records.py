@@ -27,15 +27,21 @@ def _line_list(numbers: list[int], most: int = 10) -> str:
 
 
 def read_jsonl(path: str | Path, strict: bool = False) -> list[dict[str, Any]]:
-    """Rows of a JSONL file. Broken or non-object lines are skipped with a warning naming their
-    line numbers, or raise when ``strict``. A truncated last line (a crash mid-write) counts as
-    broken too."""
+    """Rows of a JSONL file. Broken lines (not JSON, not an object, or not valid UTF-8) are skipped
+    with a warning naming their line numbers, or raise when ``strict``. Each line is decoded on its
+    own, so a truncated last line (a crash mid-write, even inside a multi-byte character) is just
+    one broken line."""
     path = Path(path)
     if not path.is_file():
         raise SynthtuneError(f"data file not found: {path}; check the path")
     rows, bad = [], []
-    with path.open("r", encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(number)
+                continue
             if not line.strip():
                 continue
             try:
@@ -55,6 +61,17 @@ def read_jsonl(path: str | Path, strict: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
+def _read_text(path: Path) -> str:
+    """The whole file as UTF-8; bytes that are not UTF-8 are one line naming the offset."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SynthtuneError(f"{path}: line {line} is not valid UTF-8 (byte {exc.start}); "
+                             f"re-save the file as UTF-8") from None
+
+
 def read_records(
     path: str | Path,
     split: str = "train",
@@ -69,14 +86,22 @@ def read_records(
         if not p.is_file():
             raise SynthtuneError(f"data file not found: {p}; check the path")
         if suffix in (".jsonl", ".json"):
-            if suffix == ".json" and p.read_text(encoding="utf-8").lstrip().startswith("["):
-                rows = json.loads(p.read_text(encoding="utf-8"))
+            text = _read_text(p) if suffix == ".json" else ""
+            if text.lstrip().startswith("["):
+                try:
+                    rows = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise SynthtuneError(f"{p}: not valid JSON ({exc}); fix the file") from None
             else:
                 rows = read_jsonl(p, strict=strict)
         elif suffix in (".csv", ".tsv"):
             import pandas as pd
 
-            rows = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",").to_dict("records")
+            _read_text(p)  # one line for bytes that are not UTF-8, instead of pandas' traceback
+            # Every CSV cell is text (a "5" in a stars column is the text a template inserts); only an empty
+            # cell is missing, and the text check reports it instead of training on "nan".
+            rows = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False,
+                               na_values=[""]).to_dict("records")
         elif suffix == ".parquet":
             import pandas as pd
 
@@ -103,10 +128,18 @@ def _read_hf(name: str, split: str, hf_config: str | None) -> list[dict[str, Any
     return [dict(r) for r in ds]
 
 
-def require_fields(rows: Iterable[dict[str, Any]], fields: Iterable[str], source: str) -> None:
-    """Raise one line naming the first row that lacks one of ``fields``."""
+def require_fields(rows: Iterable[dict[str, Any]], fields: Iterable[str], source: str, *, text: bool = False) -> None:
+    """Raise one line naming the first row that lacks one of ``fields``; with ``text``, also the first
+    whose field is not a string (a ``null`` or a number would otherwise become the text "None"/"12345")."""
     fields = list(fields)
     for index, row in enumerate(rows):
+        not_text = [f for f in fields if f in row and not isinstance(row[f], str)] if text else []
+        if not_text:
+            value = row[not_text[0]]
+            raise SynthtuneError(
+                f"{source}: row {index} field {not_text[0]!r} is {json.dumps(value, default=str)} "
+                f"({type(value).__name__}), not text; fix the row or remove it"
+            )
         missing = [f for f in fields if f not in row]
         if missing:
             have = ", ".join(sorted(row)) or "no fields"

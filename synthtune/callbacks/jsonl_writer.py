@@ -5,6 +5,12 @@ Each rank appends the rows its ``predict_step`` returns to its own shard file
 the batch in flight. On the next start the ids already on disk are handed to the datamodule's
 ``skip_ids`` so they are never generated again. When prediction ends, rank 0 merges the final file and
 every shard, keeps the first row of each id, sorts by id, and replaces the final file atomically.
+
+One run at a time per output: rank 0 holds an exclusive lock on ``<output>.lock`` from setup to the
+end, so a second run into the same file stops at once with one line naming the holder. Every merge
+checks that all rows it folds in carry the same ``params``. ``overwrite`` never deletes the old file
+up front: the new samples replace it atomically at the end, so a run that fails (say, on a
+mismatched checkpoint) leaves it as it was.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from rich.console import Console
 from rich.text import Text
 
 from synthtune.errors import SynthtuneError
-from synthtune.paths import atomic_write_jsonl
+from synthtune.paths import OutputLock, atomic_write_jsonl, ensure_writable_dir
 from synthtune.records import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -119,7 +125,8 @@ class JsonlPredictionWriter(BasePredictionWriter):
 
     Args:
         output_path: The JSONL file to write. Default: ``<trainer.default_root_dir>/samples.jsonl``.
-        overwrite: Delete the file (and any partial shards) first instead of resuming into it.
+        overwrite: Start over instead of resuming: the new samples replace the file (atomically, once
+            prediction ends); until then the old file stays as it was.
         preview: How many generated texts to print when prediction ends (0 prints none).
     """
 
@@ -137,6 +144,7 @@ class JsonlPredictionWriter(BasePredictionWriter):
         self._written: set[int] = set()
         self._params: Any = None
         self._check_params = False
+        self._lock: OutputLock | None = None
 
     # ----------------------------------------------------------------- setup / resume
     def resolve_output(self, trainer: pl.Trainer) -> Path:
@@ -151,16 +159,16 @@ class JsonlPredictionWriter(BasePredictionWriter):
             return
         self._close()
         output = self.resolve_output(trainer)
-        output.parent.mkdir(parents=True, exist_ok=True)
         self.output_file = output
         self._shard = shard_path(output, trainer.global_rank)
         self._written = set()
+        self._on_rank_zero(trainer, lambda: self._claim(output))
 
         if self.overwrite:
-            if trainer.is_global_zero:
-                for path in [output, *find_shards(output)]:
-                    path.unlink(missing_ok=True)
-            trainer.strategy.barrier("synthtune_writer_overwrite")
+            # Nothing is read or deleted yet: old shards go once the checkpoint has loaded
+            # (on_predict_start), the old file only when the new one replaces it.
+            self._done, self._params, self._check_params = set(), None, True
+            return
 
         # Every rank reads and checks the same files before any barrier, so a bad file raises on all
         # ranks alike instead of leaving the others waiting.
@@ -168,7 +176,7 @@ class JsonlPredictionWriter(BasePredictionWriter):
         groups = [read_sample_rows(output)] + [read_sample_rows(s) for s in shards]
         merged = merge_rows(groups)
         self._done = {row["id"] for row in merged}
-        self._params, self._check_params = self._reference_params(merged, output)
+        self._params, self._check_params = self._reference_params([r for g in groups for r in g], output)
 
         trainer.strategy.barrier("synthtune_writer_read")
         if shards and trainer.is_global_zero:
@@ -186,6 +194,39 @@ class JsonlPredictionWriter(BasePredictionWriter):
                 datamodule.skip_ids(set(self._done))
             if trainer.is_global_zero:
                 self._report_resume(output, can_skip)
+
+    def _claim(self, output: Path) -> None:
+        """Check that ``output`` can be written and take its lock, before any sample is generated."""
+        ensure_writable_dir(output.parent, "samples", "pass --writer.output_path in a folder you can write to")
+        self._lock = OutputLock(output)
+        self._lock.acquire()
+
+    @staticmethod
+    def _on_rank_zero(trainer: pl.Trainer, work: Any) -> Any:
+        """Run ``work()`` on rank 0; a SynthtuneError it raises is raised on every rank (no rank hangs)."""
+        result, problem = None, None
+        if trainer.is_global_zero:
+            try:
+                result = work()
+            except SynthtuneError as exc:
+                problem = str(exc)
+        problem = trainer.strategy.broadcast(problem)
+        if problem:
+            raise SynthtuneError(problem)
+        return result
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """With ``overwrite``, drop an earlier run's shards now that the checkpoint has loaded."""
+        if self.overwrite and self.output_file is not None:
+            if trainer.is_global_zero:
+                for path in find_shards(self.output_file):
+                    path.unlink(missing_ok=True)
+            trainer.strategy.barrier("synthtune_writer_overwrite")
 
     def _report_resume(self, output: Path, can_skip: bool) -> None:
         if can_skip:
@@ -275,15 +316,21 @@ class JsonlPredictionWriter(BasePredictionWriter):
         output = self.output_file
         assert output is not None
         trainer.strategy.barrier("synthtune_writer_before_merge")
-        if trainer.is_global_zero:
-            shards = find_shards(output)
-            merged = merge_rows([read_sample_rows(output)] + [read_sample_rows(s) for s in shards])
-            atomic_write_jsonl(output, merged)
-            for path in shards:
-                path.unlink(missing_ok=True)
-            new = len({row["id"] for row in merged} - self._done)
-            self._print_summary(output, merged, new)
+        self._on_rank_zero(trainer, lambda: self._merge(output))
         trainer.strategy.barrier("synthtune_writer_after_merge")
+        self._release()
+
+    def _merge(self, output: Path) -> None:
+        """Fold every shard (and, unless overwriting, the old file) into ``output``, atomically."""
+        shards = find_shards(output)
+        groups = ([] if self.overwrite else [read_sample_rows(output)]) + [read_sample_rows(s) for s in shards]
+        self._reference_params([r for g in groups for r in g], output)  # never mix two runs in one file
+        merged = merge_rows(groups)
+        atomic_write_jsonl(output, merged)
+        for path in shards:
+            path.unlink(missing_ok=True)
+        new = len({row["id"] for row in merged} - self._done)
+        self._print_summary(output, merged, new)
 
     def _print_summary(self, output: Path, rows: Sequence[dict[str, Any]], new: int) -> None:
         console = Console()
@@ -298,6 +345,8 @@ class JsonlPredictionWriter(BasePredictionWriter):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         """Close the shard so what was written so far stays on disk for the next resume."""
         self._close()
+        self._release()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._close()
+        self._release()

@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def render(rows: list[dict[str, Any]], template: str, source: str) -> list[str]:
-    """Fill ``template`` with each row; a field the rows lack is a one-line error."""
-    require_fields(rows, template_fields(template), source)
+    """Fill ``template`` with each row; a field the rows lack, or one that is not text, is a one-line error."""
+    require_fields(rows, template_fields(template), source, text=True)
     return [template.format(**row) for row in rows]
 
 
@@ -61,6 +61,7 @@ class TextDataModule(SynthtuneDataModule):
         hf_config: configuration name, for Hugging Face datasets.
         seed: seed of the train/val split, the subset and the shuffling.
         num_workers: DataLoader worker processes.
+        strict: fail on broken lines of a JSONL file instead of skipping them with a warning.
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class TextDataModule(SynthtuneDataModule):
         hf_config: str | None = None,
         seed: int = 0,
         num_workers: int = 0,
+        strict: bool = False,
     ) -> None:
         super().__init__()
         if max_length < 2:
@@ -88,7 +90,7 @@ class TextDataModule(SynthtuneDataModule):
         self.path, self.text_template, self.backbone = path, text_template, backbone
         self.max_length, self.val_fraction, self.batch_size = max_length, val_fraction, batch_size
         self.num_samples, self.limit, self.split, self.hf_config = num_samples, limit, split, hf_config
-        self.seed, self.num_workers = seed, num_workers
+        self.seed, self.num_workers, self.strict = seed, num_workers, strict
         self.train_texts: list[str] = []
         self.val_texts: list[str] = []
         self._train_ids: list[list[int]] = []
@@ -98,7 +100,7 @@ class TextDataModule(SynthtuneDataModule):
 
     def load_texts(self) -> list[str]:
         """All example texts after the template, the empty-text filter and ``limit``."""
-        rows = read_records(self.path, split=self.split, hf_config=self.hf_config)
+        rows = read_records(self.path, split=self.split, hf_config=self.hf_config, strict=self.strict)
         texts = [t for t in render(rows, self.text_template, str(self.path))]
         kept = [t for t in texts if t.strip()]
         if len(kept) < len(texts):

@@ -1,5 +1,7 @@
 import json
 import logging
+import os
+import socket
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -10,6 +12,7 @@ from torch.utils.data import DataLoader
 from synthtune.callbacks import JsonlPredictionWriter
 from synthtune.callbacks.jsonl_writer import find_shards, merge_rows, shard_path, to_jsonable
 from synthtune.errors import SynthtuneError
+from synthtune.paths import OutputLock
 
 PARAMS = {"method": "softsrv", "temperature": 0.7, "checkpoint": "abc123"}
 
@@ -176,7 +179,7 @@ def test_shards_are_merged_even_when_nothing_is_left_to_generate(tmp_path):
     assert find_shards(out) == []
 
 
-def test_overwrite_deletes_old_file_and_shards(tmp_path):
+def test_overwrite_replaces_old_file_and_shards(tmp_path):
     out = tmp_path / "samples.jsonl"
     other = {"method": "softsrv", "checkpoint": "old"}
     write_rows(out, range(6), params=other)
@@ -189,6 +192,84 @@ def test_overwrite_deletes_old_file_and_shards(tmp_path):
     assert [r["id"] for r in rows] == list(range(8))
     assert all(r["tag"] == "new" and r["params"] == PARAMS for r in rows)
     assert find_shards(out) == []
+
+
+def test_failed_overwrite_leaves_the_old_file_as_it_was(tmp_path):
+    """Issue 15, item 3: overwrite never deletes first; the old file goes only when the new one replaces it."""
+    out = tmp_path / "samples.jsonl"
+    write_rows(out, range(6), params={"method": "softsrv", "checkpoint": "old"})
+    before = out.read_bytes()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        predict(tmp_path, JsonlPredictionWriter(overwrite=True), ToyGenerator(crash_at_batch=1), ToyIds(n=8))
+    assert out.read_bytes() == before
+    assert [r["id"] for r in read_rows(shard_path(out, 0))] == [0, 1, 2, 3]  # the new run's first batch
+
+
+def test_second_writer_of_one_output_is_refused_naming_the_holder(tmp_path):
+    """Issue 15, item 1: one writer per output file; the second gets one line naming the first."""
+    out = tmp_path / "samples.jsonl"
+    write_rows(out, range(3))
+    before = out.read_bytes()
+    holder = OutputLock(out)
+    holder.acquire()
+    try:
+        module = ToyGenerator()
+        with pytest.raises(SynthtuneError) as info:
+            predict(tmp_path, JsonlPredictionWriter(), module, ToyIds(n=8))
+    finally:
+        holder.release()
+    message = str(info.value)
+    assert "\n" not in message and f"is being written by pid {os.getpid()} on {socket.gethostname()}" in message
+    assert module.generated == [] and out.read_bytes() == before
+    # once the holder is done, the same command resumes normally
+    predict(tmp_path, JsonlPredictionWriter(), ToyGenerator(), ToyIds(n=8))
+    assert [r["id"] for r in read_rows(out)] == list(range(8))
+
+
+class ForeignShardGenerator(ToyGenerator):
+    """Simulates a writer that ignored the lock: mid-run, another rank's shard with other params appears."""
+
+    def predict_step(self, batch, batch_idx):
+        if batch_idx == 0:
+            out = Path(self.trainer.default_root_dir) / "samples.jsonl"
+            write_rows(shard_path(out, 5), [100, 101], tag="foreign", params={**PARAMS, "temperature": 0.5})
+        return super().predict_step(batch, batch_idx)
+
+
+def test_merge_checks_the_params_of_every_shard_it_folds_in(tmp_path):
+    """Issue 15, item 1: the final merge refuses to mix two runs, and keeps every shard for inspection."""
+    out = tmp_path / "samples.jsonl"
+    write_rows(out, [0, 1])
+    before = out.read_bytes()
+    with pytest.raises(SynthtuneError, match="mixes samples from different checkpoints/params.*temperature"):
+        predict(tmp_path, JsonlPredictionWriter(), ForeignShardGenerator(), ToyIds(n=8))
+    assert out.read_bytes() == before
+    assert find_shards(out) == [shard_path(out, 0), shard_path(out, 5)]
+
+
+def test_shard_torn_inside_a_multibyte_character_resumes(tmp_path, caplog):
+    """Issue 15, item 4: a crash cut a shard inside "é" (2 bytes in UTF-8); that line is just broken."""
+    out = tmp_path / "samples.jsonl"
+    write_rows(shard_path(out, 0), [0, 1, 2])
+    with shard_path(out, 0).open("ab") as fh:
+        fh.write('{"id": 3, "text": "caf'.encode() + "é".encode()[:1])
+    module = ToyGenerator()
+    with caplog.at_level(logging.WARNING):
+        predict(tmp_path, JsonlPredictionWriter(), module, ToyIds(n=6))
+    assert sorted(module.generated) == [3, 4, 5]
+    assert [r["id"] for r in read_rows(out)] == list(range(6))
+    assert "1 broken JSON line(s) at line 4" in caplog.text
+
+
+def test_output_folder_that_cannot_be_written_is_refused_before_generating(tmp_path):
+    """Issue 15, item 6: checked at setup, before the first batch is generated."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    module = ToyGenerator()
+    with pytest.raises(SynthtuneError, match=r"cannot write samples to .*not-a-folder.*--writer.output_path"):
+        predict(tmp_path, JsonlPredictionWriter(output_path=str(blocker / "out" / "samples.jsonl")), module,
+                ToyIds(n=4))
+    assert module.generated == []
 
 
 def test_params_mismatch_refuses_and_loses_nothing(tmp_path):

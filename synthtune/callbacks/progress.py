@@ -1,0 +1,45 @@
+"""A progress bar whose counts stay right when training is bounded by ``max_steps`` and resumed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.callbacks import RichProgressBar
+
+
+def epoch_batch_total(num_batches: int | float, start_batch: int, max_steps: int, global_step: int) -> int | float:
+    """How many batches this epoch runs: all ``num_batches``, or fewer when ``max_steps`` ends training
+    first. A resumed epoch starts at batch ``start_batch`` (the bar counts from there), so the steps
+    left are added to it: total = min(num_batches, start_batch + max_steps - global_step)."""
+    if max_steps is None or max_steps < 0:
+        return num_batches
+    return min(num_batches, start_batch + max(max_steps - global_step, 0))
+
+
+class RunProgressBar(RichProgressBar):
+    """Lightning's ``RichProgressBar`` (all its arguments apply), with two counts fixed: a resumed run
+    showed "30/14" (batches done in the resumed epoch against only the steps still left), and a run
+    bounded by ``max_steps`` showed "Epoch 3/-2" (``max_epochs`` is -1 then). The epoch total is now
+    counted from the batch the epoch resumed at, and the epoch has no "/max" when epochs are unbounded."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        trainer = self.trainer
+        epoch_loop = trainer.fit_loop.epoch_loop
+        # a restored epoch resumes at the batches it had done; otherwise the counter is last epoch's
+        start = epoch_loop.batch_progress.current.ready if epoch_loop.restarting else 0
+        return epoch_batch_total(trainer.num_training_batches, start, trainer.max_steps, trainer.global_step)
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        max_epochs = self.trainer.max_epochs
+        description = f"Epoch {current_epoch}" + (f"/{max_epochs - 1}" if max_epochs and max_epochs > 0 else "")
+        # as Lightning does: pad to the validation label so the bar does not flicker
+        return f"{description:{len(self.validation_description)}}"
+
+
+def use_run_progress_bar(callbacks: list[Any] | None) -> None:
+    """In the parsed ``trainer.callbacks`` of a config, swap Lightning's ``RichProgressBar`` for
+    :class:`RunProgressBar` (same arguments, right counts)."""
+    for callback in callbacks or []:
+        if getattr(callback, "class_path", None) == "lightning.pytorch.callbacks.RichProgressBar":
+            callback.class_path = "synthtune.callbacks.RunProgressBar"
