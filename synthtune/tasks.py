@@ -9,8 +9,8 @@ Each task also has default prompt formats (:data:`TEMPLATES`) for classifying it
 through label words, in two styles:
 
 * ``decoder`` (the default): an instruction, the input and an answer cue, for an instruction-tuned
-  decoder, e.g. ``"Review: {text}\nIs this review positive or negative?\nAnswer:"`` → `` negative`` /
-  `` positive``;
+  decoder, e.g. ``"Movie review: {text}\nQuestion: Is the sentiment of this review positive or
+  negative?\nAnswer: The sentiment is"`` → `` negative`` / `` positive``;
 * ``lmbff``: the LM-BFF (Gao et al., 2021) manual template and label words, written for masked LMs
   (SST-2: ``"{text} It was"`` → `` terrible`` / `` great``). LM-BFF's pair templates put the mask
   between the two sentences, which a left-to-right decoder cannot fill; for pair tasks this style is
@@ -160,8 +160,8 @@ _NLI3 = {
 #: task name → style → default prompt format (label words in the task's label order).
 TEMPLATES: dict[str, dict[str, PromptFormat]] = {
     "sst2": {
-        "decoder": PromptFormat("Review: {text}\nIs this review positive or negative?\nAnswer:",
-                                (" negative", " positive")),
+        "decoder": PromptFormat("Movie review: {text}\nQuestion: Is the sentiment of this review positive or "
+                                "negative?\nAnswer: The sentiment is", (" negative", " positive")),
         "lmbff": PromptFormat("{text} It was", (" terrible", " great")),
     },
     "amazon_reviews": {

@@ -1,8 +1,10 @@
 """What the few-shot classifiers share (prompt tuning, full fine-tuning): the supervised step over a
 combination strategy's batch, and accuracy / macro-F1 on the dev and test sets.
 
-A subclass provides ``class_logits(rows) -> [B, C]`` and calls :meth:`ClassifierSteps.init_metrics`
-once it knows the number of classes.
+A subclass provides ``class_logits(rows) -> [B, C]``, ``self.tokenizer``, ``self.is_encoder_decoder``
+and the hyper-parameters ``template``, ``label_words``, ``template_style``, ``multi_token_labels``,
+``max_field_tokens`` and ``label_smoothing``; it calls :meth:`ClassifierSteps.set_reader` once the
+task is known (or :meth:`ClassifierSteps.init_metrics` when it reads no label words).
 """
 
 from __future__ import annotations
@@ -14,12 +16,46 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from synthtune.components.prompt_tuning.combination import smoothed_cross_entropy, smoothing_for_step
+from synthtune.components.prompt_tuning.prompt_format import LabelWordReader, build_reader
+from synthtune.components.prompt_tuning.verbalizer import Verbalizer
+from synthtune.contract import DataInfo
+from synthtune.errors import SynthtuneError
 
 
 class ClassifierSteps:
     """Mixin for a LightningModule that scores rows of a labelled task (see the module docstring)."""
 
     combination: str = "real"
+    reader: LabelWordReader | None = None
+
+    def set_reader(self, task: str) -> None:
+        """Resolve the template and label words (``task``'s defaults fill what is ``None``) and the metrics."""
+        h = self.hparams
+        self.reader = build_reader(self.tokenizer, self.is_encoder_decoder, h.template, h.label_words, task=task,
+                                   style=h.template_style, multi_token=h.multi_token_labels,
+                                   max_field_tokens=h.max_field_tokens)
+        self.init_metrics(self.reader.verbalizer.num_classes)
+
+    def connect_reader(self, info: DataInfo) -> None:
+        """Resolve the prompt format for the task (unless fully given) and check it against the task."""
+        if self.reader is None or self.hparams.template is None or self.hparams.label_words is None:
+            self.set_reader(info.source)
+        if info.text_fields:
+            unknown = [f for f in self.reader.fields if f not in info.text_fields]
+            if unknown:
+                raise SynthtuneError(f"template field(s) {unknown} are not text fields of task {info.source} "
+                                     f"({list(info.text_fields)}); fix the template")
+        if info.label_names and len(info.label_names) != self.verbalizer.num_classes:
+            raise SynthtuneError(f"{self.verbalizer.num_classes} label words {list(self.verbalizer.label_words)} "
+                                 f"for {len(info.label_names)} labels {list(info.label_names)} of task {info.source}; "
+                                 f"give one label word per label")
+
+    @property
+    def verbalizer(self) -> Verbalizer:
+        if self.reader is None:
+            raise SynthtuneError("the template and label words are not resolved yet: connect the module to a "
+                                 "FewShotDataModule (or pass both template and label_words)")
+        return self.reader.verbalizer
 
     def init_metrics(self, num_classes: int) -> None:
         """Accuracy and macro-F1 for the ``val`` and ``test`` splits."""

@@ -25,8 +25,7 @@ from torch import Tensor
 from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.prompt_tuning.combination import check_strategy
 from synthtune.components.prompt_tuning.gradient_surgery import surgery_step
-from synthtune.components.prompt_tuning.prompt_format import LabelWordReader, build_reader
-from synthtune.components.prompt_tuning.verbalizer import Verbalizer
+from synthtune.components.prompt_tuning.prompt_format import LabelWordReader
 from synthtune.components.softsrv.soft_prompts import NonParametricPrompt
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
@@ -127,21 +126,6 @@ class PromptTuningModule(ClassifierSteps, FrozenBackboneModule):
         self.conflicts = 0
 
     # ------------------------------------------------------------ set-up
-    def set_reader(self, task: str) -> None:
-        """Resolve the template and label words (``task``'s defaults fill what is ``None``) and the metrics."""
-        h = self.hparams
-        self.reader = build_reader(self.tokenizer, self.is_encoder_decoder, h.template, h.label_words, task=task,
-                                   style=h.template_style, multi_token=h.multi_token_labels,
-                                   max_field_tokens=h.max_field_tokens)
-        self.init_metrics(self.reader.verbalizer.num_classes)
-
-    @property
-    def verbalizer(self) -> Verbalizer:
-        if self.reader is None:
-            raise SynthtuneError("the template and label words are not resolved yet: connect the module to a "
-                                 "FewShotDataModule (or pass both template and label_words)")
-        return self.reader.verbalizer
-
     def checkpoint_signature(self) -> dict[str, Any]:
         h = self.hparams
         return {"method": "prompt_tuning", "backbone": h.backbone, "prompt_length": h.prompt_length,
@@ -159,17 +143,7 @@ class PromptTuningModule(ClassifierSteps, FrozenBackboneModule):
 
     def connect(self, info: DataInfo) -> None:
         """Check the template and label words against the task; take the strategy and demonstrations."""
-        if self.reader is None or self.hparams.template is None or self.hparams.label_words is None:
-            self.set_reader(info.source)
-        if info.text_fields:
-            unknown = [f for f in self.reader.fields if f not in info.text_fields]
-            if unknown:
-                raise SynthtuneError(f"template field(s) {unknown} are not text fields of task {info.source} "
-                                     f"({list(info.text_fields)}); fix the template")
-        if info.label_names and len(info.label_names) != self.verbalizer.num_classes:
-            raise SynthtuneError(f"{self.verbalizer.num_classes} label words {list(self.verbalizer.label_words)} "
-                                 f"for {len(info.label_names)} labels {list(info.label_names)} of task {info.source}; "
-                                 f"give one label word per label")
+        self.connect_reader(info)
         self.combination = check_strategy(info.strategy)
         super().connect(info)
         if self.hparams.mode == "in_context":

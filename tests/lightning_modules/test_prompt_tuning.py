@@ -269,20 +269,21 @@ def test_optimizer_is_a_named_choice(tiny_llama, name, cls):
         module(tiny_llama, optimizer="adam")
 
 
-@pytest.mark.parametrize("style,words,cue", [("decoder", [" negative", " positive"], "\nAnswer:"),
+@pytest.mark.parametrize("style,words,cue", [("decoder", [" negative", " positive"], "\nAnswer: The sentiment is"),
                                              ("lmbff", [" terrible", " great"], " It was")])
 def test_template_and_label_words_default_to_the_tasks_style(tiny_llama, tmp_path, style, words, cue):
     m = PromptTuningModule(backbone=tiny_llama, template_style=style, prompt_length=2, multi_token_labels=True)
     assert m.reader is None  # resolved when the task is known
     trainer(tmp_path).test(m, data(tiny_llama), verbose=False)
     assert list(m.verbalizer.label_words) == words and m.reader.template.endswith(cue)
-    assert m.reader.render({"text": "a fine film"}).startswith("Review: a fine film" if style == "decoder" else "a fine")
+    assert m.reader.render({"text": "a fine film"}).startswith("Movie review: a fine film" if style == "decoder"
+                                                               else "a fine film It was")
 
 
 def test_t5_default_template_gets_the_sentinel_and_scores_after_it(tiny_t5, tmp_path):
     m = PromptTuningModule(backbone=tiny_t5, prompt_length=2, multi_token_labels=True)
     trainer(tmp_path).test(m, data(tiny_t5), verbose=False)
-    assert m.reader.template.endswith("Answer: <extra_id_0>")
+    assert m.reader.template.endswith("Answer: The sentiment is <extra_id_0>")
     assert m.reader.sentinel_id == m.tokenizer.convert_tokens_to_ids("<extra_id_0>")
 
 
