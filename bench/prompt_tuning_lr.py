@@ -41,13 +41,11 @@ def main() -> None:
         module = PromptTuningModule(backbone=args.backbone, prompt_length=args.prompt_length,
                                     optimizer=args.optimizer, lr=lr)
         dm = FewShotDataModule(args.task, backbone=args.backbone, seed=args.seed, batch_size=8)
-        trainer = pl.Trainer(max_steps=args.steps, accelerator="cpu", devices=1, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                             limit_val_batches=0)
-        before = dev_scores(trainer, module, dm)
-        trainer.fit(module, dm)
-        trainer.limit_val_batches = 1.0
-        after = dev_scores(trainer, module, dm)
+        quiet = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False)
+        before = dev_scores(pl.Trainer(**quiet), module, dm)
+        pl.Trainer(max_steps=args.steps, limit_val_batches=0, **quiet).fit(module, dm)
+        after = dev_scores(pl.Trainer(**quiet), module, dm)
         print(json.dumps({"task": args.task, "optimizer": args.optimizer, "lr": lr, "steps": args.steps,
                           "prompt_length": args.prompt_length, "dev_before": before, "dev_after": after}),
               flush=True)

@@ -12,10 +12,9 @@ from synthtune.lightning_modules.fine_tuning import FineTuningModule
 
 @pytest.fixture()
 def syn_file(tmp_path):
-    rows = [{"text": f"a {'good' if i % 2 else 'bad'} film number {i}", "label": i % 2} for i in range(8)]
-    path = tmp_path / "syn.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
+    (tmp_path / "syn.jsonl").write_text("".join(json.dumps({"text": f"film {i} was {'good' if i % 2 else 'bad'}",
+                                                            "label": i % 2}) + "\n" for i in range(8)))
+    return str(tmp_path / "syn.jsonl")
 
 
 def data(backbone, strategy="real", synthetic=None):
