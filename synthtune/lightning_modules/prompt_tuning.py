@@ -8,6 +8,15 @@ synthetic examples meet: ``paired`` puts one real and one synthetic batch in eve
 (manual optimisation, gradients over P only); every other strategy uses Lightning's automatic path
 (``real+syn+ls`` smooths the labels of synthetic examples only).
 
+The update of P is Alg. 2's ``P ← P − η·δ``: the default optimizer is plain SGD (no weight decay,
+no momentum), under which the projected δ is exactly what is applied. ``adafactor`` (the optimizer
+of T5 prompt tuning, fixed lr) and ``adamw`` are named alternatives; both rescale δ per coordinate,
+so the projection's geometry is not what reaches P. The default lr comes from a dev-split sweep
+(bench/prompt_tuning_lr.py; numbers in docs/results/prompt_tuning_lr.md).
+
+The template and label words default to the task's ``decoder`` style (``synthtune/tasks.py``);
+``template_style: lmbff`` picks the LM-BFF ones.
+
 test: accuracy and macro-F1 on the datamodule's test set. ``mode: zero_shot`` scores the frozen LM
 with the verbalizer and no prompt; ``mode: in_context`` also puts k labelled demonstrations per
 class in front of each input. Neither trains: run them with ``synthtune test``.
