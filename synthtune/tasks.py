@@ -4,6 +4,20 @@ A task is a folder with a ``meta.json`` (``label_names``, ``fields``) and JSONL 
 shipped ``data/<task>/`` folders; ``kshot/16-<seed>/{train,dev}.jsonl`` are the LM-BFF 16-shot
 splits. Rows use ``text`` (single-sentence tasks) or ``text_a``/``text_b`` (pair tasks) and a
 ``label`` that is an index into ``label_names`` (a label name is accepted too).
+
+Each task also has default prompt formats (:data:`TEMPLATES`) for classifying it with a frozen LM
+through label words, in two styles:
+
+* ``decoder`` (the default): an instruction, the input and an answer cue, for an instruction-tuned
+  decoder, e.g. ``"Movie review: {text}\nQuestion: Is the sentiment of this review positive or
+  negative?\nAnswer: The sentiment is"`` → `` negative`` / `` positive``;
+* ``lmbff``: the LM-BFF (Gao et al., 2021) manual template and label words, written for masked LMs
+  (SST-2: ``"{text} It was"`` → `` terrible`` / `` great``). LM-BFF's pair templates put the mask
+  between the two sentences, which a left-to-right decoder cannot fill; for pair tasks this style is
+  their suffix form (premise, hypothesis, a short question), the templates synthtune used before.
+
+A template ends where the label word comes (decoder-only LMs); for T5 the module appends
+``<extra_id_0>`` to it. Zero-shot accuracy of both styles: docs/results/prompt_tuning_templates.md.
 """
 
 from __future__ import annotations
@@ -120,6 +134,83 @@ def read_labeled(path: str | Path, task: TaskSpec, *, allow_empty: bool = False)
     if not out and not allow_empty:
         raise SynthtuneError(f"{source}: no rows; check the file")
     return out
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a row is read as a prompt, and the label word of each label (in label-index order).
+
+    Args:
+        template: text with the task's fields (``{text}`` or ``{text_a}``/``{text_b}``); ends where the label word comes.
+        label_words: one word per label, each a single token of the bundled tokenizer (leading space included).
+    """
+
+    template: str
+    label_words: tuple[str, ...]
+
+
+TEMPLATE_STYLES: tuple[str, ...] = ("decoder", "lmbff")
+
+_NLI3 = {
+    "decoder": PromptFormat("Premise: {text_a}\nHypothesis: {text_b}\nDoes the premise entail the hypothesis? "
+                            "Yes, maybe, or no?\nAnswer:", (" Yes", " Maybe", " No")),
+    "lmbff": PromptFormat("{text_a}\nQuestion: {text_b} Yes, No, or Maybe?\nAnswer:", (" Yes", " Maybe", " No")),
+}
+
+#: task name → style → default prompt format (label words in the task's label order).
+TEMPLATES: dict[str, dict[str, PromptFormat]] = {
+    "sst2": {
+        "decoder": PromptFormat("Movie review: {text}\nQuestion: Is the sentiment of this review positive or "
+                                "negative?\nAnswer: The sentiment is", (" negative", " positive")),
+        "lmbff": PromptFormat("{text} It was", (" terrible", " great")),
+    },
+    "amazon_reviews": {
+        "decoder": PromptFormat("Review: {text}\nIs this review terrible, bad, okay, good or great?\nAnswer:",
+                                (" terrible", " bad", " okay", " good", " great")),
+        "lmbff": PromptFormat("{text} It was", (" terrible", " bad", " okay", " good", " great")),
+    },
+    "ag_news": {
+        "decoder": PromptFormat("Article: {text}\nIs this article about World, Sports, Business or Technology?"
+                                "\nAnswer:", (" World", " Sports", " Business", " Technology")),
+        "lmbff": PromptFormat("{text} This news is about", (" World", " Sports", " Business", " Tech")),
+    },
+    "rte": {
+        "decoder": PromptFormat("{text_a}\nQuestion: Does this mean that \"{text_b}\" is true? Yes or no?\nAnswer:",
+                                (" Yes", " No")),
+        "lmbff": PromptFormat("{text_a}\nQuestion: {text_b} True or False?\nAnswer:", (" True", " False")),
+    },
+    "qnli": {
+        "decoder": PromptFormat("Question: {text_a}\nSentence: {text_b}\nDoes the sentence answer the question? "
+                                "Yes or no?\nAnswer:", (" Yes", " No")),
+        "lmbff": PromptFormat("Question: {text_a}\nSentence: {text_b}\nDoes the sentence answer the question?",
+                              (" Yes", " No")),
+    },
+    "mrpc": {
+        "decoder": PromptFormat("Sentence 1: {text_a}\nSentence 2: {text_b}\nDo the two sentences mean the same "
+                                "thing? Yes or no?\nAnswer:", (" No", " Yes")),
+        "lmbff": PromptFormat("{text_a}\n{text_b}\nDo the two sentences mean the same?", (" No", " Yes")),
+    },
+    "qqp": {
+        "decoder": PromptFormat("Question 1: {text_a}\nQuestion 2: {text_b}\nDo the two questions ask the same "
+                                "thing? Yes or no?\nAnswer:", (" No", " Yes")),
+        "lmbff": PromptFormat("Question 1: {text_a}\nQuestion 2: {text_b}\nDo they ask the same thing?",
+                              (" No", " Yes")),
+    },
+    "mnli": _NLI3,
+    "snli": _NLI3,
+    "sick": _NLI3,
+}
+
+
+def default_prompt_format(task: str, style: str = "decoder") -> PromptFormat:
+    """The default template and label words of ``task`` in ``style`` (``decoder`` or ``lmbff``)."""
+    if style not in TEMPLATE_STYLES:
+        raise SynthtuneError(f"unknown template_style {style!r}; use one of {', '.join(TEMPLATE_STYLES)}")
+    formats = TEMPLATES.get(task)
+    if formats is None:
+        raise SynthtuneError(f"task {task!r} has no default template (known: {', '.join(sorted(TEMPLATES))}); "
+                             f"pass --model.init_args.template and --model.init_args.label_words")
+    return formats[style]
 
 
 def check_label_coverage(rows: list[dict[str, Any]], task: TaskSpec, source: str) -> None:

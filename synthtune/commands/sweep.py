@@ -37,10 +37,10 @@ log = logging.getLogger(__name__)
 
 REFERENCES = ("zero_shot", "in_context")
 ROW_NAMES = {"zero_shot": "Zero-shot prompting", "in_context": "In-context (k demos per class)",
-             "real": "Prompt tuning, real only", "real+syn": "real+syn", "real+syn+ls": "real+syn+ls",
+             "real": "Prompt tuning, real only", "syn": "Prompt tuning, synthetic only", "real+syn": "real+syn", "real+syn+ls": "real+syn+ls",
              "real->syn": "real->syn", "syn->real": "syn->real", "paired/off": "paired, no GS",
              "paired/on": "paired + GS"}
-ROW_ORDER = ["zero_shot", "in_context", "real", "real+syn", "real+syn+ls", "real->syn", "syn->real",
+ROW_ORDER = ["zero_shot", "in_context", "real", "syn", "real+syn", "real+syn+ls", "real->syn", "syn->real",
              "paired/off", "paired/on"]
 
 

@@ -131,7 +131,8 @@ class FewShotDataModule(SynthtuneDataModule):
         k: examples per class.
         seed: k-shot seed (LM-BFF seeds are 13, 21, 42, 87, 100); also seeds the batch plan.
         synthetic: labelled JSONL of synthetic examples with the real data's fields, or ``None``.
-        strategy: ``real``, ``real+syn``, ``real+syn+ls``, ``real->syn``, ``syn->real`` or ``paired``.
+        strategy: ``real``, ``syn`` (synthetic only; the real split still gives the dev set),
+            ``real+syn``, ``real+syn+ls``, ``real->syn``, ``syn->real`` or ``paired``.
         batch_size: examples per training batch (with ``paired``: per source, so a step has two).
         eval_batch_size: examples per dev/test batch.
         test_limit: score a seeded subset of this many test examples (the same for every seed);

@@ -6,6 +6,7 @@ _WHERE = {
     "SoftSRVModule": "softsrv",
     "DawGenModule": "dawgen",
     "PromptTuningModule": "prompt_tuning",
+    "FineTuningModule": "fine_tuning",
     "TemplateGenerationModule": "template_generation",
     "SFTModule": "sft",
     "SynAlignGenerationModule": "synalign_generation",

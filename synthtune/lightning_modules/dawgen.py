@@ -3,9 +3,15 @@ prompt Q_l per label for a frozen generator, trained with token weights W = Φ_W
 step makes label-discriminative; then label-conditioned generation.
 
 One training step (Alg. 1) for a batch of real examples, counted as ONE step for ``max_steps``:
-  1. virtual step Q'(W) = Q − α ∇_Q L_DawGen(Q; W^t), graph kept (torch.func.functional_call);
+  1. virtual step Q'(W) = U(Q, ∇_Q L_DawGen(Q; W^t)), graph kept (torch.func.functional_call), where U
+     is the generator optimizer's own update (``optimizer: adam`` or ``sgd``, its lr, its current
+     moments; :func:`~synthtune.components.dawgen.lookahead.optimizer_update`), so Φ_W is trained for
+     the update that step 3 really applies;
   2. W^{t+1}: Adam step of Φ_W on ∂ L_disc(Q'(W)) / ∂W (meta-gradient through step 1);
-  3. real Adam step of Q on L_DawGen(Q; W^{t+1}), W detached.
+  3. real step of Q (the same optimizer) on L_DawGen(Q; W^{t+1}), W detached.
+
+The objective is the paper's L_DawGen = E_l[L_wGen(Q_l)] + λ L_dist: the weighted generation loss
+is averaged over each label's tokens, then over the labels of the batch; λ = 1 by default.
 
 How each backward behaves under DDP (see also synthtune/components/lookahead.py):
   * steps 1-2 use ``torch.autograd.grad`` on the unwrapped submodules (``self.label_prompts``,
@@ -32,7 +38,8 @@ from synthtune.components.dawgen.losses import (dawgen_objective, discriminative
                                                 weighted_generation_loss)
 from synthtune.components.dawgen.label_prompts import (LabelPrompts, all_label_logprobs, label_loglik_ratio, label_prefix,
                                                 label_token_scores, pooled_representation, token_representations)
-from synthtune.components.dawgen.lookahead import MetaGradient, all_reduce_grads, meta_gradient
+from synthtune.components.dawgen.lookahead import (MetaGradient, VirtualUpdate, all_reduce_grads, meta_gradient,
+                                                   optimizer_update)
 from synthtune.components.dawgen.token_weights import TokenWeightNet
 from synthtune.components.padding import right_pad
 from synthtune.components.sampling import sample_from_prefix, sample_seed
@@ -60,13 +67,16 @@ class DawGenModule(FrozenBackboneModule):
         dtype: weights of the frozen backbone: ``fp32`` or ``bf16`` (Q and Φ_W stay fp32).
         num_labels: L, the task's number of labels (checked against the data's label names).
         prompt_length: t, soft tokens per label.
-        lam: λ ≥ 0, weight of the semantic regularizer L_dist (0 gives the baselines).
+        lam: λ ≥ 0, weight of the semantic regularizer L_dist in E_l[L_wGen] + λ L_dist (1 = the
+            paper's objective; 0 gives the baselines).
         margin: hinge margin of L_dist.
         weight_mode: ``learned`` (Φ_W tuned by the meta-gradient) or ``uniform`` (every token weighs 1).
         weight_mlp_size: hidden width of Φ_W.
-        lr: Adam learning rate of Q.
+        optimizer: the update rule of Q, ``adam`` or ``sgd``; the virtual step of Alg. 1 replays it.
+        lr: learning rate of Q (of the real step, and of the virtual step unless ``inner_lr`` is set).
         weight_lr: Adam learning rate of Φ_W.
-        inner_lr: α, step size of the virtual SGD step of Q.
+        inner_lr: step size of the virtual step when it should differ from ``lr`` (an ablation: Φ_W is
+            then trained for an update that never happens); ``None`` (default) uses ``lr``.
         meta_every_n_steps: update Φ_W (steps 1-2) every this many steps; 1 is Alg. 1, larger values
             keep W fixed in between to save the double backward on a CPU.
         init_from_label_names: start each Q_l's last soft tokens at the embeddings of its label name.
@@ -82,13 +92,14 @@ class DawGenModule(FrozenBackboneModule):
         dtype: Literal["fp32", "bf16"] = "fp32",
         num_labels: int = 2,
         prompt_length: int = 16,
-        lam: float = 0.1,
+        lam: float = 1.0,
         margin: float = 1.0,
         weight_mode: Literal["learned", "uniform"] = "learned",
         weight_mlp_size: int = 64,
+        optimizer: Literal["adam", "sgd"] = "adam",
         lr: float = 1e-3,
         weight_lr: float = 1e-3,
-        inner_lr: float = 1.0,
+        inner_lr: float | None = None,
         meta_every_n_steps: int = 1,
         init_from_label_names: bool = True,
         temperature: float = 1.0,
@@ -98,9 +109,11 @@ class DawGenModule(FrozenBackboneModule):
     ) -> None:
         super().__init__()
         if not math.isfinite(float(lam)) or lam < 0:
-            raise SynthtuneError(f"lam (λ) must be a finite number >= 0, got {lam!r}; pass e.g. --model.init_args.lam 0.1")
-        if inner_lr < 0 or meta_every_n_steps < 1:
-            raise SynthtuneError("need inner_lr ≥ 0 and meta_every_n_steps ≥ 1; fix --model.init_args")
+            raise SynthtuneError(f"lam (λ) must be a finite number >= 0, got {lam!r}; pass e.g. --model.init_args.lam 1.0")
+        if (inner_lr is not None and inner_lr < 0) or meta_every_n_steps < 1 or lr <= 0:
+            raise SynthtuneError("need lr > 0, inner_lr ≥ 0 (or null) and meta_every_n_steps ≥ 1; fix --model.init_args")
+        if optimizer not in ("adam", "sgd"):
+            raise SynthtuneError(f"unknown optimizer {optimizer!r}; use adam or sgd")
         self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
         self.save_hyperparameters()
         bb = self.load_frozen_backbone(backbone, dtype)
@@ -159,22 +172,34 @@ class DawGenModule(FrozenBackboneModule):
         """(L_DawGen, L_wGen, L_dist) for the per-row prompts ``[B, t, d]`` and token weights ``[B, T]``."""
         scores = label_token_scores(self.backbone, prompts, *self._inputs(batch))
         mask = batch["target_mask"]
-        l_wgen = weighted_generation_loss(scores.logprobs, weights, mask)  # L_wGen(Q_l)
+        l_wgen = weighted_generation_loss(scores.logprobs, weights, mask, batch["label"])  # E_l[L_wGen(Q_l)]
         if self.hparams.lam > 0:
             z = pooled_representation(scores.hidden, weights, mask)  # W·Z_{i,l}
             # D is cosine *similarity* (as a distance the hinge would push same-label pairs apart)
             l_dist = distribution_hinge_loss(z, batch["label"], margin=self.hparams.margin)
         else:
             l_dist = l_wgen.new_zeros(())
-        return dawgen_objective(l_wgen, l_dist, self.hparams.lam), l_wgen, l_dist  # L_wGen + λ L_dist
+        return dawgen_objective(l_wgen, l_dist, self.hparams.lam), l_wgen, l_dist  # E_l[L_wGen] + λ L_dist
 
     def disc_loss(self, all_prompts: Tensor, batch: Batch) -> Tensor:
         """L_disc for the prompts of every label ``[L, t, d]``."""
         logprobs = all_label_logprobs(self.backbone, all_prompts, *self._inputs(batch))
         return discriminative_loss(logprobs, batch["label"], batch["target_mask"])
 
-    def compute_meta_gradient(self, batch: Batch, reps: Tensor, write_grad: bool = False) -> MetaGradient:
-        """Steps 1-2 of Alg. 1: ∂ L_disc(Q − α∇_Q L_DawGen(Q; W)) / ∂Φ_W, without changing Q."""
+    def generator_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer of Q (``optimizer``, ``lr``), fresh."""
+        cls = torch.optim.Adam if self.hparams.optimizer == "adam" else torch.optim.SGD
+        return cls(self.label_prompts.parameters(), lr=self.hparams.lr)
+
+    def lookahead(self, optimizer: torch.optim.Optimizer) -> VirtualUpdate:
+        """The virtual update U of Alg. 1: ``optimizer``'s own step from its current state."""
+        params = {name: p for name, p in self.label_prompts.named_parameters() if p.requires_grad}
+        return optimizer_update(optimizer, params, lr=self.hparams.inner_lr)
+
+    def compute_meta_gradient(self, batch: Batch, reps: Tensor, write_grad: bool = False,
+                              optimizer: torch.optim.Optimizer | None = None) -> MetaGradient:
+        """Steps 1-2 of Alg. 1: ∂ L_disc(U(Q, ∇_Q L_DawGen(Q; W))) / ∂Φ_W, without changing Q; U is
+        ``optimizer``'s step (the training run's Q optimizer; a fresh one when ``None``)."""
         mask, labels = batch["target_mask"], batch["label"]
         all_labels = torch.arange(self.hparams.num_labels, device=labels.device)
 
@@ -184,8 +209,8 @@ class DawGenModule(FrozenBackboneModule):
         def outer(call_q: Any) -> Tensor:
             return self.disc_loss(call_q(all_labels), batch)
 
-        return meta_gradient(self.label_prompts, self.weight_net, inner, outer, self.hparams.inner_lr,
-                             write_grad=write_grad)
+        update = self.lookahead(optimizer if optimizer is not None else self.generator_optimizer())
+        return meta_gradient(self.label_prompts, self.weight_net, inner, outer, update, write_grad=write_grad)
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
@@ -194,7 +219,7 @@ class DawGenModule(FrozenBackboneModule):
         reps = self.token_reps(batch)
         learned = self.hparams.weight_mode == "learned"
         if learned and self.global_step % self.hparams.meta_every_n_steps == 0:
-            meta = self.compute_meta_gradient(batch, reps, write_grad=True)
+            meta = self.compute_meta_gradient(batch, reps, write_grad=True, optimizer=opt_q.optimizer)
             self.check_finite(meta.outer_loss, "disc loss")
             all_reduce_grads(self.weight_net.parameters())  # average the local meta-gradients across ranks
             opt_w.optimizer.step()  # raw optimizer: does not advance global_step
@@ -216,7 +241,7 @@ class DawGenModule(FrozenBackboneModule):
         return {"loss": loss.detach(), "token_weights": weights}
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.label_prompts.parameters(), lr=self.hparams.lr),
+        return [self.generator_optimizer(),
                 torch.optim.Adam(self.weight_net.parameters(), lr=self.hparams.weight_lr)]
 
     # ------------------------------------------------------------- generation

@@ -8,6 +8,15 @@ synthetic examples meet: ``paired`` puts one real and one synthetic batch in eve
 (manual optimisation, gradients over P only); every other strategy uses Lightning's automatic path
 (``real+syn+ls`` smooths the labels of synthetic examples only).
 
+The update of P is Alg. 2's ``P ← P − η·δ``: the default optimizer is plain SGD (no weight decay,
+no momentum), under which the projected δ is exactly what is applied. ``adafactor`` (the optimizer
+of T5 prompt tuning, fixed lr) and ``adamw`` are named alternatives; both rescale δ per coordinate,
+so the projection's geometry is not what reaches P. The default lr comes from a dev-split sweep
+(bench/prompt_tuning_lr.py; numbers in docs/results/prompt_tuning_lr.md).
+
+The template and label words default to the task's ``decoder`` style (``synthtune/tasks.py``);
+``template_style: lmbff`` picks the LM-BFF ones.
+
 test: accuracy and macro-F1 on the datamodule's test set. ``mode: zero_shot`` scores the frozen LM
 with the verbalizer and no prompt; ``mode: in_context`` also puts k labelled demonstrations per
 class in front of each input. Neither trains: run them with ``synthtune test``.
@@ -21,42 +30,37 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
-from synthtune.components.prompt_tuning.combination import (
-    check_strategy,
-    smoothed_cross_entropy,
-    smoothing_for_step,
-)
+from synthtune.components.prompt_tuning.combination import check_strategy
 from synthtune.components.prompt_tuning.gradient_surgery import surgery_step
+from synthtune.components.prompt_tuning.prompt_format import LabelWordReader
 from synthtune.components.softsrv.soft_prompts import NonParametricPrompt
-from synthtune.components.prompt_tuning.verbalizer import (
-    T5_MASK,
-    build_verbalizer,
-    class_scores,
-    encode_texts,
-    fill_label,
-    render_row,
-)
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
+from synthtune.lightning_modules.classification import ClassifierSteps
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
-from synthtune.records import template_fields
 from synthtune.templates import Template
 
 MODES = ("train", "zero_shot", "in_context")
+OPTIMIZERS = ("sgd", "adafactor", "adamw")
+#: Default SGD learning rate of P, chosen by the dev sweep in docs/results/prompt_tuning_lr.md.
+LR_SGD = 0.3
 _COUNTERS_KEY = "prompt_tuning_counters"
 
 
-class PromptTuningModule(FrozenBackboneModule):
+class PromptTuningModule(ClassifierSteps, FrozenBackboneModule):
     """A soft prompt P tuned on a frozen LM for few-shot classification.
 
     Args:
         template: how a row becomes the LM input, e.g. ``"{text} It was"`` (decoder-only: ends where the
             label word comes) or ``"{text} It was <extra_id_0>."`` (T5). Fields are the task's text
-            fields (``text`` or ``text_a``/``text_b``).
-        label_words: one word per label, in label-index order, e.g. ``[" terrible", " great"]``.
+            fields (``text`` or ``text_a``/``text_b``). ``None``: the task's default of ``template_style``.
+        label_words: one word per label, in label-index order, e.g. ``[" terrible", " great"]``;
+            ``None``: the task's default of ``template_style``.
+        template_style: which task default fills a ``None`` template / label words: ``decoder`` (an
+            instruction, the input and an answer cue, for instruction-tuned decoders) or ``lmbff``
+            (the LM-BFF manual templates); see ``synthtune/tasks.py``.
         backbone: ``smollm2-135m`` (bundled), a local model folder (decoder-only or T5), a ``.gguf`` or a hub id.
         dtype: weights of the frozen backbone (``fp32`` or ``bf16``; P stays fp32).
         prompt_length: number of soft tokens in P (100 in the paper).
@@ -64,8 +68,12 @@ class PromptTuningModule(FrozenBackboneModule):
         gradient_surgery: project conflicting synthetic gradients (``paired`` strategy only).
         eps: weight ε ≥ 0 of the synthetic gradient in ``paired``: δ = δ_real + ε·δ'_syn.
         label_smoothing: smoothing of synthetic labels under ``real+syn+ls``.
-        lr: AdamW learning rate of P.
-        weight_decay: AdamW weight decay of P.
+        optimizer: the update rule of P: ``sgd`` (Alg. 2's P ← P − η·δ, so the projected δ is exactly
+            what is applied; the default), ``adafactor`` (the T5 prompt-tuning optimizer, lr as given,
+            no relative step) or ``adamw`` (its per-coordinate scaling reshapes the projected δ).
+        lr: learning rate η of P (chosen for ``sgd`` by a dev sweep: docs/results/prompt_tuning_lr.md).
+        momentum: heavy-ball momentum of ``sgd`` (0 = the plain update of Alg. 2).
+        weight_decay: weight decay of P (0 by default: Alg. 2 has none).
         multi_token_labels: allow label words of several tokens (scored by their summed log-probs).
         max_field_tokens: each text field is cut to this many tokens, so the template's end survives.
         demonstrations_per_class: labelled demonstrations per class in ``in_context`` mode.
@@ -75,8 +83,9 @@ class PromptTuningModule(FrozenBackboneModule):
 
     def __init__(
         self,
-        template: Template,
-        label_words: list[str],
+        template: Template | None = None,
+        label_words: list[str] | None = None,
+        template_style: Literal["decoder", "lmbff"] = "decoder",
         backbone: str = DEFAULT_BACKBONE,
         dtype: Literal["fp32", "bf16"] = "fp32",
         prompt_length: int = 100,
@@ -84,8 +93,10 @@ class PromptTuningModule(FrozenBackboneModule):
         gradient_surgery: bool = True,
         eps: float = 1.0,
         label_smoothing: float = 0.1,
-        lr: float = 0.3,
-        weight_decay: float = 1e-5,
+        optimizer: Literal["sgd", "adafactor", "adamw"] = "sgd",
+        lr: float = LR_SGD,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
         multi_token_labels: bool = False,
         max_field_tokens: int = 128,
         demonstrations_per_class: int = 1,
@@ -102,29 +113,23 @@ class PromptTuningModule(FrozenBackboneModule):
                                  f"pass e.g. --model.init_args.eps 1.0")
         if not 0.0 <= label_smoothing < 1.0:
             raise SynthtuneError(f"label_smoothing must be in [0, 1), got {label_smoothing}; pass e.g. 0.1")
+        if optimizer not in OPTIMIZERS:
+            raise SynthtuneError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        if not lr > 0 or not 0 <= momentum < 1 or weight_decay < 0:
+            raise SynthtuneError(f"need lr > 0, 0 <= momentum < 1 and weight_decay >= 0, got {lr}, {momentum}, "
+                                 f"{weight_decay}; fix --model.init_args")
         if max_field_tokens < 1 or demonstrations_per_class < 0:
             raise SynthtuneError("max_field_tokens must be >= 1 and demonstrations_per_class >= 0")
         self.save_hyperparameters()
         bb = self.load_frozen_backbone(backbone, dtype)
         self.is_encoder_decoder = bb.is_encoder_decoder
-        self.fields = template_fields(template)
-        if not self.fields:
-            raise SynthtuneError(f"template {template!r} uses no field; put {{text}} or {{text_a}}/{{text_b}} in it")
-        if self.is_encoder_decoder and T5_MASK not in template:
-            raise SynthtuneError(f"template {template!r} has no {T5_MASK}, which marks where T5 reads the label; "
-                                 f"add it, e.g. \"{{text}} It was {T5_MASK}.\"")
         bb.check_prompt_length(prompt_length)
         self.hidden_size = bb.hidden_size
-        self.verbalizer = build_verbalizer(bb.tokenizer, label_words, multi_token=multi_token_labels)
-        num_classes = self.verbalizer.num_classes
         self.soft_prompt = NonParametricPrompt(prompt_length, bb.hidden_size,
                                                init=self.random_token_prompt((prompt_length,), seed))
-        self.metrics = torch.nn.ModuleDict({
-            f"{split}_{name}": metric
-            for split in ("val", "test")
-            for name, metric in (("acc", MulticlassAccuracy(num_classes=num_classes, average="micro")),
-                                 ("f1", MulticlassF1Score(num_classes=num_classes, average="macro")))
-        })
+        self.reader: LabelWordReader | None = None
+        if template is not None and label_words is not None:  # fully given: checked now, not per task
+            self.set_reader("")
         self.combination = "real"
         self._context_ids: list[int] = []
         self.paired_steps = 0
@@ -148,15 +153,7 @@ class PromptTuningModule(FrozenBackboneModule):
 
     def connect(self, info: DataInfo) -> None:
         """Check the template and label words against the task; take the strategy and demonstrations."""
-        if info.text_fields:
-            unknown = [f for f in self.fields if f not in info.text_fields]
-            if unknown:
-                raise SynthtuneError(f"template field(s) {unknown} are not text fields of task {info.source} "
-                                     f"({list(info.text_fields)}); fix the template")
-        if info.label_names and len(info.label_names) != self.verbalizer.num_classes:
-            raise SynthtuneError(f"{self.verbalizer.num_classes} label words {list(self.verbalizer.label_words)} "
-                                 f"for {len(info.label_names)} labels {list(info.label_names)} of task {info.source}; "
-                                 f"give one label word per label")
+        self.connect_reader(info)
         self.combination = check_strategy(info.strategy)
         super().connect(info)
         if self.hparams.mode == "in_context":
@@ -186,25 +183,21 @@ class PromptTuningModule(FrozenBackboneModule):
                                  "use a FewShotDataModule with real data")
         chosen = [chosen[i] for i in rng.permutation(len(chosen))]  # classes interleaved, not grouped
         sep = self.hparams.demo_separator
-        parts = [fill_label(render_row(self.hparams.template, r, self.tokenizer, self.hparams.max_field_tokens,
-                                       self.fields), self.verbalizer.label_words[r["label"]], self.is_encoder_decoder)
-                 for r in chosen]
+        parts = [self.reader.demonstration(r) for r in chosen]
         text = sep.join(parts) + sep if parts else ""
         self._context_ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
     # ----------------------------------------------------------- scoring
     def encode(self, rows: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
         """Token ids and mask of the rendered rows (after the in-context demonstrations, if any)."""
-        texts = [render_row(self.hparams.template, r, self.tokenizer, self.hparams.max_field_tokens, self.fields)
-                 for r in rows]
-        ids, mask = encode_texts(self.tokenizer, texts, self._context_ids, append_eos=self.is_encoder_decoder)
+        ids, mask = self.reader.encode(rows, self._context_ids)
         return ids.to(self.device), mask.to(self.device)
 
     def class_logits(self, rows: list[dict[str, Any]]) -> Tensor:
         """[B, C] verbalizer scores of ``rows`` (with P in train mode, without it otherwise)."""
         ids, mask = self.encode(rows)
         prefix = self.soft_prompt(None, batch_size=1) if self.hparams.mode == "train" else None
-        return class_scores(self.backbone, self.verbalizer, prefix, ids, mask)
+        return self.reader.scores(self.backbone, prefix, ids, mask)
 
     def loss_on(self, part: dict[str, Any]) -> Tensor:
         """Plain cross-entropy of one kind of examples (L_ce)."""
@@ -214,17 +207,7 @@ class PromptTuningModule(FrozenBackboneModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         if not self.automatic_optimization:
             return self.paired_step(batch)
-        parts = [p for p in (batch.get("real"), batch.get("syn")) if p is not None]
-        rows = [r for p in parts for r in p["rows"]]
-        labels = torch.cat([p["label"] for p in parts]).to(self.device)
-        step = {kind: list(range(len(batch[kind]["rows"]))) if batch.get(kind) is not None else None
-                for kind in ("real", "syn")}
-        # Label smoothing on synthetic examples only (real+syn+ls); zeros for every other example.
-        smoothing = smoothing_for_step(step, self.combination, self.hparams.label_smoothing)
-        loss = smoothed_cross_entropy(self.class_logits(rows), labels, smoothing)
-        self.check_finite(loss)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(rows))
-        return loss
+        return self.supervised_step(batch)
 
     def paired_gradients(self, batch: dict[str, Any]) -> dict[str, float | bool]:
         """Write δ = δ_real + ε·δ'_syn (Alg. 2) into P's ``.grad`` and return the step's statistics."""
@@ -264,27 +247,8 @@ class PromptTuningModule(FrozenBackboneModule):
         self.log("train/conflict_rate", self.conflicts / self.paired_steps, prog_bar=True, batch_size=n)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.soft_prompt.parameters(), lr=self.hparams.lr,
-                                 weight_decay=self.hparams.weight_decay)
-
-    # --------------------------------------------------------- evaluation
-    def _evaluate(self, part: dict[str, Any], split: str) -> None:
-        logits = self.class_logits(part["rows"])
-        labels = part["label"].to(self.device)
-        n = labels.shape[0]
-        preds = logits.argmax(dim=-1)
-        for name in ("acc", "f1"):
-            metric = self.metrics[f"{split}_{name}"]
-            metric.update(preds, labels)
-            self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "acc", batch_size=n)
-        self.log(f"{split}/loss", torch.nn.functional.cross_entropy(logits, labels), on_step=False, on_epoch=True,
-                 sync_dist=True, batch_size=n)
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        return build_optimizer(self.hparams.optimizer, self.soft_prompt.parameters(), self.hparams.lr,
+                               self.hparams.momentum, self.hparams.weight_decay)
 
 
 def _summed_step(params: list[Tensor], loss_real: Tensor, loss_syn: Tensor, eps: float) -> dict[str, float | bool]:
@@ -305,3 +269,19 @@ def _summed_step(params: list[Tensor], loss_real: Tensor, loss_syn: Tensor, eps:
     dot = float(torch.dot(g_real, g_syn))
     denom = float(g_real.norm()) * float(g_syn.norm())
     return {"conflict": dot < 0, "cosine": dot / denom if denom > 0 else 0.0}
+
+
+def build_optimizer(name: str, params: Any, lr: float, momentum: float = 0.0,
+                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The optimizer of P by name: ``sgd`` (P ← P − η·δ, optionally with momentum), ``adafactor``
+    (transformers' Adafactor with a fixed lr, as in T5 prompt tuning) or ``adamw``."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(params, lr=lr, scale_parameter=False, relative_step=False, warmup_init=False,
+                         weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise SynthtuneError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)}")

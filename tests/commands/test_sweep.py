@@ -20,6 +20,8 @@ def test_grid_rows_split_paired_by_gradient_surgery_only():
     assert grid_rows(["paired", "real", "real+syn"], ["on", "off"], ["zero_shot"]) == [
         "zero_shot", "real", "real+syn", "paired/off", "paired/on"]
     assert grid_rows(["paired"], ["on"], []) == ["paired/on"]
+    # the synthetic-only row (no real data) sits right after real-only, as in the paper's ablation
+    assert grid_rows(["paired", "syn", "real"], ["on"], []) == ["real", "syn", "paired/on"]
 
 
 def test_table_cells_are_mean_and_sample_std_in_percent():

@@ -70,6 +70,16 @@ def test_real_strategy_uses_real_batches_only():
     assert len(steps) == 4 and all(s["syn"] is None and len(s["real"]["rows"]) == 8 for s in steps)
 
 
+def test_synthetic_only_strategy_trains_on_synthetic_rows_and_keeps_the_real_dev_set(syn_file):
+    dm = make("syn", syn_file)
+    steps = epoch_steps(dm)
+    assert len(steps) == 3 and all(s["real"] is None for s in steps)
+    assert sorted(t for s in steps for t in texts(s["syn"])) == sorted(f"synthetic review number {i}" for i in range(20))
+    assert len(dm.dev_rows) == 32  # model selection still on the real 16-shot dev split
+    with pytest.raises(SynthtuneError, match="needs synthetic data"):
+        FewShotDataModule("sst2", strategy="syn")
+
+
 @pytest.mark.parametrize("strategy", ["real+syn", "real+syn+ls"])
 def test_concatenating_strategies_mix_both_sets_once_per_epoch(strategy, syn_file):
     dm = make(strategy, syn_file)

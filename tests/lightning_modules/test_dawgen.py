@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback
 
 import helpers
 from synthtune.callbacks import JsonlPredictionWriter
+from synthtune.components.dawgen.label_prompts import label_token_scores
 from synthtune.components.dawgen.lookahead import _math_attention
 from synthtune.components.sampling import sample_seed
 from synthtune.datamodules.labeled import LabeledDataModule
@@ -44,7 +45,7 @@ def params(module):
 
 
 def test_module_meta_gradient_matches_unrolled_autograd_and_finite_differences(tiny_llama):
-    module, dm = make(tiny_llama, lam=0.5, inner_lr=2.0)
+    module, dm = make(tiny_llama, lam=0.5, optimizer="sgd", inner_lr=2.0)
     module.backbone = copy.deepcopy(module.backbone).double()  # a private float64 copy: tight tolerances
     module.label_prompts.double()
     module.weight_net.double()
@@ -87,6 +88,49 @@ def test_module_meta_gradient_matches_unrolled_autograd_and_finite_differences(t
         return value
 
     assert (shifted(1.0) - shifted(-1.0)) / (2 * h) == pytest.approx(norm, rel=2e-2)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_virtual_step_equals_the_real_step_on_the_same_batch(tiny_llama, optimizer):
+    """Alg. 1's lookahead replays the real Q update: same rule, same lr, same optimizer state."""
+    module, dm = make(tiny_llama, optimizer=optimizer, lr=0.05)
+    dm.setup("fit")
+    batch = dm.collate(dm._items[14:20])  # both labels
+    reps = module.token_reps(batch)
+    weights = module.weight_net(reps, batch["target_mask"]).detach()
+    opt = module.configure_optimizers()[0]
+    assert type(opt) is {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
+    q = module.label_prompts.prompts
+
+    def real_step():
+        opt.zero_grad()
+        module.dawgen_loss(module.label_prompts(batch["label"]), weights, batch)[0].backward()
+        opt.step()
+
+    real_step()  # the optimizer state (Adam moments, step count) is not fresh
+    (g,) = torch.autograd.grad(module.dawgen_loss(module.label_prompts(batch["label"]), weights, batch)[0], [q])
+    virtual = module.lookahead(opt)({"prompts": q}, {"prompts": g})["prompts"].detach()
+    before = q.detach().clone()
+    real_step()
+    assert not torch.allclose(before, q.detach())
+    torch.testing.assert_close(virtual, q.detach(), rtol=1e-5, atol=1e-7)
+
+
+def test_objective_is_per_label_wgen_plus_lambda_dist_with_lambda_one_by_default(tiny_llama):
+    module, dm = make(tiny_llama, lam=2.5)
+    assert DawGenModule(backbone=tiny_llama, prompt_length=3, weight_mlp_size=8).hparams.lam == 1.0
+    dm.setup("fit")
+    batch = dm.collate(dm._items[13:20])  # labels 0 and 1, unequal counts
+    weights = torch.ones_like(batch["target_mask"], dtype=torch.float32)
+    total, l_wgen, l_dist = module.dawgen_loss(module.label_prompts(batch["label"]), weights, batch)
+    assert float(l_dist) > 0
+    torch.testing.assert_close(total, l_wgen + 2.5 * l_dist)
+    # E_l[L_wGen]: the mean of each label's token mean, not the mean over all tokens.
+    scores = label_token_scores(module.backbone, module.label_prompts(batch["label"]), *module._inputs(batch))
+    mask, labels = batch["target_mask"].bool(), batch["label"]
+    per_label = [-(scores.logprobs[labels == lab][mask[labels == lab]]).mean() for lab in (0, 1)]
+    torch.testing.assert_close(l_wgen, torch.stack(per_label).mean())
+    assert not torch.allclose(l_wgen, -scores.logprobs[mask].mean())
 
 
 def test_one_step_per_batch_only_q_and_w_change_and_checkpoint_is_small(tiny_llama, tmp_path):

@@ -266,3 +266,64 @@ def test_cli_bad_input_is_one_line(tiny_llama, tmp_path, capsys, monkeypatch, ov
                           "--trainer.default_root_dir", str(tmp_path), *override], capsys)
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+
+
+def test_default_optimizer_is_sgd_and_applies_exactly_minus_lr_times_the_projected_update(tiny_llama):
+    """Alg. 2: P ← P − η·δ with δ = δ_real + ε·δ'_syn (projected), nothing rescaled per coordinate."""
+    m = module(tiny_llama, eps=0.5, lr=0.7)
+    assert m.hparams.optimizer == "sgd" and m.hparams.weight_decay == 0.0 and m.hparams.momentum == 0.0
+    batch = conflicting_batches(m)
+    g_real, g_syn = expected_gradients(m, batch)
+    projected, conflicted = project_conflicting(g_syn, g_real)
+    assert conflicted
+    opt = m.configure_optimizers()
+    assert type(opt) is torch.optim.SGD
+    before = m.soft_prompt.prompt.detach().clone()
+    m.paired_gradients(batch)
+    opt.step()
+    torch.testing.assert_close(m.soft_prompt.prompt.detach() - before, -0.7 * (g_real + 0.5 * projected),
+                               rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,cls", [("adafactor", "Adafactor"), ("adamw", "AdamW"), ("sgd", "SGD")])
+def test_optimizer_is_a_named_choice(tiny_llama, name, cls):
+    opt = module(tiny_llama, optimizer=name, lr=0.3, momentum=0.5 if name == "sgd" else 0.0).configure_optimizers()
+    assert type(opt).__name__ == cls and opt.param_groups[0]["lr"] == 0.3
+    with pytest.raises(SynthtuneError, match="unknown optimizer"):
+        module(tiny_llama, optimizer="adam")
+
+
+@pytest.mark.parametrize("style,words,cue", [("decoder", [" negative", " positive"], "\nAnswer: The sentiment is"),
+                                             ("lmbff", [" terrible", " great"], " It was")])
+def test_template_and_label_words_default_to_the_tasks_style(tiny_llama, tmp_path, style, words, cue):
+    m = PromptTuningModule(backbone=tiny_llama, template_style=style, prompt_length=2, multi_token_labels=True)
+    assert m.reader is None  # resolved when the task is known
+    trainer(tmp_path).test(m, data(tiny_llama), verbose=False)
+    assert list(m.verbalizer.label_words) == words and m.reader.template.endswith(cue)
+    assert m.reader.render({"text": "a fine film"}).startswith("Movie review: a fine film" if style == "decoder"
+                                                               else "a fine film It was")
+
+
+def test_t5_default_template_gets_the_sentinel_and_scores_after_it(tiny_t5, tmp_path):
+    m = PromptTuningModule(backbone=tiny_t5, prompt_length=2, multi_token_labels=True)
+    trainer(tmp_path).test(m, data(tiny_t5), verbose=False)
+    assert m.reader.template.endswith("Answer: The sentiment is <extra_id_0>")
+    assert m.reader.sentinel_id == m.tokenizer.convert_tokens_to_ids("<extra_id_0>")
+
+
+def test_a_task_without_default_template_is_one_line(tiny_llama, tmp_path):
+    m = PromptTuningModule(backbone=tiny_llama, prompt_length=2, multi_token_labels=True)
+    with pytest.raises(SynthtuneError, match="has no default template") as info:
+        m.set_reader("gsm8k")
+    assert "\n" not in str(info.value)
+
+
+def test_synthetic_only_fit_trains_on_synthetic_rows(tiny_llama, syn_file, tmp_path):
+    m = module(tiny_llama)
+    seen = []
+    original = m.class_logits
+    m.class_logits = lambda rows: (seen.extend(r["text"] for r in rows), original(rows))[1]
+    before = m.soft_prompt.prompt.detach().clone()
+    trainer(tmp_path, max_steps=2).fit(m, data(tiny_llama, "syn", syn_file))
+    assert seen and all(t.startswith("a ") and "film number" in t for t in seen)
+    assert not torch.equal(before, m.soft_prompt.prompt.detach())

@@ -3,8 +3,13 @@
 The token weights W (produced by Φ_W) are trained so that *one* step of prompt tuning with the
 weighted loss makes the prompts more discriminative:
 
-    Q'(W) = Q − α ∇_Q L_DawGen(Q; W)              (virtual step, graph kept)
+    Q'(W) = U(Q, ∇_Q L_DawGen(Q; W))               (virtual step, graph kept)
     ∇_W  = ∂ L_disc(Q'(W)) / ∂W                    (meta-gradient, through the virtual step)
+
+U is the update the real step of Q applies: :func:`optimizer_update` replays the generator
+optimizer's own rule (SGD with momentum, Adam, AdamW) from its current state (momentum buffer,
+moments, step count) as a differentiable function of the gradient, so Φ_W is trained for the update
+that actually happens. :func:`virtual_step` is the plain SGD rule ``Q − α ∇_Q L``.
 
 The virtual parameters Q' are plain tensors; the forward pass with them goes through
 :func:`torch.func.functional_call`, so the module's own parameters are never replaced or mutated.
@@ -72,6 +77,93 @@ def virtual_step(params: dict[str, Tensor], grads: dict[str, Tensor | None], lr:
     return {name: p if grads[name] is None else p - value * grads[name] for name, p in params.items()}
 
 
+#: ``update(params, grads) -> virtual params``: one differentiable update of the prompt parameters.
+VirtualUpdate = Callable[[dict[str, Tensor], dict[str, "Tensor | None"]], dict[str, Tensor]]
+
+
+def _group_of(optimizer: torch.optim.Optimizer, p: Tensor) -> dict[str, Any]:
+    for group in optimizer.param_groups:
+        if any(q is p for q in group["params"]):
+            return group
+    raise SynthtuneError("optimizer_update: a prompt parameter is not in the generator optimizer; "
+                         "build the optimizer over the prompt module's parameters")
+
+
+def _sgd_update(p: Tensor, g: Tensor, group: dict[str, Any], state: dict[str, Any], lr: float) -> Tensor:
+    """torch.optim.SGD's step for one parameter, differentiable in ``g``."""
+    d = g + group["weight_decay"] * p if group["weight_decay"] else g
+    mu = group["momentum"]
+    if mu:
+        buf = state.get("momentum_buffer")
+        # SGD momentum: b_t = μ b_{t−1} + (1 − dampening) g_t (b_1 = g_1)
+        buf = d if buf is None else mu * buf + (1 - group["dampening"]) * d
+        d = d + mu * buf if group["nesterov"] else buf
+    return p - lr * d  # Q' = Q − η d
+
+
+def _adam_update(p: Tensor, g: Tensor, group: dict[str, Any], state: dict[str, Any], lr: float,
+                 decoupled: bool) -> Tensor:
+    """torch.optim.Adam / AdamW's step for one parameter, differentiable in ``g``."""
+    beta1, beta2 = group["betas"]
+    wd = group["weight_decay"]
+    if wd and decoupled:
+        p = p * (1 - lr * wd)  # AdamW: decoupled weight decay
+    elif wd:
+        g = g + wd * p
+    step = float(state["step"]) + 1 if "step" in state else 1.0
+    m = state.get("exp_avg", torch.zeros_like(p))
+    v = state.get("exp_avg_sq", torch.zeros_like(p))
+    m = beta1 * m + (1 - beta1) * g  # m_t = β1 m_{t−1} + (1 − β1) g_t
+    v = beta2 * v + (1 - beta2) * g * g  # v_t = β2 v_{t−1} + (1 − β2) g_t²
+    bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
+    # clamp: sqrt has an infinite derivative at 0 (a zero gradient coordinate would give NaN)
+    denom = v.clamp_min(torch.finfo(v.dtype).tiny).sqrt() / math.sqrt(bc2) + group["eps"]
+    return p - (lr / bc1) * m / denom  # Q' = Q − η m̂_t / (√v̂_t + ε)
+
+
+def optimizer_update(optimizer: torch.optim.Optimizer, params: dict[str, Tensor], lr: float | None = None
+                     ) -> VirtualUpdate:
+    """The virtual update U that ``optimizer.step()`` would apply to ``params``, as a differentiable function.
+
+    It reads the optimizer's hyper-parameters and current state (momentum buffer, Adam moments and
+    step count) but changes neither; with the same gradient, ``U(params, grads)`` equals the
+    parameters after ``optimizer.step()``.
+
+    Args:
+        optimizer: a ``torch.optim.SGD``, ``Adam`` or ``AdamW`` over (at least) ``params``.
+        params: name → the real parameter tensors (the optimizer's state is keyed by them).
+        lr: step size of the virtual step; ``None`` uses the optimizer's own (the faithful choice).
+    """
+    kinds = {torch.optim.SGD: "sgd", torch.optim.AdamW: "adamw", torch.optim.Adam: "adam"}
+    kind = kinds.get(type(optimizer))
+    if kind is None:
+        raise SynthtuneError(f"no differentiable lookahead for {type(optimizer).__name__}; use SGD, Adam or AdamW "
+                             f"as the generator optimizer")
+    groups = {name: _group_of(optimizer, p) for name, p in params.items()}
+    for group in groups.values():
+        if group.get("maximize") or group.get("amsgrad"):
+            raise SynthtuneError("the lookahead does not replay maximize or amsgrad; turn them off")
+
+    def update(values: dict[str, Tensor], grads: dict[str, Tensor | None]) -> dict[str, Tensor]:
+        if set(grads) != set(params) or set(values) != set(params):
+            raise SynthtuneError("optimizer_update: params and grads name different tensors; "
+                                 "pass one gradient per prompt parameter")
+        out = {}
+        for name, value in values.items():
+            g = grads[name]
+            group, state = groups[name], optimizer.state.get(params[name], {})
+            step_lr = float(group["lr"] if lr is None else lr)
+            if g is None:
+                out[name] = value
+            elif kind == "sgd":
+                out[name] = _sgd_update(value, g, group, state, step_lr)
+            else:
+                out[name] = _adam_update(value, g, group, state, step_lr, decoupled=kind == "adamw")
+        return out
+
+    return update
+
+
 def _math_attention():
     """Force the plain-math attention kernel: fused SDPA kernels have no double backward."""
     try:
@@ -101,10 +193,10 @@ def meta_gradient(
     weight_net: nn.Module,
     inner_loss_fn: Callable[[CallQ, nn.Module], Tensor],
     outer_loss_fn: Callable[[CallQ], Tensor],
-    inner_lr: float,
+    inner_lr: float | VirtualUpdate,
     write_grad: bool = False,
 ) -> MetaGradient:
-    """∂ L_outer(Q'(W)) / ∂W through one virtual SGD step on the prompt parameters.
+    """∂ L_outer(Q'(W)) / ∂W through one virtual update of the prompt parameters.
 
     Only the trainable parameters of ``module_Q`` are stepped; frozen parameters and buffers (the
     LM) are used as they are. Neither module's parameters are modified, and no ``.grad`` is
@@ -116,7 +208,8 @@ def meta_gradient(
         inner_loss_fn: ``(call_q, weight_net) -> L_DawGen``; ``call_q(*args, **kwargs)`` runs module_Q
             with the current parameters.
         outer_loss_fn: ``(call_q) -> L_disc``; here ``call_q`` runs module_Q with the virtual parameters Q'.
-        inner_lr: virtual step size α.
+        inner_lr: the virtual update: a step size α of plain SGD, or an update U (e.g. from
+            :func:`optimizer_update`, the generator optimizer's own step).
         write_grad: also store the meta-gradient in the weight net's ``.grad``.
     """
     params = {name: p for name, p in module_Q.named_parameters() if p.requires_grad}
@@ -137,7 +230,9 @@ def meta_gradient(
             )
         # Local autograd.grad with create_graph: ∇_Q L_DawGen stays a function of W.
         q_grads = torch.autograd.grad(inner, list(params.values()), create_graph=True, allow_unused=True)
-        virtual = virtual_step(params, dict(zip(params, q_grads)), inner_lr)
+        grads_by_name = dict(zip(params, q_grads))
+        virtual = (inner_lr(params, grads_by_name) if callable(inner_lr)
+                   else virtual_step(params, grads_by_name, inner_lr))
         outer = outer_loss_fn(caller(virtual))
         if outer.numel() != 1:
             raise SynthtuneError(

@@ -8,7 +8,9 @@ examples ``x`` with labels ``y``. ``token_logprobs[i, j] = log Pr(x_{i,j} | x_{i
   objective of the bi-level problem).
 * L_dist: hinge loss on pooled representations that keeps same-label examples closer than
   different-label ones.
-* L_DawGen = L_wGen + λ · L_dist.
+* L_DawGen = E_l[L_wGen(Q_l)] + λ · L_dist: the weighted generation loss is averaged over each
+  label's tokens, then over the labels of the batch (so a label with few or short examples counts as
+  much as the others); λ = 1 is the paper's objective.
 """
 
 from __future__ import annotations
@@ -34,13 +36,17 @@ def _valid_mask(mask: Tensor, shape: torch.Size, what: str) -> Tensor:
     return valid
 
 
-def weighted_generation_loss(token_logprobs: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
-    """L_wGen = −mean over valid tokens of W_j · log Pr(x_j | x_<j; Q_y).
+def weighted_generation_loss(token_logprobs: Tensor, weights: Tensor, mask: Tensor,
+                             labels: Tensor | None = None) -> Tensor:
+    """L_wGen = −mean over valid tokens of W_j · log Pr(x_j | x_<j; Q_y); with ``labels``,
+    E_l[L_wGen(Q_l)]: the mean over each label's valid tokens, then the mean over the labels present.
 
     Args:
         token_logprobs: ``[B, T]`` log-probabilities of the real tokens under their own label's prompt.
         weights: ``[B, T]`` token weights W (e.g. from :class:`TokenWeightNet`; all ones = plain NLL).
         mask: ``[B, T]`` 1 on valid tokens, 0 on padding.
+        labels: ``[B]`` each example's label, to average per label first (DawGen's E_l); ``None``
+            averages over all valid tokens of the batch.
     """
     if weights.shape != token_logprobs.shape:
         raise SynthtuneError(
@@ -49,8 +55,18 @@ def weighted_generation_loss(token_logprobs: Tensor, weights: Tensor, mask: Tens
         )
     valid = _valid_mask(mask, token_logprobs.shape, "weighted_generation_loss")
     terms = (weights * token_logprobs).masked_fill(~valid, 0.0)
-    # DawGen L_wGen = −(1/N) Σ_j W_j log Pr(x_j | x_<j; Q_y)
-    return -terms.sum() / valid.sum()
+    if labels is None:
+        # DawGen L_wGen = −(1/N) Σ_j W_j log Pr(x_j | x_<j; Q_y)
+        return -terms.sum() / valid.sum()
+    if labels.shape != token_logprobs.shape[:1]:
+        raise SynthtuneError(f"weighted_generation_loss: labels {tuple(labels.shape)} for {token_logprobs.shape[0]} "
+                             f"rows; pass one label per row")
+    present, row_label = torch.unique(labels, return_inverse=True)
+    sums = terms.new_zeros(len(present)).index_add(0, row_label, terms.sum(dim=1))
+    counts = terms.new_zeros(len(present)).index_add(0, row_label, valid.sum(dim=1).to(terms.dtype))
+    per_label = -sums / counts.clamp_min(1)  # L_wGen(Q_l) = −(1/N_l) Σ_{j: y=l} W_j log Pr(x_j | x_<j; Q_l)
+    has_tokens = counts > 0
+    return per_label[has_tokens].mean()  # E_l[L_wGen(Q_l)]
 
 
 def discriminative_loss(logprobs_all_labels: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
@@ -122,15 +138,15 @@ def distribution_hinge_loss(
 
 
 def dawgen_objective(l_wgen: Tensor, l_dist: Tensor, lam: float) -> Tensor:
-    """L_DawGen = L_wGen + λ · L_dist.
+    """L_DawGen = E_l[L_wGen] + λ · L_dist.
 
     Args:
-        l_wgen: weighted generation loss.
+        l_wgen: weighted generation loss (averaged per label, then over labels).
         l_dist: distribution hinge loss.
         lam: weight λ ≥ 0 of the hinge loss.
     """
     value = float(lam)
     if not math.isfinite(value) or value < 0:
-        raise SynthtuneError(f"DawGen lambda must be a finite number >= 0, got {lam!r}; pass e.g. lam=0.1")
-    # DawGen objective: L_wGen + λ L_dist
+        raise SynthtuneError(f"DawGen lambda must be a finite number >= 0, got {lam!r}; pass e.g. lam=1.0")
+    # DawGen objective: E_l[L_wGen] + λ L_dist
     return l_wgen + value * l_dist

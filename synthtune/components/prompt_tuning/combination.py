@@ -3,6 +3,8 @@
 One switch, ``strategy``, picks the batch plan of an epoch:
 
 * ``real``          real examples only (the baseline);
+* ``syn``           synthetic examples only (no real example is trained on; the real few-shot
+  set still serves model selection on its dev split);
 * ``real+syn``      the two sets concatenated and shuffled together; batches mix both kinds;
 * ``real+syn+ls``   as ``real+syn``, with label smoothing on the synthetic examples only;
 * ``real->syn``     within each epoch all real batches first, then all synthetic batches;
@@ -30,7 +32,7 @@ from synthtune.errors import SynthtuneError
 
 Step = dict[str, "list[int] | None"]
 
-STRATEGIES: tuple[str, ...] = ("real", "real+syn", "real+syn+ls", "real->syn", "syn->real", "paired")
+STRATEGIES: tuple[str, ...] = ("real", "syn", "real+syn", "real+syn+ls", "real->syn", "syn->real", "paired")
 _NEEDS_SYNTHETIC = frozenset(STRATEGIES) - {"real"}
 
 
@@ -71,7 +73,7 @@ def plan_epoch(strategy: str, n_real: int, n_syn: int, batch_size: int, epoch: i
 
     Args:
         strategy: one of :data:`STRATEGIES`.
-        n_real: number of real examples (at least 1).
+        n_real: number of real examples (at least 1 unless ``strategy == "syn"``).
         n_syn: number of synthetic examples (at least 1 unless ``strategy == "real"``).
         batch_size: examples per batch; with ``paired`` each of the two batches of a step has this size
             (the last batch of a pass may be smaller).
@@ -85,7 +87,7 @@ def plan_epoch(strategy: str, n_real: int, n_syn: int, batch_size: int, epoch: i
     check_strategy(strategy)
     if batch_size < 1:
         raise SynthtuneError(f"batch_size must be >= 1, got {batch_size}; pass a positive batch size")
-    if n_real < 1:
+    if n_real < 1 and strategy != "syn":
         raise SynthtuneError(
             f"combination strategy {strategy!r} got an empty real set; provide real training examples"
         )
@@ -99,6 +101,8 @@ def plan_epoch(strategy: str, n_real: int, n_syn: int, batch_size: int, epoch: i
 
     if strategy == "real":
         return [{"real": b, "syn": None} for b in _batches(_rng(seed, epoch, 0).permutation(n_real), batch_size)]
+    if strategy == "syn":
+        return [{"real": None, "syn": b} for b in _batches(_rng(seed, epoch, 2).permutation(n_syn), batch_size)]
 
     if strategy in ("real+syn", "real+syn+ls"):
         # Pooled index space: [0, n_real) are real, [n_real, n_real + n_syn) are synthetic.

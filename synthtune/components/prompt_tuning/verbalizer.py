@@ -5,9 +5,10 @@ the label word would come. Each class has one label word; the class score is rea
 
 * decoder-only: the input is ``[P; template(x)]``; the scores are the next-token logits of the
   label words at the last real position;
-* T5: the encoder input is ``[P; template(x)]`` with ``<extra_id_0>`` in it, the decoder target is
-  the label word, and the scores are the decoder logits at the first target position over the label
-  words.
+* T5: the encoder input is ``[P; template(x)]`` with ``<extra_id_0>`` in it. A span-corruption T5
+  answers ``<extra_id_0> <span> <extra_id_1>``, so the decoder is fed ``<start> <extra_id_0>`` and the
+  scores are the decoder logits of the label words at the position after the sentinel (pass the
+  sentinel's id; without it the label word is read at the first target position).
 
 With one token per label word, ``cross_entropy(scores, y)`` is the paper's loss
 ``L_ce(P) = −log Pr_θ([MASK] = y | [P; E])`` with the softmax over the label words. Label words
@@ -190,32 +191,35 @@ def decoder_class_scores(model: nn.Module, verbalizer: Verbalizer, prefix: Tenso
 
 
 def t5_class_scores(model: nn.Module, verbalizer: Verbalizer, prefix: Tensor | None, input_ids: Tensor,
-                    attention_mask: Tensor, per_token: bool = False) -> Tensor:
-    """[B, C] class scores of an encoder-decoder LM (T5): encoder ``[P; template(x)]``, decoder target
-    the label word, scored at the first target position."""
+                    attention_mask: Tensor, per_token: bool = False, sentinel_id: int | None = None) -> Tensor:
+    """[B, C] class scores of an encoder-decoder LM (T5): encoder ``[P; template(x)]``, decoder
+    ``<start> [sentinel]`` then the label word, scored from the position after the sentinel."""
     inputs, mask, _ = _with_prefix(model, prefix, input_ids, attention_mask)
     encoder_out = model.get_encoder()(inputs_embeds=inputs, attention_mask=mask)
     batch = input_ids.shape[0]
-    start = int(model.config.decoder_start_token_id)
+    head = [int(model.config.decoder_start_token_id)] + ([int(sentinel_id)] if sentinel_id is not None else [])
+    head_ids = torch.tensor(head, dtype=torch.long, device=input_ids.device)
+    at = len(head) - 1  # the decoder position that predicts the label word's first token
     if verbalizer.single_token and not per_token:
-        decoder_ids = torch.full((batch, 1), start, dtype=torch.long, device=input_ids.device)
+        decoder_ids = head_ids.expand(batch, len(head))
         logits = model(encoder_outputs=encoder_out, attention_mask=mask, decoder_input_ids=decoder_ids).logits
-        return logits[:, 0, verbalizer.first_ids().to(logits.device)].float()
+        return logits[:, at, verbalizer.first_ids().to(logits.device)].float()
     word_ids, word_mask = _label_rows(verbalizer, input_ids.device)
     scores = []
     for c in range(verbalizer.num_classes):
         n = int(word_mask[c].sum())
         word = word_ids[c, :n]
-        decoder_ids = torch.cat([torch.tensor([start], device=word.device), word[:-1]]).expand(batch, n)
-        logits = model(encoder_outputs=encoder_out, attention_mask=mask, decoder_input_ids=decoder_ids).logits
+        decoder_ids = torch.cat([head_ids, word[:-1]]).expand(batch, at + n)
+        logits = model(encoder_outputs=encoder_out, attention_mask=mask, decoder_input_ids=decoder_ids).logits[:, at:]
         logp = F.log_softmax(logits.float(), dim=-1)
         scores.append(logp.gather(-1, word.expand(batch, n).unsqueeze(-1)).squeeze(-1).sum(dim=1))
     return torch.stack(scores, dim=1)
 
 
 def class_scores(model: nn.Module, verbalizer: Verbalizer, prefix: Tensor | None, input_ids: Tensor,
-                 attention_mask: Tensor, per_token: bool = False) -> Tensor:
-    """[B, C] class scores for either model family (see the module docstring)."""
+                 attention_mask: Tensor, per_token: bool = False, sentinel_id: int | None = None) -> Tensor:
+    """[B, C] class scores for either model family (see the module docstring); ``sentinel_id`` is the
+    id of ``<extra_id_0>`` for a span-corruption T5 (ignored by decoder-only LMs)."""
     if getattr(model.config, "is_encoder_decoder", False):
-        return t5_class_scores(model, verbalizer, prefix, input_ids, attention_mask, per_token)
+        return t5_class_scores(model, verbalizer, prefix, input_ids, attention_mask, per_token, sentinel_id)
     return decoder_class_scores(model, verbalizer, prefix, input_ids, attention_mask, per_token)

@@ -10,7 +10,7 @@ from synthtune.components.dawgen.losses import (
     distribution_hinge_loss,
     weighted_generation_loss,
 )
-from synthtune.components.dawgen.lookahead import all_reduce_grads, meta_gradient, virtual_step
+from synthtune.components.dawgen.lookahead import all_reduce_grads, meta_gradient, optimizer_update, virtual_step
 from synthtune.components.dawgen.token_weights import TokenWeightNet
 from synthtune.errors import SynthtuneError
 
@@ -231,3 +231,84 @@ def test_meta_gradient_through_a_tiny_hf_model(tiny_llama):
     assert all(p.grad is None for p in backbone.model.parameters())
     assert not any(p.requires_grad for p in backbone.model.parameters())
     assert module.prompts.grad is None
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda ps: torch.optim.SGD(ps, lr=0.3),
+    lambda ps: torch.optim.SGD(ps, lr=0.2, momentum=0.9, dampening=0.1, weight_decay=0.01),
+    lambda ps: torch.optim.SGD(ps, lr=0.2, momentum=0.8, nesterov=True),
+    lambda ps: torch.optim.Adam(ps, lr=0.05, betas=(0.8, 0.95), weight_decay=0.01),
+    lambda ps: torch.optim.AdamW(ps, lr=0.05, weight_decay=0.1),
+], ids=["sgd", "sgd-momentum", "sgd-nesterov", "adam", "adamw"])
+def test_optimizer_update_equals_the_real_optimizer_step(make_opt):
+    """Alg. 1's lookahead is the real update: U(Q, g) == Q after optimizer.step() with gradient g,
+    also after a few steps have filled the momentum buffer / moments."""
+    model = ToyPrompts()
+    x, labels, mask = toy_data()
+    opt = make_opt([model.prompt])
+    params = {"prompt": model.prompt}
+
+    def loss() -> torch.Tensor:
+        return -toy_logprobs(model.prompt, model.emb, model.out, x, labels).mean()
+
+    for _ in range(3):  # fill the optimizer state first
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    (g,) = torch.autograd.grad(loss(), [model.prompt])
+    virtual = optimizer_update(opt, params)(params, {"prompt": g})["prompt"]
+    assert not torch.allclose(virtual, model.prompt)  # it moves
+    opt.zero_grad()
+    model.prompt.grad = g.clone()
+    opt.step()
+    torch.testing.assert_close(virtual.detach(), model.prompt.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_optimizer_update_is_differentiable_and_its_own_step_size_unless_given():
+    p = nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    opt = torch.optim.SGD([p], lr=0.5)
+    w = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    g = w * torch.tensor([1.0, 1.0], dtype=torch.float64)
+    out = optimizer_update(opt, {"p": p})({"p": p}, {"p": g})["p"]
+    torch.testing.assert_close(out.detach(), torch.tensor([-0.5, -3.5], dtype=torch.float64))
+    (dw,) = torch.autograd.grad(out.sum(), [w])
+    assert float(dw) == pytest.approx(-1.0)  # d/dw Σ(p − 0.5 w) = −0.5·2
+    other = optimizer_update(opt, {"p": p}, lr=1.0)({"p": p}, {"p": g})["p"]
+    torch.testing.assert_close(other.detach(), torch.tensor([-2.0, -5.0], dtype=torch.float64))
+    with pytest.raises(SynthtuneError, match="no differentiable lookahead"):
+        optimizer_update(torch.optim.RMSprop([p]), {"p": p})
+    with pytest.raises(SynthtuneError, match="not in the generator optimizer"):
+        optimizer_update(opt, {"q": nn.Parameter(torch.zeros(1))})
+
+
+def test_meta_gradient_through_the_adam_update_matches_finite_differences():
+    """With U = the Adam step (moments filled), ∂ L_disc(U(Q, ∇L(Q; W))) / ∂W is the true derivative."""
+    model, wnet = ToyPrompts(), make_weight_net()
+    x, labels, mask = toy_data()
+    opt = torch.optim.Adam([model.prompt], lr=0.05)
+    for _ in range(2):
+        opt.zero_grad()
+        (-toy_logprobs(model.prompt, model.emb, model.out, x, labels).mean()).backward()
+        opt.step()
+    update = optimizer_update(opt, {"prompt": model.prompt})
+    inner = inner_loss_factory(model, x, labels, mask, 0.0)
+    outer = outer_loss_factory(x, labels, mask)
+    result = meta_gradient(model, wnet, inner, outer, update)
+
+    def outer_value() -> float:
+        (g,) = torch.autograd.grad(inner(model, wnet), [model.prompt])
+        new = update({"prompt": model.prompt}, {"prompt": g})["prompt"].detach()
+        lps = torch.stack([toy_logprobs(new, model.emb, model.out, x, torch.full_like(labels, l)) for l in range(L)], 1)
+        return float(discriminative_loss(lps, labels, mask))
+
+    h = 1e-6
+    name, p = next(iter(wnet.named_parameters()))
+    flat = p.data.view(-1)
+    for k in range(min(flat.numel(), 4)):
+        old = float(flat[k])
+        flat[k] = old + h
+        plus = outer_value()
+        flat[k] = old - h
+        minus = outer_value()
+        flat[k] = old
+        assert float(result.grads[name].view(-1)[k]) == pytest.approx((plus - minus) / (2 * h), rel=1e-4, abs=1e-9)

@@ -112,3 +112,21 @@ def test_token_weights_start_uniform_and_uniform_mode():
         TokenWeightNet(8, mode="attention")
     with pytest.raises(SynthtuneError, match="no valid tokens"):
         TokenWeightNet(8)(hidden, torch.zeros(2, 3))
+
+
+def test_weighted_generation_loss_averages_per_label_then_over_labels():
+    """E_l[L_wGen(Q_l)]: label 0 has 1 valid token, label 1 has 4; each label counts once."""
+    logp = torch.tensor([[-1.0, -9.0, -9.0], [-2.0, -4.0, -9.0], [-6.0, -8.0, -9.0]])
+    weights = torch.tensor([[2.0, 1.0, 1.0], [1.0, 1.0, 1.0], [0.5, 1.0, 1.0]])
+    mask = torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 0]])
+    labels = torch.tensor([0, 1, 1])
+    label0 = 2.0  # −(2·−1)/1
+    label1 = (2.0 + 4.0 + 3.0 + 8.0) / 4  # −(−2 −4 −0.5·6 −8)/4
+    got = weighted_generation_loss(logp, weights, mask, labels)
+    assert float(got) == pytest.approx((label0 + label1) / 2)
+    # The pooled token mean differs: (2 + 17) / 5.
+    assert float(weighted_generation_loss(logp, weights, mask)) == pytest.approx(19.0 / 5)
+    # A label that is absent from the batch does not count as a zero.
+    assert float(weighted_generation_loss(logp[1:], weights[1:], mask[1:], labels[1:])) == pytest.approx(label1)
+    with pytest.raises(SynthtuneError, match="one label per row"):
+        weighted_generation_loss(logp, weights, mask, labels[:2])

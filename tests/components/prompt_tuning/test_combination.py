@@ -23,6 +23,17 @@ def test_real_only_covers_real_once():
     assert sorted(_flatten(steps, "real")) == list(range(10))
 
 
+def test_synthetic_only_covers_synthetic_once_and_no_real_example():
+    steps = plan_epoch("syn", n_real=10, n_syn=9, batch_size=4, epoch=0, seed=0)
+    assert [len(s["syn"]) for s in steps] == [4, 4, 1]
+    assert all(s["real"] is None for s in steps)
+    assert sorted(_flatten(steps, "syn")) == list(range(9))
+    only = plan_epoch("syn", n_real=0, n_syn=3, batch_size=4, epoch=0, seed=0)  # no real set needed
+    assert len(only) == 1 and only[0]["real"] is None and sorted(only[0]["syn"]) == [0, 1, 2]
+    with pytest.raises(SynthtuneError, match="synthetic set is empty"):
+        plan_epoch("syn", n_real=10, n_syn=0, batch_size=4, epoch=0, seed=0)
+
+
 @pytest.mark.parametrize("strategy", ["real+syn", "real+syn+ls"])
 def test_mixed_strategies_shuffle_both_sets_together(strategy):
     steps = plan_epoch(strategy, n_real=7, n_syn=13, batch_size=5, epoch=0, seed=3)

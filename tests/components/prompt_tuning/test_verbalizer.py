@@ -126,7 +126,8 @@ def test_multi_token_scoring_of_one_token_words_gives_the_same_class_softmax(tin
 
 
 @pytest.mark.parametrize("multi", [False, True])
-def test_t5_scores_read_the_decoder_at_the_first_target_position(tiny_t5, multi):
+@pytest.mark.parametrize("sentinel", [False, True])
+def test_t5_scores_read_the_label_word_after_the_sentinel(tiny_t5, multi, sentinel):
     bb = load_backbone(tiny_t5)
     tok, model = bb.tokenizer, bb.model
     words = [" terrible", " the"] if multi else one_token_words(tok, 2)
@@ -135,14 +136,16 @@ def test_t5_scores_read_the_decoder_at_the_first_target_position(tiny_t5, multi)
     ids, mask = encode_texts(tok, texts, append_eos=True)
     prefix = torch.randn(1, 2, bb.hidden_size) * 0.1
     start = model.config.decoder_start_token_id
+    sentinel_id = tok.convert_tokens_to_ids("<extra_id_0>")
+    head = [start, sentinel_id] if sentinel else [start]  # a span-corruption T5 emits <extra_id_0> first
     with torch.no_grad():
-        scores = class_scores(model, v, prefix, ids, mask)
+        scores = class_scores(model, v, prefix, ids, mask, sentinel_id=sentinel_id if sentinel else None)
         for row in range(len(texts)):
             n = int(mask[row].sum())
             embeds = torch.cat([prefix, model.get_input_embeddings()(ids[row:row + 1, :n])], dim=1)
             for c, word in enumerate(v.token_ids):
-                decoder = torch.tensor([[start, *word[:-1]]])
-                logits = model(inputs_embeds=embeds, decoder_input_ids=decoder).logits[0]
+                decoder = torch.tensor([[*head, *word[:-1]]])
+                logits = model(inputs_embeds=embeds, decoder_input_ids=decoder).logits[0, len(head) - 1:]
                 if multi:
                     expected = sum(float(F.log_softmax(logits[j], -1)[t]) for j, t in enumerate(word))
                 else:
