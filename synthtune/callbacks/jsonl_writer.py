@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.text import Text
 
 from synthtune.errors import SynthtuneError
-from synthtune.paths import OutputLock, atomic_write_jsonl, ensure_writable_dir
+from synthtune.paths import OutputLock, atomic_write_json, atomic_write_jsonl, ensure_writable_dir
 from synthtune.records import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ DEFAULT_FILE_NAME = "samples.jsonl"
 _SHARD_RE = re.compile(r"\.rank(\d+)\.partial\.jsonl$")
 _FIX = "pass --writer.overwrite true to start over, or another --writer.output_path"
 _PREVIEW_CHARS = 300
+#: Above this fraction of samples cut off at max_new_tokens, predict warns and names the option to raise.
+CAP_WARN_FRACTION = 0.05
 
 
 def shard_path(output: Path, rank: int) -> Path:
@@ -331,6 +333,25 @@ class JsonlPredictionWriter(BasePredictionWriter):
             path.unlink(missing_ok=True)
         new = len({row["id"] for row in merged} - self._done)
         self._print_summary(output, merged, new)
+        self._report_length_cap(output, merged)
+
+    def _report_length_cap(self, output: Path, rows: Sequence[dict[str, Any]]) -> None:
+        """Count the samples that stopped at ``max_new_tokens`` instead of at EOS (rows with ``hit_cap``),
+        write the counts to ``<output>.summary.json`` and warn when more than a few percent were cut off."""
+        flagged = [row for row in rows if "hit_cap" in row]
+        if not flagged:
+            return
+        capped = sum(bool(row["hit_cap"]) for row in flagged)
+        cap = flagged[0].get("params", {}).get("max_new_tokens") if isinstance(flagged[0].get("params"), dict) else None
+        summary = {"samples": len(rows), "ended_at_eos": len(flagged) - capped, "hit_cap": capped,
+                   "hit_cap_fraction": capped / len(flagged), "max_new_tokens": cap}
+        atomic_write_json(output.with_name(output.name + ".summary.json"), summary)
+        message = (f"{summary['ended_at_eos']} of {len(flagged)} samples ended at EOS; {capped} "
+                   f"({100 * summary['hit_cap_fraction']:.1f} %) stopped at the cap max_new_tokens={cap}")
+        if summary["hit_cap_fraction"] > CAP_WARN_FRACTION:
+            log.warning("%s and are cut off mid-text; raise --model.init_args.max_new_tokens", message)
+        else:
+            log.info(message)
 
     def _print_summary(self, output: Path, rows: Sequence[dict[str, Any]], new: int) -> None:
         console = Console()

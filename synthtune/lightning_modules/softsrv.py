@@ -129,20 +129,25 @@ class SoftSRVModule(FrozenBackboneModule):
 
     def generate(self, context_index: torch.Tensor, seeds: list[int]) -> list[str]:
         """Sample one text per (context, seed) pair."""
+        return self.generate_with_ends(context_index, seeds)[0]
+
+    def generate_with_ends(self, context_index: torch.Tensor, seeds: list[int]) -> tuple[list[str], list[bool]]:
+        """Sample one text per (context, seed) pair; also whether each stopped at the length cap, not at EOS."""
         prefix = self.prompts(context_index)
         s = self.sampling
-        tokens = sample_from_prefix(self.backbone, prefix, seeds, s.max_new_tokens,
-                                    eos_token_ids=[self.tokenizer.eos_token_id], temperature=s.temperature,
-                                    top_p=s.top_p)
-        return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
+        tokens, finished = sample_from_prefix(self.backbone, prefix, seeds, s.max_new_tokens,
+                                              eos_token_ids=[self.tokenizer.eos_token_id], temperature=s.temperature,
+                                              top_p=s.top_p, return_finished=True)
+        return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens], [not f for f in finished]
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
         ids = batch["id"].tolist()
         seeds = [sample_seed(self.sampling.seed, i, "softsrv") for i in ids]
-        texts = self.generate(batch["context_index"], seeds)
+        texts, hit_cap = self.generate_with_ends(batch["context_index"], seeds)
         params = self.generation_params()
-        return [{"id": i, "text": text, "context_index": c, "seed": s, "method": "softsrv", "params": params}
-                for i, text, c, s in zip(ids, texts, batch["context_index"].tolist(), seeds)]
+        return [{"id": i, "text": text, "context_index": c, "seed": s, "hit_cap": cap, "method": "softsrv",
+                 "params": params}
+                for i, text, c, s, cap in zip(ids, texts, batch["context_index"].tolist(), seeds, hit_cap)]
 
     @torch.no_grad()
     def sample_texts(self, num: int) -> list[str]:

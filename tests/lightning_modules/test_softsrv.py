@@ -138,3 +138,19 @@ def test_predict_resume_finishes_the_file_without_duplicates(tiny_llama, data_pa
     assert [r["text"] for r in rows] == [r["text"] for r in expected]  # resumed samples are the same samples
     assert rows[7]["context_index"] == 7 % len(dm.train_texts)
     assert rows[0]["method"] == "softsrv" and rows[0]["params"]["checkpoint"] != "untrained"
+
+
+def test_predict_counts_samples_cut_off_at_the_length_cap(tiny_llama, data_path, tmp_path, caplog):
+    out = tmp_path / "samples.jsonl"
+    # The tiny random model rarely emits EOS within its 6-token cap, so most rows are cut off; the summary
+    # must agree with the rows' own flags.
+    module, dm = make(tiny_llama, data_path, num_samples=12)
+    with caplog.at_level("INFO", logger="synthtune.callbacks.jsonl_writer"):
+        trainer(tmp_path, callbacks=[JsonlPredictionWriter(str(out))]).predict(module, dm, return_predictions=False)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 12 and all(isinstance(r["hit_cap"], bool) for r in rows)
+    capped = sum(r["hit_cap"] for r in rows)
+    summary = json.loads((tmp_path / "samples.jsonl.summary.json").read_text())
+    assert summary == {"samples": 12, "ended_at_eos": 12 - capped, "hit_cap": capped,
+                       "hit_cap_fraction": capped / 12, "max_new_tokens": 6}
+    assert capped > 12 * 0.05 and "raise --model.init_args.max_new_tokens" in caplog.text
