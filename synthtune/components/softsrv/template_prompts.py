@@ -55,11 +55,13 @@ class TemplateSet:
 class _Task:
     """What the templates of one task say about it."""
 
-    noun: str  # one item, e.g. "grade-school math word problem"
-    plural: str
+    noun: str  # one item, in full, e.g. "grade-school math word problem"
+    short: str  # one item, when mentioned again, e.g. "problem"
+    plural: str  # what the list holds
     style: str  # what every new item must be like
     output: str  # what to write, and in which form
     checks: str  # what the critique looks at
+    form: str = ""  # how one rewritten item is laid out
 
 
 def _question(t: _Task) -> str:
@@ -68,15 +70,15 @@ def _question(t: _Task) -> str:
 
 
 def _critique(t: _Task) -> str:
-    return (f"Here is an example of a {t.noun}:\n\n{{example}}\n\nHere is a new {t.noun} written in the same "
-            f"style:\n\n{{question}}\n\nCritique the new {t.noun}: {t.checks} Say exactly what is wrong and how "
+    return (f"Here is an example of a {t.noun}:\n\n{{example}}\n\nHere is a new {t.short} written in the same "
+            f"style:\n\n{{question}}\n\nCritique the new {t.short}: {t.checks} Say exactly what is wrong and how "
             f"to fix it. If it needs no change, reply with the single word Stop.")
 
 
 def _refine(t: _Task) -> str:
     return (f"Here is a {t.noun}:\n\n{{question}}\n\nHere is a critique of it:\n\n{{critique}}\n\nRewrite the "
-            f"{t.noun} so that it fixes every problem the critique names. Write only the rewritten {t.noun}, "
-            f"nothing else.")
+            f"{t.short} so that it fixes every problem the critique names. {t.form}Write only the rewritten "
+            f"{t.short}, nothing else.")
 
 
 def _templates(task: _Task, answer: str) -> TemplateSet:
@@ -85,6 +87,7 @@ def _templates(task: _Task, answer: str) -> TemplateSet:
 
 _GSM8K = _Task(
     noun="grade-school math word problem",
+    short="problem",
     plural="grade-school math word problems",
     style=("Each problem tells a short everyday story, takes two to eight steps of basic arithmetic (adding, "
            "subtracting, multiplying, dividing) to solve, and has one whole-number answer."),
@@ -94,6 +97,7 @@ _GSM8K = _Task(
 )
 _MBPP = _Task(
     noun="basic Python programming task",
+    short="task",
     plural="basic Python programming tasks",
     style="Each task asks, in one sentence, for one self-contained Python function and says what it must do.",
     output="Write only the task descriptions, no code, as a numbered list (1., 2., 3., ...).",
@@ -101,13 +105,15 @@ _MBPP = _Task(
 )
 _BOOLQ = _Task(
     noun="passage from an encyclopedia article followed by a yes/no question about it",
-    plural="passages, each followed by a yes/no question about it",
+    short="passage and question",
+    plural="pairs of a passage and a yes/no question",
     style=("Each passage is a few factual sentences on a different topic; its question is one that people type "
            "into a search engine, and the passage answers it with yes or no."),
     output=("Write them as a numbered list (1., 2., 3., ...); in each item put the passage on one line and its "
             "question on the next line, with no answers."),
     checks=("is the passage factual and coherent, is the question a natural yes/no question that the passage "
             "answers, and is it like the example?"),
+    form="Put the passage on one line and the question on the next line. ",
 )
 
 PRESETS: dict[str, TemplateSet] = {
