@@ -1,13 +1,14 @@
-"""Prompt-template generation with a frozen LLM (SoftSRV paper, Appendix C baselines and step 3).
+"""Prompt-template generation with a frozen LLM (SoftSRV paper, App. A.2 and C baselines, and step 3).
 
-mode ``pt``:     question template → numbered list → one row per parsed question
-mode ``pt_sr``:  as ``pt``, then up to ``max_rounds`` of critique → (stop on "Stop") → refine
+mode ``pt``:     question template filled with training example ``r mod N`` → list → one row per question
+mode ``pt_sr``:  as ``pt``, then each question on its own: critique → (stop on "Stop") → rewrite, for at
+                 most ``max_rounds`` rounds (Fig. 11)
 mode ``answer``: each input question (bare, or inside ``answer_template``) → one answer row
 
 Nothing is trained: run it with ``synthtune predict``. Every generation goes through
 :func:`synthtune.components.text_generation.generate_from_text` (chat template for chat models,
-per-sample seeds), and every seed depends only on the run seed, the item and the stage, so outputs do
-not depend on the batch size and a resumed run regenerates nothing it already wrote.
+per-sample seeds), and every seed depends only on the run seed, the request or question id and the
+stage, so outputs do not depend on the batch size and a resumed run regenerates nothing it already wrote.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import torch
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.softsrv.template_prompts import (
-    check_template,
-    format_numbered_list,
-    parse_numbered_list,
+    parse_list,
+    parse_question,
+    placeholders,
     preset,
     says_stop,
 )
@@ -36,9 +37,17 @@ from synthtune.templates import Template
 
 log = logging.getLogger(__name__)
 
+#: The templates each mode fills.
+MODE_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "pt": ("question",),
+    "pt_sr": ("question", "critique", "refine"),
+    "answer": (),
+}
+
 
 def stage_seed(base_seed: int, item: int, stage: str, round_index: int = 0) -> int:
-    """A seed for one generation call that depends only on the run seed, the item and the stage."""
+    """A seed for one generation call that depends only on the run seed, the item (request or
+    question id) and the stage."""
     return sample_seed(base_seed, item, "template", stage, round_index)
 
 
@@ -48,19 +57,20 @@ class TemplateGenerationModule(PredictOnlyModule):
     Args:
         backbone: ``smollm2-135m`` (bundled), a local model folder, a ``.gguf`` file or a hub id.
         dtype: weights of the frozen backbone: ``fp32`` or ``bf16``.
-        mode: ``pt`` (template → numbered list), ``pt_sr`` (PT plus critique-and-refine) or
-            ``answer`` (answer the input questions of the data).
+        mode: ``pt`` (template with a training example → list of new questions), ``pt_sr`` (PT, then
+            critique-and-rewrite of each question) or ``answer`` (answer the input questions of the data).
         task: preset (``gsm8k``, ``mbpp``, ``boolq``) that fills every template left ``None``;
             ``None`` requires the templates the mode uses.
-        question_template: PT prompt; may use ``{num_questions}``.
-        critique_template: PT_SR critique prompt; may use ``{questions}``, ``{num_questions}``.
-        refine_template: PT_SR rewrite prompt; may use ``{questions}``, ``{critique}``, ``{num_questions}``.
+        question_template: PT prompt; may use ``{example}`` (the request's training example, which
+            then needs ``data.train_path``) and ``{num_questions}``.
+        critique_template: PT_SR critique of one question; may use ``{question}``, ``{example}``.
+        refine_template: PT_SR rewrite of one question; may use ``{question}``, ``{critique}``, ``{example}``.
         answer_template: answer prompt with ``{question}``; ``None`` (or ``""``) passes each question
             bare. The PT baseline's answers use the task's template; SoftSRV's use none.
         use_answer_template: in ``answer`` mode, whether to fill ``answer_template`` from ``task`` when
             it is ``None`` (the PT baseline); ``False`` passes bare questions (SoftSRV step 3).
         num_questions: questions asked for per PT request (the paper asks for 10).
-        max_rounds: most critique-and-refine rounds per PT_SR request.
+        max_rounds: most critique-and-rewrite rounds per PT_SR question.
         temperature: sampling temperature of PT questions and of answers (0 = greedy).
         top_p: nucleus sampling mass (1 disables it).
         critique_temperature: temperature of the PT_SR critique and rewrite; ``None`` uses ``temperature``.
@@ -94,7 +104,7 @@ class TemplateGenerationModule(PredictOnlyModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if mode not in ("pt", "pt_sr", "answer"):
+        if mode not in MODE_TEMPLATES:
             raise SynthtuneError(f"mode must be pt, pt_sr or answer, got {mode!r}")
         if num_questions < 1 or max_rounds < 0 or max_prompt_tokens < 1:
             raise SynthtuneError("need num_questions ≥ 1, max_rounds ≥ 0 and max_prompt_tokens ≥ 1")
@@ -103,18 +113,23 @@ class TemplateGenerationModule(PredictOnlyModule):
         self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
         self.save_hyperparameters()
         defaults = preset(task) if task else None
-
-        def pick(given: str | None, kind: str, needed: bool) -> str | None:
-            value = given if given is not None else (getattr(defaults, kind) if defaults else None)
-            if needed and not value:
+        given = {"question": question_template, "critique": critique_template, "refine": refine_template}
+        # Only the templates this mode fills are chosen and checked; the others are not used.
+        self.templates: dict[str, str] = {}
+        for kind in MODE_TEMPLATES[mode]:
+            value = given[kind] if given[kind] is not None else (getattr(defaults, kind) if defaults else None)
+            if not value:
                 raise SynthtuneError(f"mode {mode} needs {kind}_template; set it in the config or pass task: gsm8k/mbpp/boolq")
-            return check_template(value, kind) if value else None
-
-        self.question_template = pick(question_template, "question", mode in ("pt", "pt_sr"))
-        self.critique_template = pick(critique_template, "critique", mode == "pt_sr")
-        self.refine_template = pick(refine_template, "refine", mode == "pt_sr")
-        wants_answer_template = answer_template is not None or use_answer_template
-        self.answer_template = pick(answer_template, "answer", False) if wants_answer_template else None
+            placeholders(value, kind)
+            self.templates[kind] = value
+        self.answer_template: str | None = None
+        if mode == "answer" and (answer_template is not None or use_answer_template):
+            value = answer_template if answer_template is not None else (defaults.answer if defaults else None)
+            if value:
+                placeholders(value, "answer")
+                self.answer_template = value
+        self.uses_example = any("example" in placeholders(t, kind) for kind, t in self.templates.items())
+        self.examples: tuple[str, ...] = ()
         bb = self.load_frozen_backbone(backbone, dtype)
         if bb.is_encoder_decoder:
             raise SynthtuneError(f"template generation needs a decoder-only LM; {backbone} is an encoder-decoder")
@@ -129,13 +144,25 @@ class TemplateGenerationModule(PredictOnlyModule):
         return 1 if self.hparams.mode == "answer" else self.hparams.num_questions
 
     def connect(self, info: DataInfo) -> None:
-        """Answer mode reads questions; PT and PT_SR read none."""
-        if self.hparams.mode == "answer" and not info.has_questions:
+        """Answer mode reads questions; PT and PT_SR read the training examples their templates insert."""
+        mode = self.hparams.mode
+        if mode == "answer" and not info.has_questions:
             raise SynthtuneError("answer mode needs questions: pass --data.init_args.path questions.jsonl "
                                  "--data.init_args.field text")
-        if self.hparams.mode != "answer" and info.has_questions:
-            raise SynthtuneError(f"mode {self.hparams.mode} writes new questions and reads no input; drop "
+        if mode != "answer" and info.has_questions:
+            raise SynthtuneError(f"mode {mode} writes new questions and reads no input; drop "
                                  f"--data.init_args.path or use --model.init_args.mode answer")
+        if mode == "answer" and info.train_texts:
+            raise SynthtuneError("answer mode inserts no training examples; drop --data.init_args.train_path")
+        if self.uses_example and not info.train_texts:
+            raise SynthtuneError(f"the {mode} templates insert a training {{example}} but the data has none; pass "
+                                 f"--data.init_args.train_path data/<task>/train.jsonl --data.init_args.text_template "
+                                 f"'{{question}}'")
+        if mode != "answer" and info.train_texts and not self.uses_example:
+            raise SynthtuneError(f"the data gives {len(info.train_texts)} training examples but no {mode} template "
+                                 f"has an {{example}} field; add {{example}} to question_template or drop "
+                                 f"--data.init_args.train_path")
+        self.examples = tuple(info.train_texts)
         super().connect(info)
 
     def generation_params(self) -> dict[str, Any]:
@@ -145,10 +172,11 @@ class TemplateGenerationModule(PredictOnlyModule):
         if h.mode == "answer":
             params["answer_template"] = self.answer_template
         else:
-            params.update(num_questions=h.num_questions, question_template=self.question_template)
+            params.update(num_questions=h.num_questions, num_examples=len(self.examples),
+                          question_template=self.templates["question"])
         if h.mode == "pt_sr":
             params.update(max_rounds=h.max_rounds, critique_temperature=self._critique_temperature,
-                          critique_template=self.critique_template, refine_template=self.refine_template)
+                          critique_template=self.templates["critique"], refine_template=self.templates["refine"])
         return params
 
     @property
@@ -164,73 +192,100 @@ class TemplateGenerationModule(PredictOnlyModule):
                                   temperature=temperature, top_p=s.top_p, use_chat_template=h.use_chat_template,
                                   system=h.system_prompt, max_prompt_tokens=h.max_prompt_tokens)
 
-    def refine(self, items: list[int], drafts: list[str]) -> tuple[list[str], list[int], list[bool]]:
-        """PT_SR: critique → stop or rewrite, for at most ``max_rounds`` rounds per draft.
+    def example(self, example_index: int | None) -> str:
+        """The training example a request inserts (``""`` for unseeded templates)."""
+        return self.examples[example_index] if example_index is not None and self.examples else ""
 
-        Returns the final drafts, the rewrite rounds each one went through, and whether its critique
-        said "Stop" (``False`` when the round limit ended it).
+    def question_prompts(self, example_indices: list[int | None]) -> list[str]:
+        """The PT prompt of each request: the question template with its training example."""
+        n = self.hparams.num_questions
+        return [self.templates["question"].format(num_questions=n, example=self.example(e)) for e in example_indices]
+
+    def refine(self, ids: list[int], questions: list[str], examples: list[str]) -> tuple[list[str], list[int], list[bool]]:
+        """PT_SR (Fig. 11) on each question alone: critique → stop, or rewrite from the critique, for at
+        most ``max_rounds`` rounds.
+
+        Returns the final questions, the rewrite rounds each went through, and whether its critique
+        said "Stop" (``False`` when the round limit ended it). A rewrite without a question keeps the
+        previous version. Seeds depend on the question id, the stage and the round.
         """
-        n, h = self.hparams.num_questions, self.hparams
-        drafts = list(drafts)
-        rounds = [0] * len(items)
-        stopped = [False] * len(items)
-        active = list(range(len(items)))
+        h = self.hparams
+        texts = list(questions)
+        rounds = [0] * len(ids)
+        stopped = [False] * len(ids)
+        active = list(range(len(ids)))
         for round_index in range(1, h.max_rounds + 1):
             if not active:
                 break
-            shown = [format_numbered_list(parse_numbered_list(drafts[k])) or drafts[k] for k in active]
             critiques = self.generate(
-                [self.critique_template.format(questions=s, num_questions=n) for s in shown],
-                [stage_seed(self.sampling.seed, items[k], "critique", round_index) for k in active], self._critique_temperature)
+                [self.templates["critique"].format(question=texts[k], example=examples[k]) for k in active],
+                [stage_seed(self.sampling.seed, ids[k], "critique", round_index) for k in active],
+                self._critique_temperature)
             going = []
-            for k, shown_list, critique in zip(active, shown, critiques):
+            for k, critique in zip(active, critiques):
                 if says_stop(critique):
                     stopped[k] = True
                     self.counts["stopped"] += 1
                 else:
-                    going.append((k, shown_list, critique))
+                    going.append((k, critique))
             if not going:
                 break
             rewrites = self.generate(
-                [self.refine_template.format(questions=s, critique=c, num_questions=n) for _, s, c in going],
-                [stage_seed(self.sampling.seed, items[k], "refine", round_index) for k, _, _ in going], self._critique_temperature)
-            for (k, _, _), rewrite in zip(going, rewrites):
+                [self.templates["refine"].format(question=texts[k], critique=c, example=examples[k]) for k, c in going],
+                [stage_seed(self.sampling.seed, ids[k], "refine", round_index) for k, _ in going],
+                self._critique_temperature)
+            for (k, _), rewrite in zip(going, rewrites):
                 rounds[k] = round_index
                 self.counts["refinements"] += 1
-                if parse_numbered_list(rewrite):
-                    drafts[k] = rewrite
-                else:  # a rewrite without a list keeps the previous draft
+                question = parse_question(rewrite)
+                if question:
+                    texts[k] = question
+                else:
                     self.counts["malformed_refinements"] += 1
-            active = [k for k, _, _ in going]
-        return drafts, rounds, stopped
+            active = [k for k, _ in going]
+        return texts, rounds, stopped
 
-    def questions_from(self, items: list[int], outputs: list[str], rounds: list[int] | None = None,
-                       stopped: list[bool] | None = None) -> list[dict[str, Any]]:
-        """Rows of the parsed questions: request r's j-th question gets id ``r * num_questions + j``."""
+    def questions_from(self, items: list[int], outputs: list[str],
+                       example_indices: list[int | None] | None = None) -> list[dict[str, Any]]:
+        """Rows of the parsed questions: request r's j-th question gets id ``r * num_questions + j``.
+
+        Each row records its request, the training example the request inserted, and how the reply
+        was parsed (``parse``: the list style, items found, items dropped as empty or as headers, and
+        items beyond ``num_questions`` dropped).
+        """
         n = self.hparams.num_questions
-        method = self.hparams.mode
         params = self.generation_params()
+        example_indices = example_indices or [None] * len(items)
         rows = []
-        for pos, (item, output) in enumerate(zip(items, outputs)):
+        for item, output, example_index in zip(items, outputs, example_indices):
             self.counts["requests"] += 1
-            questions = parse_numbered_list(output)
-            if not questions:
+            parsed = parse_list(output)
+            self.counts[f"style_{parsed.style}"] += 1
+            self.counts["dropped_items"] += parsed.dropped
+            if not parsed.items:
                 self.counts["malformed"] += 1
                 continue
-            if len(questions) > n:
-                self.counts["extra_dropped"] += len(questions) - n
-                questions = questions[:n]
+            extra = max(0, len(parsed.items) - n)
+            self.counts["extra_dropped"] += extra
+            questions = parsed.items[:n]
             self.counts["questions"] += len(questions)
+            report = {"style": parsed.style, "found": len(parsed.items), "dropped": parsed.dropped, "extra": extra}
             for j, text in enumerate(questions):
-                row = {"id": item * n + j, "text": text, "request": item, "method": method, "params": params}
-                if rounds is not None and stopped is not None:
-                    row.update(rounds=rounds[pos], stopped=stopped[pos])
-                rows.append(row)
+                rows.append({"id": item * n + j, "text": text, "request": item, "example_index": example_index,
+                             "method": self.hparams.mode, "parse": report, "params": params})
+        return rows
+
+    def refine_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """PT_SR: each row's question through :meth:`refine`; the row keeps its PT ``draft`` and
+        records its ``rounds`` and whether the critique ``stopped`` it."""
+        examples = [self.example(row["example_index"]) for row in rows]
+        texts, rounds, stopped = self.refine([row["id"] for row in rows], [row["text"] for row in rows], examples)
+        for row, text, r, stop in zip(rows, texts, rounds, stopped):
+            row.update(draft=row["text"], text=text, rounds=r, stopped=stop)
         return rows
 
     def answers_for(self, items: list[int], questions: list[str], source_ids: list[Any]) -> list[dict[str, Any]]:
         """One answer row per question; empty answers are counted and dropped."""
-        h = self.hparams
         prompts = [self.answer_template.format(question=q) if self.answer_template else q for q in questions]
         answers = self.generate(prompts, [stage_seed(self.sampling.seed, i, "answer") for i in items], self.sampling.temperature)
         params = self.generation_params()
@@ -252,13 +307,11 @@ class TemplateGenerationModule(PredictOnlyModule):
         h = self.hparams
         if h.mode == "answer":
             return self.answers_for(items, list(batch["question"]), list(batch["source_id"]))
-        prompt = self.question_template.format(num_questions=h.num_questions)
-        drafts = self.generate([prompt] * len(items), [stage_seed(self.sampling.seed, i, "question") for i in items],
-                               self.sampling.temperature)
-        if h.mode == "pt":
-            return self.questions_from(items, drafts)
-        drafts, rounds, stopped = self.refine(items, drafts)
-        return self.questions_from(items, drafts, rounds, stopped)
+        example_indices = list(batch.get("example_index") or [None] * len(items))
+        drafts = self.generate(self.question_prompts(example_indices),
+                               [stage_seed(self.sampling.seed, i, "question") for i in items], self.sampling.temperature)
+        rows = self.questions_from(items, drafts, example_indices)
+        return rows if h.mode == "pt" else self.refine_rows(rows)
 
     def on_predict_start(self) -> None:
         self.counts = Counter()
@@ -269,11 +322,12 @@ class TemplateGenerationModule(PredictOnlyModule):
             log.info("answers: %d questions, %d answered, %d empty answers dropped",
                      c["questions"], c["answers"], c["empty_answers"])
             return
-        log.info("%s: %d requests, %d questions, %d outputs without a numbered list dropped, %d extra items dropped",
-                 mode, c["requests"], c["questions"], c["malformed"], c["extra_dropped"])
+        log.info("%s: %d requests (%d numbered, %d bulleted, %d one per line), %d questions; dropped: %d replies "
+                 "without a list, %d empty or header items, %d items beyond num_questions",
+                 mode, c["requests"], c["style_numbered"], c["style_bulleted"], c["style_lines"], c["questions"],
+                 c["malformed"], c["dropped_items"], c["extra_dropped"])
         if mode == "pt_sr":
-            log.info("pt_sr: %d rewrites (%d without a list, previous draft kept), %d stopped by the critique",
-                     c["refinements"], c["malformed_refinements"], c["stopped"])
+            log.info("pt_sr: %d rewrites (%d without a question, previous version kept), %d questions stopped by "
+                     "the critique", c["refinements"], c["malformed_refinements"], c["stopped"])
         if c["malformed"]:
-            log.warning("%d of %d %s outputs had no numbered list and were dropped",
-                        c["malformed"], c["requests"], mode)
+            log.warning("%d of %d %s replies had no list and were dropped", c["malformed"], c["requests"], mode)

@@ -81,3 +81,40 @@ def test_bad_arguments():
         PromptDataModule(batch_size=0)
     with pytest.raises(SynthtuneError):
         PromptDataModule(limit=0)
+
+
+def test_pt_requests_cycle_round_robin_through_the_training_examples(tmp_path):
+    path = write(tmp_path / "train.jsonl", [{"passage": f"p{i}", "question": f"q{i}?"} for i in range(3)]
+                 + [{"passage": " ", "question": ""}])
+    dm = PromptDataModule(train_path=path, text_template="{passage}\n{question}", num_requests=7, batch_size=4)
+    dm.setup("predict")
+    info = dm.describe()
+    # the row whose text is blank is skipped; the rest are rendered through the template, in file order
+    assert info.train_texts == ("p0\nq0?", "p1\nq1?", "p2\nq2?") and not info.has_questions
+    dm.set_ids_per_item(10)
+    dm.skip_ids({40})  # request 4 is done
+    got = batches(dm)
+    assert [b["index"].tolist() for b in got] == [[0, 1, 2, 3], [5, 6]]
+    assert [b["example_index"] for b in got] == [[0, 1, 2, 0], [2, 0]]  # request r uses example r mod 3
+
+
+def test_training_examples_respect_limit_and_their_errors_are_one_line(tmp_path):
+    path = write(tmp_path / "train.jsonl", [{"question": f"q{i}"} for i in range(5)])
+    dm = PromptDataModule(train_path=path, text_template="{question}", limit=2)
+    dm.setup("predict")
+    assert dm.describe().train_texts == ("q0", "q1")
+    with pytest.raises(SynthtuneError, match="row 0 lacks field") as info:
+        PromptDataModule(train_path=path, text_template="{passage}").setup("predict")
+    assert "\n" not in str(info.value)
+    blank = write(tmp_path / "blank.jsonl", [{"question": " "}])
+    with pytest.raises(SynthtuneError, match="no training examples to seed the requests"):
+        PromptDataModule(train_path=blank, text_template="{question}").setup("predict")
+    with pytest.raises(SynthtuneError, match="not both"):
+        PromptDataModule(path=path, train_path=path)
+
+
+def test_without_training_examples_requests_have_no_example():
+    dm = PromptDataModule(num_requests=2)
+    dm.setup("predict")
+    assert dm.describe().train_texts == ()
+    assert batches(dm)[0]["example_index"] == [None, None]

@@ -7,7 +7,9 @@ import torch
 
 from helpers import composed_config
 from synthtune.callbacks import JsonlPredictionWriter
+from synthtune.components import text_generation
 from synthtune.cli import run_cli
+from synthtune.contract import DataInfo
 from synthtune.datamodules.prompts import PromptDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules import template_generation as tg
@@ -39,70 +41,108 @@ class Script:
 
 
 def module(tiny, **kw):
-    templates = {"question_template": "Q: give {num_questions}", "critique_template": "CRIT {questions}",
-                     "refine_template": "REF {questions} || {critique}"}
+    templates = {"question_template": "Q: give {num_questions}", "critique_template": "CRIT {question}",
+                 "refine_template": "REF {question} || {critique}"}
     templates.setdefault("max_new_tokens", 8)
     templates.update(kw)
     return TemplateGenerationModule(backbone=tiny, task=None, **templates)
 
 
-def test_pt_rows_ids_malformed_and_extra_items(tiny_llama):
+EXAMPLES = ("Ann has 3 pens.", "Bo runs 5 km.", "Cy bakes 7 pies.")
+
+
+def seeded(tiny, **kw):
+    """A module whose templates insert the training example, connected to three examples."""
+    kw = {"question_template": "EX<{example}> give {num_questions}", "critique_template": "CRIT {question} vs {example}",
+          "refine_template": "REF {question} || {critique}", **kw}
+    m = module(tiny, **kw)
+    m.connect(DataInfo(source="train.jsonl", train_texts=EXAMPLES))
+    return m
+
+
+def test_pt_rows_ids_parse_reports_and_dropped_items(tiny_llama):
     m = module(tiny_llama, num_questions=3)
-    outputs = {0: numbered("a one", "b two"), 1: "no list here", 2: numbered("c", "d", "e", "f", "g")}
-    rows = m.questions_from([0, 1, 2], [outputs[0], outputs[1], outputs[2]])
-    assert [(r["id"], r["text"]) for r in rows] == [(0, "a one"), (1, "b two"), (6, "c"), (7, "d"), (8, "e")]
+    outputs = [numbered("a one", "b two"), "no list here", numbered("c", "d", "e", "f", "g"),
+               "Here are two:\n- x?\n-\n- y?", "Sure, here:\nfirst line\nsecond line"]
+    rows = m.questions_from([0, 1, 2, 3, 4], outputs, [0, 1, 2, 0, 1])
+    assert [(r["id"], r["text"], r["example_index"]) for r in rows] == [
+        (0, "a one", 0), (1, "b two", 0), (6, "c", 2), (7, "d", 2), (8, "e", 2), (9, "x?", 0), (10, "y?", 0),
+        (12, "first line", 1), (13, "second line", 1)]
     assert all(r["method"] == "pt" and r["params"] == rows[0]["params"] for r in rows)
     assert rows[0]["params"]["temperature"] == 2.0 and rows[0]["params"]["num_questions"] == 3
-    assert m.counts == {"requests": 3, "malformed": 1, "questions": 5, "extra_dropped": 2}
+    assert rows[2]["parse"] == {"style": "numbered", "found": 5, "dropped": 0, "extra": 2}
+    assert rows[5]["parse"] == {"style": "bulleted", "found": 2, "dropped": 1, "extra": 0}
+    assert rows[7]["parse"] == {"style": "lines", "found": 2, "dropped": 1, "extra": 0}  # the header line
+    assert m.counts == {"requests": 5, "style_numbered": 2, "style_none": 1, "style_bulleted": 1, "style_lines": 1,
+                        "malformed": 1, "questions": 9, "extra_dropped": 2, "dropped_items": 2}
 
 
-def test_pt_predict_step_uses_per_request_seeds(tiny_llama, monkeypatch):
-    m = module(tiny_llama, num_questions=2)
+def test_pt_requests_insert_their_training_example_with_per_request_seeds(tiny_llama, monkeypatch):
+    m = seeded(tiny_llama, num_questions=2)
     fake = Script(question=lambda p, n: numbered(f"q{n}a", f"q{n}b"))
     monkeypatch.setattr(m, "generate", fake)
-    rows = m.predict_step({"index": torch.tensor([4, 5]), "question": [None, None], "source_id": [None, None]}, 0)
-    assert [r["id"] for r in rows] == [8, 9, 10, 11]
-    assert [c[1] for c in fake.calls] == ["Q: give 2", "Q: give 2"]
-    assert fake.calls[0][2] == tg.stage_seed(0, 4, "question") != fake.calls[1][2] == tg.stage_seed(0, 5, "question")
-    assert fake.calls[0][3] == 2.0
+    batch = {"index": torch.tensor([4, 5, 6]), "question": [None] * 3, "source_id": [None] * 3,
+             "example_index": [1, 2, 0]}
+    rows = m.predict_step(batch, 0)
+    assert [r["id"] for r in rows] == [8, 9, 10, 11, 12, 13]
+    assert [c[1] for c in fake.calls] == ["EX<Bo runs 5 km.> give 2", "EX<Cy bakes 7 pies.> give 2",
+                                          "EX<Ann has 3 pens.> give 2"]
+    assert [c[2] for c in fake.calls] == [tg.stage_seed(0, i, "question") for i in (4, 5, 6)]
+    assert len({c[2] for c in fake.calls}) == 3 and fake.calls[0][3] == 2.0
+    assert [r["example_index"] for r in rows] == [1, 1, 2, 2, 0, 0]
+    assert rows[0]["params"]["num_examples"] == 3
 
 
-def test_pt_sr_stops_when_the_critique_says_stop(tiny_llama, monkeypatch):
-    m = module(tiny_llama, mode="pt_sr", num_questions=2, max_rounds=5, critique_temperature=0.5)
-    # request 0: critique says Stop in round 2; request 1: never satisfied
-    fake = Script(question=numbered("draft x", "draft y"),
-                  critique=lambda p, n: "Stop." if "refined" in p and "r0" in p else "Problem 2 is vague.",
-                  refine=lambda p, n: numbered(f"refined {'r0' if 'r0' in p else 'r1'}", "two"))
+def test_pt_sr_critiques_and_rewrites_each_question_until_stop(tiny_llama, monkeypatch):
+    m = seeded(tiny_llama, mode="pt_sr", num_questions=2, max_rounds=5, critique_temperature=0.5)
+    # question "fine" is accepted once rewritten; question "bad" is never accepted
+    fake = Script(critique=lambda p, n: "Stop." if p.startswith("CRIT better fine") else "It is vague.",
+                  refine=lambda p, n: "Rewritten problem: better " + p[len("REF "):p.index(" || ")])
     monkeypatch.setattr(m, "generate", fake)
-    # tell the two requests apart in their prompts: the fake's refine reads 'r0'/'r1' from the critique input
-    m.critique_template = "CRIT {questions}"
-    drafts, rounds, stopped = m.refine([0, 1], [numbered("draft r0", "y"), numbered("draft r1", "y")])
+    texts, rounds, stopped = m.refine([20, 21], ["fine", "bad"], ["Ann has 3 pens.", "Bo runs 5 km."])
     assert rounds == [1, 5] and stopped == [True, False]
-    assert drafts[0] == numbered("refined r0", "two")
+    assert texts == ["better fine", "better better better better better bad"]
     assert m.counts["stopped"] == 1 and m.counts["refinements"] == 6
-    # the critique sees the parsed draft as a clean numbered list; critique/refine use critique_temperature
-    assert fake.calls[0][1] == "CRIT 1. draft r0\n2. y"
-    assert {c[3] for c in fake.calls if c[0] in ("critique", "refine")} == {0.5}
+    # each critique sees one question (and its request's example), never a list
+    critiques = [c for c in fake.calls if c[0] == "critique"]
+    assert critiques[0][1] == "CRIT fine vs Ann has 3 pens." and critiques[1][1] == "CRIT bad vs Bo runs 5 km."
+    assert len(critiques) == 2 + 5
+    # the rewrite sees the question and its critique; seeds depend on the question id, the stage and the round
+    assert fake.calls[2] == ("refine", "REF fine || It is vague.", tg.stage_seed(0, 20, "refine", 1), 0.5)
+    assert critiques[2][2] == tg.stage_seed(0, 20, "critique", 2) != critiques[3][2] == tg.stage_seed(0, 21, "critique", 2)
+    assert {c[3] for c in fake.calls} == {0.5}
 
 
 def test_pt_sr_round_limit_and_malformed_rewrites(tiny_llama, monkeypatch):
     m = module(tiny_llama, mode="pt_sr", num_questions=2, max_rounds=2)
-    fake = Script(critique="Item 1 is unclear.", refine="sorry, no list")
+    fake = Script(critique="Item 1 is unclear.", refine="Here is the rewritten problem:\n")
     monkeypatch.setattr(m, "generate", fake)
-    drafts, rounds, stopped = m.refine([3], [numbered("keep me", "and me")])
-    assert rounds == [2] and stopped == [False]
-    assert drafts == [numbered("keep me", "and me")]  # rewrites without a list keep the previous draft
+    texts, rounds, stopped = m.refine([3], ["keep me"], [""])
+    assert texts == ["keep me"] and rounds == [2] and stopped == [False]  # a rewrite without a question keeps it
     assert m.counts["malformed_refinements"] == 2
     assert [c[0] for c in fake.calls] == ["critique", "refine", "critique", "refine"]
-    rows = m.questions_from([3], drafts, rounds, stopped)
-    assert [(r["id"], r["rounds"], r["stopped"], r["method"]) for r in rows] == [(6, 2, False, "pt_sr"), (7, 2, False, "pt_sr")]
+
+
+def test_pt_sr_rows_record_draft_rounds_and_stop_per_question(tiny_llama, monkeypatch):
+    m = seeded(tiny_llama, mode="pt_sr", num_questions=3, max_rounds=2)
+    fake = Script(question=numbered("good one", "weak one", "odd one"),
+                  critique=lambda p, n: "Stop" if "good" in p.split(" vs ")[0] else "Needs numbers.",
+                  refine=lambda p, n: "good " + p[len("REF "):p.index(" ||")].split()[0] if "weak" in p else "")
+    monkeypatch.setattr(m, "generate", fake)
+    rows = m.predict_step({"index": torch.tensor([1]), "question": [None], "source_id": [None],
+                           "example_index": [1]}, 0)
+    assert [(r["id"], r["draft"], r["text"], r["rounds"], r["stopped"]) for r in rows] == [
+        (3, "good one", "good one", 0, True), (4, "weak one", "good weak", 1, True), (5, "odd one", "odd one", 2, False)]
+    assert all(r["method"] == "pt_sr" and r["example_index"] == 1 for r in rows)
+    assert rows[0]["params"]["max_rounds"] == 2 and "{question}" in rows[0]["params"]["critique_template"]
+    assert "CRIT good one vs Bo runs 5 km." in [c[1] for c in fake.calls]
 
 
 def test_pt_sr_with_zero_rounds_is_pt(tiny_llama, monkeypatch):
     m = module(tiny_llama, mode="pt_sr", max_rounds=0)
     fake = Script(critique="Stop")
     monkeypatch.setattr(m, "generate", fake)
-    assert m.refine([0], ["1. a"]) == (["1. a"], [0], [False]) and fake.calls == []
+    assert m.refine([0], ["a"], [""]) == (["a"], [0], [False]) and fake.calls == []
 
 
 def test_answer_mode_rows_with_and_without_a_template(tiny_llama, monkeypatch):
@@ -131,10 +171,34 @@ def test_generation_goes_through_generate_from_text(tiny_llama, monkeypatch):
         return ["1. x"] * len(prompts)
 
     monkeypatch.setattr(tg, "generate_from_text", fake_generate)
-    m = module(tiny_llama, top_p=0.9, system_prompt="Be brief.")
-    m.predict_step({"index": torch.tensor([1]), "question": [None], "source_id": [None]}, 0)
+    m = seeded(tiny_llama, top_p=0.9, system_prompt="Be brief.")
+    m.predict_step({"index": torch.tensor([1]), "question": [None], "source_id": [None], "example_index": [1]}, 0)
     assert seen["use_chat_template"] is True and seen["system"] == "Be brief." and seen["top_p"] == 0.9
-    assert seen["temperature"] == 2.0 and seen["max_new_tokens"] == 8 and seen["prompts"] == ["Q: give 10"]
+    assert seen["temperature"] == 2.0 and seen["max_new_tokens"] == 8 and seen["prompts"] == ["EX<Bo runs 5 km.> give 10"]
+
+
+CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+@pytest.mark.parametrize("use_chat_template", [True, False])
+def test_the_backbones_chat_template_wraps_the_seeded_prompt(tiny_llama, monkeypatch, use_chat_template):
+    m = seeded(tiny_llama, use_chat_template=use_chat_template, system_prompt="Be brief.", max_new_tokens=2)
+    m.tokenizer.chat_template = CHAT
+    rendered = []
+    real_render = text_generation.render_prompt
+
+    def spy(*args, **kw):
+        rendered.append(real_render(*args, **kw))
+        return rendered[-1]
+
+    monkeypatch.setattr(text_generation, "render_prompt", spy)
+    m.predict_step({"index": torch.tensor([0, 1]), "question": [None] * 2, "source_id": [None] * 2,
+                    "example_index": [0, 1]}, 0)
+    if use_chat_template:
+        assert rendered == [f"<|system|>Be brief.<|end|><|user|>EX<{e}> give 10<|end|><|assistant|>" for e in EXAMPLES[:2]]
+    else:
+        assert rendered == [f"EX<{e}> give 10" for e in EXAMPLES[:2]]
 
 
 def test_real_generation_is_batch_independent(tiny_llama):
@@ -150,10 +214,18 @@ class FakeLLM:
 
     def __init__(self):
         self.requests = []
+        self.prompts = []
 
     def __call__(self, prompts, seeds, temperature):
         self.requests.extend(seeds)
+        self.prompts.extend(prompts)
         return [numbered(f"question {s % 1000} a", f"question {s % 1000} b") for s in seeds]
+
+
+def train_file(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answer": "#### 1"}) + "\n" for q in EXAMPLES))
+    return str(path)
 
 
 def run_predict(m, dm, root, callbacks=()):
@@ -169,17 +241,24 @@ class StopAfter(pl.Callback):
         raise RuntimeError("simulated crash")
 
 
-def test_predict_writes_resumable_rows(tiny_llama, tmp_path, monkeypatch):
-    m = module(tiny_llama, num_questions=2)
+def test_predict_writes_resumable_round_robin_rows(tiny_llama, tmp_path, monkeypatch):
+    m = module(tiny_llama, num_questions=2, question_template="EX<{example}> give {num_questions}")
     fake = FakeLLM()
     monkeypatch.setattr(m, "generate", fake)
-    dm = PromptDataModule(backbone=tiny_llama, num_requests=5, batch_size=2)
+
+    def data():
+        return PromptDataModule(backbone=tiny_llama, train_path=train_file(tmp_path), text_template="{question}",
+                                num_requests=5, batch_size=2)
+
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_predict(m, dm, tmp_path, callbacks=[StopAfter()])
+        run_predict(m, data(), tmp_path, callbacks=[StopAfter()])
     assert len(fake.requests) == 2
-    rows = run_predict(m, PromptDataModule(backbone=tiny_llama, num_requests=5, batch_size=2), tmp_path)
+    rows = run_predict(m, data(), tmp_path)
     assert [r["id"] for r in rows] == list(range(10))
-    assert len(fake.requests) == 5  # the two finished requests were not asked again
+    assert fake.requests == [tg.stage_seed(0, r, "question") for r in range(5)]  # finished requests not asked again
+    # request r inserts training example r mod 3, before and after the resume
+    assert fake.prompts == [f"EX<{EXAMPLES[r % 3]}> give 2" for r in range(5)]
+    assert [r["example_index"] for r in rows] == [0, 0, 1, 1, 2, 2, 0, 0, 1, 1]
     assert rows[4]["request"] == 2 and rows[4]["text"].startswith("question")
 
 
@@ -190,6 +269,13 @@ def test_modes_must_match_the_data_and_fit_is_refused(tiny_llama, tmp_path):
         run_predict(module(tiny_llama, mode="answer"), PromptDataModule(backbone=tiny_llama), tmp_path)
     with pytest.raises(SynthtuneError, match="reads no input"):
         run_predict(module(tiny_llama), PromptDataModule(backbone=tiny_llama, path=str(questions)), tmp_path)
+    with pytest.raises(SynthtuneError, match=r"insert a training \{example\} but the data has none"):
+        run_predict(module(tiny_llama, question_template="EX {example}"), PromptDataModule(backbone=tiny_llama), tmp_path)
+    with pytest.raises(SynthtuneError, match="no pt template has an {example} field"):
+        run_predict(module(tiny_llama), PromptDataModule(backbone=tiny_llama, train_path=train_file(tmp_path),
+                                                         text_template="{question}"), tmp_path)
+    with pytest.raises(SynthtuneError, match="answer mode inserts no training examples"):
+        module(tiny_llama, mode="answer").connect(DataInfo(has_questions=True, train_texts=EXAMPLES))
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, max_steps=1, enable_progress_bar=False)
     with pytest.raises(SynthtuneError, match="nothing to train"):
         trainer.fit(module(tiny_llama), PromptDataModule(backbone=tiny_llama))
@@ -202,10 +288,19 @@ def test_bad_templates_and_settings(tiny_llama):
         module(tiny_llama, question_template="give {n} questions")
     with pytest.raises(SynthtuneError, match="needs critique_template"):
         TemplateGenerationModule(backbone=tiny_llama, task=None, mode="pt_sr", question_template="give {num_questions}")
+    # PT_SR critiques one question: a list placeholder is refused, but only where the template is used
+    with pytest.raises(SynthtuneError, match=r"critique_template uses unknown placeholder\(s\) \{questions\}"):
+        module(tiny_llama, mode="pt_sr", critique_template="CRIT {questions}")
+    assert "critique" not in module(tiny_llama, mode="pt", critique_template="CRIT {questions}").templates
     with pytest.raises(SynthtuneError, match="mode must be"):
         TemplateGenerationModule(backbone=tiny_llama, mode="sr")
     with pytest.raises(SynthtuneError, match="top_p"):
         TemplateGenerationModule(backbone=tiny_llama, top_p=0.0)
+
+
+#: Each task's training fold and how a row becomes the example its PT template inserts.
+TRAINING_FOLDS = {"gsm8k": ("data/gsm8k/train.jsonl", "{question}"), "mbpp": ("data/mbpp/train.jsonl", "{text}"),
+                  "boolq": ("data/boolq/passage_train.jsonl", "{passage}\n{question}")}
 
 
 @pytest.mark.parametrize("name", ["gsm8k", "mbpp", "boolq", "demo", "answers_gsm8k"])
@@ -218,9 +313,87 @@ def test_configs_predict_on_a_tiny_model(name, tiny_llama, tmp_path, monkeypatch
     args = ["predict", "--config", str(path), "--model.init_args.backbone", tiny_llama,
             "--model.init_args.max_new_tokens", "4", "--trainer.fast_dev_run", "true",
             "--trainer.default_root_dir", str(tmp_path / "run")]
-    if config["model"]["init_args"]["mode"] == "answer":
+    model, data = config["model"]["init_args"], config["data"]["init_args"]
+    if model["mode"] == "answer":
         questions = tmp_path / "q.jsonl"
         questions.write_text("".join(json.dumps({"id": i, "text": f"Tom has {i} pens."}) + "\n" for i in range(3)))
         args += ["--data.init_args.path", str(questions)]
+    elif not model.get("question_template") and not data.get("train_path"):
+        # the task's preset template inserts a training example: seed it from the task's training fold
+        train_path, text_template = TRAINING_FOLDS[model["task"]]
+        args += ["--data.init_args.train_path", train_path, "--data.init_args.text_template", text_template]
     cli = run_cli(args)
     assert cli.model.counts["requests" if config["model"]["init_args"]["mode"] != "answer" else "questions"] > 0
+
+
+class RecordingLLM:
+    """Stands in for ``generate_from_text`` in CLI runs: replies by prompt kind, records every prompt."""
+
+    def __init__(self):
+        self.prompts = []
+
+    def __call__(self, model, tokenizer, prompts, seeds, **kw):
+        self.prompts.extend(prompts)
+        replies = []
+        for prompt in prompts:
+            if prompt.startswith("Here is an example") and "Critique" in prompt:
+                # stop at once for questions ending in "a", never for the others
+                replies.append("Stop" if prompt.split("written in the same style:\n\n")[1].split("\n")[0].endswith(" a")
+                               else "Add a number.")
+            elif prompt.startswith("Here is an example"):
+                replies.append("Sure! Here they are:\n\n1. new a\n2) new b\n3. \n\nHope this helps.")
+            else:  # a rewrite
+                replies.append("Rewritten problem: " + prompt.split("\n\n")[1] + " with 2 apples")
+        return replies
+
+
+@pytest.mark.parametrize("task", sorted(TRAINING_FOLDS))
+def test_cli_seeds_every_request_with_the_next_training_example(task, tiny_llama, tmp_path, monkeypatch):
+    """``synthtune predict`` with a task preset: request r's prompt holds training example r mod N."""
+    monkeypatch.chdir(REPO)
+    llm = RecordingLLM()
+    monkeypatch.setattr(tg, "generate_from_text", llm)
+    train_path, text_template = TRAINING_FOLDS[task]
+    rows = [json.loads(line) for line in (REPO / train_path).read_text().splitlines()[:3]]
+    examples = [text_template.format(**row) for row in rows]
+    small = tmp_path / "train.jsonl"
+    small.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "run" / "samples.jsonl"
+    run_cli(["predict", "--model", "TemplateGenerationModule", "--model.init_args.backbone", tiny_llama,
+             "--model.init_args.task", task, "--model.init_args.num_questions", "3",
+             "--data", "PromptDataModule", "--data.init_args.train_path", str(small),
+             "--data.init_args.text_template", text_template, "--data.init_args.num_requests", "4",
+             "--data.init_args.batch_size", "3", "--trainer.accelerator", "cpu", "--trainer.logger", "false",
+             "--trainer.default_root_dir", str(tmp_path / "run"), "--writer.output_path", str(out)])
+    question = tg.preset(task).question
+    assert llm.prompts == [question.format(example=examples[r % 3], num_questions=3) for r in range(4)]
+    assert all(f"\n\n{examples[r % 3]}\n\n" in llm.prompts[r] for r in range(4))
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    # two questions per request; the third item was empty (dropped and counted), ids are r * 3 + j
+    assert [(r["id"], r["text"], r["example_index"]) for r in written] == [
+        (r * 3 + j, f"new {'ab'[j]}", r % 3) for r in range(4) for j in range(2)]
+    assert written[0]["parse"] == {"style": "numbered", "found": 2, "dropped": 1, "extra": 0}
+
+
+def test_cli_pt_sr_refines_each_question_until_stop_or_max_rounds(tiny_llama, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    llm = RecordingLLM()
+    monkeypatch.setattr(tg, "generate_from_text", llm)
+    out = tmp_path / "run" / "samples.jsonl"
+    cli = run_cli(["predict", "--model", "TemplateGenerationModule", "--model.init_args.backbone", tiny_llama,
+                   "--model.init_args.mode", "pt_sr", "--model.init_args.max_rounds", "2",
+                   "--model.init_args.num_questions", "2", "--data", "PromptDataModule",
+                   "--data.init_args.train_path", "data/gsm8k/train.jsonl", "--data.init_args.text_template",
+                   "{question}", "--data.init_args.num_requests", "2", "--trainer.accelerator", "cpu",
+                   "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "run"),
+                   "--writer.output_path", str(out)])
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    # "new a" is accepted by the first critique; "new b" is rewritten in both rounds and never accepted
+    assert [(r["id"], r["draft"], r["text"], r["rounds"], r["stopped"]) for r in written] == [
+        (i, "new a", "new a", 0, True) if i % 2 == 0 else
+        (i, "new b", "new b with 2 apples with 2 apples", 2, False) for i in range(4)]
+    critiques = [p for p in llm.prompts if "Critique the new" in p]
+    shown = [p.split("written in the same style:\n\n")[1].split("\n\nCritique")[0] for p in critiques]
+    # one question per critique: round 1 sees the four drafts, round 2 only the two "new b" rewrites
+    assert shown == ["new a", "new b", "new a", "new b", "new b with 2 apples", "new b with 2 apples"]
+    assert cli.model.counts["stopped"] == 2 and cli.model.counts["refinements"] == 4

@@ -1,13 +1,19 @@
-"""Prompt-template baselines of the SoftSRV paper (Appendix C): PT and PT_SR.
+"""Prompt-template baselines of the SoftSRV paper (Appendix A.2, Appendix C): PT and PT_SR.
 
-PT asks an LLM, in natural language, for a numbered list of ``num_questions`` new questions in the
-style of a task; the list is split into separate questions. PT_SR then asks the same LLM to critique
-the list and to rewrite it from the critique, for a few rounds, until the critique says "Stop".
-Answers for synthetic questions use the task's answer template (PT baseline) or the bare question.
+PT fills a task's question template with one training example ("[insert example question]", Fig. 8)
+and asks an LLM for a numbered list of ``num_questions`` new questions in its style; the list is
+split into separate questions. Requests cycle through the training examples (App. A.2: "cycle
+through questions found in the training fold and insert them into the relevant template"). PT_SR
+(Fig. 11) then takes each generated question on its own: the LLM critiques it, and rewrites it from
+the critique, until the critique says "Stop" or a round limit is reached. Answers for synthetic
+questions use the task's answer template (PT baseline) or the bare question.
 
-The wording below is ours, written to follow the paper's description; configs copy it so users can
-change every template. Placeholders: question ``{num_questions}``; critique ``{questions}``,
-``{num_questions}``; refine ``{questions}``, ``{critique}``, ``{num_questions}``; answer ``{question}``.
+The paper's Appendix C wording was not available to us; the texts below are ours, written after the
+paper's description of the templates (an example inserted into a task-specific instruction for new
+questions in the same style; a critique of one question that ends with "Stop" when no change is
+needed; a rewrite from the critique). Every template can be replaced in the config.
+Placeholders: question ``{example}``, ``{num_questions}``; critique ``{question}``, ``{example}``;
+refine ``{question}``, ``{critique}``, ``{example}``; answer ``{question}``.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from synthtune.errors import SynthtuneError
 
 #: Placeholders each kind of template may use.
 PLACEHOLDERS: dict[str, frozenset[str]] = {
-    "question": frozenset({"num_questions"}),
-    "critique": frozenset({"questions", "num_questions"}),
-    "refine": frozenset({"questions", "critique", "num_questions"}),
+    "question": frozenset({"example", "num_questions"}),
+    "critique": frozenset({"question", "example"}),
+    "refine": frozenset({"question", "critique", "example"}),
     "answer": frozenset({"question"}),
 }
 
@@ -32,9 +38,10 @@ class TemplateSet:
     """The four prompts of one task.
 
     Args:
-        question: asks for ``{num_questions}`` new questions as a numbered list (PT).
-        critique: asks for a critique of a numbered list ``{questions}``, or the single word Stop (PT_SR).
-        refine: asks for a rewritten list from ``{questions}`` and ``{critique}`` (PT_SR).
+        question: shows one training ``{example}`` and asks for ``{num_questions}`` new ones as a
+            numbered list (PT).
+        critique: asks for a critique of one generated ``{question}``, or the single word Stop (PT_SR).
+        refine: asks for that ``{question}`` rewritten from its ``{critique}`` (PT_SR).
         answer: asks for the answer to one synthetic ``{question}`` (PT baseline answers).
     """
 
@@ -44,64 +51,80 @@ class TemplateSet:
     answer: str
 
 
-def _critique(kind: str, style: str) -> str:
-    return (
-        f"Here is a numbered list of {kind} meant to resemble {style}:\n\n{{questions}}\n\n"
-        f"Critique the list. Point out every item that is unclear, unanswerable, repeated, off-topic or "
-        f"unlike {style}, and say how to fix it. If every item is already good, reply with the single word Stop."
-    )
+@dataclass(frozen=True)
+class _Task:
+    """What the templates of one task say about it."""
+
+    noun: str  # one item, in full, e.g. "grade-school math word problem"
+    short: str  # one item, when mentioned again, e.g. "problem"
+    plural: str  # what the list holds
+    style: str  # what every new item must be like
+    output: str  # what to write, and in which form
+    checks: str  # what the critique looks at
+    form: str = ""  # how one rewritten item is laid out
 
 
-def _refine(kind: str) -> str:
-    return (
-        f"Here is a numbered list of {kind}:\n\n{{questions}}\n\nHere is a critique of the list:\n\n{{critique}}\n\n"
-        f"Rewrite the list so that it fixes every problem the critique names. Write exactly {{num_questions}} "
-        f"{kind} as a numbered list (1., 2., 3., ...) and nothing else."
-    )
+def _question(t: _Task) -> str:
+    return (f"Here is an example of a {t.noun}:\n\n{{example}}\n\nWrite {{num_questions}} new {t.plural} in the "
+            f"same style as this example. {t.style} Do not copy the example or repeat yourself. {t.output}")
 
+
+def _critique(t: _Task) -> str:
+    return (f"Here is an example of a {t.noun}:\n\n{{example}}\n\nHere is a new {t.short} written in the same "
+            f"style:\n\n{{question}}\n\nCritique the new {t.short}: {t.checks} Say exactly what is wrong and how "
+            f"to fix it. If it needs no change, reply with the single word Stop.")
+
+
+def _refine(t: _Task) -> str:
+    return (f"Here is a {t.noun}:\n\n{{question}}\n\nHere is a critique of it:\n\n{{critique}}\n\nRewrite the "
+            f"{t.short} so that it fixes every problem the critique names. {t.form}Write only the rewritten "
+            f"{t.short}, nothing else.")
+
+
+def _templates(task: _Task, answer: str) -> TemplateSet:
+    return TemplateSet(question=_question(task), critique=_critique(task), refine=_refine(task), answer=answer)
+
+
+_GSM8K = _Task(
+    noun="grade-school math word problem",
+    short="problem",
+    plural="grade-school math word problems",
+    style=("Each problem tells a short everyday story, takes two to eight steps of basic arithmetic (adding, "
+           "subtracting, multiplying, dividing) to solve, and has one whole-number answer."),
+    output="Write only the problems, not their solutions, as a numbered list (1., 2., 3., ...).",
+    checks=("is it clear, self-contained and solvable with basic arithmetic, does it have one whole-number "
+            "answer, and is it like the example?"),
+)
+_MBPP = _Task(
+    noun="basic Python programming task",
+    short="task",
+    plural="basic Python programming tasks",
+    style="Each task asks, in one sentence, for one self-contained Python function and says what it must do.",
+    output="Write only the task descriptions, no code, as a numbered list (1., 2., 3., ...).",
+    checks="is it one clear sentence that asks for one self-contained Python function, and is it like the example?",
+)
+_BOOLQ = _Task(
+    noun="passage from an encyclopedia article followed by a yes/no question about it",
+    short="passage and question",
+    plural="pairs of a passage and a yes/no question",
+    style=("Each passage is a few factual sentences on a different topic; its question is one that people type "
+           "into a search engine, and the passage answers it with yes or no."),
+    output=("Write them as a numbered list (1., 2., 3., ...); in each item put the passage on one line and its "
+            "question on the next line, with no answers."),
+    checks=("is the passage factual and coherent, is the question a natural yes/no question that the passage "
+            "answers, and is it like the example?"),
+    form="Put the passage on one line and the question on the next line. ",
+)
 
 PRESETS: dict[str, TemplateSet] = {
-    "gsm8k": TemplateSet(
-        question=(
-            "You write grade-school math word problems like those of the GSM8K benchmark. Each problem tells "
-            "a short everyday story, takes two to eight steps of basic arithmetic (adding, subtracting, "
-            "multiplying, dividing) to solve, and has one whole-number answer. Please generate "
-            "{num_questions} different problems of this kind. Write only the problems, not their solutions, "
-            "as a numbered list (1., 2., 3., ...)."
-        ),
-        critique=_critique("math word problems", "GSM8K grade-school math problems"),
-        refine=_refine("math word problems"),
-        answer=(
-            "Solve the following math word problem. Reason step by step, then write the final answer as a "
-            "number on its own last line, after '#### '.\n\nProblem: {question}"
-        ),
-    ),
-    "mbpp": TemplateSet(
-        question=(
-            "You write short Python programming tasks like those of the MBPP benchmark. Each task asks for "
-            "one self-contained Python function and says in one sentence what the function must do, for "
-            "example \"Write a function to find the second largest number in a list.\" Please generate "
-            "{num_questions} different tasks of this kind. Write only the task descriptions, no code, as a "
-            "numbered list (1., 2., 3., ...)."
-        ),
-        critique=_critique("Python programming tasks", "MBPP programming tasks"),
-        refine=_refine("Python programming tasks"),
-        answer=(
-            "Write a Python function that solves the following task. Reply with the code only.\n\n"
-            "Task: {question}"
-        ),
-    ),
-    "boolq": TemplateSet(
-        question=(
-            "You write yes/no questions like those of the BoolQ benchmark: natural questions that people "
-            "type into a search engine, about facts found in encyclopedia articles, whose answer is either "
-            "yes or no. Please generate {num_questions} different questions of this kind. Write only the "
-            "questions, without answers, as a numbered list (1., 2., 3., ...)."
-        ),
-        critique=_critique("yes/no questions", "BoolQ search-engine questions"),
-        refine=_refine("yes/no questions"),
-        answer="Answer the following question with yes or no, then justify it in one sentence.\n\nQuestion: {question}",
-    ),
+    "gsm8k": _templates(_GSM8K, (
+        "Solve the following math word problem. Reason step by step, then write the final answer as a "
+        "number on its own last line, after '#### '.\n\nProblem: {question}")),
+    "mbpp": _templates(_MBPP, (
+        "Write a Python function that solves the following task. Reply with the code only.\n\nTask: {question}")),
+    "boolq": _templates(_BOOLQ, (
+        "Answer the following question about the passage with yes or no, then justify it in one sentence."
+        "\n\n{question}")),
 }
 
 
@@ -114,8 +137,9 @@ def preset(task: str) -> TemplateSet:
                              f"or give every template in the config") from None
 
 
-def check_template(template: str, kind: str) -> str:
-    """``template`` if it is a valid format string using only the placeholders of ``kind``."""
+def placeholders(template: str, kind: str) -> frozenset[str]:
+    """The placeholders ``template`` uses; a bad format string or a placeholder ``kind`` does not
+    have is a one-line error."""
     allowed = PLACEHOLDERS[kind]
     try:
         used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
@@ -125,12 +149,20 @@ def check_template(template: str, kind: str) -> str:
     if unknown:
         raise SynthtuneError(f"{kind}_template uses unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
                              f"it may use {', '.join('{' + a + '}' for a in sorted(allowed))}")
+    return frozenset(used)
+
+
+def check_template(template: str, kind: str) -> str:
+    """``template`` if it is a valid format string using only the placeholders of ``kind``."""
+    placeholders(template, kind)
     return template
 
 
-# A list item starts a line: "1.", "1)", "1:", "(1)", "[1]", "#1.", "Question 1:", "Q1.", "**1.**", "- 1.".
+# ------------------------------------------------------------------------------------------ parsing
+
+# A numbered item starts a line: "1.", "1)", "1:", "(1)", "[1]", "#1.", "Question 1:", "Q1.", "**1.**", "- 1.".
 # "1.5 litres" does not, since the delimiter must be followed by a space, markdown or the line end.
-_ITEM = re.compile(
+_NUMBERED = re.compile(
     r"^\s*(?:[-*•]\s+)?(?:\*\*|__)?\s*(?:"
     r"\((?P<a>\d{1,3})\)"
     r"|\[(?P<b>\d{1,3})\]"
@@ -139,20 +171,46 @@ _ITEM = re.compile(
     r")\s*(?:\*\*|__)?\s*",
     re.IGNORECASE,
 )
+# A bullet item: "- ", "* ", "• ", "+ " (not "**bold**").
+_BULLET = re.compile(r"^\s*[-*•+](?:\s+|$)")
 _HAS_CONTENT = re.compile(r"[A-Za-z0-9]")
+# A line that introduces what follows ("Here are 10 problems:", "**Problems:**"), not an item.
+_HEADER = re.compile(r":\s*(?:\*\*|__)?\s*$")
+# A label before a single rewritten question ("Rewritten problem:", "**Question:**").
+_LABEL = re.compile(r"^\s*(?:\*\*|__)?\s*(?:(?:the|my|a|new|final|revised|rewritten|refined|improved|updated|corrected)\s+){0,3}"
+                    r"(?:question|problem|task|version)\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*", re.IGNORECASE)
 
 
-def parse_numbered_list(text: str) -> list[str]:
-    """Split a numbered list into its items, in order.
+@dataclass(frozen=True)
+class ParsedList:
+    """The items found in one LLM reply.
 
-    An item runs from its marker to the next marker or the next blank line (so a closing remark
-    after the list is not glued to the last item); lines before the first marker are ignored.
-    Items without a letter or digit are dropped. A text without any numbered item gives ``[]``.
+    Args:
+        items: the items, in order, cleaned of markers and markdown.
+        style: how the reply was split: ``numbered``, ``bulleted``, ``lines`` (one item per line, the
+            fallback for replies with at least two lines and no markers) or ``none`` (no items).
+        dropped: candidate items that were thrown away (a marker without text, a header line).
+    """
+
+    items: tuple[str, ...]
+    style: str
+    dropped: int
+
+
+def _clean(text: str) -> str:
+    return text.strip().strip("*_").strip()
+
+
+def _marked_items(lines: list[str], marker: re.Pattern) -> list[str] | None:
+    """Items that start at ``marker`` and run to the next marker or blank line; ``None`` without markers.
+
+    Lines before the first marker are ignored, and so is text after a blank line that follows an
+    item (a closing remark is not glued to the last item).
     """
     items: list[list[str]] = []
     open_item = False
-    for line in text.splitlines():
-        match = _ITEM.match(line)
+    for line in lines:
+        match = marker.match(line)
         if match:
             items.append([line[match.end():].strip()])
             open_item = True
@@ -160,27 +218,56 @@ def parse_numbered_list(text: str) -> list[str]:
             open_item = False
         elif open_item:
             items[-1].append(line.strip())
-    cleaned = []
-    for parts in items:
-        item = "\n".join(p for p in parts if p).strip().strip("*_").strip()
-        if _HAS_CONTENT.search(item):
-            cleaned.append(item)
-    return cleaned
+    if not items:
+        return None
+    return [_clean("\n".join(p for p in parts if p)) for parts in items]
 
 
-def format_numbered_list(items: list[str]) -> str:
-    """``items`` as ``1. ...`` lines: how a parsed draft is shown to the critique."""
-    return "\n".join(f"{i}. {item}" for i, item in enumerate(items, start=1))
+def parse_list(text: str) -> ParsedList:
+    """Split an LLM reply into its items: a numbered list first, else a bulleted list, else one item
+    per line (when there are at least two lines; header lines ending in ":" are dropped). A reply
+    with a single unmarked line is not a list (it is usually a refusal or a remark)."""
+    lines = text.splitlines()
+    for style, marker in (("numbered", _NUMBERED), ("bulleted", _BULLET)):
+        candidates = _marked_items(lines, marker)
+        if candidates is not None:
+            items = tuple(c for c in candidates if _HAS_CONTENT.search(c))
+            return ParsedList(items, style if items else "none", len(candidates) - len(items))
+    candidates = [_clean(line) for line in lines if line.strip()]
+    if len(candidates) < 2:
+        return ParsedList((), "none", 0)
+    items = tuple(c for c in candidates if _HAS_CONTENT.search(c) and not _HEADER.search(c))
+    return ParsedList(items, "lines" if items else "none", len(candidates) - len(items))
+
+
+def parse_question(text: str) -> str:
+    """The one question in a PT_SR rewrite: leading header lines ("Here is the rewritten problem:")
+    and a label ("Rewritten problem:") are removed; a numbered or bulleted reply gives its first item,
+    any other its first paragraph. ``""`` when nothing is left."""
+    lines = text.strip().splitlines()
+    while lines and (not lines[0].strip() or _HEADER.search(lines[0])):
+        lines.pop(0)
+    parsed = parse_list("\n".join(lines))
+    if parsed.style in ("numbered", "bulleted"):
+        return parsed.items[0]
+    paragraph = []
+    for line in lines:
+        if not line.strip():
+            break
+        paragraph.append(line.strip())
+    first = "\n".join(paragraph)
+    question = _clean(_LABEL.sub("", first, count=1)).strip("\"'“”")
+    return question if _HAS_CONTENT.search(question) else ""
 
 
 _STRIP = " \t*_`'\".!:;-"
 
 
 def says_stop(critique: str) -> bool:
-    """Whether a PT_SR critique is the verdict "Stop" (the list needs no more changes).
+    """Whether a PT_SR critique is the verdict "Stop" (the question needs no more changes).
 
     True when a line of the reply is just "Stop" (any case, markdown or punctuation around it), or
-    when the reply's first sentence is "Stop" ("Stop. The list is fine."); a critique that merely
+    when the reply's first sentence is "Stop" ("Stop. The problem is fine."); a critique that merely
     uses the word ("the bus makes a stop") does not count.
     """
     lines = [line.strip(_STRIP).lower() for line in critique.splitlines()]
