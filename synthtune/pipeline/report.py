@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes, atomic_write_png
+from synthtune.pipeline.runner import label_of
 from synthtune.records import read_jsonl
 
 LOSS_TAG = "train/loss"
@@ -93,7 +94,7 @@ def samples(rows: list[dict[str, Any]], per_group: int, field: Optional[str]) ->
     picked: list[tuple[str, str]] = []
     counts: dict[str, int] = {}
     for row in rows:
-        group = "" if row.get("label") is None else str(row["label"])
+        group = label_of(row) or ""
         if counts.get(group, 0) < per_group:
             counts[group] = counts.get(group, 0) + 1
             picked.append((group, _text(row, field)))

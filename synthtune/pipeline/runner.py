@@ -40,11 +40,17 @@ def selected_stages(enabled: list[str], stages: Optional[str], from_stage: Optio
     return [name for name in enabled if name in names] if names else list(enabled)
 
 
+def label_of(row: dict[str, Any]) -> Optional[str]:
+    """A row's label as shown to people: its ``label_name``, else its ``label``, else None."""
+    label = row.get("label_name", row.get("label"))
+    return None if label is None else str(label)
+
+
 def row_counts(path: Path) -> dict[str, Any]:
-    """``rows`` and, where rows carry a ``label``, ``labels`` (label -> count) of a rows file."""
+    """``rows`` and, where rows carry a label, ``labels`` (label -> count) of a rows file."""
     rows = read_jsonl(path)
     counts: dict[str, Any] = {"rows": len(rows)}
-    labels = Counter(str(row["label"]) for row in rows if row.get("label") is not None)
+    labels = Counter(label for label in map(label_of, rows) if label is not None)
     if labels:
         counts["labels"] = dict(sorted(labels.items()))
     return counts
