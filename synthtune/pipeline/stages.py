@@ -86,8 +86,17 @@ def command_kwargs(section: dict[str, Any], stage: str, reserved: tuple[str, ...
 
 
 # ------------------------------------------------------------------------------------------ Lightning stages
+LIGHTNING_KEYS = {"fit": {"config", "overrides"}, "predict": {"config", "overrides"},
+                  "answers": {"config", "field", "overrides"}}
+
+
 def lightning_args(ctx: Context, stage: str, section: dict[str, Any], folder: Path) -> list[str]:
     """The ``synthtune fit/predict`` arguments of a Lightning stage, its folder as ``default_root_dir``."""
+    allowed = LIGHTNING_KEYS[stage]
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise SynthtuneError(f"unknown {stage} setting {unknown[0]!r}; {stage} takes {', '.join(sorted(allowed))} "
+                             "(put Lightning options in overrides: [--key, value])")
     overrides = [str(a) for a in section.get("overrides", [])]
     root = ["--trainer.default_root_dir", str(folder)]
     if stage == "fit":

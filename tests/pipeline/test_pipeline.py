@@ -194,3 +194,9 @@ def test_stages_need_the_stages_before_them(files, tiny_llama, tmp_path, monkeyp
         pipeline(root="pipe", stages="curate", **sections(files, tiny_llama))
     with pytest.raises(SynthtuneError, match="unknown stage 'align'"):
         pipeline(root="pipe", from_stage="align", **sections(files, tiny_llama))
+
+
+def test_a_misspelt_lightning_setting_is_refused(files, tiny_llama, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SynthtuneError, match="unknown fit setting 'overide'"):
+        pipeline(root="pipe", **sections(files, tiny_llama, fit={"overide": ["--trainer.max_steps", "1"]}))
