@@ -7,11 +7,12 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.table import Table
 
+from synthtune.errors import SynthtuneError
 from synthtune.pipeline import run_pipeline
 
 
 def pipeline(
-    root: str,
+    root: Optional[str] = None,
     fit: Optional[dict] = None,
     predict: Optional[dict] = None,
     curate: Optional[dict] = None,
@@ -42,6 +43,9 @@ def pipeline(
         stages: run only these stages (comma-separated); the ones before them must have finished.
         from_stage: run this stage and every one after it.
     """
+    if not root:
+        raise SynthtuneError("the pipeline needs a root folder for its stages; add `root: runs/<name>` to its YAML "
+                             "or pass --root")
     done = run_pipeline(root, {"fit": fit, "predict": predict, "curate": curate, "decontaminate": decontaminate,
                                "answers": answers, "score": score, "export": export, "report": report},
                         stages=stages, from_stage=from_stage)

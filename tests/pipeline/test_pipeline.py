@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_runner import run_synthtune
+from cli_runner import run_synthtune, run_synthtune_output
 from helpers import one_thread  # noqa: F401 - autouse fixture
 from synthtune.commands.pipeline import pipeline
 from synthtune.errors import SynthtuneError
@@ -200,3 +200,19 @@ def test_a_misspelt_lightning_setting_is_refused(files, tiny_llama, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SynthtuneError, match="unknown fit setting 'overide'"):
         pipeline(root="pipe", **sections(files, tiny_llama, fit={"overide": ["--trainer.max_steps", "1"]}))
+
+
+def test_printed_config_reads_back_and_an_empty_pipeline_is_one_line(tmp_path, capsys):
+    code, printed, err = run_synthtune_output(["pipeline", "--print_config"], capsys)
+    assert code == 0, err
+    config = yaml.safe_load(printed)
+    assert set(ORDER) - {"answers"} < set(config) and config["root"] is None
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    code, err = run_synthtune(["pipeline", "--config", str(path)], capsys)
+    assert code == 2 and err == "error: the pipeline needs a root folder for its stages; add `root: runs/<name>` " \
+                                "to its YAML or pass --root\n"
+    config["root"] = str(tmp_path / "pipe")
+    path.write_text(yaml.safe_dump(config))
+    code, err = run_synthtune(["pipeline", "--config", str(path)], capsys)
+    assert code == 2 and err.startswith("error: the pipeline has no stage; add a section for one of fit, predict")
