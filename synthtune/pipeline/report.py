@@ -129,7 +129,8 @@ def write_report(ctx, section: dict[str, Any], folder: Path) -> tuple[dict[str, 
             lines.append(f"![training loss](loss_curve.png)  \nlast {LOSS_TAG}: {points[-1][1]:.4f} at step "
                          f"{points[-1][0]}")
         else:
-            lines.append(f"No `{LOSS_TAG}` in {ctx.folder('fit')}/lightning_logs (the fit ran without a logger).")
+            lines.append(f"No `{LOSS_TAG}` logged under {ctx.folder('fit')}/lightning_logs (the fit ran without a "
+                         "logger, or for fewer steps than trainer.log_every_n_steps).")
 
     score = ctx.done.get("score")
     if score:
