@@ -18,6 +18,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from synthtune.commands.curate import curate
 from synthtune.commands.decontaminate import decontaminate
+from synthtune.commands.pipeline import pipeline
 from synthtune.commands.score import mauve
 from synthtune.commands.sweep import sweep
 from synthtune.commands.synalign import evaluate, select
@@ -29,6 +30,7 @@ Command = Callable[..., Any]
 COMMANDS: dict[str, Union[Command, dict[str, Command]]] = {
     "curate": curate,
     "decontaminate": decontaminate,
+    "pipeline": pipeline,
     "score": {"mauve": mauve},
     "synalign": {"select": select, "evaluate": evaluate},
     "sweep": sweep,

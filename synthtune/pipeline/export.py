@@ -1,0 +1,130 @@
+"""The export stage: the final rows as a Hugging Face dataset (``save_to_disk`` and Parquet) with a dataset card
+that records where every row came from; ``push_to_hub`` only when asked and online."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from synthtune.errors import SynthtuneError
+from synthtune.paths import atomic_write_bytes
+from synthtune.records import read_jsonl
+
+DATASET_DIR = "dataset"
+PARQUET = "data.parquet"
+CARD = "README.md"
+
+
+def provenance(ctx) -> dict[str, Any]:
+    """Method, backbone, source data, decontamination, MAUVE and rows per stage, read from the manifests."""
+    composed = ctx.composed("fit") or ctx.composed("predict")
+    model = composed.get("model") or {}
+    data = composed.get("data") or {}
+    decontaminate = ctx.done.get("decontaminate", {}).get("report", {})
+    mauve = ctx.done.get("score", {}).get("report", {})
+    return {
+        "method": model.get("class_path"),
+        "backbone": (model.get("init_args") or {}).get("backbone"),
+        "source_data": {"class_path": data.get("class_path"), **{k: v for k, v in (data.get("init_args") or {}).items()
+                                                                  if k in ("path", "task", "split", "text_template")}},
+        "decontamination": {k: decontaminate.get(k) for k in ("reference_path", "reference_field", "ngram",
+                                                              "decontaminated_dropped", "contamination_rate")}
+        if decontaminate else None,
+        "mauve": {k: mauve.get(k) for k in ("mean", "std", "featurizer", "clusters", "num_synthetic", "num_reference",
+                                            "reference_path")} if mauve else None,
+        "rows_per_stage": {name: m["rows"] for name, m in ctx.done.items() if "rows" in m},
+        "labels_per_stage": {name: m["labels"] for name, m in ctx.done.items() if "labels" in m},
+        "versions": next(iter(ctx.done.values()), {}).get("versions"),
+    }
+
+
+def dataset_card(name: str, facts: dict[str, Any], settings: dict[str, Any], num_rows: int) -> str:
+    """A dataset card: YAML front matter (size, tags) and the provenance and every setting of the pipeline."""
+    front = yaml.safe_dump({"pretty_name": name, "size_categories": ["n<1K" if num_rows < 1000 else "1K<n<10K"
+                                                                      if num_rows < 10000 else "n>10K"],
+                            "tags": ["synthetic", "synthtune"]}, sort_keys=False)
+    mauve = facts["mauve"]
+    decon = facts["decontamination"]
+    lines = [f"---\n{front}---", f"# {name}", "",
+             f"{num_rows} synthetic rows made by the synthtune pipeline.", "",
+             "## Provenance", "",
+             f"- method: `{facts['method']}`", f"- backbone: `{facts['backbone']}`",
+             f"- source data: `{json.dumps(facts['source_data'])}`"]
+    if decon:
+        lines.append(f"- decontamination: {decon['decontaminated_dropped']} rows dropped (rate "
+                     f"{decon['contamination_rate']}) for sharing a {decon['ngram']}-gram with "
+                     f"`{decon['reference_path']}`")
+    if mauve:
+        lines.append(f"- MAUVE: {mauve['mean']:.4f} ± {mauve['std']:.4f} against `{mauve['reference_path']}` "
+                     f"({mauve['featurizer']}, {mauve['clusters']} clusters, {mauve['num_synthetic']} synthetic vs "
+                     f"{mauve['num_reference']} real)")
+    lines += ["", "## Rows per stage", "", "| stage | rows |", "|---|---|"]
+    lines += [f"| {stage} | {rows} |" for stage, rows in facts["rows_per_stage"].items()]
+    for stage, labels in facts["labels_per_stage"].items():
+        lines += ["", f"Labels after {stage}: " + ", ".join(f"{k}: {v}" for k, v in labels.items())]
+    lines += ["", "## Every setting", "", "```yaml", yaml.safe_dump(settings, sort_keys=False).rstrip(), "```",
+              "", "## Versions", "", "```json", json.dumps(facts["versions"], indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face Hub is switched off (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE",
+                                                                                     "TRANSFORMERS_OFFLINE"))
+
+
+def refuse_offline(repo_id: str) -> None:
+    """Refuse ``push_to_hub`` in one line when the Hub is switched off."""
+    if hub_offline():
+        raise SynthtuneError(f"export.push_to_hub {repo_id} needs the network, but the Hugging Face Hub is offline "
+                             "(HF_HUB_OFFLINE); unset it, or remove export.push_to_hub")
+
+
+def push(folder: Path, repo_id: str, private: bool) -> None:
+    """Upload the exported dataset and its card to the Hub (refused in one line when offline or failing)."""
+    refuse_offline(repo_id)
+    from datasets import load_from_disk
+    from huggingface_hub import HfApi
+
+    try:
+        load_from_disk(str(folder / DATASET_DIR)).push_to_hub(repo_id, private=private)
+        HfApi().upload_file(path_or_fileobj=str(folder / CARD), path_in_repo=CARD, repo_id=repo_id,
+                            repo_type="dataset")
+    except Exception as exc:  # noqa: BLE001 - network and auth failures are the user's to fix
+        raise SynthtuneError(f"push to the Hub repo {repo_id} failed ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}); log in with `huggingface-cli login` "
+                             "and check the repo id, or remove export.push_to_hub") from None
+
+
+def export(ctx, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Write ``dataset/`` (``save_to_disk``), ``data.parquet`` and ``README.md``; push when asked.
+
+    Section keys: ``name`` (the card's title, default the root's name), ``push_to_hub`` (a repo id),
+    ``private`` (push as a private dataset).
+    """
+    from datasets import Dataset
+
+    unknown = sorted(set(section) - {"name", "push_to_hub", "private"})
+    if unknown:
+        raise SynthtuneError(f"unknown export setting {unknown[0]!r}; export takes name, push_to_hub and private")
+    repo_id: Optional[str] = section.get("push_to_hub")
+    if repo_id:
+        refuse_offline(repo_id)  # before writing anything
+    rows = read_jsonl(ctx.rows_before("export"))
+    if not rows:
+        raise SynthtuneError(f"no rows left to export in {ctx.rows_before('export')}; loosen curation or make more rows")
+    dataset = Dataset.from_list(rows)
+    dataset.save_to_disk(str(folder / DATASET_DIR))
+    dataset.to_parquet(str(folder / PARQUET))
+    facts = provenance(ctx)
+    settings = {name: ctx.sections[name] for name in ctx.sections}
+    card = dataset_card(section.get("name") or ctx.root.name, facts, settings, len(rows))
+    atomic_write_bytes(folder / CARD, card.encode("utf-8"))
+    atomic_write_bytes(folder / DATASET_DIR / CARD, card.encode("utf-8"))
+    if repo_id:
+        push(folder, repo_id, bool(section.get("private", False)))
+    return {"dataset": DATASET_DIR, "parquet": PARQUET, "card": CARD}, {"provenance": facts, "pushed_to": repo_id}

@@ -1,0 +1,162 @@
+"""The report stage: ``report.md`` with the per-stage table, the MAUVE bar, the real-vs-synthetic embedding map,
+the label balance, a few samples (per label where there are labels) and the fit's loss curve."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+from synthtune.errors import SynthtuneError
+from synthtune.paths import atomic_write_bytes, atomic_write_png
+from synthtune.pipeline.runner import label_of
+from synthtune.records import read_jsonl
+
+LOSS_TAG = "train/loss"
+SAMPLE_CHARS = 300
+
+
+def _figure(width: float = 5.0, height: float = 3.5):
+    # The Agg canvas directly, not pyplot: no global backend switch, no GUI, nothing to close.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def read_loss_curve(run: Path, tag: str = LOSS_TAG) -> list[tuple[int, float]]:
+    """(step, value) of ``tag`` from a Lightning run's logs: CSV ``metrics.csv`` or TensorBoard event files.
+
+    The newest ``lightning_logs/version_N`` that has the tag wins (a resumed fit logs into a new version;
+    its steps continue the earlier ones', so every version's points are merged by step).
+    """
+    points: dict[int, float] = {}
+    for path in sorted(run.glob("lightning_logs/version_*/metrics.csv")):
+        with path.open(newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                if row.get(tag):
+                    points[int(row["step"])] = float(row[tag])
+    events = sorted(run.glob("lightning_logs/version_*/events.out.tfevents.*"))
+    if events:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        for path in events:
+            accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0})
+            accumulator.Reload()
+            if tag in accumulator.Tags().get("scalars", []):
+                points.update({event.step: float(event.value) for event in accumulator.Scalars(tag)})
+    return sorted(points.items())
+
+
+def plot_loss(points: list[tuple[int, float]], path: Path) -> Path:
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([s for s, _ in points], [v for _, v in points], marker="." if len(points) < 50 else None)
+    ax.set(xlabel="step", ylabel=LOSS_TAG, title="fit: training loss")
+    fig.tight_layout()
+    return atomic_write_png(fig, path)
+
+
+def plot_mauve(report: dict[str, Any], path: Path) -> Path:
+    """One bar: MAUVE mean with its std over k-means seeds, each seed's score as a dot."""
+    fig = _figure(3.2, 3.5)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.bar([0], [report["mean"]], yerr=[report["std"]], color="tab:orange", capsize=6, width=0.5)
+    seeds = list(report.get("per_seed", {}).values())
+    ax.scatter([0] * len(seeds), seeds, color="black", s=10, zorder=3, label="per seed")
+    ax.set(xticks=[0], xticklabels=["synthetic"], ylim=(0, 1), ylabel="MAUVE", title=f"MAUVE {report['mean']:.3f}")
+    fig.tight_layout()
+    return atomic_write_png(fig, path)
+
+
+def plot_labels(labels: dict[str, int], path: Path) -> Path:
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    ax.bar(list(labels), list(labels.values()), color="tab:blue")
+    ax.set(xlabel="label", ylabel="rows", title="label balance of the final rows")
+    fig.tight_layout()
+    return atomic_write_png(fig, path)
+
+
+def _text(row: dict[str, Any], field: Optional[str]) -> str:
+    value = row.get(field) if field else None
+    if value is None:
+        value = next((v for k, v in row.items() if isinstance(v, str) and k not in ("label", "method")), "")
+    text = " ".join(str(value).split())
+    return text[:SAMPLE_CHARS] + ("…" if len(text) > SAMPLE_CHARS else "")
+
+
+def samples(rows: list[dict[str, Any]], per_group: int, field: Optional[str]) -> list[tuple[str, str]]:
+    """(label or "", text) of the first ``per_group`` rows of each label (of all rows when there are no labels)."""
+    picked: list[tuple[str, str]] = []
+    counts: dict[str, int] = {}
+    for row in rows:
+        group = label_of(row) or ""
+        if counts.get(group, 0) < per_group:
+            counts[group] = counts.get(group, 0) + 1
+            picked.append((group, _text(row, field)))
+    return picked
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def write_report(ctx, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Write ``report.md`` and its PNGs into ``folder``.
+
+    Section keys: ``samples`` (rows shown per label, default 3), ``field`` (the text field shown; default
+    ``text``, else the row's first text field).
+    """
+    unknown = sorted(set(section) - {"samples", "field"})
+    if unknown:
+        raise SynthtuneError(f"unknown report setting {unknown[0]!r}; report takes samples and field")
+    outputs = {"report": "report.md"}
+    lines = [f"# Pipeline report: {ctx.root.name}", "", "## Stages", "",
+             "| stage | rows | seconds | finished (UTC) |", "|---|---|---|---|"]
+    for name, manifest in ctx.done.items():
+        lines.append(f"| {name} | {manifest.get('rows', '')} | {manifest.get('seconds', '')} | "
+                     f"{manifest.get('finished_at', '')} |")
+
+    if "fit" in ctx.done:
+        points = read_loss_curve(ctx.folder("fit"))
+        lines += ["", "## Fit: loss curve", ""]
+        if points:
+            outputs["loss_curve"] = plot_loss(points, folder / "loss_curve.png").name
+            lines.append(f"![training loss](loss_curve.png)  \nlast {LOSS_TAG}: {points[-1][1]:.4f} at step "
+                         f"{points[-1][0]}")
+        else:
+            lines.append(f"No `{LOSS_TAG}` logged under {ctx.folder('fit')}/lightning_logs (the fit ran without a "
+                         "logger, or for fewer steps than trainer.log_every_n_steps).")
+
+    score = ctx.done.get("score")
+    if score:
+        report = score["report"]
+        outputs["mauve_bar"] = plot_mauve(report, folder / "mauve.png").name
+        lines += ["", "## MAUVE", "", "![MAUVE](mauve.png)", "",
+                  f"MAUVE = {report['mean']:.4f} ± {report['std']:.4f} over {len(report['per_seed'])} seed(s), "
+                  f"{report['num_synthetic']} synthetic vs {report['num_reference']} real rows of "
+                  f"`{report['reference_path']}` ({report['featurizer']})."]
+        if "embedding_map" in score["outputs"]:
+            shutil.copyfile(ctx.folder("score") / score["outputs"]["embedding_map"]["path"],
+                            folder / "embedding_map.png")
+            outputs["embedding_map"] = "embedding_map.png"
+            lines += ["", "## Real vs synthetic embeddings", "", "![embedding map](embedding_map.png)"]
+
+    final = ctx.rows_before("report")
+    rows = read_jsonl(final)
+    labelled = [m for m in ctx.done.values() if "labels" in m]
+    if labelled:
+        labels = labelled[-1]["labels"]
+        outputs["label_balance"] = plot_labels(labels, folder / "label_balance.png").name
+        lines += ["", "## Label balance", "", "![label balance](label_balance.png)", "", "| label | rows |",
+                  "|---|---|", *[f"| {k} | {v} |" for k, v in labels.items()]]
+
+    shown = samples(rows, int(section.get("samples", 3)), section.get("field", "text"))
+    lines += ["", f"## Samples ({len(rows)} final rows in `{final}`)", "", "| label | text |", "|---|---|"]
+    lines += [f"| {_cell(label)} | {_cell(text)} |" for label, text in shown]
+    atomic_write_bytes(folder / "report.md", ("\n".join(lines) + "\n").encode("utf-8"))
+    return outputs, {"samples_shown": len(shown)}

@@ -1,0 +1,129 @@
+"""Run a pipeline: every enabled stage in order, each skipped when its manifest matches, under the root's lock.
+
+A stage's folder also holds ``.started`` (the key it is being run with). A rerun whose key equals it resumes
+into the folder as it is (a killed fit restarts from ``last.ckpt``, a killed predict from the rows on disk); a
+rerun with another key (the settings or an input changed) clears the folder first, so no stale file survives.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from synthtune.errors import SynthtuneError
+from synthtune.pipeline.lock import RootLock
+from synthtune.pipeline.manifest import fingerprint, is_current, read_manifest, stage_key, versions, write_manifest
+from synthtune.pipeline.stages import ORDER, ROWS, STAGES, Context
+from synthtune.records import read_jsonl
+
+log = logging.getLogger("synthtune")
+STARTED = ".started"
+
+
+def selected_stages(enabled: list[str], stages: Optional[str], from_stage: Optional[str]) -> list[str]:
+    """The enabled stages to run: all, the comma-separated ``stages``, or ``from_stage`` and those after it."""
+    if stages and from_stage:
+        raise SynthtuneError("give --stages or --from_stage, not both")
+    names = [s.strip() for s in stages.split(",") if s.strip()] if stages else [from_stage] if from_stage else []
+    for name in names:
+        if name not in ORDER:
+            raise SynthtuneError(f"unknown stage {name!r}; the stages are {', '.join(ORDER)}")
+        if name not in enabled:
+            raise SynthtuneError(f"stage {name!r} has no section in this pipeline; add `{name}:` to its YAML")
+    if from_stage:
+        return enabled[enabled.index(from_stage):]
+    return [name for name in enabled if name in names] if names else list(enabled)
+
+
+def label_of(row: dict[str, Any]) -> Optional[str]:
+    """A row's label as shown to people: its ``label_name``, else its ``label``, else None."""
+    label = row.get("label_name", row.get("label"))
+    return None if label is None else str(label)
+
+
+def row_counts(path: Path) -> dict[str, Any]:
+    """``rows`` and, where rows carry a label, ``labels`` (label -> count) of a rows file."""
+    rows = read_jsonl(path)
+    counts: dict[str, Any] = {"rows": len(rows)}
+    labels = Counter(label for label in map(label_of, rows) if label is not None)
+    if labels:
+        counts["labels"] = dict(sorted(labels.items()))
+    return counts
+
+
+def run_stage(ctx: Context, name: str) -> dict[str, Any]:
+    """Run one stage into its folder unless its manifest matches; returns its manifest (``ran``: whether it ran)."""
+    stage, section, folder = STAGES[name], ctx.sections[name], ctx.folder(name)
+    settings = stage.settings(ctx, section) if stage.settings else dict(section)
+    inputs = stage.inputs(ctx, settings)
+    for label, path in inputs.items():
+        if not Path(path).exists():
+            raise SynthtuneError(f"the {name} stage reads {path} ({label}), which does not exist; "
+                                 "fix the path in the pipeline's YAML, or run the stage that makes it")
+    fingerprints = {label: fingerprint(path) for label, path in inputs.items()}
+    key = stage_key(settings, fingerprints)
+    manifest = read_manifest(folder)
+    if is_current(manifest, key, folder):
+        log.info("pipeline: %s is up to date (%s); skipped", name, folder / "manifest.json")
+        return {**manifest, "ran": False}
+    started = folder / STARTED
+    if folder.exists() and (not started.is_file() or started.read_text().strip() != key):
+        shutil.rmtree(folder)  # made with other settings or inputs: nothing in it may leak into this run
+    folder.mkdir(parents=True, exist_ok=True)
+    started.write_text(key)
+    log.info("pipeline: running %s into %s", name, folder)
+    start = time.perf_counter()
+    outputs, report = stage.run(ctx, section, folder)
+    manifest = {
+        "stage": name,
+        "key": key,
+        "settings": settings,
+        "inputs": {label: {"path": str(inputs[label]), "sha256": sha} for label, sha in fingerprints.items()},
+        "outputs": {label: {"path": path, "sha256": fingerprint(folder / path)} for label, path in outputs.items()},
+        "versions": versions(),
+        **(row_counts(folder / ROWS) if "rows" in outputs else {}),
+        "report": report,
+        "seconds": round(time.perf_counter() - start, 3),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_manifest(folder, manifest)  # last: a stage killed before this line runs again
+    started.unlink()
+    return {**manifest, "ran": True}
+
+
+def run_pipeline(root: str | Path, sections: dict[str, Optional[dict[str, Any]]], stages: Optional[str] = None,
+                 from_stage: Optional[str] = None) -> dict[str, dict[str, Any]]:
+    """Run the enabled stages of ``sections`` (stage name -> YAML section or None) under ``root``.
+
+    Stages before the selected ones must have finished already (their manifests are read, not checked).
+    Returns stage name -> manifest (with ``ran``) of every stage read or run.
+    """
+    unknown = sorted(set(sections) - set(ORDER))
+    if unknown:
+        raise SynthtuneError(f"unknown pipeline section {unknown[0]!r}; the stages are {', '.join(ORDER)}")
+    enabled = [name for name in ORDER if sections.get(name) is not None]
+    if not enabled:
+        raise SynthtuneError(f"the pipeline has no stage; add a section for one of {', '.join(ORDER)}")
+    chosen = selected_stages(enabled, stages, from_stage)
+    repo_id = (sections.get("export") or {}).get("push_to_hub")
+    if repo_id and "export" in chosen:
+        from synthtune.pipeline.export import refuse_offline
+
+        refuse_offline(repo_id)  # before any stage runs, so a refused push changes nothing on disk
+    ctx = Context(Path(root), {name: dict(sections[name] or {}) for name in enabled})
+    with RootLock(ctx.root):
+        for name in enabled:
+            if name in chosen:
+                ctx.done[name] = run_stage(ctx, name)
+            elif any(ORDER.index(name) < ORDER.index(c) for c in chosen):
+                manifest = read_manifest(ctx.folder(name))
+                if manifest is None:
+                    raise SynthtuneError(f"stage {name} has not finished under {ctx.root}, and the stages asked for "
+                                         f"need it; run it first (--stages {name} or --from_stage {name})")
+                ctx.done[name] = {**manifest, "ran": False}
+    return ctx.done

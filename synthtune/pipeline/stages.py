@@ -1,0 +1,260 @@
+"""The pipeline's stages, each a thin call of the existing command or Lightning run, in :data:`ORDER`.
+
+A :class:`Stage` says what it reads (``inputs``: name -> path, fingerprinted into its key), what settings it
+runs with (``settings``: the YAML section, and for Lightning stages the config as the CLI composes it) and how
+it runs into its own folder (``run``: returns its outputs, relative to the folder, and the command's report).
+A stage that makes rows writes them to ``rows.jsonl``; the next stage reads the rows of the last one before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+from synthtune.errors import SynthtuneError
+
+ROWS = "rows.jsonl"
+
+
+@dataclass
+class Context:
+    """What a stage may know about the pipeline: its root, every enabled section, the finished stages.
+
+    Args:
+        root: the pipeline's root folder (one sub-folder per stage).
+        sections: enabled stage name -> its YAML section.
+        done: stage name -> manifest of the stages finished so far (this run or an earlier one).
+    """
+
+    root: Path
+    sections: dict[str, dict[str, Any]]
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def folder(self, stage: str) -> Path:
+        """The folder ``stage`` writes into."""
+        return self.root / stage
+
+    def rows_before(self, stage: str) -> Path:
+        """The rows file of the last enabled row-making stage before ``stage``."""
+        before = [name for name in ORDER[:ORDER.index(stage)] if name in self.sections and STAGES[name].makes_rows]
+        if not before:
+            raise SynthtuneError(f"the {stage} stage needs rows, but no stage before it makes any; "
+                                 "add a predict section to the pipeline")
+        return self.folder(before[-1]) / ROWS
+
+    def composed(self, stage: str) -> dict[str, Any]:
+        """The Lightning config a finished stage ran with (``settings.composed`` of its manifest), or {}."""
+        return self.done.get(stage, {}).get("settings", {}).get("composed", {})
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline.
+
+    Args:
+        inputs: (context, settings) -> name -> file or folder it reads.
+        run: (context, section, folder) -> (outputs: name -> path relative to folder, the command's report).
+        settings: (context, section) -> what is recorded and keyed (default: the section itself).
+        makes_rows: whether it writes ``rows.jsonl`` for the stages after it.
+    """
+
+    inputs: Callable[[Context, dict], dict[str, Path]]
+    run: Callable[[Context, dict, Path], tuple[dict[str, str], dict[str, Any]]]
+    settings: Optional[Callable[[Context, dict], dict[str, Any]]] = None
+    makes_rows: bool = False
+
+
+def require(section: dict[str, Any], stage: str, *keys: str) -> None:
+    """Refuse a section that lacks one of ``keys``, in one line."""
+    missing = [key for key in keys if section.get(key) in (None, "")]
+    if missing:
+        raise SynthtuneError(f"the pipeline's {stage} section needs {', '.join(missing)}; "
+                             f"add `{missing[0]}:` under `{stage}:`")
+
+
+def command_kwargs(section: dict[str, Any], stage: str, reserved: tuple[str, ...]) -> dict[str, Any]:
+    """The section as keyword arguments of the stage's command, refusing the paths the pipeline sets."""
+    taken = [key for key in reserved if key in section]
+    if taken:
+        raise SynthtuneError(f"the pipeline sets {stage}.{taken[0]} itself (the stage's folder); remove it")
+    return dict(section)
+
+
+# ------------------------------------------------------------------------------------------ Lightning stages
+LIGHTNING_KEYS = {"fit": {"config", "overrides"}, "predict": {"config", "overrides"},
+                  "answers": {"config", "field", "overrides"}}
+
+
+def lightning_args(ctx: Context, stage: str, section: dict[str, Any], folder: Path) -> list[str]:
+    """The ``synthtune fit/predict`` arguments of a Lightning stage, its folder as ``default_root_dir``."""
+    allowed = LIGHTNING_KEYS[stage]
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise SynthtuneError(f"unknown {stage} setting {unknown[0]!r}; {stage} takes {', '.join(sorted(allowed))} "
+                             "(put Lightning options in overrides: [--key, value])")
+    overrides = [str(a) for a in section.get("overrides", [])]
+    root = ["--trainer.default_root_dir", str(folder)]
+    if stage == "fit":
+        require(section, stage, "config")
+        return ["fit", "--config", str(section["config"]), *overrides, *root]
+    writer = ["--writer.output_path", str(folder / ROWS)]
+    if stage == "answers":
+        require(section, stage, "config")
+        rows = ["--data.init_args.path", str(ctx.rows_before(stage)),
+                "--data.init_args.field", str(section.get("field", "text"))]
+        return ["predict", "--config", str(section["config"]), *rows, *overrides, *root, *writer]
+    if "fit" in ctx.sections:  # predict from the fitted run, as its own config says
+        fit = ctx.folder("fit")
+        return ["predict", "--config", str(fit / "config.yaml"), "--ckpt_path", str(fit / "checkpoints" / "last.ckpt"),
+                *overrides, *root, *writer]
+    require(section, stage, "config")
+    return ["predict", "--config", str(section["config"]), *overrides, *root, *writer]
+
+
+def compose(args: list[str]) -> dict[str, Any]:
+    """The config ``synthtune <args>`` would run with (``--print_config``), as a dict."""
+    from synthtune.lightning_cli import run_cli
+
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            run_cli([*args, "--print_config"])
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise SynthtuneError(f"`synthtune {' '.join(args)}` is not a valid command line (see the lines above); "
+                                 "fix the stage's config or overrides") from None
+    return yaml.safe_load(out.getvalue())
+
+
+def lightning_settings(stage: str) -> Callable[[Context, dict], dict[str, Any]]:
+    def settings(ctx: Context, section: dict[str, Any]) -> dict[str, Any]:
+        return {**section, "composed": compose(lightning_args(ctx, stage, section, ctx.folder(stage)))}
+    return settings
+
+
+def data_path(composed: dict[str, Any]) -> Optional[Path]:
+    """The data file a composed Lightning config reads (``data.init_args.path``), when it is a file."""
+    path = ((composed.get("data") or {}).get("init_args") or {}).get("path")
+    return Path(path) if isinstance(path, str) and Path(path).is_file() else None
+
+
+def run_lightning(args: list[str]) -> None:
+    from synthtune.lightning_cli import run_cli
+
+    run_cli(args)
+
+
+def _data_input(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
+    path = data_path(settings["composed"])
+    return {"data": path} if path else {}
+
+
+def _fit_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    args = lightning_args(ctx, "fit", section, folder)
+    last = folder / "checkpoints" / "last.ckpt"
+    run_lightning([*args, "--ckpt_path", str(last)] if last.is_file() else args)  # a killed fit resumes
+    return {"config": "config.yaml", "checkpoint": "checkpoints/last.ckpt"}, {}
+
+
+def _predict_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
+    if "fit" in ctx.sections:
+        fit = ctx.folder("fit")
+        return {"fit_config": fit / "config.yaml", "checkpoint": fit / "checkpoints" / "last.ckpt"}
+    return _data_input(ctx, settings)
+
+
+def _predict_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    run_lightning(lightning_args(ctx, "predict", section, folder))  # the JSONL writer resumes a killed predict
+    return {"rows": ROWS}, {}
+
+
+def _answers_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    run_lightning(lightning_args(ctx, "answers", section, folder))
+    return {"rows": ROWS}, {}
+
+
+# ------------------------------------------------------------------------------------------- data commands
+def _rows_input(stage: str) -> Callable[[Context, dict], dict[str, Path]]:
+    def inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
+        found = {"rows": ctx.rows_before(stage)}
+        if settings.get("reference"):
+            found["reference"] = Path(settings["reference"])
+        return found
+    return inputs
+
+
+def _curate_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    from synthtune.commands.curate import curate
+
+    kwargs = command_kwargs(section, "curate", ("input", "output"))
+    return {"rows": ROWS}, curate(input=str(ctx.rows_before("curate")), output=str(folder / ROWS), **kwargs)
+
+
+def _decontaminate_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    from synthtune.commands.decontaminate import decontaminate
+
+    require(section, "decontaminate", "reference")
+    kwargs = command_kwargs(section, "decontaminate", ("input", "output"))
+    report = decontaminate(input=str(ctx.rows_before("decontaminate")), output=str(folder / ROWS), **kwargs)
+    return {"rows": ROWS}, report
+
+
+def _score_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    from synthtune.commands.score import mauve
+
+    require(section, "score", "reference")
+    kwargs = command_kwargs(section, "score", ("synthetic", "output", "plot"))
+    report = mauve(synthetic=str(ctx.rows_before("score")), output=str(folder / "mauve.json"),
+                   plot=str(folder / "embedding_map.png"), **kwargs)
+    outputs = {"mauve": "mauve.json"}
+    if report.get("plot"):
+        outputs["embedding_map"] = "embedding_map.png"
+    return outputs, report
+
+
+# ------------------------------------------------------------------------------------- export and report
+def _summary_inputs(stage: str) -> Callable[[Context, dict], dict[str, Path]]:
+    """The final rows and the manifest of every enabled stage before ``stage`` (what its card/report shows)."""
+    def inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
+        found = {"rows": ctx.rows_before(stage)}
+        for name in ORDER[:ORDER.index(stage)]:
+            if name in ctx.sections:
+                found[f"{name}_manifest"] = ctx.folder(name) / "manifest.json"
+        return found
+    return inputs
+
+
+def _export_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    from synthtune.pipeline.export import export
+
+    return export(ctx, section, folder)
+
+
+def _report_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    from synthtune.pipeline.report import write_report
+
+    return write_report(ctx, section, folder)
+
+
+def _with_pipeline(ctx: Context, section: dict[str, Any]) -> dict[str, Any]:
+    """The section plus every other section: a card and a report record every setting."""
+    return {**section, "pipeline": {name: ctx.sections[name] for name in ORDER if name in ctx.sections}}
+
+
+#: The stages in the order they run; a pipeline runs the ones its YAML has a section for.
+ORDER = ["fit", "predict", "curate", "decontaminate", "answers", "score", "export", "report"]
+STAGES: dict[str, Stage] = {
+    "fit": Stage(_data_input, _fit_run, lightning_settings("fit")),
+    "predict": Stage(_predict_inputs, _predict_run, lightning_settings("predict"), makes_rows=True),
+    "curate": Stage(_rows_input("curate"), _curate_run, makes_rows=True),
+    "decontaminate": Stage(_rows_input("decontaminate"), _decontaminate_run, makes_rows=True),
+    "answers": Stage(_rows_input("answers"), _answers_run, lightning_settings("answers"), makes_rows=True),
+    "score": Stage(_rows_input("score"), _score_run),
+    "export": Stage(_summary_inputs("export"), _export_run, _with_pipeline),
+    "report": Stage(_summary_inputs("report"), _report_run, _with_pipeline),
+}

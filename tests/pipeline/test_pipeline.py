@@ -1,0 +1,218 @@
+"""``synthtune pipeline`` on a tiny model: every stage runs, reruns skip, edits rerun what follows, kills resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cli_runner import run_synthtune, run_synthtune_output
+from helpers import one_thread  # noqa: F401 - autouse fixture
+from synthtune.commands.pipeline import pipeline
+from synthtune.errors import SynthtuneError
+from synthtune.pipeline import ORDER, STAGES
+from synthtune.pipeline.lock import RootLock
+
+QUESTIONS = [f"Tom has {i} apples and buys {i + 2} more apples at the shop. How many apples now?" for i in range(24)]
+
+
+class Killed(Exception):
+    """What a kill injected into a stage raises."""
+
+
+def sections(files: Path, tiny: str, **edits) -> dict:
+    """A pipeline of every stage on ``tiny``; ``edits``: stage -> keys that replace the defaults."""
+    config = {
+        "seed_everything": 0,
+        "model": {"class_path": "synthtune.lightning_modules.SoftSRVModule",
+                  "init_args": {"backbone": tiny, "parameterization": "mc", "prompt_length": 4, "mlp_hidden": 8,
+                                "lr": 0.01, "max_new_tokens": 8, "seed": 3}},
+        "data": {"class_path": "synthtune.datamodules.TextDataModule",
+                 "init_args": {"path": str(files / "train.jsonl"), "text_template": "{question}", "batch_size": 4,
+                               "num_samples": 12}},
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 4, "enable_progress_bar": False,
+                    "enable_model_summary": False, "log_every_n_steps": 1},
+    }
+    (files / "fit.yaml").write_text(yaml.safe_dump(config))
+    found = {
+        "fit": {"config": str(files / "fit.yaml")},
+        "predict": {"overrides": []},
+        "curate": {"num_samples": 8, "clusters": 2, "svd_components": 4},
+        "decontaminate": {"reference": str(files / "test.jsonl"), "reference_field": "question", "ngram": 8},
+        "score": {"reference": str(files / "test.jsonl"), "reference_field": "question", "featurizer": tiny,
+                  "clusters": 2, "seeds": 1, "kmeans_num_redo": 1},
+        "export": {"name": "tiny softsrv"},
+        "report": {"samples": 2},
+    }
+    for stage, keys in edits.items():
+        found[stage] = {**found[stage], **keys}
+    return found
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("pipeline-files")
+    (folder / "train.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in QUESTIONS))
+    # the first test question is a training question: decontamination has something to find in training-like rows
+    tests = [QUESTIONS[0]] + [f"Ann reads {i} pages a day for {i + 3} days. How many pages?" for i in range(9)]
+    (folder / "test.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in tests))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def finished(files, tiny_llama, tmp_path_factory) -> Path:
+    """A complete pipeline run through the command line, its root relative to the working folder ``base``."""
+    base = tmp_path_factory.mktemp("pipeline-finished")
+    config = base / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({"root": "pipe", **sections(files, tiny_llama)}))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(base)
+        from synthtune.commands import run_command
+
+        run_command("pipeline", ["--config", str(config)])
+    return base
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def without_checkpoint(found: list[dict]) -> list[dict]:
+    return [{**r, "params": {k: v for k, v in r["params"].items() if k != "checkpoint"}} for r in found]
+
+
+def manifests(root: Path) -> dict[str, dict]:
+    return {stage: json.loads((root / stage / "manifest.json").read_text()) for stage in ORDER if stage != "answers"}
+
+
+def test_every_stage_runs_and_the_export_loads_with_its_provenance(finished):
+    from datasets import load_from_disk
+
+    root = finished / "pipe"
+    found = manifests(root)
+    assert found["predict"]["rows"] == 12
+    assert found["curate"]["rows"] == 8
+    assert found["decontaminate"]["rows"] == 8 - found["decontaminate"]["report"]["decontaminated_dropped"]
+    assert found["predict"]["inputs"]["checkpoint"]["sha256"] == found["fit"]["outputs"]["checkpoint"]["sha256"]
+    assert set(found["fit"]["versions"]) == {"synthtune", "torch", "transformers", "lightning", "datasets"}
+    final = rows(root / "decontaminate" / "rows.jsonl")
+    dataset = load_from_disk(str(root / "export" / "dataset"))
+    assert dataset["text"] == [r["text"] for r in final]
+    import pandas as pd
+
+    assert pd.read_parquet(root / "export" / "data.parquet")["text"].tolist() == [r["text"] for r in final]
+    card = (root / "export" / "README.md").read_text()
+    mauve = json.loads((root / "score" / "mauve.json").read_text())
+    assert "method: `synthtune.lightning_modules.SoftSRVModule`" in card
+    assert f"MAUVE: {mauve['mean']:.4f}" in card
+    assert "| predict | 12 |" in card and "| curate | 8 |" in card
+    assert f"{found['decontaminate']['report']['decontaminated_dropped']} rows dropped" in card
+    assert "num_samples: 8" in card  # every setting, curate's included
+    report = (root / "report" / "report.md").read_text()
+    for picture in ("loss_curve.png", "mauve.png", "embedding_map.png"):
+        assert f"]({picture})" in report and (root / "report" / picture).stat().st_size > 1000
+    assert final[0]["text"].split()[0] in report  # a sample is shown
+    assert "| fit |" in report and "| score |" in report
+
+
+def test_rerun_skips_every_stage(finished, monkeypatch):
+    monkeypatch.chdir(finished)
+    before = {stage: (finished / "pipe" / stage / "manifest.json").stat().st_mtime_ns for stage in manifests(finished / "pipe")}
+    config = yaml.safe_load((finished / "pipeline.yaml").read_text())
+    done = pipeline(**config)
+    assert [name for name, m in done.items() if m["ran"]] == []
+    assert len(done) == 7
+    assert {stage: (finished / "pipe" / stage / "manifest.json").stat().st_mtime_ns for stage in before} == before
+
+
+def test_editing_curate_reruns_curate_and_what_follows_only(finished, files, tiny_llama, tmp_path, monkeypatch):
+    shutil.copytree(finished / "pipe", tmp_path / "pipe")
+    monkeypatch.chdir(tmp_path)
+    done = pipeline(root="pipe", **sections(files, tiny_llama, curate={"num_samples": 6}))
+    assert [name for name, m in done.items() if m["ran"]] == ["curate", "decontaminate", "score", "export", "report"]
+    assert done["curate"]["rows"] == 6
+    assert "| curate | 6 |" in (tmp_path / "pipe" / "export" / "README.md").read_text()
+    from datasets import load_from_disk
+
+    assert len(load_from_disk(str(tmp_path / "pipe" / "export" / "dataset"))) == done["decontaminate"]["rows"]
+
+
+def test_killed_in_every_stage_resumes_to_the_same_rows(finished, files, tiny_llama, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    crash = {"overrides": ["--trainer.callbacks", json.dumps([{"class_path": "pipeline.crash.CrashOnce",
+                                                                 "init_args": {"marker": str(tmp_path / "crashed")}}])]}
+    config = sections(files, tiny_llama, predict=crash)
+    for number, stage in enumerate(s for s in ORDER if s in config):
+        real = STAGES[stage]
+
+        def killed(ctx, section, folder, real=real, after=number % 2 == 0):
+            if after:  # the work is done, the manifest not yet written
+                real.run(ctx, section, folder)
+            raise Killed(f"killed in {stage}")
+
+        if stage == "predict":  # a real crash mid-predict first: one batch of rows is on disk
+            with pytest.raises(RuntimeError, match="mid-predict"):
+                pipeline(root="pipe", **config)
+            assert 0 < len(rows(tmp_path / "pipe" / "predict" / "rows.jsonl.rank0.partial.jsonl")) < 12
+        monkeypatch.setitem(STAGES, stage, type(real)(real.inputs, killed, real.settings, real.makes_rows))
+        with pytest.raises(Killed, match=f"killed in {stage}"):
+            pipeline(root="pipe", **config)
+        assert not (tmp_path / "pipe" / stage / "manifest.json").exists()
+        monkeypatch.setitem(STAGES, stage, real)
+    done = pipeline(root="pipe", **config)
+    assert [name for name, m in done.items() if m["ran"]] == ["report"]  # killed last; every other stage resumed
+    predicted = rows(tmp_path / "pipe" / "predict" / "rows.jsonl")
+    assert [r["id"] for r in predicted] == list(range(12))
+    # the same rows as the uninterrupted run; only the checkpoint's signature differs (the resumed fit saved again)
+    assert without_checkpoint(predicted) == without_checkpoint(rows(finished / "pipe" / "predict" / "rows.jsonl"))
+    final = rows(tmp_path / "pipe" / "decontaminate" / "rows.jsonl")
+    assert without_checkpoint(final) == without_checkpoint(rows(finished / "pipe" / "decontaminate" / "rows.jsonl"))
+
+
+def test_a_second_run_on_the_same_root_is_refused_in_one_line(finished, capsys, monkeypatch):
+    monkeypatch.chdir(finished)
+    with RootLock(finished / "pipe"):
+        code, err = run_synthtune(["pipeline", "--config", str(finished / "pipeline.yaml")], capsys)
+    assert code == 2
+    assert err.startswith("error: another pipeline run (pid ") and err.count("\n") == 1
+
+
+def test_push_to_hub_offline_is_refused_before_anything_runs(files, tiny_llama, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SynthtuneError, match="offline"):
+        pipeline(root="pipe", **sections(files, tiny_llama, export={"push_to_hub": "me/tiny"}))
+    assert not (tmp_path / "pipe" / "fit").exists()
+
+
+def test_stages_need_the_stages_before_them(files, tiny_llama, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SynthtuneError, match="stage fit has not finished"):
+        pipeline(root="pipe", stages="curate", **sections(files, tiny_llama))
+    with pytest.raises(SynthtuneError, match="unknown stage 'align'"):
+        pipeline(root="pipe", from_stage="align", **sections(files, tiny_llama))
+
+
+def test_a_misspelt_lightning_setting_is_refused(files, tiny_llama, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SynthtuneError, match="unknown fit setting 'overide'"):
+        pipeline(root="pipe", **sections(files, tiny_llama, fit={"overide": ["--trainer.max_steps", "1"]}))
+
+
+def test_printed_config_reads_back_and_an_empty_pipeline_is_one_line(tmp_path, capsys):
+    code, printed, err = run_synthtune_output(["pipeline", "--print_config"], capsys)
+    assert code == 0, err
+    config = yaml.safe_load(printed)
+    assert set(ORDER) - {"answers"} < set(config) and config["root"] is None
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    code, err = run_synthtune(["pipeline", "--config", str(path)], capsys)
+    assert code == 2 and err == "error: the pipeline needs a root folder for its stages; add `root: runs/<name>` " \
+                                "to its YAML or pass --root\n"
+    config["root"] = str(tmp_path / "pipe")
+    path.write_text(yaml.safe_dump(config))
+    code, err = run_synthtune(["pipeline", "--config", str(path)], capsys)
+    assert code == 2 and err.startswith("error: the pipeline has no stage; add a section for one of fit, predict")
