@@ -4,6 +4,7 @@ model; docs/reliability.md maps each guarantee to its test."""
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -16,9 +17,12 @@ import torch
 
 from cli_runner import run_synthtune as run_main
 from test_cli import REPO, ROWS, base_args, data_file  # noqa: F401 - data_file is a fixture
+from synthtune.datamodules.fewshot import FewShotDataModule
+from synthtune.datamodules.labeled import LabeledDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes, atomic_write_jsonl, clean_stale_temp_files
 from synthtune.records import read_jsonl, read_records, require_fields
+from synthtune.tasks import load_task, read_labeled
 
 
 def one_error_line(code, err, *parts):
@@ -241,6 +245,49 @@ def test_require_fields_as_text_accepts_text_and_names_the_first_bad_row():
     require_fields([{"a": "x", "b": 1.5}], ["a", "b"], "rows")  # labels and the like may be numbers
     with pytest.raises(SynthtuneError, match=r"rows: row 1 field 'b' is 1.5 \(float\), not text"):
         require_fields([{"a": "x", "b": "y"}, {"a": "x", "b": 1.5}], ["a", "b"], "rows", text=True)
+
+
+def labeled_task(folder, lines):
+    """A two-label task folder whose ``train.jsonl`` is ``lines`` (rows as dicts, or raw text)."""
+    folder.mkdir()
+    (folder / "meta.json").write_text(json.dumps({"label_names": ["neg", "pos"], "fields": ["text", "label"]}))
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    (folder / "train.jsonl").write_text(text)
+    return folder
+
+
+LABELED = [{"text": f"review number {i}", "label": i % 2} for i in range(8)]
+
+
+@pytest.mark.parametrize("value, shown", [(None, "null (NoneType)"), (12345, "12345 (int)")])
+def test_labelled_text_field_that_is_null_or_a_number_is_one_line(value, shown, tiny_llama, tmp_path):
+    """DawGen, prompt tuning and SynAlign rows (``tasks.read_labeled``) trained on "None" / "12345"."""
+    folder = labeled_task(tmp_path / "task", LABELED[:3] + [{"text": value, "label": 1}] + LABELED[3:])
+    message = f"{folder / 'train.jsonl'}: row 3 field 'text' is {shown}, not text"
+    with pytest.raises(SynthtuneError, match=re.escape(message)):
+        read_labeled(folder / "train.jsonl", load_task(str(folder)))
+    with pytest.raises(SynthtuneError, match=re.escape(message)):
+        LabeledDataModule(str(folder), backbone=tiny_llama, k=2, train_path=str(folder / "train.jsonl")).setup("fit")
+    with pytest.raises(SynthtuneError, match=re.escape(message)):
+        FewShotDataModule(str(folder), backbone=tiny_llama, k=1).setup("fit")
+
+
+def test_labelled_datamodules_skip_broken_lines_by_default_and_fail_under_strict(tiny_llama, tmp_path, caplog):
+    folder = labeled_task(tmp_path / "task", LABELED[:4] + ['{"text": "cut off', "[1, 2]"] + LABELED[4:])
+    train = str(folder / "train.jsonl")
+    message = f"{train}: 2 broken JSON line(s) at line 5, 6"
+    with caplog.at_level("WARNING"):
+        labeled = LabeledDataModule(str(folder), backbone=tiny_llama, k=4, train_path=train)
+        labeled.setup("fit")
+        fewshot = FewShotDataModule(str(folder), backbone=tiny_llama, k=2)
+        fewshot.setup("fit")
+    assert [r["text"] for r in labeled.rows] == [r["text"] for r in LABELED]
+    assert sorted(r["text"] for r in fewshot.train_real + fewshot.dev_rows) == sorted(r["text"] for r in LABELED)
+    assert sum(message in r.getMessage() for r in caplog.records) == 2
+    with pytest.raises(SynthtuneError, match=re.escape(message + "; fix or remove them")):
+        LabeledDataModule(str(folder), backbone=tiny_llama, k=4, train_path=train, strict=True).setup("fit")
+    with pytest.raises(SynthtuneError, match=re.escape(message + "; fix or remove them")):
+        FewShotDataModule(str(folder), backbone=tiny_llama, k=2, strict=True).setup("fit")
 
 
 # ------------------------------------------------------------------ 9. strict data option
