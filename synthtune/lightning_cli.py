@@ -89,7 +89,8 @@ class SynthtuneCLI(LightningCLI):
         intended = config.get("synthtune_subcommand")
         if intended and self.subcommand and intended != self.subcommand:
             raise SynthtuneError(f"this config is for `synthtune {intended}`, not `synthtune {self.subcommand}`")
-        use_run_progress_bar(config.trainer.get("callbacks"))
+        config.trainer.callbacks = use_run_progress_bar(config.trainer.get("callbacks"),
+                                                        config.trainer.get("enable_progress_bar"))
         root = config.trainer.default_root_dir or os.getcwd()
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(Path(root) / "checkpoints")

@@ -14,12 +14,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
 from cli_runner import run_synthtune as run_main
 from test_cli import REPO, ROWS, base_args, data_file  # noqa: F401 - data_file is a fixture
+from synthtune.callbacks import RunProgressBar
 from synthtune.datamodules.fewshot import FewShotDataModule
 from synthtune.datamodules.labeled import LabeledDataModule
 from synthtune.errors import SynthtuneError
+from synthtune.lightning_cli import run_cli
 from synthtune.paths import atomic_write_bytes, atomic_write_jsonl, clean_stale_temp_files
 from synthtune.records import read_jsonl, read_records, require_fields
 from synthtune.tasks import load_task, read_labeled
@@ -352,6 +355,28 @@ def test_rich_progress_bar_named_in_a_config_gets_the_fixed_counts(tiny_llama, d
     code, err = run_main(["fit", *args], capsys)
     assert code == 0, err
     assert "class_path: synthtune.callbacks.RunProgressBar" in (root / "config.yaml").read_text()
+
+
+def test_a_config_that_names_no_progress_bar_gets_the_fixed_one(tiny_llama, data_file, tmp_path, capsys):
+    """Lightning's default bar (its unfixed RichProgressBar) showed "30/14" after a resume; synthtune's
+    is the default instead."""
+    args = base_args(tiny_llama, data_file, tmp_path / "run", "--trainer.max_steps", "2")
+    args[args.index("--trainer.enable_progress_bar") + 1] = "true"
+    cli = run_cli(["fit", *args])
+    assert type(cli.trainer.progress_bar_callback) is RunProgressBar
+    assert sum(isinstance(c, ProgressBar) for c in cli.trainer.callbacks) == 1
+    assert "class_path: synthtune.callbacks.RunProgressBar" in (tmp_path / "run" / "config.yaml").read_text()
+    # resumed, the bar counts the steps of the resumed epoch, not "30/14"
+    cli = run_cli(["fit", *args[:-2], "--trainer.max_steps", "3", "--ckpt_path", "last"])
+    assert type(cli.trainer.progress_bar_callback) is RunProgressBar and cli.trainer.global_step == 3
+    # a bar the config names is kept, and a run without progress bars gets none
+    named = ["--trainer.callbacks", "[{class_path: lightning.pytorch.callbacks.TQDMProgressBar}]"]
+    cli = run_cli(["fit", *args, *named, "--trainer.default_root_dir", str(tmp_path / "tqdm")])
+    assert type(cli.trainer.progress_bar_callback) is TQDMProgressBar
+    off = ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "off")]
+    cli = run_cli(["fit", *args, *off])
+    assert cli.trainer.progress_bar_callback is None
+    capsys.readouterr()
 
 
 # ------------------------------------------------------------------ 11. config.yaml works from anywhere
