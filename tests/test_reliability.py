@@ -391,7 +391,7 @@ def test_saved_config_works_from_another_working_directory(tiny_llama, tmp_path,
     run = project / "runs" / "x"
     saved = (run / "config.yaml").read_text()
     assert f"path: {project / 'data' / 'train.jsonl'}" in saved
-    assert f"default_root_dir: {run}" in saved and "split: train" in saved
+    assert "default_root_dir: .\n" in saved and "split: train" in saved
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -400,3 +400,44 @@ def test_saved_config_works_from_another_working_directory(tiny_llama, tmp_path,
     assert code == 0, err
     assert ids_of(run / "samples.jsonl") == list(range(6))
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_moved_run_folder_predicts_into_its_new_place(tiny_llama, tmp_path, capsys, monkeypatch):
+    """fit into a/, ``mv a b``, predict with b/config.yaml from a third folder: everything lands in b/."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    monkeypatch.chdir(tmp_path)
+    args = base_args(tiny_llama, Path("data/train.jsonl"), Path("a"), "--trainer.max_steps", "1")
+    code, err = run_main(["fit", *args], capsys)
+    assert code == 0, err
+    saved = (tmp_path / "a" / "config.yaml").read_text()
+    assert "default_root_dir: .\n" in saved and f"path: {tmp_path / 'data' / 'train.jsonl'}" in saved
+    assert str(tmp_path / "a") not in saved  # nothing in it points at the old place
+    (tmp_path / "a").rename(tmp_path / "b")
+    moved = tmp_path / "b"
+    third = tmp_path / "third"
+    third.mkdir()
+    monkeypatch.chdir(third)
+    code, err = run_main(["predict", "--config", str(moved / "config.yaml"),
+                          "--ckpt_path", str(moved / "checkpoints" / "last.ckpt")], capsys)
+    assert code == 0, err
+    assert ids_of(moved / "samples.jsonl") == list(range(6))
+    assert not (tmp_path / "a").exists() and list(third.iterdir()) == []
+
+    # a relative --config from another folder, --ckpt_path last (the moved run's checkpoints), and a
+    # fit that resumes it: all in b/
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["predict", "--config", "b/config.yaml", "--ckpt_path", "last",
+                          "--writer.overwrite", "true", "--data.init_args.num_samples", "3"], capsys)
+    assert code == 0, err
+    assert ids_of(moved / "samples.jsonl") == [0, 1, 2]
+    code, err = run_main(["fit", "--config", "b/config.yaml", "--ckpt_path", "last", "--trainer.max_steps", "2"],
+                         capsys)
+    assert code == 0, err
+    assert torch.load(moved / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "data", "third"]
+    # a run folder given on the command line is relative to the working directory, as every path there is
+    code, err = run_main(["fit", "--config", "b/config.yaml", "--trainer.default_root_dir", "c"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
+    assert "default_root_dir: .\n" in (tmp_path / "c" / "config.yaml").read_text()
