@@ -2,7 +2,8 @@
 
 Run layout (all under ``--trainer.default_root_dir``, set by every config)::
 
-    <run>/config.yaml                 the full fit config, reusable with ``--config``
+    <run>/config.yaml                 the full fit config, reusable with ``--config`` from anywhere (the
+                                      run paths in it are relative to it, so the folder can be moved)
     <run>/checkpoints/last.ckpt       trainable weights + optimizer + loop state (no backbone)
     <run>/lightning_logs/version_N/   TensorBoard / CSV logs
     <run>/samples.jsonl               what ``predict`` wrote (``--writer.output_path`` to change)
@@ -24,7 +25,7 @@ from lightning.pytorch.cli import LightningCLI
 from synthtune.callbacks.checkpoint import RunCheckpoint
 from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
 from synthtune.callbacks.progress import use_run_progress_bar
-from synthtune.callbacks.run_config import RunConfigSaver
+from synthtune.callbacks.run_config import RELATIVE_FLAG, RunConfigSaver, resolve_run_paths
 from synthtune.errors import SynthtuneError
 from synthtune.preflight import SPECIAL_CKPT, preflight
 from synthtune.templates import verbatim_templates
@@ -56,6 +57,10 @@ class SynthtuneCLI(LightningCLI):
         parser.add_argument("--synthtune_subcommand", type=Optional[str], default=None,
                             help="the subcommand a config is written for (e.g. predict for generation-only "
                                  "methods); running it with another subcommand is refused")
+        parser.add_argument(f"--{RELATIVE_FLAG}", type=bool, default=False,
+                            help="set in a run's saved config.yaml: the run's own paths in it (default_root_dir, "
+                                 "checkpoint.dirpath, writer.output_path, ckpt_path) are relative to that file's "
+                                 "folder, so the run folder can be moved")
 
     def parse_arguments(self, parser, args) -> None:
         """Parse as LightningCLI does, with every template option's value taken verbatim (``synthtune.templates``)."""
@@ -89,7 +94,9 @@ class SynthtuneCLI(LightningCLI):
         intended = config.get("synthtune_subcommand")
         if intended and self.subcommand and intended != self.subcommand:
             raise SynthtuneError(f"this config is for `synthtune {intended}`, not `synthtune {self.subcommand}`")
-        use_run_progress_bar(config.trainer.get("callbacks"))
+        config.trainer.callbacks = use_run_progress_bar(config.trainer.get("callbacks"),
+                                                        config.trainer.get("enable_progress_bar"))
+        resolve_run_paths(config)
         root = config.trainer.default_root_dir or os.getcwd()
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(Path(root) / "checkpoints")

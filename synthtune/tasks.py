@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from synthtune.errors import SynthtuneError
-from synthtune.records import read_records
+from synthtune.records import read_records, require_fields
 
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -114,21 +114,23 @@ def load_task(name: str, label_names: list[str] | None = None, is_pair: bool | N
     return TaskSpec(name=Path(name).name, label_names=tuple(names), is_pair=bool(is_pair), folder=folder)
 
 
-def read_labeled(path: str | Path, task: TaskSpec, *, allow_empty: bool = False) -> list[dict[str, Any]]:
-    """Rows of ``path`` as ``{"text"| "text_a","text_b", "label": int}``, validated against ``task``."""
+def read_labeled(path: str | Path, task: TaskSpec, *, allow_empty: bool = False,
+                 strict: bool = False) -> list[dict[str, Any]]:
+    """Rows of ``path`` as ``{"text"| "text_a","text_b", "label": int}``, validated against ``task``: a
+    text field that is ``null`` or a number is one line naming the row and field (not the text "None");
+    broken JSON lines are skipped with a warning, or an error when ``strict``."""
     source = str(path)
-    rows = read_records(path)
-    out = []
-    for i, row in enumerate(rows):
-        if task.is_pair and not str(row.get("text_b", "") or "").strip():
+    rows = read_records(path, strict=strict)
+    for i, row in enumerate(rows if task.is_pair else []):
+        text_b = row.get("text_b")
+        if text_b is None or (isinstance(text_b, str) and not text_b.strip()):
             raise SynthtuneError(f"{source}: row {i} has no text_b, but {task.name} is a sentence-pair task; "
                                  f"give every row text_a and text_b")
-        missing = [f for f in (*task.text_fields, "label") if f not in row]
-        if missing:
-            raise SynthtuneError(f"{source}: row {i} lacks field(s) {', '.join(missing)} "
-                                 f"(it has {', '.join(sorted(row)) or 'no fields'}); {task.name} rows need "
-                                 f"{', '.join((*task.text_fields, 'label'))}")
-        item = {f: str(row[f]) for f in task.text_fields}
+    require_fields(rows, (*task.text_fields, "label"), source)
+    require_fields(rows, task.text_fields, source, text=True)
+    out = []
+    for i, row in enumerate(rows):
+        item = {f: row[f] for f in task.text_fields}
         item["label"] = task.label_index(row["label"], source, i)
         out.append(item)
     if not out and not allow_empty:

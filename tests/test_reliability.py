@@ -4,6 +4,7 @@ model; docs/reliability.md maps each guarantee to its test."""
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -13,12 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
 from cli_runner import run_synthtune as run_main
 from test_cli import REPO, ROWS, base_args, data_file  # noqa: F401 - data_file is a fixture
+from synthtune.callbacks import RunProgressBar
+from synthtune.datamodules.fewshot import FewShotDataModule
+from synthtune.datamodules.labeled import LabeledDataModule
 from synthtune.errors import SynthtuneError
+from synthtune.lightning_cli import run_cli
 from synthtune.paths import atomic_write_bytes, atomic_write_jsonl, clean_stale_temp_files
 from synthtune.records import read_jsonl, read_records, require_fields
+from synthtune.tasks import load_task, read_labeled
 
 
 def one_error_line(code, err, *parts):
@@ -243,6 +250,49 @@ def test_require_fields_as_text_accepts_text_and_names_the_first_bad_row():
         require_fields([{"a": "x", "b": "y"}, {"a": "x", "b": 1.5}], ["a", "b"], "rows", text=True)
 
 
+def labeled_task(folder, lines):
+    """A two-label task folder whose ``train.jsonl`` is ``lines`` (rows as dicts, or raw text)."""
+    folder.mkdir()
+    (folder / "meta.json").write_text(json.dumps({"label_names": ["neg", "pos"], "fields": ["text", "label"]}))
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    (folder / "train.jsonl").write_text(text)
+    return folder
+
+
+LABELED = [{"text": f"review number {i}", "label": i % 2} for i in range(8)]
+
+
+@pytest.mark.parametrize("value, shown", [(None, "null (NoneType)"), (12345, "12345 (int)")])
+def test_labelled_text_field_that_is_null_or_a_number_is_one_line(value, shown, tiny_llama, tmp_path):
+    """DawGen, prompt tuning and SynAlign rows (``tasks.read_labeled``) trained on "None" / "12345"."""
+    folder = labeled_task(tmp_path / "task", LABELED[:3] + [{"text": value, "label": 1}] + LABELED[3:])
+    message = f"{folder / 'train.jsonl'}: row 3 field 'text' is {shown}, not text"
+    with pytest.raises(SynthtuneError, match=re.escape(message)):
+        read_labeled(folder / "train.jsonl", load_task(str(folder)))
+    with pytest.raises(SynthtuneError, match=re.escape(message)):
+        LabeledDataModule(str(folder), backbone=tiny_llama, k=2, train_path=str(folder / "train.jsonl")).setup("fit")
+    with pytest.raises(SynthtuneError, match=re.escape(message)):
+        FewShotDataModule(str(folder), backbone=tiny_llama, k=1).setup("fit")
+
+
+def test_labelled_datamodules_skip_broken_lines_by_default_and_fail_under_strict(tiny_llama, tmp_path, caplog):
+    folder = labeled_task(tmp_path / "task", LABELED[:4] + ['{"text": "cut off', "[1, 2]"] + LABELED[4:])
+    train = str(folder / "train.jsonl")
+    message = f"{train}: 2 broken JSON line(s) at line 5, 6"
+    with caplog.at_level("WARNING"):
+        labeled = LabeledDataModule(str(folder), backbone=tiny_llama, k=4, train_path=train)
+        labeled.setup("fit")
+        fewshot = FewShotDataModule(str(folder), backbone=tiny_llama, k=2)
+        fewshot.setup("fit")
+    assert [r["text"] for r in labeled.rows] == [r["text"] for r in LABELED]
+    assert sorted(r["text"] for r in fewshot.train_real + fewshot.dev_rows) == sorted(r["text"] for r in LABELED)
+    assert sum(message in r.getMessage() for r in caplog.records) == 2
+    with pytest.raises(SynthtuneError, match=re.escape(message + "; fix or remove them")):
+        LabeledDataModule(str(folder), backbone=tiny_llama, k=4, train_path=train, strict=True).setup("fit")
+    with pytest.raises(SynthtuneError, match=re.escape(message + "; fix or remove them")):
+        FewShotDataModule(str(folder), backbone=tiny_llama, k=2, strict=True).setup("fit")
+
+
 # ------------------------------------------------------------------ 9. strict data option
 def test_broken_json_lines_are_skipped_by_default_and_an_error_under_strict(tiny_llama, tmp_path, capsys):
     data = tmp_path / "train.jsonl"
@@ -307,6 +357,28 @@ def test_rich_progress_bar_named_in_a_config_gets_the_fixed_counts(tiny_llama, d
     assert "class_path: synthtune.callbacks.RunProgressBar" in (root / "config.yaml").read_text()
 
 
+def test_a_config_that_names_no_progress_bar_gets_the_fixed_one(tiny_llama, data_file, tmp_path, capsys):
+    """Lightning's default bar (its unfixed RichProgressBar) showed "30/14" after a resume; synthtune's
+    is the default instead."""
+    args = base_args(tiny_llama, data_file, tmp_path / "run", "--trainer.max_steps", "2")
+    args[args.index("--trainer.enable_progress_bar") + 1] = "true"
+    cli = run_cli(["fit", *args])
+    assert type(cli.trainer.progress_bar_callback) is RunProgressBar
+    assert sum(isinstance(c, ProgressBar) for c in cli.trainer.callbacks) == 1
+    assert "class_path: synthtune.callbacks.RunProgressBar" in (tmp_path / "run" / "config.yaml").read_text()
+    # resumed, the bar counts the steps of the resumed epoch, not "30/14"
+    cli = run_cli(["fit", *args[:-2], "--trainer.max_steps", "3", "--ckpt_path", "last"])
+    assert type(cli.trainer.progress_bar_callback) is RunProgressBar and cli.trainer.global_step == 3
+    # a bar the config names is kept, and a run without progress bars gets none
+    named = ["--trainer.callbacks", "[{class_path: lightning.pytorch.callbacks.TQDMProgressBar}]"]
+    cli = run_cli(["fit", *args, *named, "--trainer.default_root_dir", str(tmp_path / "tqdm")])
+    assert type(cli.trainer.progress_bar_callback) is TQDMProgressBar
+    off = ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "off")]
+    cli = run_cli(["fit", *args, *off])
+    assert cli.trainer.progress_bar_callback is None
+    capsys.readouterr()
+
+
 # ------------------------------------------------------------------ 11. config.yaml works from anywhere
 def test_saved_config_works_from_another_working_directory(tiny_llama, tmp_path, capsys, monkeypatch):
     project = tmp_path / "project"
@@ -319,7 +391,7 @@ def test_saved_config_works_from_another_working_directory(tiny_llama, tmp_path,
     run = project / "runs" / "x"
     saved = (run / "config.yaml").read_text()
     assert f"path: {project / 'data' / 'train.jsonl'}" in saved
-    assert f"default_root_dir: {run}" in saved and "split: train" in saved
+    assert "default_root_dir: .\n" in saved and "split: train" in saved
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -328,3 +400,44 @@ def test_saved_config_works_from_another_working_directory(tiny_llama, tmp_path,
     assert code == 0, err
     assert ids_of(run / "samples.jsonl") == list(range(6))
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_moved_run_folder_predicts_into_its_new_place(tiny_llama, tmp_path, capsys, monkeypatch):
+    """fit into a/, ``mv a b``, predict with b/config.yaml from a third folder: everything lands in b/."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    monkeypatch.chdir(tmp_path)
+    args = base_args(tiny_llama, Path("data/train.jsonl"), Path("a"), "--trainer.max_steps", "1")
+    code, err = run_main(["fit", *args], capsys)
+    assert code == 0, err
+    saved = (tmp_path / "a" / "config.yaml").read_text()
+    assert "default_root_dir: .\n" in saved and f"path: {tmp_path / 'data' / 'train.jsonl'}" in saved
+    assert str(tmp_path / "a") not in saved  # nothing in it points at the old place
+    (tmp_path / "a").rename(tmp_path / "b")
+    moved = tmp_path / "b"
+    third = tmp_path / "third"
+    third.mkdir()
+    monkeypatch.chdir(third)
+    code, err = run_main(["predict", "--config", str(moved / "config.yaml"),
+                          "--ckpt_path", str(moved / "checkpoints" / "last.ckpt")], capsys)
+    assert code == 0, err
+    assert ids_of(moved / "samples.jsonl") == list(range(6))
+    assert not (tmp_path / "a").exists() and list(third.iterdir()) == []
+
+    # a relative --config from another folder, --ckpt_path last (the moved run's checkpoints), and a
+    # fit that resumes it: all in b/
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["predict", "--config", "b/config.yaml", "--ckpt_path", "last",
+                          "--writer.overwrite", "true", "--data.init_args.num_samples", "3"], capsys)
+    assert code == 0, err
+    assert ids_of(moved / "samples.jsonl") == [0, 1, 2]
+    code, err = run_main(["fit", "--config", "b/config.yaml", "--ckpt_path", "last", "--trainer.max_steps", "2"],
+                         capsys)
+    assert code == 0, err
+    assert torch.load(moved / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "data", "third"]
+    # a run folder given on the command line is relative to the working directory, as every path there is
+    code, err = run_main(["fit", "--config", "b/config.yaml", "--trainer.default_root_dir", "c"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
+    assert "default_root_dir: .\n" in (tmp_path / "c" / "config.yaml").read_text()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
-from lightning.pytorch.callbacks import RichProgressBar
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
 
 def epoch_batch_total(num_batches: int | float, start_batch: int, max_steps: int, global_step: int) -> int | float:
@@ -37,9 +39,32 @@ class RunProgressBar(RichProgressBar):
         return f"{description:{len(self.validation_description)}}"
 
 
-def use_run_progress_bar(callbacks: list[Any] | None) -> None:
-    """In the parsed ``trainer.callbacks`` of a config, swap Lightning's ``RichProgressBar`` for
-    :class:`RunProgressBar` (same arguments, right counts)."""
-    for callback in callbacks or []:
+RUN_PROGRESS_BAR = "synthtune.callbacks.RunProgressBar"
+
+
+def _is_progress_bar(class_path: str | None) -> bool:
+    """Whether ``class_path`` (a config's callback) names a Lightning progress bar."""
+    if not class_path:
+        return False
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False  # jsonargparse reports an unknown class itself
+    return isinstance(cls, type) and issubclass(cls, ProgressBar)
+
+
+def use_run_progress_bar(callbacks: Any, enabled: bool | None) -> list[Any]:
+    """The parsed ``trainer.callbacks`` of a config with synthtune's progress bar: Lightning's
+    ``RichProgressBar`` becomes :class:`RunProgressBar` (same arguments, right counts), and a run with
+    progress bars enabled (``trainer.enable_progress_bar`` not false) that names no progress bar gets
+    a ``RunProgressBar`` instead of Lightning's default bar (its unfixed ``RichProgressBar``, or TQDM
+    without Rich), which shows "30/14" after a resume."""
+    callbacks = [] if callbacks is None else list(callbacks) if isinstance(callbacks, list) else [callbacks]
+    for callback in callbacks:
         if getattr(callback, "class_path", None) == "lightning.pytorch.callbacks.RichProgressBar":
-            callback.class_path = "synthtune.callbacks.RunProgressBar"
+            callback.class_path = RUN_PROGRESS_BAR
+    named = any(isinstance(c, ProgressBar) or _is_progress_bar(getattr(c, "class_path", None)) for c in callbacks)
+    if enabled is not False and not named:
+        callbacks.append(Namespace(class_path=RUN_PROGRESS_BAR, init_args=Namespace()))
+    return callbacks

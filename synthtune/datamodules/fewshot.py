@@ -139,6 +139,7 @@ class FewShotDataModule(SynthtuneDataModule):
             ``None`` scores the whole split.
         synthetic_limit: use at most this many synthetic rows (a seeded subset); ``None`` uses all.
         num_workers: DataLoader worker processes.
+        strict: fail on broken lines of a JSONL file instead of skipping them with a warning.
     """
 
     def __init__(
@@ -154,6 +155,7 @@ class FewShotDataModule(SynthtuneDataModule):
         test_limit: int | None = None,
         synthetic_limit: int | None = None,
         num_workers: int = 0,
+        strict: bool = False,
     ) -> None:
         super().__init__()
         check_strategy(strategy)
@@ -168,7 +170,7 @@ class FewShotDataModule(SynthtuneDataModule):
         self.task_name, self.backbone, self.k, self.seed = task, backbone, k, seed
         self.synthetic, self.strategy, self.batch_size = synthetic, strategy, batch_size
         self.eval_batch_size, self.test_limit, self.synthetic_limit = eval_batch_size, test_limit, synthetic_limit
-        self.num_workers = num_workers
+        self.num_workers, self.strict = num_workers, strict
         self.task: TaskSpec = load_task(task)
         self.train_real: list[dict[str, Any]] = []
         self.train_syn: list[dict[str, Any]] = []
@@ -182,15 +184,15 @@ class FewShotDataModule(SynthtuneDataModule):
         task = self.task
         train_file, dev_file = task.kshot_path(self.seed, "train", self.k), task.kshot_path(self.seed, "dev", self.k)
         if train_file.is_file():
-            self.train_real = read_labeled(train_file, task)
-            self.dev_rows = read_labeled(dev_file, task) if dev_file.is_file() else []
+            self.train_real = read_labeled(train_file, task, strict=self.strict)
+            self.dev_rows = read_labeled(dev_file, task, strict=self.strict) if dev_file.is_file() else []
             source = str(train_file)
         else:
             pool_file = task.folder / "train.jsonl"
             if not pool_file.is_file():
                 raise SynthtuneError(f"task {task.name!r} has neither {train_file} nor {pool_file} to sample "
                                      f"{self.k} examples per class from; add one of them")
-            pool = read_labeled(pool_file, task)
+            pool = read_labeled(pool_file, task, strict=self.strict)
             train_idx = sample_per_class(pool, task.num_labels, self.k, self.seed)
             dev_idx = sample_per_class(pool, task.num_labels, self.k, self.seed + 1, exclude=set(train_idx))
             self.train_real = [pool[i] for i in train_idx]
@@ -203,8 +205,8 @@ class FewShotDataModule(SynthtuneDataModule):
         if not self.synthetic:
             return
         path = Path(self.synthetic)
-        check_synthetic_fields(read_records(path), self.task, str(path))
-        rows = read_labeled(path, self.task, allow_empty=True)
+        check_synthetic_fields(read_records(path, strict=self.strict), self.task, str(path))
+        rows = read_labeled(path, self.task, allow_empty=True, strict=self.strict)
         if self.synthetic_limit is not None and len(rows) > self.synthetic_limit:
             keep = np.random.default_rng(self.seed).permutation(len(rows))[: self.synthetic_limit]
             rows = [rows[i] for i in sorted(keep.tolist())]
@@ -214,7 +216,7 @@ class FewShotDataModule(SynthtuneDataModule):
         self.train_syn = rows
 
     def load_test(self) -> None:
-        rows = read_labeled(self.task.eval_path(), self.task)
+        rows = read_labeled(self.task.eval_path(), self.task, strict=self.strict)
         if self.test_limit is not None and len(rows) > self.test_limit:
             # Seed 0, not the k-shot seed: every seed is scored on the same test examples.
             keep = np.random.default_rng(0).permutation(len(rows))[: self.test_limit]

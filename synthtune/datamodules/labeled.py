@@ -56,6 +56,7 @@ class LabeledDataModule(SynthtuneDataModule):
         batch_size: examples per training batch, and samples per generation batch.
         num_per_label: samples per label that ``predict`` writes.
         num_workers: DataLoader worker processes.
+        strict: fail on broken lines of a JSONL file instead of skipping them with a warning.
     """
 
     def __init__(
@@ -72,6 +73,7 @@ class LabeledDataModule(SynthtuneDataModule):
         batch_size: int = 8,
         num_per_label: int = 10,
         num_workers: int = 0,
+        strict: bool = False,
     ) -> None:
         super().__init__()
         if max_length < 2 or max_context_length < 1:
@@ -84,6 +86,7 @@ class LabeledDataModule(SynthtuneDataModule):
         self.train_path, self.label_names_override = train_path, label_names
         self.max_length, self.max_context_length, self.pair_separator = max_length, max_context_length, pair_separator
         self.batch_size, self.num_per_label, self.num_workers = batch_size, num_per_label, num_workers
+        self.strict = strict
         self.task: TaskSpec | None = None
         self.rows: list[dict[str, Any]] = []
         self._items: list[dict[str, Any]] = []
@@ -120,7 +123,7 @@ class LabeledDataModule(SynthtuneDataModule):
                 path, sampled = full, True
         if not path.is_file():
             raise SynthtuneError(f"training file not found: {path}; check --data.init_args.train_path")
-        rows = read_labeled(path, task)
+        rows = read_labeled(path, task, strict=self.strict)
         if sampled:
             rows = sample_kshot(rows, task.num_labels, self.k, self.seed)
         check_label_coverage(rows, task, str(path))
