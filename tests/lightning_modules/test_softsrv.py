@@ -7,6 +7,7 @@ from lightning.pytorch.callbacks import Callback
 
 import helpers
 from synthtune.callbacks import JsonlPredictionWriter
+from synthtune.components.softsrv.prefix_lm import prefix_token_logprobs
 from synthtune.datamodules import TextDataModule
 from synthtune.errors import NonFiniteLossError, SynthtuneError
 from synthtune.lightning_modules import SoftSRVModule
@@ -154,3 +155,66 @@ def test_predict_counts_samples_cut_off_at_the_length_cap(tiny_llama, data_path,
     assert summary == {"samples": 12, "ended_at_eos": 12 - capped, "hit_cap": capped,
                        "hit_cap_fraction": capped / 12, "max_new_tokens": 6}
     assert capped > 12 * 0.05 and "raise --model.init_args.max_new_tokens" in caplog.text
+
+
+def per_example_losses(module, texts, prefix):
+    """Mean next-token NLL of each text given its own prefix row: [n]."""
+    enc = module.tokenizer(list(texts), return_tensors="pt", padding=True)
+    logprobs = prefix_token_logprobs(module.backbone, prefix, enc["input_ids"], enc["attention_mask"])
+    return -logprobs.sum(1) / enc["attention_mask"].sum(1)
+
+
+@pytest.mark.parametrize("parameterization, varies", [("mc", True), ("mp", True), ("np", False)])
+def test_a_trained_prompt_varies_with_the_context(tiny_llama, data_path, tmp_path, parameterization, varies):
+    """SS_MC / SS_MPk must not collapse to SS_NP: different contexts give measurably different prompts and
+    different reconstruction losses (SS_NP, the control, gives exactly one prompt)."""
+    module, dm = make(tiny_llama, data_path, parameterization)
+    trainer(tmp_path, max_steps=6).fit(module, dm)
+    n = len(dm.train_texts)
+    with torch.no_grad():
+        prompts = module.prompts(torch.arange(n))
+        center = prompts.mean(0)
+        spread = ((prompts - center).norm(dim=(1, 2)).mean() / center.norm()).item()
+        own = per_example_losses(module, dm.train_texts, prompts)
+        swapped = per_example_losses(module, dm.train_texts, prompts.roll(1, dims=0))  # x_i read with P(z_{i-1})
+    gap = (own - swapped).abs().max().item()
+    if varies:
+        assert spread > 0.05, spread
+        assert gap > 1e-4, gap
+        assert (own - swapped).abs().gt(1e-6).sum().item() >= n // 2
+    else:
+        assert spread < 1e-6 and gap == 0.0
+
+
+def test_z_is_standardised_with_training_statistics_that_travel_in_the_checkpoint(tiny_llama, data_path, tmp_path):
+    module, dm = make(tiny_llama, data_path, "mc")
+    trainer(tmp_path, max_steps=2).fit(module, dm)
+    raw = module._contexts["train"].double()
+    torch.testing.assert_close(module.context_norm.mean, raw.mean(0).float())
+    torch.testing.assert_close(module.context_norm.std, raw.std(0, unbiased=False).float())
+    z = module.context_norm(module._contexts["train"])
+    assert z.mean(0).abs().max().item() < 1e-4 and (z.std(0, unbiased=False) - 1).abs().max().item() < 1e-3
+    # The prompt reads the standardised z.
+    index = torch.tensor([0, 3])
+    torch.testing.assert_close(module.prompts(index), module.soft_prompt(z[index]))
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    torch.testing.assert_close(ckpt["state_dict"]["context_norm.mean"], module.context_norm.mean)
+    assert ckpt["synthtune"]["context_encoder"] == "lm_hidden"
+
+    # Predicting from other data keeps the training statistics from the checkpoint.
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"question": f"A train leaves at {i} pm going {9 * i} mph."}) + "\n"
+                             for i in range(1, 9)))
+    fresh, dm = make(tiny_llama, str(other), "mc", num_samples=2)
+    trainer(tmp_path / "p").predict(fresh, dm, ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"))
+    assert not torch.allclose(fresh._contexts["train"].mean(0), module.context_norm.mean, atol=1e-3)
+    torch.testing.assert_close(fresh.context_norm.mean, module.context_norm.mean)
+    torch.testing.assert_close(fresh.context_norm.std, module.context_norm.std)
+
+
+def test_backbone_is_the_old_name_of_the_static_encoder(tiny_llama, caplog):
+    old = SoftSRVModule(backbone=tiny_llama, prompt_length=2, mlp_hidden=4, context_encoder="backbone")
+    new = SoftSRVModule(backbone=tiny_llama, prompt_length=2, mlp_hidden=4, context_encoder="lm_static")
+    assert old.checkpoint_signature() == new.checkpoint_signature()
+    assert old.checkpoint_signature()["context_encoder"] == "lm_static"
+    assert caplog.text.count("context_encoder: backbone is deprecated") == 1
