@@ -11,16 +11,13 @@ import yaml
 
 from cli_runner import run_synthtune, run_synthtune_output
 from helpers import one_thread  # noqa: F401 - autouse fixture
+from pipeline.crash import kill_in
 from synthtune.commands.pipeline import pipeline
 from synthtune.errors import SynthtuneError
-from synthtune.pipeline import ORDER, STAGES
+from synthtune.pipeline import ORDER
 from synthtune.pipeline.lock import RootLock
 
 QUESTIONS = [f"Tom has {i} apples and buys {i + 2} more apples at the shop. How many apples now?" for i in range(24)]
-
-
-class Killed(Exception):
-    """What a kill injected into a stage raises."""
 
 
 def sections(files: Path, tiny: str, **edits) -> dict:
@@ -187,22 +184,11 @@ def test_killed_in_every_stage_resumes_to_the_same_rows(finished, files, tiny_ll
                                                                  "init_args": {"marker": str(tmp_path / "crashed")}}])]}
     config = sections(files, tiny_llama, predict=crash)
     for number, stage in enumerate(s for s in ORDER if s in config):
-        real = STAGES[stage]
-
-        def killed(ctx, section, folder, real=real, after=number % 2 == 0):
-            if after:  # the work is done, the manifest not yet written
-                real.run(ctx, section, folder)
-            raise Killed(f"killed in {stage}")
-
         if stage == "predict":  # a real crash mid-predict first: one batch of rows is on disk
             with pytest.raises(RuntimeError, match="mid-predict"):
                 pipeline(root="pipe", **config)
             assert 0 < len(rows(tmp_path / "pipe" / "predict" / "rows.jsonl.rank0.partial.jsonl")) < 12
-        monkeypatch.setitem(STAGES, stage, type(real)(real.inputs, killed, real.settings, real.makes_rows))
-        with pytest.raises(Killed, match=f"killed in {stage}"):
-            pipeline(root="pipe", **config)
-        assert not (tmp_path / "pipe" / stage / "manifest.json").exists()
-        monkeypatch.setitem(STAGES, stage, real)
+        kill_in(stage, number % 2 == 0, lambda: pipeline(root="pipe", **config), tmp_path / "pipe", monkeypatch)
     done = pipeline(root="pipe", **config)
     assert [name for name, m in done.items() if m["ran"]] == ["report"]  # killed last; every other stage resumed
     predicted = rows(tmp_path / "pipe" / "predict" / "rows.jsonl")

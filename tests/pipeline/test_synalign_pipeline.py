@@ -1,38 +1,18 @@
 """The SynAlign pipeline on a tiny model: select -> predict (attribute prompting) -> curate -> align -> export,
-with a scripted LLM for the replies; killed in every stage, it resumes to the same rows."""
+with the scripted LLM of the SynAlign command tests for the replies; killed in every stage, it resumes to the same rows."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-import pytest
-
+from commands.test_synalign import fake_llm  # scripted attribute and list replies
 from helpers import one_thread  # noqa: F401 - autouse fixture
+from pipeline.crash import kill_in
 from synthtune.commands.pipeline import pipeline
-from synthtune.pipeline import STAGES
 
 REPO = Path(__file__).resolve().parents[2]
 GEN = "synthtune.lightning_modules.synalign_generation"
-
-
-class Killed(Exception):
-    """What a kill injected into a stage raises."""
-
-
-def scripted_llm(model, tokenizer, prompts, seeds, max_new_tokens=128, **kwargs):
-    """Attributes as JSON for stage 1; for stage 2 a numbered list of reviews that echo the asked label."""
-    replies = []
-    for prompt, seed in zip(prompts, seeds):
-        if "JSON" in prompt:
-            replies.append('{"topic": "film", "tone": "calm"}')
-        else:
-            label = re.search(r'labelled "([^"]+)"', prompt).group(1)
-            n = int(re.search(r"from 1 to (\d+)", prompt).group(1))
-            word = "wonderful lovely great" if label == "positive" else "awful boring dull"
-            replies.append("\n".join(f"{k + 1}. a {word} film number {seed % 97} {k}" for k in range(n)))
-    return replies
 
 
 def sections(tiny: str) -> dict:
@@ -63,7 +43,7 @@ def rows(path: Path) -> list[dict]:
 def test_synalign_pipeline_runs_and_resumes_after_a_kill_in_every_stage(tiny_llama, tmp_path, monkeypatch):
     from datasets import load_from_disk
 
-    monkeypatch.setattr(f"{GEN}.generate_from_text", scripted_llm)
+    monkeypatch.setattr(f"{GEN}.generate_from_text", fake_llm)
     monkeypatch.chdir(tmp_path)
     config = sections(tiny_llama)
     done = pipeline(root="whole", **config)
@@ -86,18 +66,7 @@ def test_synalign_pipeline_runs_and_resumes_after_a_kill_in_every_stage(tiny_lla
     assert "SynAlign MMD resampling toward `whole/select/demos.jsonl`" in (whole / "export" / "README.md").read_text()
 
     for number, stage in enumerate(config):
-        real = STAGES[stage]
-
-        def killed(ctx, section, folder, real=real, after=number % 2 == 1):
-            if after:  # the work is done, the manifest not yet written
-                real.run(ctx, section, folder)
-            raise Killed(f"killed in {stage}")
-
-        monkeypatch.setitem(STAGES, stage, type(real)(real.inputs, killed, real.settings, real.makes_rows))
-        with pytest.raises(Killed, match=f"killed in {stage}"):
-            pipeline(root="pipe", **config)
-        assert not (tmp_path / "pipe" / stage / "manifest.json").exists()
-        monkeypatch.setitem(STAGES, stage, real)
+        kill_in(stage, number % 2 == 1, lambda: pipeline(root="pipe", **config), tmp_path / "pipe", monkeypatch)
     done = pipeline(root="pipe", **config)
     assert [name for name, m in done.items() if m["ran"]] == ["export"]
     for stage in ("select", "predict", "curate", "align"):
