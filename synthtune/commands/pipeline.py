@@ -1,4 +1,5 @@
-"""``synthtune pipeline``: fit -> predict -> curate -> decontaminate -> answers -> score -> export -> report."""
+"""``synthtune pipeline``: select -> fit -> contexts -> predict -> curate -> decontaminate -> answers -> align
+-> score -> export -> report."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from synthtune.pipeline import run_pipeline
 
 def pipeline(
     root: Optional[str] = None,
+    select: Optional[dict] = None,
     fit: Optional[dict] = None,
+    contexts: Optional[dict] = None,
     predict: Optional[dict] = None,
     curate: Optional[dict] = None,
     decontaminate: Optional[dict] = None,
     answers: Optional[dict] = None,
+    align: Optional[dict] = None,
     score: Optional[dict] = None,
     export: Optional[dict] = None,
     report: Optional[dict] = None,
@@ -32,11 +36,17 @@ def pipeline(
 
     Args:
         root: the pipeline's folder (one sub-folder per stage).
+        select: options of ``synthtune synalign select`` (task, budget, cluster_size, ...): GP-chosen
+            demonstrations that the predict stage generates from (SynAlign).
         fit: ``{config: <synthtune fit config>, overrides: [--key, value, ...]}``.
+        contexts: ``{tau: null, noise: 1e-4, seed: 0}``: generate from the fit's training contexts in GP
+            max-variance order over E(x) instead of round-robin (SoftSRV).
         predict: ``{overrides: [...]}`` (predicts from the fit), or ``{config: ..., overrides: [...]}`` without fit.
         curate: options of ``synthtune curate`` (num_samples, clusters, field, ...).
         decontaminate: options of ``synthtune decontaminate`` (reference: the task's evaluation split, ...).
         answers: ``{config: <predict config>, field: text, overrides: [...]}``: answer the questions (QA tasks).
+        align: ``{config: <MMD weights config>, real: <real rows>, overrides: [...]}``: fit SynAlign's MMD sample
+            weights of the rows so far against the real rows and resample them (real defaults to select's demos).
         score: options of ``synthtune score mauve`` (reference, featurizer, clusters, ...).
         export: ``{name: <card title>, push_to_hub: <repo id>, private: false}``.
         report: ``{samples: <rows shown per label>, field: <text field shown>}``.
@@ -46,8 +56,9 @@ def pipeline(
     if not root:
         raise SynthtuneError("the pipeline needs a root folder for its stages; add `root: runs/<name>` to its YAML "
                              "or pass --root")
-    done = run_pipeline(root, {"fit": fit, "predict": predict, "curate": curate, "decontaminate": decontaminate,
-                               "answers": answers, "score": score, "export": export, "report": report},
+    done = run_pipeline(root, {"select": select, "fit": fit, "contexts": contexts, "predict": predict,
+                               "curate": curate, "decontaminate": decontaminate, "answers": answers,
+                               "align": align, "score": score, "export": export, "report": report},
                         stages=stages, from_stage=from_stage)
     table = Table(title=f"pipeline {root}")
     for column in ("stage", "status", "rows", "seconds"):

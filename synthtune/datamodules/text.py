@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,17 +28,32 @@ def render(rows: list[dict[str, Any]], template: str, source: str) -> list[str]:
 
 
 class _PredictDataset(Dataset):
-    def __init__(self, ids: list[int], num_contexts: int) -> None:
+    def __init__(self, ids: list[int], contexts: list[int]) -> None:
         self.ids = ids
-        self.num_contexts = num_contexts
+        self.contexts = contexts
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i: int) -> dict[str, int]:
         sample_id = self.ids[i]
-        # Generation cycles round-robin over the training examples as contexts.
-        return {"id": sample_id, "context_index": sample_id % self.num_contexts}
+        # Generation cycles over the context order (round-robin over the training examples by default).
+        return {"id": sample_id, "context_index": self.contexts[sample_id % len(self.contexts)]}
+
+
+def read_context_indices(path: str, num_contexts: int) -> list[int]:
+    """A JSON list of training-example indices (the contexts to generate from, in order), checked against
+    ``num_contexts``; one-line errors for a missing, malformed or out-of-range file."""
+    try:
+        order = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SynthtuneError(f"cannot read context_indices {path} ({type(exc).__name__}); give a JSON list of "
+                             "training-example indices, or drop --data.init_args.context_indices") from None
+    if not isinstance(order, list) or not order or not all(isinstance(i, int) and 0 <= i < num_contexts
+                                                            for i in order):
+        raise SynthtuneError(f"context_indices {path} must be a non-empty JSON list of integers in "
+                             f"[0, {num_contexts}) (the training examples); regenerate it for this data")
+    return order
 
 
 def collate_ints(items: list[dict[str, int]]) -> dict[str, torch.Tensor]:
@@ -62,6 +79,9 @@ class TextDataModule(SynthtuneDataModule):
         seed: seed of the train/val split, the subset and the shuffling.
         num_workers: DataLoader worker processes.
         strict: fail on broken lines of a JSONL file instead of skipping them with a warning.
+        context_indices: a JSON list of training-example indices: sample ``i`` is generated from context
+            ``list[i % len(list)]`` (e.g. a GP max-variance order written by the pipeline's ``contexts``
+            stage); ``None`` cycles round-robin over the training examples.
     """
 
     def __init__(
@@ -79,6 +99,7 @@ class TextDataModule(SynthtuneDataModule):
         seed: int = 0,
         num_workers: int = 0,
         strict: bool = False,
+        context_indices: str | None = None,
     ) -> None:
         super().__init__()
         if max_length < 2:
@@ -91,6 +112,7 @@ class TextDataModule(SynthtuneDataModule):
         self.max_length, self.val_fraction, self.batch_size = max_length, val_fraction, batch_size
         self.num_samples, self.limit, self.split, self.hf_config = num_samples, limit, split, hf_config
         self.seed, self.num_workers, self.strict = seed, num_workers, strict
+        self.context_indices = context_indices
         self.train_texts: list[str] = []
         self.val_texts: list[str] = []
         self._train_ids: list[list[int]] = []
@@ -169,6 +191,8 @@ class TextDataModule(SynthtuneDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         pending = [i for i in range(self.num_samples) if i not in self._skip]
-        dataset = _PredictDataset(pending, len(self.train_texts))
+        n = len(self.train_texts)
+        contexts = read_context_indices(self.context_indices, n) if self.context_indices else list(range(n))
+        dataset = _PredictDataset(pending, contexts)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
                           collate_fn=collate_ints)

@@ -26,6 +26,7 @@ def provenance(ctx) -> dict[str, Any]:
     data = composed.get("data") or {}
     decontaminate = ctx.done.get("decontaminate", {}).get("report", {})
     mauve = ctx.done.get("score", {}).get("report", {})
+    align = ctx.done.get("align", {})
     return {
         "method": model.get("class_path"),
         "backbone": (model.get("init_args") or {}).get("backbone"),
@@ -36,6 +37,10 @@ def provenance(ctx) -> dict[str, Any]:
         if decontaminate else None,
         "mauve": {k: mauve.get(k) for k in ("mean", "std", "featurizer", "clusters", "num_synthetic", "num_reference",
                                             "reference_path")} if mauve else None,
+        "alignment": {"real": align["inputs"]["real"]["path"],
+                      **{k: align["report"].get(k) for k in ("mmd2_uniform", "mmd2_weighted", "mmd2_resampled",
+                                                             "effective_sample_size", "num_resample")}}
+        if align else None,
         "rows_per_stage": {name: m["rows"] for name, m in ctx.done.items() if "rows" in m},
         "labels_per_stage": {name: m["labels"] for name, m in ctx.done.items() if "labels" in m},
         "versions": next(iter(ctx.done.values()), {}).get("versions"),
@@ -58,6 +63,11 @@ def dataset_card(name: str, facts: dict[str, Any], settings: dict[str, Any], num
         lines.append(f"- decontamination: {decon['decontaminated_dropped']} rows dropped (rate "
                      f"{decon['contamination_rate']}) for sharing a {decon['ngram']}-gram with "
                      f"`{decon['reference_path']}`")
+    align = facts.get("alignment")
+    if align:
+        lines.append(f"- SynAlign MMD resampling toward `{align['real']}`: MMD² {align['mmd2_uniform']:.5f} (uniform) -> "
+                     f"{align['mmd2_weighted']:.5f} (weighted) -> {align['mmd2_resampled']:.5f} (resampled rows), "
+                     f"effective sample size {align['effective_sample_size']:.1f}")
     if mauve:
         lines.append(f"- MAUVE: {mauve['mean']:.4f} ± {mauve['std']:.4f} against `{mauve['reference_path']}` "
                      f"({mauve['featurizer']}, {mauve['clusters']} clusters, {mauve['num_synthetic']} synthetic vs "

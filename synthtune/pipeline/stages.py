@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -17,6 +18,7 @@ from typing import Any, Callable, Optional
 import yaml
 
 from synthtune.errors import SynthtuneError
+from synthtune.paths import atomic_write_json
 
 ROWS = "rows.jsonl"
 
@@ -87,7 +89,10 @@ def command_kwargs(section: dict[str, Any], stage: str, reserved: tuple[str, ...
 
 # ------------------------------------------------------------------------------------------ Lightning stages
 LIGHTNING_KEYS = {"fit": {"config", "overrides"}, "predict": {"config", "overrides"},
-                  "answers": {"config", "field", "overrides"}}
+                  "answers": {"config", "field", "overrides"}, "align": {"config", "real", "overrides"}}
+CONTEXTS = "contexts.json"
+DEMOS = "demos.jsonl"
+ALIGN_FIT, ALIGN_PREDICT, WEIGHTS = "weights", "resample", "weights.jsonl"
 
 
 def lightning_args(ctx: Context, stage: str, section: dict[str, Any], folder: Path) -> list[str]:
@@ -108,12 +113,32 @@ def lightning_args(ctx: Context, stage: str, section: dict[str, Any], folder: Pa
         rows = ["--data.init_args.path", str(ctx.rows_before(stage)),
                 "--data.init_args.field", str(section.get("field", "text"))]
         return ["predict", "--config", str(section["config"]), *rows, *overrides, *root, *writer]
+    if stage == "align":  # MMD weights fitted on the rows so far against the real set; predict resamples
+        require(section, stage, "config")
+        rows = ["--data.init_args.synthetic", str(ctx.rows_before(stage)), "--data.init_args.real",
+                str(align_real(ctx, section)), "--model.init_args.resample_output", str(folder.parent / ROWS)]
+        return ["fit", "--config", str(section["config"]), *rows, *overrides, *root]
+    chosen = []  # what the stages before predict made: GP-chosen contexts, selected demonstrations
+    if "contexts" in ctx.sections:
+        chosen += ["--data.init_args.context_indices", str(ctx.folder("contexts") / CONTEXTS)]
+    if "select" in ctx.sections:
+        chosen += ["--data.init_args.path", str(ctx.folder("select") / DEMOS)]
     if "fit" in ctx.sections:  # predict from the fitted run, as its own config says
         fit = ctx.folder("fit")
         return ["predict", "--config", str(fit / "config.yaml"), "--ckpt_path", str(fit / "checkpoints" / "last.ckpt"),
-                *overrides, *root, *writer]
+                *chosen, *overrides, *root, *writer]
     require(section, stage, "config")
-    return ["predict", "--config", str(section["config"]), *overrides, *root, *writer]
+    return ["predict", "--config", str(section["config"]), *chosen, *overrides, *root, *writer]
+
+
+def align_real(ctx: Context, section: dict[str, Any]) -> Path:
+    """The real rows the align stage matches: ``real``, else the demonstrations of the select stage."""
+    if section.get("real"):
+        return Path(section["real"])
+    if "select" in ctx.sections:
+        return ctx.folder("select") / DEMOS
+    raise SynthtuneError("the pipeline's align section needs real (the real rows to align with, e.g. the training "
+                         "split); add `real:` under `align:`")
 
 
 def compose(args: list[str]) -> dict[str, Any]:
@@ -133,7 +158,8 @@ def compose(args: list[str]) -> dict[str, Any]:
 
 def lightning_settings(stage: str) -> Callable[[Context, dict], dict[str, Any]]:
     def settings(ctx: Context, section: dict[str, Any]) -> dict[str, Any]:
-        return {**section, "composed": compose(lightning_args(ctx, stage, section, ctx.folder(stage)))}
+        folder = ctx.folder(stage) / ALIGN_FIT if stage == "align" else ctx.folder(stage)
+        return {**section, "composed": compose(lightning_args(ctx, stage, section, folder))}
     return settings
 
 
@@ -162,10 +188,15 @@ def _fit_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[
 
 
 def _predict_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
+    found = {}
+    if "contexts" in ctx.sections:
+        found["contexts"] = ctx.folder("contexts") / CONTEXTS
+    if "select" in ctx.sections:
+        found["demos"] = ctx.folder("select") / DEMOS
     if "fit" in ctx.sections:
         fit = ctx.folder("fit")
-        return {"fit_config": fit / "config.yaml", "checkpoint": fit / "checkpoints" / "last.ckpt"}
-    return _data_input(ctx, settings)
+        return {**found, "fit_config": fit / "config.yaml", "checkpoint": fit / "checkpoints" / "last.ckpt"}
+    return {**_data_input(ctx, settings), **found}
 
 
 def _predict_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
@@ -176,6 +207,59 @@ def _predict_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[d
 def _answers_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
     run_lightning(lightning_args(ctx, "answers", section, folder))
     return {"rows": ROWS}, {}
+
+
+def _align_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
+    return {"rows": ctx.rows_before("align"), "real": align_real(ctx, ctx.sections["align"])}
+
+
+def _align_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Fit the MMD weights into ``weights/`` (resuming a killed fit), then predict them and resample into
+    ``rows.jsonl`` (``resample/`` holds the predict run; the JSONL writer resumes a killed predict)."""
+    fit = folder / ALIGN_FIT
+    args = lightning_args(ctx, "align", section, fit)
+    last = fit / "checkpoints" / "last.ckpt"
+    run_lightning([*args, "--ckpt_path", str(last)] if last.is_file() else args)
+    run_lightning(["predict", "--config", str(fit / "config.yaml"), "--ckpt_path", str(last),
+                   "--trainer.default_root_dir", str(folder / ALIGN_PREDICT),
+                   "--writer.output_path", str(folder / WEIGHTS)])
+    report = json.loads((folder / f"{ROWS}.report.json").read_text(encoding="utf-8"))
+    return {"rows": ROWS, "weights": WEIGHTS, "checkpoint": f"{ALIGN_FIT}/checkpoints/last.ckpt"}, report
+
+
+# ------------------------------------------------------------------------------- before generation
+def _select_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
+    from synthtune.tasks import load_task
+
+    require(settings, "select", "task")
+    return {"pool": Path(settings["pool"]) if settings.get("pool") else load_task(settings["task"]).folder / "train.jsonl"}
+
+
+def _select_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """``synthtune synalign select``: GP exploration-aware demonstrations into ``demos.jsonl``."""
+    from synthtune.commands.synalign import select
+
+    kwargs = command_kwargs(section, "select", ("output", "coverage_png"))
+    report = select(output=str(folder / DEMOS), **kwargs)
+    return {"demos": DEMOS}, report
+
+
+def _contexts_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
+    if "fit" not in ctx.sections:
+        raise SynthtuneError("the contexts stage orders the training contexts of a fit; add a fit section "
+                             "(a SoftSRV config) or remove `contexts:`")
+    return {"fit_config": ctx.folder("fit") / "config.yaml", **_data_input(ctx, {"composed": ctx.composed("fit")})}
+
+
+def _contexts_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    from synthtune.pipeline.contexts import gp_context_order
+
+    unknown = sorted(set(section) - {"tau", "noise", "seed"})
+    if unknown:
+        raise SynthtuneError(f"unknown contexts setting {unknown[0]!r}; contexts takes tau, noise and seed")
+    order, report = gp_context_order(ctx.composed("fit"), **section)
+    atomic_write_json(folder / CONTEXTS, order)
+    return {"contexts": CONTEXTS}, report
 
 
 # ------------------------------------------------------------------------------------------- data commands
@@ -247,13 +331,17 @@ def _with_pipeline(ctx: Context, section: dict[str, Any]) -> dict[str, Any]:
 
 
 #: The stages in the order they run; a pipeline runs the ones its YAML has a section for.
-ORDER = ["fit", "predict", "curate", "decontaminate", "answers", "score", "export", "report"]
+ORDER = ["select", "fit", "contexts", "predict", "curate", "decontaminate", "answers", "align", "score", "export",
+         "report"]
 STAGES: dict[str, Stage] = {
+    "select": Stage(_select_inputs, _select_run),
     "fit": Stage(_data_input, _fit_run, lightning_settings("fit")),
+    "contexts": Stage(_contexts_inputs, _contexts_run),
     "predict": Stage(_predict_inputs, _predict_run, lightning_settings("predict"), makes_rows=True),
     "curate": Stage(_rows_input("curate"), _curate_run, makes_rows=True),
     "decontaminate": Stage(_rows_input("decontaminate"), _decontaminate_run, makes_rows=True),
     "answers": Stage(_rows_input("answers"), _answers_run, lightning_settings("answers"), makes_rows=True),
+    "align": Stage(_align_inputs, _align_run, lightning_settings("align"), makes_rows=True),
     "score": Stage(_rows_input("score"), _score_run),
     "export": Stage(_summary_inputs("export"), _export_run, _with_pipeline),
     "report": Stage(_summary_inputs("report"), _report_run, _with_pipeline),

@@ -81,6 +81,22 @@ def test_predict_ids_cycle_over_contexts_and_skip_done_ones(tiny_llama, tmp_path
     assert batch["context_index"].tolist() == [0, 2, 0, 2, 0]
 
 
+def test_context_indices_file_sets_each_samples_context_and_bad_files_are_one_line(tiny_llama, tmp_path):
+    order = tmp_path / "contexts.json"
+    order.write_text(json.dumps([2, 0, 1]))
+    dm = TextDataModule(_jsonl(tmp_path / "d.jsonl", ROWS[:3]), "{question}", backbone=tiny_llama,
+                        num_samples=7, batch_size=10, context_indices=str(order))
+    dm.setup("predict")
+    dm.skip_ids({1})
+    batch = next(iter(dm.predict_dataloader()))
+    assert batch["id"].tolist() == [0, 2, 3, 4, 5, 6]
+    assert batch["context_index"].tolist() == [2, 1, 2, 0, 1, 2]  # sample i -> order[i % 3]
+    for content, message in (("[0, 3]", r"integers in \[0, 3\)"), ("[]", "non-empty"), ("{", "cannot read")):
+        order.write_text(content)
+        with pytest.raises(SynthtuneError, match=message):
+            dm.predict_dataloader()
+
+
 def test_resumable_sampler_skips_consumed_batches_of_the_same_epoch():
     data = list(range(10))
     full = ResumableDataLoader(data, batch_size=3, sampler=ResumableSampler(data, 3, seed=5))

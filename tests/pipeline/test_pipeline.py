@@ -11,16 +11,13 @@ import yaml
 
 from cli_runner import run_synthtune, run_synthtune_output
 from helpers import one_thread  # noqa: F401 - autouse fixture
+from pipeline.crash import kill_in
 from synthtune.commands.pipeline import pipeline
 from synthtune.errors import SynthtuneError
-from synthtune.pipeline import ORDER, STAGES
+from synthtune.pipeline import ORDER
 from synthtune.pipeline.lock import RootLock
 
 QUESTIONS = [f"Tom has {i} apples and buys {i + 2} more apples at the shop. How many apples now?" for i in range(24)]
-
-
-class Killed(Exception):
-    """What a kill injected into a stage raises."""
 
 
 def sections(files: Path, tiny: str, **edits) -> dict:
@@ -37,11 +34,24 @@ def sections(files: Path, tiny: str, **edits) -> dict:
                     "enable_model_summary": False, "log_every_n_steps": 1},
     }
     (files / "fit.yaml").write_text(yaml.safe_dump(config))
+    weights = {  # SynAlign's MMD weights on the tiny model's embeddings, label-blind (SoftSRV rows have no label)
+        "seed_everything": 0,
+        "model": {"class_path": "synthtune.lightning_modules.MMDWeightModule",
+                  "init_args": {"backbone": tiny, "hidden": 8, "lr": 0.05, "num_resample": 6, "label_mode": "blind"}},
+        "data": {"class_path": "synthtune.datamodules.EmbeddingDataModule",
+                 "init_args": {"synthetic": "set-by-the-pipeline", "real": "set-by-the-pipeline",
+                               "real_text_field": "question", "batch_syn": 4, "batch_real": 8}},
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 3, "enable_progress_bar": False,
+                    "enable_model_summary": False, "log_every_n_steps": 1},
+    }
+    (files / "weights.yaml").write_text(yaml.safe_dump(weights))
     found = {
         "fit": {"config": str(files / "fit.yaml")},
+        "contexts": {},
         "predict": {"overrides": []},
         "curate": {"num_samples": 8, "clusters": 2, "svd_components": 4},
         "decontaminate": {"reference": str(files / "test.jsonl"), "reference_field": "question", "ngram": 8},
+        "align": {"config": str(files / "weights.yaml"), "real": str(files / "train.jsonl")},
         "score": {"reference": str(files / "test.jsonl"), "reference_field": "question", "featurizer": tiny,
                   "clusters": 2, "seeds": 1, "kmeans_num_redo": 1},
         "export": {"name": "tiny softsrv"},
@@ -85,7 +95,8 @@ def without_checkpoint(found: list[dict]) -> list[dict]:
 
 
 def manifests(root: Path) -> dict[str, dict]:
-    return {stage: json.loads((root / stage / "manifest.json").read_text()) for stage in ORDER if stage != "answers"}
+    return {stage: json.loads((root / stage / "manifest.json").read_text()) for stage in ORDER
+            if stage not in ("select", "answers")}
 
 
 def test_every_stage_runs_and_the_export_loads_with_its_provenance(finished):
@@ -98,7 +109,10 @@ def test_every_stage_runs_and_the_export_loads_with_its_provenance(finished):
     assert found["decontaminate"]["rows"] == 8 - found["decontaminate"]["report"]["decontaminated_dropped"]
     assert found["predict"]["inputs"]["checkpoint"]["sha256"] == found["fit"]["outputs"]["checkpoint"]["sha256"]
     assert set(found["fit"]["versions"]) == {"synthtune", "torch", "transformers", "lightning", "datasets"}
-    final = rows(root / "decontaminate" / "rows.jsonl")
+    final = rows(root / "align" / "rows.jsonl")
+    assert len(final) == 6 and {r["method"] for r in final} == {"synalign_mmd_resample"}
+    decontaminated = rows(root / "decontaminate" / "rows.jsonl")
+    assert all(r["text"] == decontaminated[r["synthetic_index"]]["text"] for r in final)
     dataset = load_from_disk(str(root / "export" / "dataset"))
     assert dataset["text"] == [r["text"] for r in final]
     import pandas as pd
@@ -111,11 +125,34 @@ def test_every_stage_runs_and_the_export_loads_with_its_provenance(finished):
     assert "| predict | 12 |" in card and "| curate | 8 |" in card
     assert f"{found['decontaminate']['report']['decontaminated_dropped']} rows dropped" in card
     assert "num_samples: 8" in card  # every setting, curate's included
+    mmd = json.loads((root / "align" / "rows.jsonl.report.json").read_text())
+    assert found["align"]["report"] == mmd and found["align"]["rows"] == 6
+    assert f"SynAlign MMD resampling toward `{found['align']['inputs']['real']['path']}`: MMD² " \
+           f"{mmd['mmd2_uniform']:.5f} (uniform)" in card
     report = (root / "report" / "report.md").read_text()
     for picture in ("loss_curve.png", "mauve.png", "embedding_map.png"):
         assert f"]({picture})" in report and (root / "report" / picture).stat().st_size > 1000
     assert final[0]["text"].split()[0] in report  # a sample is shown
     assert "| fit |" in report and "| score |" in report
+
+
+def test_gp_chosen_contexts_drive_the_predict(finished, tiny_llama):
+    from synthtune.components.backbone import load_backbone
+    from synthtune.components.encoders import build_context_encoder, cached_encode
+
+    root = finished / "pipe"
+    order = json.loads((root / "contexts" / "contexts.json").read_text())
+    assert sorted(order) == list(range(len(QUESTIONS)))  # every training context, each once
+    predicted = rows(root / "predict" / "rows.jsonl")
+    assert [r["context_index"] for r in predicted] == [order[i % len(order)] for i in range(12)]
+    assert [r["context_index"] for r in predicted] != list(range(12))  # not round-robin
+    # the second pick is the one of largest GP variance given the first: the farthest from it in E(x)
+    emb = cached_encode(build_context_encoder("backbone", load_backbone(tiny_llama)), QUESTIONS)
+    distances = (emb - emb[order[0]]).norm(dim=1)
+    assert distances[order[1]] == distances.max()
+    manifest = json.loads((root / "predict" / "manifest.json").read_text())
+    assert manifest["inputs"]["contexts"]["sha256"] == json.loads(
+        (root / "contexts" / "manifest.json").read_text())["outputs"]["contexts"]["sha256"]
 
 
 def test_rerun_skips_every_stage(finished, monkeypatch):
@@ -124,7 +161,7 @@ def test_rerun_skips_every_stage(finished, monkeypatch):
     config = yaml.safe_load((finished / "pipeline.yaml").read_text())
     done = pipeline(**config)
     assert [name for name, m in done.items() if m["ran"]] == []
-    assert len(done) == 7
+    assert len(done) == 9
     assert {stage: (finished / "pipe" / stage / "manifest.json").stat().st_mtime_ns for stage in before} == before
 
 
@@ -132,12 +169,13 @@ def test_editing_curate_reruns_curate_and_what_follows_only(finished, files, tin
     shutil.copytree(finished / "pipe", tmp_path / "pipe")
     monkeypatch.chdir(tmp_path)
     done = pipeline(root="pipe", **sections(files, tiny_llama, curate={"num_samples": 6}))
-    assert [name for name, m in done.items() if m["ran"]] == ["curate", "decontaminate", "score", "export", "report"]
+    assert [name for name, m in done.items() if m["ran"]] == ["curate", "decontaminate", "align", "score", "export",
+                                                               "report"]
     assert done["curate"]["rows"] == 6
     assert "| curate | 6 |" in (tmp_path / "pipe" / "export" / "README.md").read_text()
     from datasets import load_from_disk
 
-    assert len(load_from_disk(str(tmp_path / "pipe" / "export" / "dataset"))) == done["decontaminate"]["rows"]
+    assert len(load_from_disk(str(tmp_path / "pipe" / "export" / "dataset"))) == done["align"]["rows"]
 
 
 def test_killed_in_every_stage_resumes_to_the_same_rows(finished, files, tiny_llama, tmp_path, monkeypatch):
@@ -146,22 +184,11 @@ def test_killed_in_every_stage_resumes_to_the_same_rows(finished, files, tiny_ll
                                                                  "init_args": {"marker": str(tmp_path / "crashed")}}])]}
     config = sections(files, tiny_llama, predict=crash)
     for number, stage in enumerate(s for s in ORDER if s in config):
-        real = STAGES[stage]
-
-        def killed(ctx, section, folder, real=real, after=number % 2 == 0):
-            if after:  # the work is done, the manifest not yet written
-                real.run(ctx, section, folder)
-            raise Killed(f"killed in {stage}")
-
         if stage == "predict":  # a real crash mid-predict first: one batch of rows is on disk
             with pytest.raises(RuntimeError, match="mid-predict"):
                 pipeline(root="pipe", **config)
             assert 0 < len(rows(tmp_path / "pipe" / "predict" / "rows.jsonl.rank0.partial.jsonl")) < 12
-        monkeypatch.setitem(STAGES, stage, type(real)(real.inputs, killed, real.settings, real.makes_rows))
-        with pytest.raises(Killed, match=f"killed in {stage}"):
-            pipeline(root="pipe", **config)
-        assert not (tmp_path / "pipe" / stage / "manifest.json").exists()
-        monkeypatch.setitem(STAGES, stage, real)
+        kill_in(stage, number % 2 == 0, lambda: pipeline(root="pipe", **config), tmp_path / "pipe", monkeypatch)
     done = pipeline(root="pipe", **config)
     assert [name for name, m in done.items() if m["ran"]] == ["report"]  # killed last; every other stage resumed
     predicted = rows(tmp_path / "pipe" / "predict" / "rows.jsonl")
@@ -170,6 +197,9 @@ def test_killed_in_every_stage_resumes_to_the_same_rows(finished, files, tiny_ll
     assert without_checkpoint(predicted) == without_checkpoint(rows(finished / "pipe" / "predict" / "rows.jsonl"))
     final = rows(tmp_path / "pipe" / "decontaminate" / "rows.jsonl")
     assert without_checkpoint(final) == without_checkpoint(rows(finished / "pipe" / "decontaminate" / "rows.jsonl"))
+    aligned = rows(tmp_path / "pipe" / "align" / "rows.jsonl")
+    assert [r["synthetic_index"] for r in aligned] == [r["synthetic_index"] for r in
+                                                       rows(finished / "pipe" / "align" / "rows.jsonl")]
 
 
 def test_a_second_run_on_the_same_root_is_refused_in_one_line(finished, capsys, monkeypatch):
@@ -192,8 +222,8 @@ def test_stages_need_the_stages_before_them(files, tiny_llama, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SynthtuneError, match="stage fit has not finished"):
         pipeline(root="pipe", stages="curate", **sections(files, tiny_llama))
-    with pytest.raises(SynthtuneError, match="unknown stage 'align'"):
-        pipeline(root="pipe", from_stage="align", **sections(files, tiny_llama))
+    with pytest.raises(SynthtuneError, match="unknown stage 'aligned'"):
+        pipeline(root="pipe", from_stage="aligned", **sections(files, tiny_llama))
 
 
 def test_a_misspelt_lightning_setting_is_refused(files, tiny_llama, tmp_path, monkeypatch):
@@ -215,4 +245,4 @@ def test_printed_config_reads_back_and_an_empty_pipeline_is_one_line(tmp_path, c
     config["root"] = str(tmp_path / "pipe")
     path.write_text(yaml.safe_dump(config))
     code, err = run_synthtune(["pipeline", "--config", str(path)], capsys)
-    assert code == 2 and err.startswith("error: the pipeline has no stage; add a section for one of fit, predict")
+    assert code == 2 and err.startswith("error: the pipeline has no stage; add a section for one of select, fit, contexts, predict")

@@ -11,15 +11,16 @@ from synthtune.commands import build_parser
 from synthtune.commands.curate import curate
 from synthtune.commands.decontaminate import decontaminate
 from synthtune.commands.score import mauve
+from synthtune.commands.synalign import select
 from synthtune.pipeline.stages import Context, compose, lightning_args
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "pipelines").glob("*.yaml"))
-COMMANDS = {"curate": curate, "decontaminate": decontaminate, "score": mauve}
+COMMANDS = {"curate": curate, "decontaminate": decontaminate, "score": mauve, "select": select}
 
 
 def test_the_three_pipelines_of_the_issue_or_those_shipped_exist():
-    assert {"gsm8k_softsrv.yaml", "sst2_dawgen.yaml"} <= {path.name for path in SHIPPED}
+    assert {"gsm8k_softsrv.yaml", "sst2_dawgen.yaml", "sst2_synalign.yaml"} <= {path.name for path in SHIPPED}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -34,9 +35,18 @@ def test_shipped_pipeline_parses_and_its_stages_compose(path, monkeypatch):
         if config.get(stage):
             assert (REPO / config[stage]["reference"]).is_file()
     ctx = Context(REPO / config["root"], {k: v for k, v in config.items() if isinstance(v, dict)})
-    composed = compose(lightning_args(ctx, "fit", config["fit"], ctx.folder("fit")))
-    assert composed["trainer"]["default_root_dir"] == str(ctx.folder("fit"))
-    assert (REPO / composed["data"]["init_args"].get("path", "data")).exists()
+    first = "fit" if config.get("fit") else "predict"
+    composed = compose(lightning_args(ctx, first, config[first], ctx.folder(first)))
+    assert composed["trainer"]["default_root_dir"] == str(ctx.folder(first))
+    if config.get("select"):  # generation reads the selected demonstrations
+        assert composed["data"]["init_args"]["path"] == str(ctx.folder("select") / "demos.jsonl")
+    else:
+        assert (REPO / composed["data"]["init_args"].get("path", "data")).exists()
+    if config.get("align"):
+        align = compose(lightning_args(ctx, "align", config["align"], ctx.folder("align") / "weights"))
+        assert align["model"]["class_path"].endswith("MMDWeightModule")
+        real = align["data"]["init_args"]["real"]
+        assert real == str(ctx.folder("select") / "demos.jsonl") if config.get("select") else (REPO / real).is_file()
     if config.get("answers"):
         answers = compose(lightning_args(ctx, "answers", config["answers"], ctx.folder("answers")))
         assert answers["data"]["init_args"]["path"] == str(ctx.folder("decontaminate") / "rows.jsonl")
