@@ -256,21 +256,28 @@ class DawGenModule(FrozenBackboneModule):
         eos.update([extra] if isinstance(extra, int) else (extra or []))
         return eos
 
-    @torch.no_grad()
     def generate(self, labels: Tensor, seeds: list[int], context_ids: Tensor | None = None,
                  context_mask: Tensor | None = None) -> list[str]:
         """One text per row, conditioned on the row's label prompt (and its ``text_a`` tokens)."""
+        return self.generate_with_ends(labels, seeds, context_ids, context_mask)[0]
+
+    @torch.no_grad()
+    def generate_with_ends(self, labels: Tensor, seeds: list[int], context_ids: Tensor | None = None,
+                           context_mask: Tensor | None = None) -> tuple[list[str], list[bool]]:
+        """:meth:`generate`, plus whether each text stopped at the ``max_new_tokens`` cap instead of at EOS."""
         s = self.sampling
         prompts = self.label_prompts(labels.to(self.device)).to(self.backbone.dtype)
         ctx = embed_tokens(self.backbone, context_ids) if context_ids is not None else None
         cmask = context_mask.to(self.device) if context_mask is not None else None
         if not self.backbone.config.is_encoder_decoder:
             prefix, mask = label_prefix(prompts, ctx, cmask)
-            tokens = sample_from_prefix(self.backbone, prefix, seeds, s.max_new_tokens, self._eos_ids(),
-                                        temperature=s.temperature, top_p=s.top_p,
-                                        attention_mask=mask if ctx is not None else None)
-            return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
-        texts = []
+            tokens, finished = sample_from_prefix(self.backbone, prefix, seeds, s.max_new_tokens, self._eos_ids(),
+                                                  temperature=s.temperature, top_p=s.top_p,
+                                                  attention_mask=mask if ctx is not None else None,
+                                                  return_finished=True)
+            return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens], [not f for f in finished]
+        texts, hit_cap = [], []
+        eos = self._eos_ids()
         sampling = {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p} if s.temperature > 0 \
             else {"do_sample": False}
         for row, seed in enumerate(seeds):  # T5: HF generate with the prompt (+ text_a) as encoder inputs_embeds
@@ -282,18 +289,21 @@ class DawGenModule(FrozenBackboneModule):
                 out = self.backbone.generate(inputs_embeds=enc, attention_mask=torch.ones(enc.shape[:2], dtype=torch.long,
                                              device=enc.device), max_new_tokens=s.max_new_tokens, **sampling)
             texts.append(self.tokenizer.decode(out[0], skip_special_tokens=True).strip())
-        return texts
+            # the decoder starts with its start token: a row that used every new token without an EOS hit the cap
+            hit_cap.append(out.shape[1] - 1 >= s.max_new_tokens and int(out[0, -1]) not in eos)
+        return texts, hit_cap
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
         ids = batch["id"].tolist()
         seeds = [sample_seed(self.sampling.seed, i, "dawgen") for i in ids]
-        texts = self.generate(batch["label"], seeds, batch.get("context_ids"), batch.get("context_mask"))
+        texts, hit_cap = self.generate_with_ends(batch["label"], seeds, batch.get("context_ids"), batch.get("context_mask"))
         params = self.generation_params()
         rows = []
         for j, (i, text) in enumerate(zip(ids, texts)):
             row: dict[str, Any] = {"id": i}
             row.update({"text_a": batch["text_a"][j], "text_b": text} if "text_a" in batch else {"text": text})
-            row.update(label=int(batch["label"][j]), label_name=batch["label_name"][j], method="dawgen", params=params)
+            row.update(label=int(batch["label"][j]), label_name=batch["label_name"][j], hit_cap=hit_cap[j],
+                       method="dawgen", params=params)
             rows.append(row)
         return rows
 

@@ -210,6 +210,10 @@ def test_generation_writes_the_requested_count_per_label(fixture, task, request,
     assert Counter(r["label"] for r in rows) == {0: 3, 1: 3}
     names = dm.label_names
     assert all(r["label_name"] == names[r["label"]] and r["method"] == "dawgen" for r in rows)
+    # every row says whether it was cut off at max_new_tokens, and predict's summary counts exactly those
+    summary = json.loads((tmp_path / "samples.jsonl.summary.json").read_text())
+    assert all(isinstance(r["hit_cap"], bool) for r in rows)
+    assert (summary["samples"], summary["hit_cap"]) == (6, sum(r["hit_cap"] for r in rows))
     assert rows[0]["params"]["checkpoint"] != "untrained" and len({json.dumps(r["params"]) for r in rows}) == 1
     if task == "rte":
         real = {r["text_a"] for r in dm.rows}
