@@ -255,9 +255,12 @@ def set_frozen_mode(model: nn.Module) -> nn.Module:
     HF checkpoints a layer only while its ``training`` flag is set; setting that one flag (not its
     children's) keeps every dropout and attention dropout off while the layer still recomputes.
     """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
     model.eval()
     for module in model.modules():
-        if getattr(module, "gradient_checkpointing", False) is True and hasattr(module, "_gradient_checkpointing_func"):
+        # Only the per-layer blocks: a whole model in training mode would also drop its KV cache (GPT-2).
+        if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing:
             module.training = True
     return model
 

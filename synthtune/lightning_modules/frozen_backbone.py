@@ -32,7 +32,7 @@ SPEED_OPTIONS: dict[str, str] = {
     "compile": "``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).",
 }
 #: Lightning precisions that would cast the trainable prompts themselves to half precision.
-_TRUE_HALF = ("bf16-true", "16-true", "bf16", "16", "half")
+_TRUE_HALF = ("bf16-true", "16-true")
 
 
 def _with_speed_options(init):

@@ -182,3 +182,15 @@ def test_compile_compiles_the_backbone_forward_and_keeps_the_loss(tiny_llama, mo
     b.backward()
     torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(pb.grad, pa.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_checkpointed_backbone_generates_the_same_tokens(tiny_gpt2):
+    # GPT-2 drops its KV cache when the whole model is in training mode; only the layers' flag is set.
+    from synthtune.components.sampling import sample_from_prefix
+
+    plain = load_backbone(tiny_gpt2).model
+    ckpt = load_backbone(tiny_gpt2, gradient_checkpointing=True).model
+    assert not ckpt.transformer.training and ckpt.transformer.h[0].training
+    prefix = torch.randn(3, 2, plain.get_input_embeddings().embedding_dim, generator=torch.Generator().manual_seed(1))
+    kwargs = dict(seeds=[0, 1, 2], max_new_tokens=6, eos_token_ids=[-1], batch_size=3)
+    assert sample_from_prefix(ckpt, prefix, **kwargs) == sample_from_prefix(plain, prefix, **kwargs)
