@@ -11,6 +11,11 @@ GGUF files are de-quantised once into a safetensors folder under ``$SYNTHTUNE_CA
 folder is built under a temporary name and renamed into place, so two processes racing to convert
 never leave a broken cache. Loaded models are frozen (no gradients, eval mode) and shared within a
 process, so a datamodule and a LightningModule asking for the same backbone load it once.
+
+Attention runs through PyTorch's SDPA kernels wherever the architecture supports them (eager
+attention otherwise). Two speed options build a separate instance, so they never leak into a shared
+model: activation checkpointing of the frozen layers (non-reentrant, the kind that lets gradients
+reach a trainable prompt through frozen weights) and ``torch.compile`` of the backbone's forward.
 """
 
 from __future__ import annotations
@@ -53,7 +58,9 @@ DTYPES: dict[str, torch.dtype] = {
 
 _CONVERSION_MARKER = "synthtune_source.json"
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str], "Backbone"] = {}
+_loaded: dict[tuple[str, str, bool, bool], "Backbone"] = {}
+#: ``torch.compile`` backend of ``compile=True`` (inductor: the fused kernels that make it worth it).
+COMPILE_BACKEND = "inductor"
 
 
 @dataclass
@@ -74,6 +81,11 @@ class Backbone:
         if self.max_positions is not None and prompt_length >= self.max_positions:
             raise SynthtuneError(f"prompt_length={prompt_length} exceeds the model's context of "
                                  f"{self.max_positions} positions; use a shorter prompt")
+
+    @property
+    def attn_implementation(self) -> str:
+        """``sdpa`` where the architecture supports it, else ``eager``."""
+        return str(self.model.config._attn_implementation)
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -234,15 +246,59 @@ def resolve_backbone(name: str) -> str:
 def freeze(model: nn.Module) -> nn.Module:
     """Freeze ``model`` in place: no parameter needs a gradient and dropout is off."""
     model.requires_grad_(False)
+    return set_frozen_mode(model)
+
+
+def set_frozen_mode(model: nn.Module) -> nn.Module:
+    """Eval mode (no dropout), except the bare flag of layers marked for activation checkpointing.
+
+    HF checkpoints a layer only while its ``training`` flag is set; setting that one flag (not its
+    children's) keeps every dropout and attention dropout off while the layer still recomputes.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
     model.eval()
+    for module in model.modules():
+        # Only the per-layer blocks: a whole model in training mode would also drop its KV cache (GPT-2).
+        if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing:
+            module.training = True
     return model
+
+
+def enable_gradient_checkpointing(model: nn.Module, name: str) -> None:
+    """Recompute the frozen layers' activations in backward instead of storing them (non-reentrant)."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise SynthtuneError(f"backbone {name!r} ({type(model).__name__}) does not support activation "
+                             f"checkpointing; drop --model.init_args.gradient_checkpointing")
+    # Reentrant checkpointing needs an input that requires grad at every layer; non-reentrant does not.
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x names it so
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def compile_backbone(model: nn.Module) -> None:
+    """Compile the forward of the transformer body (every caller of the model goes through it)."""
+    model.base_model.compile(backend=COMPILE_BACKEND, dynamic=True)
+
+
+def _from_pretrained(auto, source: str, torch_dtype: torch.dtype) -> nn.Module:
+    """Load with SDPA attention; architectures without it load with eager attention."""
+    try:
+        return auto.from_pretrained(source, dtype=torch_dtype, attn_implementation="sdpa")
+    except ValueError as exc:
+        if "scaled_dot_product_attention" not in str(exc) and "sdpa" not in str(exc):
+            raise
+        log.warning("%s has no SDPA attention; loading it with eager attention", source)
+        return auto.from_pretrained(source, dtype=torch_dtype, attn_implementation="eager")
 
 
 def load_tokenizer(name: str = DEFAULT_BACKBONE):
     """The backbone's tokenizer with a pad token (EOS when the model has none); cheap and cached."""
     source = resolve_backbone(name)
     with _lock:
-        for (folder, _), bb in _loaded.items():
+        for (folder, *_), bb in _loaded.items():
             if folder == source:
                 return bb.tokenizer
     return _load_tokenizer(source, name)
@@ -260,11 +316,13 @@ def _load_tokenizer(source: str, name: str):
     return tokenizer
 
 
-def load_backbone(name: str = DEFAULT_BACKBONE, dtype: str | torch.dtype = "fp32") -> Backbone:
-    """Load (once per process) the frozen causal LM ``name`` in ``dtype``."""
+def load_backbone(name: str = DEFAULT_BACKBONE, dtype: str | torch.dtype = "fp32", *,
+                  gradient_checkpointing: bool = False, compile: bool = False) -> Backbone:
+    """Load (once per process and set of options) the frozen LM ``name`` in ``dtype``, with SDPA
+    attention where supported, optionally with activation checkpointing and a compiled forward."""
     torch_dtype = parse_dtype(dtype)
     source = resolve_backbone(name)
-    key = (source, str(torch_dtype))
+    key = (source, str(torch_dtype), gradient_checkpointing, compile)
     with _lock:
         if key in _loaded:
             return _loaded[key]
@@ -274,11 +332,15 @@ def load_backbone(name: str = DEFAULT_BACKBONE, dtype: str | torch.dtype = "fp32
         config = AutoConfig.from_pretrained(source)
         # Decoder-only LMs by default; encoder-decoders (T5 family) for methods that support them.
         auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
-        model = auto.from_pretrained(source, dtype=torch_dtype)
+        model = _from_pretrained(auto, source, torch_dtype)
     except (OSError, ValueError) as exc:
         raise _unknown(name, f"it could not be loaded ({str(exc).splitlines()[0]})") from None
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model, name)
     tokenizer = _load_tokenizer(source, name)
     backbone = Backbone(name=name, folder=Path(source), model=freeze(model), tokenizer=tokenizer)
+    if compile:
+        compile_backbone(model)
     with _lock:
         return _loaded.setdefault(key, backbone)
 
