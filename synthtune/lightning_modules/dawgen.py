@@ -84,6 +84,9 @@ class DawGenModule(FrozenBackboneModule):
         top_p: nucleus sampling mass for predict.
         max_new_tokens: longest generated text (``text`` or ``text_b``), in tokens.
         seed: seed of the initialisation and of every sample's random stream.
+        gradient_checkpointing: recompute the frozen backbone's activations in backward instead of storing
+            them (less memory for long prompts on large models, ~1/3 more compute; the gradient is unchanged).
+        compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
     """
 
     def __init__(
@@ -106,6 +109,8 @@ class DawGenModule(FrozenBackboneModule):
         top_p: float = 0.95,
         max_new_tokens: int = 48,
         seed: int = 0,
+        gradient_checkpointing: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if not math.isfinite(float(lam)) or lam < 0:
@@ -116,7 +121,7 @@ class DawGenModule(FrozenBackboneModule):
             raise SynthtuneError(f"unknown optimizer {optimizer!r}; use adam or sgd")
         self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
         self.save_hyperparameters()
-        bb = self.load_frozen_backbone(backbone, dtype)
+        bb = self.load_frozen_backbone(backbone, dtype, gradient_checkpointing=gradient_checkpointing, compile=compile)
         bb.check_prompt_length(prompt_length)
         self.max_positions = bb.max_positions
         # Each label starts from the input vectors of random vocabulary tokens: a prompt the model can read.
