@@ -10,7 +10,7 @@ bash scripts/setup.sh
 synthtune fit --config configs/softsrv/demo.yaml
 synthtune predict --config runs/softsrv-demo/config.yaml \
   --ckpt_path runs/softsrv-demo/checkpoints/last.ckpt --writer.overwrite true
-# 64 samples: 8 MAUVE buckets (the default 32 is sized for thousands of samples)
+# 48 samples: 8 MAUVE buckets (the default 32 is sized for thousands of samples)
 synthtune score mauve --synthetic runs/softsrv-demo/samples.jsonl --reference data/gsm8k/test.jsonl \
   --field text --reference_field question --clusters 8
 python scripts/demo_summary.py runs/softsrv-demo/samples.jsonl
