@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from abc import ABC, abstractmethod
 import io
 import logging
 from pathlib import Path
@@ -98,7 +99,7 @@ def _identity(backbone: "str | Backbone") -> str:
     return str(path.resolve()) if path.exists() else backbone
 
 
-class _PooledTokenEncoder:
+class _PooledTokenEncoder(ABC):
     """Mean over the real tokens of x of one vector per token that a decoder assigns (subclasses say which).
 
     Texts are batched by length (little padding) and padded on the right, so with causal attention
@@ -124,9 +125,9 @@ class _PooledTokenEncoder:
     def dim(self) -> int:
         return self._backbone().hidden_size
 
+    @abstractmethod
     def token_vectors(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One vector per token of the batch: [B, L, d]."""
-        raise NotImplementedError
+        """One vector per token of the batch: [B, L, d] (the static embeddings, or the last hidden states)."""
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         bb = self._backbone()
