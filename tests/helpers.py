@@ -112,3 +112,8 @@ class MetricsLog(Callback):
 
     def on_validation_end(self, trainer, pl_module) -> None:
         self._write(trainer)
+
+
+def random_pool(n: int, d: int, seed: int = 0) -> torch.Tensor:
+    """``[n, d]`` standard-normal points from a seeded generator: a pool for GP selection and coverage tests."""
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))

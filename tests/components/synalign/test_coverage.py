@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import random_pool
 from synthtune.components.synalign.coverage import (
     coverage_curve,
     hull_area,
@@ -18,7 +19,7 @@ from synthtune.errors import SynthtuneError
 
 
 def _pool(n: int = 150, d: int = 4, seed: int = 0) -> torch.Tensor:
-    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+    return random_pool(n, d, seed)
 
 
 def test_monotone_and_reaches_one_when_all_selected():

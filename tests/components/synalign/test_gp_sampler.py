@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from helpers import one_thread  # noqa: F401 (an autouse fixture)
+from helpers import one_thread, random_pool  # noqa: F401 (one_thread: an autouse fixture)
 from synthtune.components.synalign.gp_sampler import (
     IncrementalGPVariance,
     exact_posterior_variance,
@@ -14,7 +14,7 @@ from synthtune.errors import SynthtuneError
 
 
 def _pool(n: int = 200, d: int = 6, seed: int = 0) -> torch.Tensor:
-    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+    return random_pool(n, d, seed)
 
 
 def test_far_point_is_picked_before_near_point():
