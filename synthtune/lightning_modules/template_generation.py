@@ -74,7 +74,9 @@ class TemplateGenerationModule(PredictOnlyModule):
         temperature: sampling temperature of PT questions and of answers (0 = greedy).
         top_p: nucleus sampling mass (1 disables it).
         critique_temperature: temperature of the PT_SR critique and rewrite; ``None`` uses ``temperature``.
-        max_new_tokens: longest generation, in tokens.
+        max_new_tokens: longest generation, in tokens (a PT reply holds a whole list of questions).
+        critique_max_new_tokens: longest PT_SR critique or rewrite of one question; ``None`` uses
+            ``max_new_tokens`` (one question needs far fewer tokens than a list of ``num_questions``).
         max_prompt_tokens: prompts are cut to their last this many tokens.
         use_chat_template: render prompts with the tokenizer's chat template (when it has one).
         system_prompt: optional system turn for chat models.
@@ -99,6 +101,7 @@ class TemplateGenerationModule(PredictOnlyModule):
         top_p: float = 1.0,
         critique_temperature: float | None = None,
         max_new_tokens: int = 512,
+        critique_max_new_tokens: int | None = None,
         max_prompt_tokens: int = 1024,
         use_chat_template: bool = True,
         system_prompt: str | None = None,
@@ -112,6 +115,8 @@ class TemplateGenerationModule(PredictOnlyModule):
             raise SynthtuneError("need num_questions ≥ 1, max_rounds ≥ 0 and max_prompt_tokens ≥ 1")
         if critique_temperature is not None and critique_temperature < 0:
             raise SynthtuneError(f"critique_temperature must be ≥ 0 or null, got {critique_temperature}")
+        if critique_max_new_tokens is not None and critique_max_new_tokens < 1:
+            raise SynthtuneError(f"critique_max_new_tokens must be ≥ 1 or null, got {critique_max_new_tokens}")
         self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
         self.save_hyperparameters()
         defaults = preset(task) if task else None
@@ -178,6 +183,7 @@ class TemplateGenerationModule(PredictOnlyModule):
                           question_template=self.templates["question"])
         if h.mode == "pt_sr":
             params.update(max_rounds=h.max_rounds, critique_temperature=self._critique_temperature,
+                          critique_max_new_tokens=self._critique_max_new_tokens,
                           critique_template=self.templates["critique"], refine_template=self.templates["refine"])
         return params
 
@@ -186,13 +192,22 @@ class TemplateGenerationModule(PredictOnlyModule):
         t = self.hparams.critique_temperature
         return self.sampling.temperature if t is None else t
 
+    @property
+    def _critique_max_new_tokens(self) -> int:
+        cap = self.hparams.critique_max_new_tokens
+        return self.sampling.max_new_tokens if cap is None else cap
+
     # ----------------------------------------------------------- generation
-    def generate(self, prompts: list[str], seeds: list[int], temperature: float) -> list[str]:
-        """One continuation per prompt (chat template applied for chat models)."""
+    def generate(self, prompts: list[str], seeds: list[int], temperature: float,
+                 max_new_tokens: int | None = None) -> tuple[list[str], list[bool]]:
+        """One continuation per prompt (chat template applied for chat models), and whether each one
+        stopped at the length cap (``max_new_tokens``, default the run's) instead of at EOS."""
         h, s = self.hparams, self.sampling
-        return generate_from_text(self.backbone, self.tokenizer, prompts, seeds, max_new_tokens=s.max_new_tokens,
-                                  temperature=temperature, top_p=s.top_p, use_chat_template=h.use_chat_template,
-                                  system=h.system_prompt, max_prompt_tokens=h.max_prompt_tokens)
+        texts, finished = generate_from_text(
+            self.backbone, self.tokenizer, prompts, seeds, max_new_tokens=max_new_tokens or s.max_new_tokens,
+            temperature=temperature, top_p=s.top_p, use_chat_template=h.use_chat_template, system=h.system_prompt,
+            max_prompt_tokens=h.max_prompt_tokens, return_finished=True)
+        return texts, [not f for f in finished]
 
     def example(self, example_index: int | None) -> str:
         """The training example a request inserts (``""`` for unseeded templates)."""
@@ -203,26 +218,30 @@ class TemplateGenerationModule(PredictOnlyModule):
         n = self.hparams.num_questions
         return [self.templates["question"].format(num_questions=n, example=self.example(e)) for e in example_indices]
 
-    def refine(self, ids: list[int], questions: list[str], examples: list[str]) -> tuple[list[str], list[int], list[bool]]:
+    def refine(self, ids: list[int], questions: list[str], examples: list[str],
+               hit_cap: list[bool] | None = None) -> tuple[list[str], list[int], list[bool], list[bool]]:
         """PT_SR (Fig. 11) on each question alone: critique → stop, or rewrite from the critique, for at
         most ``max_rounds`` rounds.
 
-        Returns the final questions, the rewrite rounds each went through, and whether its critique
-        said "Stop" (``False`` when the round limit ended it). A rewrite without a question keeps the
-        previous version. Seeds depend on the question id, the stage and the round.
+        Returns the final questions, the rewrite rounds each went through, whether its critique
+        said "Stop" (``False`` when the round limit ended it), and whether the reply the final text
+        came from stopped at the length cap (starting from ``hit_cap`` of the drafts). A rewrite
+        without a question keeps the previous version. Seeds depend on the question id, the stage
+        and the round.
         """
         h = self.hparams
         texts = list(questions)
+        capped = list(hit_cap) if hit_cap is not None else [False] * len(ids)
         rounds = [0] * len(ids)
         stopped = [False] * len(ids)
         active = list(range(len(ids)))
         for round_index in range(1, h.max_rounds + 1):
             if not active:
                 break
-            critiques = self.generate(
+            critiques, _ = self.generate(
                 [self.templates["critique"].format(question=texts[k], example=examples[k]) for k in active],
                 [stage_seed(self.sampling.seed, ids[k], "critique", round_index) for k in active],
-                self._critique_temperature)
+                self._critique_temperature, self._critique_max_new_tokens)
             going = []
             for k, critique in zip(active, critiques):
                 if says_stop(critique):
@@ -232,34 +251,37 @@ class TemplateGenerationModule(PredictOnlyModule):
                     going.append((k, critique))
             if not going:
                 break
-            rewrites = self.generate(
+            rewrites, rewrite_capped = self.generate(
                 [self.templates["refine"].format(question=texts[k], critique=c, example=examples[k]) for k, c in going],
                 [stage_seed(self.sampling.seed, ids[k], "refine", round_index) for k, _ in going],
-                self._critique_temperature)
-            for (k, _), rewrite in zip(going, rewrites):
+                self._critique_temperature, self._critique_max_new_tokens)
+            for (k, _), rewrite, cap in zip(going, rewrites, rewrite_capped):
                 rounds[k] = round_index
                 self.counts["refinements"] += 1
                 question = parse_question(rewrite)
                 if question:
                     texts[k] = question
+                    capped[k] = cap
                 else:
                     self.counts["malformed_refinements"] += 1
             active = [k for k, _ in going]
-        return texts, rounds, stopped
+        return texts, rounds, stopped, capped
 
-    def questions_from(self, items: list[int], outputs: list[str],
-                       example_indices: list[int | None] | None = None) -> list[dict[str, Any]]:
+    def questions_from(self, items: list[int], outputs: list[str], example_indices: list[int | None] | None = None,
+                       hit_cap: list[bool] | None = None) -> list[dict[str, Any]]:
         """Rows of the parsed questions: request r's j-th question gets id ``r * num_questions + j``.
 
-        Each row records its request, the training example the request inserted, and how the reply
-        was parsed (``parse``: the list style, items found, items dropped as empty or as headers, and
-        items beyond ``num_questions`` dropped).
+        Each row records its request, the training example the request inserted, how the reply was
+        parsed (``parse``: the list style, items found, items dropped as empty or as headers, and
+        items beyond ``num_questions`` dropped), and ``hit_cap``: whether the reply stopped at
+        ``max_new_tokens`` (its last question may be cut off).
         """
         n = self.hparams.num_questions
         params = self.generation_params()
         example_indices = example_indices or [None] * len(items)
+        hit_cap = hit_cap or [False] * len(items)
         rows = []
-        for item, output, example_index in zip(items, outputs, example_indices):
+        for item, output, example_index, cap in zip(items, outputs, example_indices, hit_cap):
             self.counts["requests"] += 1
             parsed = parse_list(output)
             self.counts[f"style_{parsed.style}"] += 1
@@ -274,31 +296,34 @@ class TemplateGenerationModule(PredictOnlyModule):
             report = {"style": parsed.style, "found": len(parsed.items), "dropped": parsed.dropped, "extra": extra}
             for j, text in enumerate(questions):
                 rows.append({"id": item * n + j, "text": text, "request": item, "example_index": example_index,
-                             "method": self.hparams.mode, "parse": report, "params": params})
+                             "hit_cap": cap, "method": self.hparams.mode, "parse": report, "params": params})
         return rows
 
     def refine_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """PT_SR: each row's question through :meth:`refine`; the row keeps its PT ``draft`` and
         records its ``rounds`` and whether the critique ``stopped`` it."""
         examples = [self.example(row["example_index"]) for row in rows]
-        texts, rounds, stopped = self.refine([row["id"] for row in rows], [row["text"] for row in rows], examples)
-        for row, text, r, stop in zip(rows, texts, rounds, stopped):
-            row.update(draft=row["text"], text=text, rounds=r, stopped=stop)
+        texts, rounds, stopped, capped = self.refine([row["id"] for row in rows], [row["text"] for row in rows],
+                                                     examples, [row["hit_cap"] for row in rows])
+        for row, text, r, stop, cap in zip(rows, texts, rounds, stopped, capped):
+            row.update(draft=row["text"], text=text, rounds=r, stopped=stop, hit_cap=cap)
         return rows
 
     def answers_for(self, items: list[int], questions: list[str], source_ids: list[Any]) -> list[dict[str, Any]]:
         """One answer row per question; empty answers are counted and dropped."""
         prompts = [self.answer_template.format(question=q) if self.answer_template else q for q in questions]
-        answers = self.generate(prompts, [stage_seed(self.sampling.seed, i, "answer") for i in items], self.sampling.temperature)
+        answers, hit_cap = self.generate(prompts, [stage_seed(self.sampling.seed, i, "answer") for i in items],
+                                         self.sampling.temperature)
         params = self.generation_params()
         rows = []
-        for item, question, answer, source in zip(items, questions, answers, source_ids):
+        for item, question, answer, source, cap in zip(items, questions, answers, source_ids, hit_cap):
             self.counts["questions"] += 1
             if not answer.strip():
                 self.counts["empty_answers"] += 1
                 continue
             self.counts["answers"] += 1
-            row = {"id": item, "question": question, "answer": answer, "method": "answer", "params": params}
+            row = {"id": item, "question": question, "answer": answer, "hit_cap": cap, "method": "answer",
+                   "params": params}
             if source is not None:
                 row["source_id"] = source
             rows.append(row)
@@ -310,9 +335,10 @@ class TemplateGenerationModule(PredictOnlyModule):
         if h.mode == "answer":
             return self.answers_for(items, list(batch["question"]), list(batch["source_id"]))
         example_indices = list(batch.get("example_index") or [None] * len(items))
-        drafts = self.generate(self.question_prompts(example_indices),
-                               [stage_seed(self.sampling.seed, i, "question") for i in items], self.sampling.temperature)
-        rows = self.questions_from(items, drafts, example_indices)
+        drafts, hit_cap = self.generate(self.question_prompts(example_indices),
+                                        [stage_seed(self.sampling.seed, i, "question") for i in items],
+                                        self.sampling.temperature)
+        rows = self.questions_from(items, drafts, example_indices, hit_cap)
         return rows if h.mode == "pt" else self.refine_rows(rows)
 
     def on_predict_start(self) -> None:

@@ -25,19 +25,23 @@ def numbered(*items):
 class Script:
     """A fake LLM: replies by prompt kind, and records every call."""
 
-    def __init__(self, question=None, critique=None, refine=None, answer=None):
+    def __init__(self, question=None, critique=None, refine=None, answer=None, capped=lambda kind, reply: False):
         self.replies = {"question": question, "critique": critique, "refine": refine, "answer": answer}
+        self.capped = capped  # whether a reply "stopped at the length cap"
         self.calls = []
+        self.caps = []  # the max_new_tokens each call asked for
 
-    def __call__(self, prompts, seeds, temperature):
-        out = []
+    def __call__(self, prompts, seeds, temperature, max_new_tokens=None):
+        out, capped = [], []
         for prompt, seed in zip(prompts, seeds):
             kind = ("critique" if prompt.startswith("CRIT") else "refine" if prompt.startswith("REF")
                     else "answer" if prompt.startswith("ANS") or self.replies["question"] is None else "question")
             self.calls.append((kind, prompt, seed, temperature))
             reply = self.replies[kind]
             out.append(reply(prompt, len([c for c in self.calls if c[0] == kind])) if callable(reply) else reply)
-        return out
+            capped.append(self.capped(kind, out[-1]))
+            self.caps.append((kind, max_new_tokens))
+        return out, capped
 
 
 def module(tiny, **kw):
@@ -99,7 +103,7 @@ def test_pt_sr_critiques_and_rewrites_each_question_until_stop(tiny_llama, monke
     fake = Script(critique=lambda p, n: "Stop." if p.startswith("CRIT better fine") else "It is vague.",
                   refine=lambda p, n: "Rewritten problem: better " + p[len("REF "):p.index(" || ")])
     monkeypatch.setattr(m, "generate", fake)
-    texts, rounds, stopped = m.refine([20, 21], ["fine", "bad"], ["Ann has 3 pens.", "Bo runs 5 km."])
+    texts, rounds, stopped, _ = m.refine([20, 21], ["fine", "bad"], ["Ann has 3 pens.", "Bo runs 5 km."])
     assert rounds == [1, 5] and stopped == [True, False]
     assert texts == ["better fine", "better better better better better bad"]
     assert m.counts["stopped"] == 1 and m.counts["refinements"] == 6
@@ -117,7 +121,7 @@ def test_pt_sr_round_limit_and_malformed_rewrites(tiny_llama, monkeypatch):
     m = module(tiny_llama, mode="pt_sr", num_questions=2, max_rounds=2)
     fake = Script(critique="Item 1 is unclear.", refine="Here is the rewritten problem:\n")
     monkeypatch.setattr(m, "generate", fake)
-    texts, rounds, stopped = m.refine([3], ["keep me"], [""])
+    texts, rounds, stopped, _ = m.refine([3], ["keep me"], [""])
     assert texts == ["keep me"] and rounds == [2] and stopped == [False]  # a rewrite without a question keeps it
     assert m.counts["malformed_refinements"] == 2
     assert [c[0] for c in fake.calls] == ["critique", "refine", "critique", "refine"]
@@ -138,11 +142,34 @@ def test_pt_sr_rows_record_draft_rounds_and_stop_per_question(tiny_llama, monkey
     assert "CRIT good one vs Bo runs 5 km." in [c[1] for c in fake.calls]
 
 
+def test_rows_say_whether_their_reply_stopped_at_the_cap(tiny_llama, monkeypatch):
+    # request 1's list reply ran into the cap; in PT_SR, a parsed rewrite replaces the draft's flag with its own
+    m = seeded(tiny_llama, mode="pt_sr", num_questions=2, max_rounds=1, max_new_tokens=40, critique_max_new_tokens=12)
+    fake = Script(question=lambda p, n: numbered(f"q{n}a", f"q{n}b"),
+                  critique=lambda p, n: "Stop" if "q1a" in p else "Vague.",
+                  refine=lambda p, n: "long rewrite" if "q2b" in p else "",
+                  capped=lambda kind, reply: (kind == "question" and reply.startswith("1. q2")) or reply == "long rewrite")
+    monkeypatch.setattr(m, "generate", fake)
+    rows = m.predict_step({"index": torch.tensor([0, 1]), "question": [None] * 2, "source_id": [None] * 2,
+                           "example_index": [0, 1]}, 0)
+    assert [(r["text"], r["hit_cap"]) for r in rows] == [("q1a", False), ("q1b", False), ("q2a", True),
+                                                         ("long rewrite", True)]
+    # the list reply gets max_new_tokens; each critique and rewrite gets critique_max_new_tokens
+    assert {k: c for k, c in fake.caps} == {"question": None, "critique": 12, "refine": 12}
+    assert rows[0]["params"]["critique_max_new_tokens"] == 12
+    monkeypatch.setattr(m, "generate", Script(question=numbered("a"), capped=lambda kind, reply: True))
+    m.hparams.mode = "pt"
+    assert [r["hit_cap"] for r in m.predict_step({"index": torch.tensor([2]), "question": [None], "source_id": [None],
+                                                   "example_index": [2]}, 0)] == [True]
+    with pytest.raises(SynthtuneError, match="critique_max_new_tokens"):
+        module(tiny_llama, critique_max_new_tokens=0)
+
+
 def test_pt_sr_with_zero_rounds_is_pt(tiny_llama, monkeypatch):
     m = module(tiny_llama, mode="pt_sr", max_rounds=0)
     fake = Script(critique="Stop")
     monkeypatch.setattr(m, "generate", fake)
-    assert m.refine([0], ["a"], [""]) == (["a"], [0], [False]) and fake.calls == []
+    assert m.refine([0], ["a"], [""]) == (["a"], [0], [False], [False]) and fake.calls == []
 
 
 def test_answer_mode_rows_with_and_without_a_template(tiny_llama, monkeypatch):
@@ -168,7 +195,7 @@ def test_generation_goes_through_generate_from_text(tiny_llama, monkeypatch):
 
     def fake_generate(model, tokenizer, prompts, seeds, **kw):
         seen.update(kw, prompts=list(prompts), seeds=list(seeds))
-        return ["1. x"] * len(prompts)
+        return ["1. x"] * len(prompts), [True] * len(prompts)
 
     monkeypatch.setattr(tg, "generate_from_text", fake_generate)
     m = seeded(tiny_llama, top_p=0.9, system_prompt="Be brief.")
@@ -204,9 +231,11 @@ def test_the_backbones_chat_template_wraps_the_seeded_prompt(tiny_llama, monkeyp
 def test_real_generation_is_batch_independent(tiny_llama):
     m = module(tiny_llama, max_new_tokens=6)
     prompts, seeds = ["Q: give 3", "Q: give 3", "Q: give 3"], [11, 12, 13]
-    together = m.generate(prompts, seeds, 1.0)
-    alone = [m.generate([p], [s], 1.0)[0] for p, s in zip(prompts, seeds)]
+    together, capped = m.generate(prompts, seeds, 1.0)
+    alone = [m.generate([p], [s], 1.0)[0][0] for p, s in zip(prompts, seeds)]
     assert together == alone and len(set(together)) > 1
+    # a random tiny model rarely samples EOS within 6 tokens: a capped reply is flagged as such
+    assert len(capped) == 3 and all(isinstance(c, bool) for c in capped) and any(capped)
 
 
 class FakeLLM:
@@ -216,10 +245,10 @@ class FakeLLM:
         self.requests = []
         self.prompts = []
 
-    def __call__(self, prompts, seeds, temperature):
+    def __call__(self, prompts, seeds, temperature, max_new_tokens=None):
         self.requests.extend(seeds)
         self.prompts.extend(prompts)
-        return [numbered(f"question {s % 1000} a", f"question {s % 1000} b") for s in seeds]
+        return [numbered(f"question {s % 1000} a", f"question {s % 1000} b") for s in seeds], [False] * len(seeds)
 
 
 def train_file(tmp_path):
@@ -344,7 +373,7 @@ class RecordingLLM:
                 replies.append("Sure! Here they are:\n\n1. new a\n2) new b\n3. \n\nHope this helps.")
             else:  # a rewrite
                 replies.append("Rewritten problem: " + prompt.split("\n\n")[1] + " with 2 apples")
-        return replies
+        return (replies, [True] * len(replies)) if kw.get("return_finished") else replies
 
 
 @pytest.mark.parametrize("task", sorted(TRAINING_FOLDS))
