@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Reproduces docs/results/softsrv.md: SoftSRV (SS_NP, SS_MPk k=2, SS_MC) against the PT and PT_SR
+# template baselines on GSM8K, 500 questions each, MAUVE against the 819 GSM8K test questions.
+#   bash docs/results/softsrv/run.sh                 # every job, one after another
+#   bash docs/results/softsrv/run.sh ss-np pt real   # only these jobs (two lanes on two cores: split the list)
+# Jobs: ss-np ss-mp ss-mc pt pt_sr real report. Every job resumes: a fit continues from its last
+# checkpoint (--ckpt_path last), predict generates only the missing ids, and a finished step is skipped.
+# Outputs go to runs/results-softsrv/ (override with R=...).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+# shellcheck disable=SC1091
+. .venv/bin/activate
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+R="${R:-runs/results-softsrv}"
+N=500
+mkdir -p "$R"
+
+score() {  # score <samples.jsonl> <field>: MAUVE vs all GSM8K test questions, k=32 buckets, k-means seeds 0,1,2
+  [ -f "${1%.jsonl}.mauve.json" ] || synthtune score mauve --synthetic "$1" --field "$2" \
+    --reference data/gsm8k/test.jsonl --reference_field question --clusters 32 --seeds 3
+}
+
+first_n() {  # first_n <in.jsonl> <out.jsonl>: the N rows with the smallest ids (the first N questions)
+  python - "$1" "$2" "$N" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8").read().split("\n") if line.strip()]
+rows = sorted(rows, key=lambda r: r["id"])[: int(sys.argv[3])]
+if len(rows) < int(sys.argv[3]):
+    print(f"warning: {sys.argv[1]} holds only {len(rows)} rows", file=sys.stderr)
+with open(sys.argv[2] + ".tmp", "w", encoding="utf-8") as f:
+    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+import os; os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+PY
+}
+
+softsrv() {  # softsrv <np|mp|mc>: fit 300 steps, sample 500 questions over the training contexts, score
+  local dir="$R/ss_$1"
+  if [ ! -f "$dir/fit.done" ]; then
+    synthtune fit --config configs/softsrv/gsm8k_cpu.yaml --model.init_args.parameterization "$1" \
+      --trainer.default_root_dir "$dir" --ckpt_path last
+    touch "$dir/fit.done"
+  fi
+  [ -f "$dir/samples.jsonl.summary.json" ] || synthtune predict --config "$dir/config.yaml" \
+    --ckpt_path "$dir/checkpoints/last.ckpt"
+  score "$dir/samples.jsonl" text
+}
+
+template() {  # template <pt|pt_sr>: 64 requests seeded round-robin with training questions; the first 500 questions
+  local dir="$R/$1"
+  [ -f "$dir/samples.jsonl.summary.json" ] || synthtune predict --config configs/template_generation/gsm8k_cpu.yaml \
+    --model.init_args.mode "$1" --trainer.default_root_dir "$dir"
+  [ -f "$dir/first$N.jsonl" ] || first_n "$dir/samples.jsonl" "$dir/first$N.jsonl"
+  score "$dir/first$N.jsonl" text
+}
+
+real() {  # the ceiling: 500 real train questions that SoftSRV never saw (rows 1024.. of train.jsonl) vs test
+  mkdir -p "$R/real"
+  [ -f "$R/real/train$N.jsonl" ] || python - "$R/real/train$N.jsonl" "$N" <<'PY'
+import json, os, random, sys
+rows = [json.loads(line) for line in open("data/gsm8k/train.jsonl", encoding="utf-8").read().split("\n") if line.strip()]
+pick = random.Random(0).sample(range(1024, len(rows)), int(sys.argv[2]))
+with open(sys.argv[1] + ".tmp", "w", encoding="utf-8") as f:
+    f.writelines(json.dumps({"id": i, "question": rows[i]["question"]}, ensure_ascii=False) + "\n" for i in sorted(pick))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+PY
+  score "$R/real/train$N.jsonl" question
+}
+
+jobs=("$@")
+[ ${#jobs[@]} -gt 0 ] || jobs=(ss-np ss-mp ss-mc pt pt_sr real report)
+for job in "${jobs[@]}"; do
+  echo "=== $job $(date -u +%FT%TZ)"
+  case "$job" in
+    ss-np|ss-mp|ss-mc) softsrv "${job#ss-}" ;;
+    pt|pt_sr) template "$job" ;;
+    real) real ;;
+    report) python docs/results/softsrv/report.py "$R" ;;
+    *) echo "unknown job $job (jobs: ss-np ss-mp ss-mc pt pt_sr real report)" >&2; exit 2 ;;
+  esac
+  echo "=== $job done $(date -u +%FT%TZ)"
+done
