@@ -159,22 +159,24 @@ class SFTModule(SynthtuneModule):
                           labels=batch["labels"]).loss
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["input_ids"].shape[0])
 
-    def complete(self, prompts: list[str], use_chat_template: bool) -> list[str]:
-        """Greedy completions (pass@1) of the test prompts."""
-        return generate_from_text(self.model, self.tokenizer, prompts, seeds=[0] * len(prompts),
-                                  max_new_tokens=self.hparams.max_new_tokens, temperature=0.0,
-                                  use_chat_template=use_chat_template)
+    def complete(self, prompts: list[str], use_chat_template: bool) -> tuple[list[str], list[bool]]:
+        """Greedy completions (pass@1) of the test prompts, and whether each stopped at ``max_new_tokens``
+        instead of at EOS (a cut-off answer usually lacks its final number)."""
+        texts, finished = generate_from_text(self.model, self.tokenizer, prompts, seeds=[0] * len(prompts),
+                                             max_new_tokens=self.hparams.max_new_tokens, temperature=0.0,
+                                             use_chat_template=use_chat_template, return_finished=True)
+        return texts, [not f for f in finished]
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        completions = self.complete(list(batch["prompt"]), bool(batch["use_chat_template"]))
+        completions, capped = self.complete(list(batch["prompt"]), bool(batch["use_chat_template"]))
         hits = []
-        for index, question, gold, completion in zip(batch["index"].tolist(), batch["question"], batch["gold"],
-                                                     completions):
+        for index, question, gold, completion, cap in zip(batch["index"].tolist(), batch["question"], batch["gold"],
+                                                          completions, capped):
             predicted = extract_final_number(completion)
             hit = predicted is not None and predicted == gold
             hits.append(float(hit))
             self._test_rows.append({"index": index, "question": question, "completion": completion,
-                                    "predicted": predicted, "gold": gold, "correct": hit})
+                                    "predicted": predicted, "gold": gold, "correct": hit, "hit_cap": cap})
         # Lightning averages over batches weighted by batch_size: the exact-match rate of all questions.
         self.log("test/exact_match", torch.tensor(hits).mean(), batch_size=len(hits), sync_dist=True)
 

@@ -122,10 +122,13 @@ class SynAlignGenerationModule(PredictOnlyModule):
                 **self.sampling.as_dict(), "use_chat_template": h.use_chat_template,
                 "attribute_template": self.attribute_template, "generation_template": h.generation_template}
 
-    def _sample(self, prompts: list[str], seeds: list[int], max_new_tokens: int) -> list[str]:
+    def _sample(self, prompts: list[str], seeds: list[int], max_new_tokens: int) -> tuple[list[str], list[bool]]:
+        """One reply per prompt, and whether each stopped at ``max_new_tokens`` instead of at EOS."""
         s = self.sampling
-        return generate_from_text(self.backbone, self.tokenizer, prompts, seeds, max_new_tokens=max_new_tokens,
-                                  temperature=s.temperature, top_p=s.top_p, use_chat_template=self.hparams.use_chat_template)
+        texts, finished = generate_from_text(self.backbone, self.tokenizer, prompts, seeds,
+                                             max_new_tokens=max_new_tokens, temperature=s.temperature, top_p=s.top_p,
+                                             use_chat_template=self.hparams.use_chat_template, return_finished=True)
+        return texts, [not f for f in finished]
 
     def attribute_stage(self, demonstrations: list[list[str]], label_names: list[str],
                         jobs: list[int]) -> list[dict[str, str] | None]:
@@ -133,7 +136,8 @@ class SynAlignGenerationModule(PredictOnlyModule):
         h = self.hparams
         prompts = [fill(self.attribute_template, text=format_demonstrations(d), label_name=n, task=h.task_description)
                    for d, n in zip(demonstrations, label_names)]
-        replies = self._sample(prompts, [sample_seed(self.sampling.seed, j, "synalign-attributes") for j in jobs], h.attribute_max_new_tokens)
+        replies, _ = self._sample(prompts, [sample_seed(self.sampling.seed, j, "synalign-attributes") for j in jobs],
+                                  h.attribute_max_new_tokens)
         out = []
         for reply in replies:
             attributes, how = read_attributes(reply, h.attribute_mode)
@@ -145,23 +149,27 @@ class SynAlignGenerationModule(PredictOnlyModule):
         return out
 
     def generation_stage(self, demonstrations: list[list[str]], label_names: list[str],
-                         attributes: list[dict[str, str]], jobs: list[int]) -> list[list[str]]:
-        """Stage 2: up to ``gen_size`` new examples per (cluster, attributes)."""
+                         attributes: list[dict[str, str]], jobs: list[int]) -> tuple[list[list[str]], list[list[bool]]]:
+        """Stage 2: up to ``gen_size`` new examples per (cluster, attributes), and for each example whether
+        it may be cut off: the last item of a reply that stopped at ``max_new_tokens`` (unless the reply
+        held more items than were kept)."""
         h = self.hparams
         prompts = [fill(h.generation_template, text=format_demonstrations(d), label_name=n, task=h.task_description,
                         attributes=format_attributes(a), gen_size=h.gen_size)
                    for d, n, a in zip(demonstrations, label_names, attributes)]
-        replies = self._sample(prompts, [sample_seed(self.sampling.seed, j, "synalign-generation") for j in jobs],
-                               self.sampling.max_new_tokens)
-        out = []
-        for reply in replies:
+        replies, capped = self._sample(prompts, [sample_seed(self.sampling.seed, j, "synalign-generation") for j in jobs],
+                                       self.sampling.max_new_tokens)
+        out, cut = [], []
+        for reply, cap in zip(replies, capped):
             items, wrong = parse_items(reply, h.gen_size, h.count_policy)
+            extra = wrong and len(items) == h.gen_size and h.count_policy == "truncate"  # the cut item was dropped
+            cut.append([cap and not extra and k == len(items) - 1 for k in range(len(items))])
             self.stats.generation_replies += 1
             self.stats.wrong_count += wrong
             self.stats.dropped_replies += not items
             self.stats.items_kept += len(items)
             out.append(items)
-        return out
+        return out, cut
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         jobs = batch["job"].tolist()
@@ -169,16 +177,17 @@ class SynAlignGenerationModule(PredictOnlyModule):
         keep = [i for i, a in enumerate(attributes) if a is not None]
         if not keep:
             return []
-        items = self.generation_stage([batch["demonstrations"][i] for i in keep], [batch["label_name"][i] for i in keep],
-                                      [attributes[i] for i in keep], [jobs[i] for i in keep])
+        items, cut = self.generation_stage([batch["demonstrations"][i] for i in keep],
+                                           [batch["label_name"][i] for i in keep], [attributes[i] for i in keep],
+                                           [jobs[i] for i in keep])
         params = self.generation_params()
         rows = []
-        for i, texts in zip(keep, items):
-            for k, text in enumerate(texts):
+        for i, texts, flags in zip(keep, items, cut):
+            for k, (text, hit_cap) in enumerate(zip(texts, flags)):
                 rows.append({"id": jobs[i] * self.hparams.gen_size + k, "text": text,
                              "label": int(batch["label"][i]), "label_name": batch["label_name"][i],
                              "cluster": batch["cluster"][i], "demo_indices": list(batch["demo_indices"][i]),
-                             "attributes": attributes[i], "method": "synalign", "params": params})
+                             "attributes": attributes[i], "hit_cap": hit_cap, "method": "synalign", "params": params})
         return rows
 
     def on_predict_start(self) -> None:

@@ -46,7 +46,7 @@ def fake_llm(model, tokenizer, prompts, seeds, max_new_tokens=128, **kwargs):
             n = int(re.search(r"from 1 to (\d+)", prompt).group(1))
             word = "wonderful lovely great" if label == "positive" else "awful boring dull"
             replies.append("\n".join(f"{k + 1}. a {word} film number {seed % 97} {k}" for k in range(n)))
-    return replies
+    return (replies, [True] * len(replies)) if kwargs.get("return_finished") else replies
 
 
 

@@ -96,7 +96,8 @@ def test_test_reports_exact_match_and_writes_predictions(tiny_llama, data, tmp_p
     module = SFTModule(backbone=tiny_llama, finetune="lora", max_new_tokens=4)
     # a stand-in for greedy decoding: right on even apples, wrong on odd ones
     replies = {f"Tom has {i} apples": (f"so #### {i + 2}" if i % 2 == 0 else "#### 0") for i in range(8)}
-    monkeypatch.setattr(module, "complete", lambda prompts, chat: [replies[p.split(" and")[0][10:]] for p in prompts])
+    monkeypatch.setattr(module, "complete", lambda prompts, chat: ([replies[p.split(" and")[0][10:]] for p in prompts],
+                                                                   [r == "#### 0" for r in map(lambda p: replies[p.split(" and")[0][10:]], prompts)]))
     dm = QADataModule(data, backbone=tiny_llama, test_path=data, test_limit=6, batch_size=4)
     trainer = pl.Trainer(default_root_dir=str(tmp_path), accelerator="cpu", devices=1, logger=False,
                          enable_progress_bar=False, enable_model_summary=False)
@@ -105,14 +106,15 @@ def test_test_reports_exact_match_and_writes_predictions(tiny_llama, data, tmp_p
     rows = [json.loads(line) for line in (tmp_path / "test_predictions.jsonl").read_text().splitlines()]
     assert [r["correct"] for r in rows] == [True, False, True, False, True, False]
     assert rows[1]["predicted"] == "0" and rows[1]["gold"] == "3"
+    assert [r["hit_cap"] for r in rows] == [False, True, False, True, False, True]
 
 
 def test_greedy_completion_runs_on_the_model(tiny_llama):
     module = SFTModule(backbone=tiny_llama, finetune="lora", max_new_tokens=5)
     module.eval()
-    a = module.complete(["Question: Tom has 3 apples.\nAnswer:", "Question: x\nAnswer:"], False)
-    b = module.complete(["Question: Tom has 3 apples.\nAnswer:"], False)
-    assert len(a) == 2 and a[0] == b[0]
+    (a, capped), (b, _) = (module.complete(["Question: Tom has 3 apples.\nAnswer:", "Question: x\nAnswer:"], False),
+                           module.complete(["Question: Tom has 3 apples.\nAnswer:"], False))
+    assert len(a) == 2 and a[0] == b[0] and len(capped) == 2
 
 
 def test_bad_settings(tiny_llama):

@@ -33,7 +33,9 @@ class ScriptedLLM:
     def __call__(self, model, tokenizer, prompts, seeds, max_new_tokens=128, **kwargs):
         self.calls.append((list(prompts), list(seeds), max_new_tokens))
         table = self.attribute_replies if "JSON" in prompts[0] else self.generation_replies
-        return [next(v for k, v in table.items() if k in p) for p in prompts]
+        replies = [next(v for k, v in table.items() if k in p) for p in prompts]
+        # a reply "stops at the cap" when it is as long (in characters) as the cap allows tokens
+        return (replies, [len(r) < max_new_tokens for r in replies]) if kwargs.get("return_finished") else replies
 
 
 def batch_for(dm, jobs):
@@ -69,6 +71,8 @@ def test_two_stages_make_labelled_rows_and_skip_bad_replies(module, demos, monke
     assert module.stats.as_dict() == {"attribute_replies": 3, "unparsed_attributes": 1, "repaired_json": 0,
                                       "line_attributes": 0, "generation_replies": 2, "wrong_count": 1, "dropped_replies": 1,
                                       "items_kept": 2}
+    # the reply ran into the 9-token cap: only its last item can be cut off
+    assert [r["hit_cap"] for r in rows] == [False, True]
     stage1, stage2 = llm.calls
     assert len(stage1[0]) == 3 and len(stage2[0]) == 2  # the invalid-JSON job never reaches stage 2
     assert stage1[2] == 7 and stage2[2] == 9
@@ -137,9 +141,9 @@ def test_real_sampling_with_a_tiny_model_counts_unparseable_replies(module, demo
     real_sampler = generate_from_text
 
     def spy(model, tokenizer, prompts, seeds, **kwargs):  # the real sampler, with its replies recorded
-        replies = real_sampler(model, tokenizer, prompts, seeds, **kwargs)
+        replies, finished = real_sampler(model, tokenizer, prompts, seeds, **kwargs)
         sampled.append((list(prompts), replies))
-        return replies
+        return replies, finished
 
     monkeypatch.setattr(f"{GEN}.generate_from_text", spy)
     dm = datamodule(demos)

@@ -17,14 +17,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-#: (label, MAUVE report, samples file whose .summary.json counts the capped samples) per row, in table order.
+#: (label, scored rows) per row, in table order; each file's MAUVE report is <stem>.mauve.json.
 ROWS = [
-    ("SS_NP", "ss_np/samples.mauve.json", "ss_np/samples.jsonl"),
-    ("SS_MPk (k=2)", "ss_mp/samples.mauve.json", "ss_mp/samples.jsonl"),
-    ("SS_MC", "ss_mc/samples.mauve.json", "ss_mc/samples.jsonl"),
-    ("PT", "pt/first500.mauve.json", "pt/samples.jsonl"),
-    ("PT_SR", "pt_sr/first500.mauve.json", "pt_sr/samples.jsonl"),
-    ("real train questions (ceiling)", "real/train500.mauve.json", None),
+    ("SS_NP", "ss_np/samples.jsonl"),
+    ("SS_MPk (k=2)", "ss_mp/samples.jsonl"),
+    ("SS_MC", "ss_mc/samples.jsonl"),
+    ("PT", "pt/first500.jsonl"),
+    ("PT_SR", "pt_sr/first500.jsonl"),
+    ("real train questions (ceiling)", "real/train500.jsonl"),
 ]
 
 
@@ -32,16 +32,23 @@ def load(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def ended_at_eos(path: Path) -> str:
+    """``"k / n"``: how many of the scored rows ended at EOS (rows without ``hit_cap`` are real text: "-")."""
+    if not path.is_file():
+        return "-"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    flagged = [r for r in rows if "hit_cap" in r]
+    return f"{sum(not r['hit_cap'] for r in flagged)} / {len(flagged)}" if flagged else "-"
+
+
 def main(root: str) -> None:
     root_path = Path(root)
     lines = ["| data (500 questions each) | MAUVE vs GSM8K test (mean ± std, 3 k-means seeds) | samples ended at EOS |",
              "|---|---:|---:|"]
     names, means, stds = [], [], []
-    for label, report_file, samples in ROWS:
-        report = load(root_path / report_file)
-        summary = load(root_path / f"{samples}.summary.json") if samples else None
-        eos = (f"{summary['ended_at_eos']} / {summary['ended_at_eos'] + summary['hit_cap']}" if summary and
-               "ended_at_eos" in summary else "-")
+    for label, rows_file in ROWS:
+        report = load(root_path / rows_file.replace(".jsonl", ".mauve.json"))
+        eos = ended_at_eos(root_path / rows_file)
         if report is None:
             lines.append(f"| {label} | pending | {eos} |")
             continue

@@ -45,12 +45,18 @@ softsrv() {  # softsrv <np|mp|mc>: fit 300 steps, sample 500 questions over the 
   score "$dir/samples.jsonl" text
 }
 
-template() {  # template <pt|pt_sr>: 64 requests seeded round-robin with training questions; the first 500 questions
-  local dir="$R/$1"
+pt() {  # 200 PT requests seeded round-robin with training questions; the first 500 questions
+  local dir="$R/pt"
   [ -f "$dir/samples.jsonl.summary.json" ] || synthtune predict --config configs/template_generation/gsm8k_cpu.yaml \
-    --model.init_args.mode "$1" --trainer.default_root_dir "$dir"
+    --trainer.default_root_dir "$dir"
   [ -f "$dir/first$N.jsonl" ] || first_n "$dir/samples.jsonl" "$dir/first$N.jsonl"
   score "$dir/first$N.jsonl" text
+}
+
+pt_sr() {  # the same 500 PT questions through PT_SR's critique-and-rewrite rounds (refine_pt.py says why a script)
+  [ -f "$R/pt/first$N.jsonl" ] || pt
+  [ -f "$R/pt_sr/first$N.jsonl" ] || python docs/results/softsrv/refine_pt.py "$R/pt/first$N.jsonl" "$R/pt_sr/first$N.jsonl"
+  score "$R/pt_sr/first$N.jsonl" text
 }
 
 real() {  # the ceiling: 500 real train questions that SoftSRV never saw (rows 1024.. of train.jsonl) vs test
@@ -72,7 +78,8 @@ for job in "${jobs[@]}"; do
   echo "=== $job $(date -u +%FT%TZ)"
   case "$job" in
     ss-np|ss-mp|ss-mc) softsrv "${job#ss-}" ;;
-    pt|pt_sr) template "$job" ;;
+    pt) pt ;;
+    pt_sr) pt_sr ;;
     real) real ;;
     report) python docs/results/softsrv/report.py "$R" ;;
     *) echo "unknown job $job (jobs: ss-np ss-mp ss-mc pt pt_sr real report)" >&2; exit 2 ;;
