@@ -1,16 +1,13 @@
 #!/usr/bin/env bash
-# The main job: set up, then the SoftSRV demo on CPU. Fits a contextual soft prompt on GSM8K train
-# questions with the bundled SmolLM2-135M, writes synthetic questions to runs/softsrv-demo/samples.jsonl,
-# scores them with MAUVE against the GSM8K test questions (bundled MiniLM features) and draws the map.
+# The main job: set up, then the GSM8K SoftSRV pipeline on CPU (pipelines/gsm8k_softsrv.yaml): fit a contextual
+# soft prompt on GSM8K train questions with the bundled SmolLM2-135M, sample synthetic questions, curate,
+# decontaminate against the test split, answer them, score them with MAUVE against the GSM8K test questions
+# (bundled MiniLM features), and export a Hugging Face dataset with its card and a report, all under
+# runs/pipeline-gsm8k-softsrv/. Run it again and every finished stage is skipped; kill it and it resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
-synthtune fit --config configs/softsrv/demo.yaml
-synthtune predict --config runs/softsrv-demo/config.yaml \
-  --ckpt_path runs/softsrv-demo/checkpoints/last.ckpt --writer.overwrite true
-# 48 samples: 8 MAUVE buckets (the default 32 is sized for thousands of samples)
-synthtune score mauve --synthetic runs/softsrv-demo/samples.jsonl --reference data/gsm8k/test.jsonl \
-  --field text --reference_field question --clusters 8
-python scripts/demo_summary.py runs/softsrv-demo/samples.jsonl
+synthtune pipeline --config pipelines/gsm8k_softsrv.yaml
+python scripts/demo_summary.py runs/pipeline-gsm8k-softsrv

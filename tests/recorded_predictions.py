@@ -1,4 +1,5 @@
-"""Record what a PromptTuningModule predicted on its test set, so a test can recompute the logged metrics."""
+"""Record what a PromptTuningModule or FineTuningModule predicted on its test set, so a test can recompute the
+logged metrics."""
 
 from __future__ import annotations
 
@@ -7,18 +8,18 @@ from collections import defaultdict
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from synthtune.lightning_modules.prompt_tuning import PromptTuningModule
+from synthtune.lightning_modules.classification import ClassifierSteps
 
 
 def record_test_predictions(monkeypatch) -> dict[str, tuple[list[int], list[int]]]:
-    """Make every ``PromptTuningModule.test_step`` also record its (predicted, true) labels.
+    """Make every classifier's ``test_step`` (prompt tuning, fine-tuning) also record its (predicted, true) labels.
 
     Returns a dict filled during the runs: the trainer's ``default_root_dir`` -> (predictions, labels).
     The predictions come from a second, separate ``class_logits`` call on the same batch (eval mode,
     so the same scores the module logs from).
     """
     runs: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
-    original = PromptTuningModule.test_step
+    original = ClassifierSteps.test_step
 
     def test_step(self, batch, batch_idx):
         with torch.no_grad():
@@ -28,7 +29,7 @@ def record_test_predictions(monkeypatch) -> dict[str, tuple[list[int], list[int]
         labels.extend(batch["label"].tolist())
         return original(self, batch, batch_idx)
 
-    monkeypatch.setattr(PromptTuningModule, "test_step", test_step)
+    monkeypatch.setattr(ClassifierSteps, "test_step", test_step)
     return runs
 
 

@@ -5,8 +5,13 @@ surgery overridden) followed by one ``synthtune test`` of its best checkpoint (d
 checkpoint when the run has no dev set). Reference rows (``zero_shot``, ``in_context``) are a single
 ``synthtune test`` of the frozen LM. Gradient surgery only exists in the ``paired`` strategy (it needs a
 real and a synthetic batch in the same step), so the other strategies run once per seed whatever the
-GS setting. Results are appended to ``<root>/results.jsonl`` as runs finish; an interrupted sweep
-re-run with the same arguments skips what is already there.
+GS setting. Full-model fine-tuning baselines (``--baselines '[ft_prompt,ft_head]'``: LM-BFF-style
+prompt-based FT and FT with a classification head, both on the real shots) are fits of
+``--baseline_config`` (``configs/fine_tuning/{task}.yaml``) with ``--baseline_extra`` arguments.
+A row can also run on another synthetic set: ``--variants '[paired/on@uniform]'`` with
+``--synthetic '[sst2@uniform=file.jsonl]'`` adds "paired + GS" trained on that file (e.g. DawGen data
+generated with uniform token weights). Results are appended to ``<root>/results.jsonl`` as runs
+finish; an interrupted sweep re-run with the same arguments skips what is already there.
 
 Example (lists in jsonargparse's ``'[a,b]'`` form; arguments after ``--`` go to every fit/test)::
 
@@ -36,23 +41,42 @@ from synthtune.paths import atomic_write_bytes, atomic_write_json
 log = logging.getLogger(__name__)
 
 REFERENCES = ("zero_shot", "in_context")
+#: Full-model fine-tuning rows -> FineTuningModule's mode.
+BASELINES = {"ft_prompt": "prompt", "ft_head": "head"}
 ROW_NAMES = {"zero_shot": "Zero-shot prompting", "in_context": "In-context (k demos per class)",
              "real": "Prompt tuning, real only", "syn": "Prompt tuning, synthetic only", "real+syn": "real+syn", "real+syn+ls": "real+syn+ls",
              "real->syn": "real->syn", "syn->real": "syn->real", "paired/off": "paired, no GS",
-             "paired/on": "paired + GS"}
+             "paired/on": "paired + GS", "ft_prompt": "Prompt-based FT (LM-BFF-style, full model)",
+             "ft_head": "FT with a classification head (full model)"}
 ROW_ORDER = ["zero_shot", "in_context", "real", "syn", "real+syn", "real+syn+ls", "real->syn", "syn->real",
              "paired/off", "paired/on"]
 
 
-def grid_rows(strategies: list[str], gs: list[str], references: list[str]) -> list[str]:
-    """The table's row keys, in table order: references, then strategies (``paired/on|off`` for GS)."""
+def grid_rows(strategies: list[str], gs: list[str], references: list[str], variants: list[str] = (),
+              baselines: list[str] = ()) -> list[str]:
+    """The table's row keys, in table order: references, strategies (``paired/on|off`` for GS), rows on
+    another synthetic set (``row@variant``), then the full-model fine-tuning baselines."""
     rows = list(references)
     for strategy in strategies:
         if strategy == "paired":
             rows.extend(f"paired/{g}" for g in gs)
         else:
             rows.append(strategy)
-    return [r for r in ROW_ORDER if r in rows]
+    return [r for r in ROW_ORDER if r in rows] + list(variants) + [b for b in BASELINES if b in baselines]
+
+
+def row_name(row: str) -> str:
+    """The table's name of a row key (``row@variant``: the row's name and its synthetic set)."""
+    base, _, variant = row.partition("@")
+    name = ROW_NAMES.get(base, base)
+    return f"{name} ({variant} synthetic data)" if variant else name
+
+
+def split_row(row: str) -> tuple[str, str, str]:
+    """``strategy[/gs][@variant]`` -> (strategy, gs, variant)."""
+    base, _, variant = row.partition("@")
+    strategy, _, gs = base.partition("/")
+    return strategy, gs, variant
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -79,7 +103,7 @@ def markdown_table(results: list[dict[str, Any]], tasks: list[str], rows: list[s
             else:
                 cells.append("–")
         avg = f"{np.mean(means):.1f}" if len(means) == len(tasks) else "–"
-        lines.append("| " + " | ".join([ROW_NAMES.get(row, row), *cells, avg]) + " |")
+        lines.append("| " + " | ".join([row_name(row), *cells, avg]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -124,11 +148,13 @@ class _Runner:
 
 
 def _parse_synthetic(items: list[str]) -> dict[str, str]:
+    """``TASK=PATH`` (the task's synthetic set) and ``TASK@VARIANT=PATH`` (a variant's) -> {key: path}."""
     out = {}
     for item in items:
         task, sep, path = item.partition("=")
         if not sep or not task or not path:
-            raise SynthtuneError(f"--synthetic takes TASK=PATH pairs, got {item!r}; e.g. --synthetic '[sst2=syn.jsonl]'")
+            raise SynthtuneError(f"--synthetic takes TASK=PATH pairs (or TASK@VARIANT=PATH), got {item!r}; "
+                                 "e.g. --synthetic '[sst2=syn.jsonl]'")
         if not Path(path).is_file():
             raise SynthtuneError(f"synthetic file for {task} not found: {path}; check the path")
         out[task] = path
@@ -146,8 +172,11 @@ class _Grid:
     synthetic: dict[str, str]
     extra: list[str]
     root: Path
+    baseline_config: str = "configs/fine_tuning/{task}.yaml"
+    baseline_extra: tuple[str, ...] = ()
 
-    def check(self, strategies: list[str], gs: list[str], references: list[str]) -> None:
+    def check(self, strategies: list[str], gs: list[str], references: list[str], variants: list[str] = (),
+              baselines: list[str] = ()) -> None:
         bad = [s for s in strategies if s not in STRATEGIES]
         if bad:
             raise SynthtuneError(f"unknown combination strategy {bad[0]!r}; use any of {', '.join(STRATEGIES)}")
@@ -157,7 +186,23 @@ class _Grid:
         bad = [r for r in references if r not in REFERENCES]
         if bad:
             raise SynthtuneError(f"unknown reference row {bad[0]!r}; use any of {', '.join(REFERENCES)}")
+        bad = [b for b in baselines if b not in BASELINES]
+        if bad:
+            raise SynthtuneError(f"unknown baseline {bad[0]!r}; use any of {', '.join(BASELINES)}")
+        for variant in variants:
+            strategy, gs_setting, name = split_row(variant)
+            if not name or strategy not in STRATEGIES or not needs_synthetic(strategy) or \
+                    (strategy == "paired") != (gs_setting in ("on", "off")):
+                raise SynthtuneError(f"--variants takes ROW@NAME rows of a strategy that uses synthetic data "
+                                     f"(e.g. paired/on@uniform, real+syn@uniform), got {variant!r}")
         for task in self.tasks:
+            for variant in variants:
+                name = variant.partition("@")[2]
+                if f"{task}@{name}" not in self.synthetic:
+                    raise SynthtuneError(f"row {variant} needs --synthetic '[{task}@{name}=path.jsonl]'")
+            if baselines and not Path(self.baseline_config.format(task=task)).is_file():
+                raise SynthtuneError(f"baseline config for task {task} not found: "
+                                     f"{self.baseline_config.format(task=task)}; pass --baseline_config with a {{task}} pattern")
             config = Path(self.task_config.format(task=task))
             if not config.is_file():
                 raise SynthtuneError(f"config for task {task} not found: {config}; "
@@ -171,7 +216,7 @@ def sweep(
     tasks: list[str],
     task_config: str = "configs/prompt_tuning/{task}.yaml",
     strategies: list[str] = list(STRATEGIES),
-    gs: list[str] = ["on", "off"],
+    gs: list[str | bool] = ["on", "off"],
     seeds: list[int] = [13, 21, 42],
     synthetic: list[str] = [],
     reference: list[str] = [],
@@ -180,6 +225,10 @@ def sweep(
     metric: Literal["acc", "f1"] = "acc",
     subprocess: bool = False,
     table_only: bool = False,
+    variants: list[str] = [],
+    baselines: list[str] = [],
+    baseline_config: str = "configs/fine_tuning/{task}.yaml",
+    baseline_extra: list[str] = [],
     extra: list[str] = [],
 ) -> str:
     """The prompt-tuning ablation grid, strategy × {GS on, off} × seeds, as a Markdown table.
@@ -199,12 +248,20 @@ def sweep(
         metric: metric in the table.
         subprocess: run every fit/test in a fresh process.
         table_only: write the table from <root>/results.jsonl without running anything missing.
-        extra: arguments added to every fit/test.
+        variants: rows trained on another synthetic set, ROW@NAME (e.g. [paired/on@uniform]); each needs
+            --synthetic TASK@NAME=PATH.
+        baselines: full-model fine-tuning rows on the real shots: ft_prompt (LM-BFF-style prompt-based FT),
+            ft_head (classification head).
+        baseline_config: fit config of the baselines per task; {task} is replaced by the task name.
+        baseline_extra: arguments added to every baseline fit (extra goes to the prompt-tuning runs only).
+        extra: arguments added to every prompt-tuning fit/test and reference test.
     """
+    gs = ["on" if g is True else "off" if g is False else g for g in gs]  # YAML reads a bare on/off as a bool
     paths = _parse_synthetic(synthetic)
-    grid = _Grid(tasks, task_config, grid_rows(strategies, gs, reference), seeds, paths, extra, Path(root))
+    grid = _Grid(tasks, task_config, grid_rows(strategies, gs, reference, variants, baselines), seeds, paths, extra,
+                 Path(root), baseline_config, tuple(baseline_extra))
     if not table_only:
-        grid.check(strategies, gs, reference)
+        grid.check(strategies, gs, reference, variants, baselines)
     results = _run_grid(grid, _Runner(subprocess), run_missing=not table_only)
     table = markdown_table(results, tasks, grid.rows, metric, expected=len(seeds))
     table_path = Path(out or Path(root) / "table.md")
@@ -240,19 +297,26 @@ def _run_grid(grid: _Grid, run: _Runner, run_missing: bool = True) -> list[dict[
                     done[key] = dict(done[f"{task}|{row}|{grid.seeds[0]}"], key=key, seed=seed)
                     _append(results_path, done[key])
                     continue
-                run_dir = grid.root / task / row.replace("/", "-gs-").replace(">", "") / f"seed{seed}"
-                common = ["--config", config, "--data.init_args.seed", str(seed), "--model.init_args.seed", str(seed),
+                run_dir = grid.root / task / row.replace("/", "-gs-").replace(">", "").replace("@", "-") / f"seed{seed}"
+                seeded = ["--data.init_args.seed", str(seed), "--model.init_args.seed", str(seed),
                           "--trainer.default_root_dir", str(run_dir)]
+                common = ["--config", config, *seeded]
                 started = time.time()
                 if row in REFERENCES:
                     metrics = run(["test", *common, "--model.init_args.mode", row, *grid.extra], run_dir / "test.json")
                 else:
-                    strategy, _, gs = row.partition("/")
-                    fit = ["fit", *common, "--data.init_args.strategy", strategy,
-                           "--model.init_args.gradient_surgery", str(gs != "off").lower()]
-                    if needs_synthetic(strategy):
-                        fit += ["--data.init_args.synthetic", grid.synthetic[task]]
-                    run([*fit, *grid.extra], run_dir / "fit.json")
+                    if row in BASELINES:  # full-model fine-tuning on the real shots
+                        fit = ["fit", "--config", grid.baseline_config.format(task=task), *seeded,
+                               "--model.init_args.mode", BASELINES[row], "--data.init_args.strategy", "real",
+                               *grid.baseline_extra]
+                    else:
+                        strategy, gs, variant = split_row(row)
+                        fit = ["fit", *common, "--data.init_args.strategy", strategy,
+                               "--model.init_args.gradient_surgery", str(gs != "off").lower()]
+                        if needs_synthetic(strategy):
+                            fit += ["--data.init_args.synthetic", grid.synthetic[f"{task}@{variant}" if variant else task]]
+                        fit += grid.extra
+                    run(fit, run_dir / "fit.json")
                     ckpt_dir = run_dir / "checkpoints"
                     ckpt = ckpt_dir / "best.ckpt" if (ckpt_dir / "best.ckpt").is_file() else ckpt_dir / "last.ckpt"
                     metrics = run(["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(ckpt),

@@ -6,7 +6,7 @@ import pytest
 from cli_runner import run_synthtune as run
 from recorded_predictions import record_test_predictions, scores
 from synthtune.commands import run_command
-from synthtune.commands.sweep import grid_rows, markdown_table, mean_std
+from synthtune.commands.sweep import grid_rows, markdown_table, mean_std, row_name, split_row
 
 
 def sweep_main(argv):
@@ -22,6 +22,13 @@ def test_grid_rows_split_paired_by_gradient_surgery_only():
     assert grid_rows(["paired"], ["on"], []) == ["paired/on"]
     # the synthetic-only row (no real data) sits right after real-only, as in the paper's ablation
     assert grid_rows(["paired", "syn", "real"], ["on"], []) == ["real", "syn", "paired/on"]
+
+
+def test_variant_and_fine_tuning_rows_come_after_the_strategies():
+    assert grid_rows(["paired", "real"], ["on"], ["zero_shot"], ["paired/on@uniform"], ["ft_head", "ft_prompt"]) == [
+        "zero_shot", "real", "paired/on", "paired/on@uniform", "ft_prompt", "ft_head"]
+    assert row_name("paired/on@uniform") == "paired + GS (uniform synthetic data)"
+    assert split_row("paired/on@uniform") == ("paired", "on", "uniform") and split_row("real+syn") == ("real+syn", "", "")
 
 
 def test_table_cells_are_mean_and_sample_std_in_percent():
@@ -75,12 +82,47 @@ def test_sweep_runs_the_grid_writes_the_table_and_resumes(tiny_llama, tmp_path, 
     assert "| Prompt tuning, real only | " in out.read_text() and "| real+syn | – | – |" in out.read_text()
 
 
+def test_sweep_runs_fine_tuning_and_variant_rows(tiny_llama, tmp_path, monkeypatch):
+    runs = record_test_predictions(monkeypatch)
+    syn, uniform = tmp_path / "syn.jsonl", tmp_path / "uniform.jsonl"
+    syn.write_text("".join(json.dumps({"text": f"film {i}", "label": i % 2}) + "\n" for i in range(8)))
+    uniform.write_text("".join(json.dumps({"text": f"movie {i}", "label": i % 2}) + "\n" for i in range(8)))
+    root = tmp_path / "sweep"
+    shared = ["--model.init_args.backbone", tiny_llama, "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0",
+              "--checkpoint.monitor", "null", "--data.init_args.test_limit", "8", "--trainer.enable_progress_bar",
+              "false", "--trainer.accelerator", "cpu", "--trainer.devices", "1"]
+    table = sweep_main(["--tasks", "[sst2]", "--task_config", CONFIG, "--strategies", "[paired]", "--gs", "[on]",
+                        "--seeds", "[13]", "--synthetic", f"[sst2={syn}, sst2@uniform={uniform}]",
+                        "--variants", "[paired/on@uniform]", "--baselines", "[ft_prompt]",
+                        "--baseline_config", str(REPO / "configs" / "fine_tuning" / "{task}.yaml"),
+                        "--baseline_extra", json.dumps(shared), "--root", str(root), "--",
+                        *shared, "--model.init_args.prompt_length", "2"])
+    records = {r["row"]: r for r in map(json.loads, (root / "results.jsonl").read_text().splitlines())}
+    assert set(records) == {"paired/on", "paired/on@uniform", "ft_prompt"}
+    configs = {row: (root / "sst2" / folder / "seed13" / "config.yaml").read_text()
+               for row, folder in (("paired/on", "paired-gs-on"), ("paired/on@uniform", "paired-gs-on-uniform"),
+                                   ("ft_prompt", "ft_prompt"))}
+    assert str(uniform) in configs["paired/on@uniform"] and str(syn) not in configs["paired/on@uniform"]
+    assert str(syn) in configs["paired/on"] and "FineTuningModule" in configs["ft_prompt"]
+    for row, record in records.items():  # each recorded score is its own run's test predictions
+        folder = row.replace("/", "-gs-").replace("@", "-")
+        assert {"acc": record["acc"], "f1": record["f1"]} == pytest.approx(
+            scores(*runs[str(root / "sst2" / folder / "seed13")])), row
+    assert "| paired + GS (uniform synthetic data) | " in table
+    assert "| Prompt-based FT (LM-BFF-style, full model) | " in table
+
+
 @pytest.mark.parametrize("extra,needle", [
     (["--strategies", "[mix]"], "unknown combination strategy 'mix'"),
     (["--strategies", "[paired]"], "need synthetic data"),
     (["--gs", "[maybe]"], "--gs takes on and/or off"),
     (["--synthetic", "[sst2]"], "TASK=PATH"),
     (["--task_config", "nowhere/{task}.yaml"], "config for task sst2 not found: nowhere/sst2.yaml"),
+    (["--baselines", "[ft_lora]"], "unknown baseline 'ft_lora'"),
+    (["--variants", "[real@uniform]"], "--variants takes ROW@NAME rows"),
+    (["--variants", "[paired/on@uniform]", "--synthetic", "[sst2=x.jsonl]"], "not found"),
+    (["--variants", "[real+syn@uniform]"], "needs --synthetic '[sst2@uniform=path.jsonl]'"),
+    (["--baselines", "[ft_head]", "--baseline_config", "nowhere/{task}.yaml"], "baseline config for task sst2 not found"),
 ])
 def test_bad_sweep_arguments_are_one_line(tmp_path, capsys, extra, needle):
     code, err = run(["sweep", "--tasks", "[sst2]", "--task_config", CONFIG, "--root", str(tmp_path), *extra], capsys)

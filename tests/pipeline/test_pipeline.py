@@ -246,3 +246,21 @@ def test_printed_config_reads_back_and_an_empty_pipeline_is_one_line(tmp_path, c
     path.write_text(yaml.safe_dump(config))
     code, err = run_synthtune(["pipeline", "--config", str(path)], capsys)
     assert code == 2 and err.startswith("error: the pipeline has no stage; add a section for one of select, fit, contexts, predict")
+
+
+def test_the_demo_summary_reads_the_pipelines_outputs(finished, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_summary", Path(__file__).resolve().parents[2] / "scripts" / "demo_summary.py")
+    demo_summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_summary)
+    root = finished / "pipe"
+    demo_summary.main(str(root))
+    lines = capsys.readouterr().out.splitlines()
+    ends = json.loads((root / "predict" / "rows.jsonl.summary.json").read_text())
+    mauve = json.loads((root / "score" / "mauve.json").read_text())
+    assert lines[0].startswith("samples:        12 synthetic questions")
+    assert lines[1].startswith(f"ended cleanly:  {ends['ended_at_eos']} of 12 stopped at EOS")
+    assert "kept: curate 8 -> decontaminate" in lines[1] and "align 6" in lines[1]
+    assert lines[2].startswith(f"MAUVE vs GSM8K test questions: {mauve['mean']:.3f} ± {mauve['std']:.3f} over 1 seeds")
+    assert lines[3].startswith(f"embedding map:  {root / 'score' / 'embedding_map.png'}")
