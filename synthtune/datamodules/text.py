@@ -71,7 +71,11 @@ class TextDataModule(SynthtuneDataModule):
         max_length: examples longer than this many tokens (EOS included) are truncated, with one
             warning giving the count.
         val_fraction: share of examples held out for validation (seeded split); 0 disables validation.
-        batch_size: examples per training batch, and samples per generation batch.
+        batch_size: examples per training batch, and samples per generation batch unless
+            ``predict_batch_size`` is set.
+        predict_batch_size: samples per generation batch (``None``: ``batch_size``). The sampler decodes a
+            batch's rows together and refills a finished row's slot with the next row, so a generation
+            batch well above the training batch keeps the slots full; texts do not depend on it.
         num_samples: how many synthetic samples ``predict`` writes (ids 0..num_samples-1).
         limit: use at most this many examples (a seeded random subset); ``None`` uses all.
         split: split name, for Hugging Face datasets.
@@ -100,19 +104,21 @@ class TextDataModule(SynthtuneDataModule):
         num_workers: int = 0,
         strict: bool = False,
         context_indices: str | None = None,
+        predict_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         if max_length < 2:
             raise SynthtuneError(f"max_length must be at least 2 tokens, got {max_length}")
         if not 0.0 <= val_fraction < 1.0:
             raise SynthtuneError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if batch_size < 1 or num_samples < 0:
-            raise SynthtuneError("batch_size must be ≥ 1 and num_samples ≥ 0")
+        if batch_size < 1 or num_samples < 0 or (predict_batch_size is not None and predict_batch_size < 1):
+            raise SynthtuneError("batch_size and predict_batch_size must be ≥ 1 and num_samples ≥ 0")
         self.path, self.text_template, self.backbone = path, text_template, backbone
         self.max_length, self.val_fraction, self.batch_size = max_length, val_fraction, batch_size
         self.num_samples, self.limit, self.split, self.hf_config = num_samples, limit, split, hf_config
         self.seed, self.num_workers, self.strict = seed, num_workers, strict
         self.context_indices = context_indices
+        self.predict_batch_size = predict_batch_size or batch_size
         self.train_texts: list[str] = []
         self.val_texts: list[str] = []
         self._train_ids: list[list[int]] = []
@@ -194,5 +200,5 @@ class TextDataModule(SynthtuneDataModule):
         n = len(self.train_texts)
         contexts = read_context_indices(self.context_indices, n) if self.context_indices else list(range(n))
         dataset = _PredictDataset(pending, contexts)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+        return DataLoader(dataset, batch_size=self.predict_batch_size, shuffle=False, num_workers=self.num_workers,
                           collate_fn=collate_ints)

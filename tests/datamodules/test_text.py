@@ -81,6 +81,18 @@ def test_predict_ids_cycle_over_contexts_and_skip_done_ones(tiny_llama, tmp_path
     assert batch["context_index"].tolist() == [0, 2, 0, 2, 0]
 
 
+def test_generation_batches_have_their_own_size(tiny_llama, tmp_path):
+    path = _jsonl(tmp_path / "d.jsonl", ROWS[:3])
+    dm = TextDataModule(path, "{question}", backbone=tiny_llama, num_samples=7, batch_size=2, predict_batch_size=5)
+    dm.setup("predict")
+    assert [b["id"].tolist() for b in dm.predict_dataloader()] == [[0, 1, 2, 3, 4], [5, 6]]
+    same = TextDataModule(path, "{question}", backbone=tiny_llama, num_samples=3, batch_size=2)
+    same.setup("predict")
+    assert [len(b["id"]) for b in same.predict_dataloader()] == [2, 1]  # default: batch_size
+    with pytest.raises(SynthtuneError, match="predict_batch_size must be ≥ 1"):
+        TextDataModule(path, "{question}", backbone=tiny_llama, predict_batch_size=0)
+
+
 def test_context_indices_file_sets_each_samples_context_and_bad_files_are_one_line(tiny_llama, tmp_path):
     order = tmp_path / "contexts.json"
     order.write_text(json.dumps([2, 0, 1]))

@@ -41,7 +41,7 @@ softsrv() {  # softsrv <np|mp|mc>: fit 300 steps, sample 500 questions over the 
     touch "$dir/fit.done"
   fi
   [ -f "$dir/samples.jsonl.summary.json" ] || synthtune predict --config "$dir/config.yaml" \
-    --ckpt_path "$dir/checkpoints/last.ckpt"
+    --ckpt_path "$dir/checkpoints/last.ckpt" --data.init_args.predict_batch_size 32
   score "$dir/samples.jsonl" text
 }
 
@@ -59,14 +59,19 @@ pt_sr() {  # the same 500 PT questions through PT_SR's critique-and-rewrite roun
   score "$R/pt_sr/first$N.jsonl" text
 }
 
-real() {  # the ceiling: 500 real train questions that SoftSRV never saw (rows 1024.. of train.jsonl) vs test
+real() {  # the ceiling: 500 real train questions outside SoftSRV's 1,024 (its seeded subset) vs test
   mkdir -p "$R/real"
   [ -f "$R/real/train$N.jsonl" ] || python - "$R/real/train$N.jsonl" "$N" <<'PY'
 import json, os, random, sys
-rows = [json.loads(line) for line in open("data/gsm8k/train.jsonl", encoding="utf-8").read().split("\n") if line.strip()]
-pick = random.Random(0).sample(range(1024, len(rows)), int(sys.argv[2]))
+from synthtune.datamodules.text import TextDataModule
+seen = TextDataModule("data/gsm8k/train.jsonl", "{question}", limit=1024, val_fraction=0.02, max_length=192)
+seen.setup("fit")  # the same seeded subset the SoftSRV fits train and sample on
+used = set(seen.train_texts) | set(seen.val_texts)
+questions = [json.loads(line)["question"] for line in open("data/gsm8k/train.jsonl", encoding="utf-8").read().split("\n") if line.strip()]
+unseen = [i for i, q in enumerate(questions) if q not in used]
+pick = sorted(random.Random(0).sample(unseen, int(sys.argv[2])))
 with open(sys.argv[1] + ".tmp", "w", encoding="utf-8") as f:
-    f.writelines(json.dumps({"id": i, "question": rows[i]["question"]}, ensure_ascii=False) + "\n" for i in sorted(pick))
+    f.writelines(json.dumps({"id": i, "question": questions[i]}, ensure_ascii=False) + "\n" for i in pick)
 os.replace(sys.argv[1] + ".tmp", sys.argv[1])
 PY
   score "$R/real/train$N.jsonl" question
