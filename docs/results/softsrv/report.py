@@ -25,6 +25,8 @@ ROWS = [
     ("PT", "pt/first500.jsonl"),
     ("PT_SR", "pt_sr/first500.jsonl"),
     ("real train questions (ceiling)", "real/train500.jsonl"),
+    ("PT, T 0.7 / top-p 0.9", "pt_cool/first500.jsonl"),
+    ("SS_MC, T 0.7 / top-p 0.9", "ss_mc_cool/samples.jsonl"),
 ]
 
 

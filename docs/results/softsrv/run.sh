@@ -3,7 +3,8 @@
 # template baselines on GSM8K, 500 questions each, MAUVE against the 819 GSM8K test questions.
 #   bash docs/results/softsrv/run.sh                 # every job, one after another
 #   bash docs/results/softsrv/run.sh ss-np pt real   # only these jobs (two lanes on two cores: split the list)
-# Jobs: ss-np ss-mp ss-mc pt pt_sr real report. Every job resumes: a fit continues from its last
+# Jobs: ss-np ss-mp ss-mc pt pt_sr real report, and two rows at cooler decoding (temperature 0.7, top-p 0.9) for
+# the template baseline and for SS_MC: pt-cool ss-mc-cool. Every job resumes: a fit continues from its last
 # checkpoint (--ckpt_path last), predict generates only the missing ids, and a finished step is skipped.
 # Outputs go to runs/results-softsrv/ (override with R=...).
 set -euo pipefail
@@ -77,17 +78,38 @@ PY
   score "$R/real/train$N.jsonl" question
 }
 
+pt_cool() {  # PT at temperature 0.7, top-p 0.9: the template baseline with the decoding that suits a small model best
+  local dir="$R/pt_cool"
+  [ -f "$dir/samples.jsonl.summary.json" ] || synthtune predict --config configs/template_generation/gsm8k_cpu.yaml \
+    --model.init_args.temperature 0.7 --model.init_args.top_p 0.9 --data.init_args.num_requests 140 \
+    --trainer.default_root_dir "$dir"
+  [ -f "$dir/first$N.jsonl" ] || first_n "$dir/samples.jsonl" "$dir/first$N.jsonl"
+  score "$dir/first$N.jsonl" text
+}
+
+ss_mc_cool() {  # the SS_MC prompt sampled at the same cooler decoding as pt-cool
+  local dir="$R/ss_mc_cool"
+  [ -f "$R/ss_mc/fit.done" ] || softsrv mc
+  [ -f "$dir/samples.jsonl.summary.json" ] || synthtune predict --config "$R/ss_mc/config.yaml" \
+    --ckpt_path "$R/ss_mc/checkpoints/last.ckpt" --data.init_args.predict_batch_size 32 \
+    --model.init_args.temperature 0.7 --model.init_args.top_p 0.9 --trainer.default_root_dir "$dir" \
+    --writer.output_path "$dir/samples.jsonl"
+  score "$dir/samples.jsonl" text
+}
+
 jobs=("$@")
-[ ${#jobs[@]} -gt 0 ] || jobs=(ss-np ss-mp ss-mc pt pt_sr real report)
+[ ${#jobs[@]} -gt 0 ] || jobs=(ss-np ss-mp ss-mc pt pt_sr real pt-cool ss-mc-cool report)
 for job in "${jobs[@]}"; do
   echo "=== $job $(date -u +%FT%TZ)"
   case "$job" in
     ss-np|ss-mp|ss-mc) softsrv "${job#ss-}" ;;
     pt) pt ;;
     pt_sr) pt_sr ;;
+    pt-cool) pt_cool ;;
+    ss-mc-cool) ss_mc_cool ;;
     real) real ;;
     report) python docs/results/softsrv/report.py "$R" ;;
-    *) echo "unknown job $job (jobs: ss-np ss-mp ss-mc pt pt_sr real report)" >&2; exit 2 ;;
+    *) echo "unknown job $job (jobs: ss-np ss-mp ss-mc pt pt_sr real pt-cool ss-mc-cool report)" >&2; exit 2 ;;
   esac
   echo "=== $job done $(date -u +%FT%TZ)"
 done
