@@ -60,16 +60,33 @@ def plot_loss(points: list[tuple[int, float]], path: Path) -> Path:
     return atomic_write_png(fig, path)
 
 
-def plot_mauve(report: dict[str, Any], path: Path) -> Path:
-    """One bar: MAUVE mean with its std over k-means seeds, each seed's score as a dot."""
-    fig = _figure(3.2, 3.5)
+def plot_mauve_bars(reports: dict[str, dict[str, Any]], path: Path, title: str | None = None,
+                    colors: list[str] | None = None, ylabel: str = "MAUVE") -> Path:
+    """One bar per ``synthtune score mauve`` report (label -> report): the mean with its std over k-means
+    seeds as an error bar, each seed's score as a dot, the mean written above the bar."""
+    fig = _figure(max(3.2, 1.3 * len(reports) + 1.0), 3.6)
     ax = fig.add_subplot(1, 1, 1)
-    ax.bar([0], [report["mean"]], yerr=[report["std"]], color="tab:orange", capsize=6, width=0.5)
-    seeds = list(report.get("per_seed", {}).values())
-    ax.scatter([0] * len(seeds), seeds, color="black", s=10, zorder=3, label="per seed")
-    ax.set(xticks=[0], xticklabels=["synthetic"], ylim=(0, 1), ylabel="MAUVE", title=f"MAUVE {report['mean']:.3f}")
+    xs = list(range(len(reports)))
+    means = [r["mean"] for r in reports.values()]
+    stds = [r["std"] for r in reports.values()]
+    ax.bar(xs, means, yerr=stds, color=colors or "tab:orange", capsize=5, width=0.6)
+    for x, report in zip(xs, reports.values()):
+        seeds = list(report.get("per_seed", {}).values())
+        ax.scatter([x] * len(seeds), seeds, color="black", s=8, zorder=3)
+        ax.text(x, min(report["mean"] + report["std"] + 0.02, 1.02), f"{report['mean']:.2f}", ha="center", fontsize=8)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(list(reports), fontsize=8)
+    ax.set(ylim=(0, 1.08), ylabel=ylabel)
+    heading = title if title is not None else f"MAUVE {means[0]:.3f}" if len(means) == 1 else None
+    if heading:
+        ax.set_title(heading, fontsize=9 if len(heading) > 40 else None)
     fig.tight_layout()
     return atomic_write_png(fig, path)
+
+
+def plot_mauve(report: dict[str, Any], path: Path) -> Path:
+    """One bar: MAUVE mean with its std over k-means seeds, each seed's score as a dot."""
+    return plot_mauve_bars({"synthetic": report}, path)
 
 
 def plot_labels(labels: dict[str, int], path: Path) -> Path:

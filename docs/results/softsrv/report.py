@@ -11,10 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from synthtune.pipeline.report import plot_mauve_bars
 
 HERE = Path(__file__).resolve().parent
 #: (label, scored rows) per row, in table order; each file's MAUVE report is <stem>.mauve.json.
@@ -34,45 +31,37 @@ def load(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def ended_at_eos(path: Path) -> str:
-    """``"k / n"``: how many of the scored rows ended at EOS (rows without ``hit_cap`` are real text: "-")."""
+def counts(path: Path) -> tuple[str, str]:
+    """``("k / n", "q %")``: how many of the scored rows ended at EOS ("-" for real text, which has no
+    ``hit_cap``), and the share of rows holding a question mark (GSM8K questions nearly all do)."""
     if not path.is_file():
-        return "-"
+        return "-", "-"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
     flagged = [r for r in rows if "hit_cap" in r]
-    return f"{sum(not r['hit_cap'] for r in flagged)} / {len(flagged)}" if flagged else "-"
+    eos = f"{sum(not r['hit_cap'] for r in flagged)} / {len(flagged)}" if flagged else "-"
+    asks = sum("?" in (r.get("text") or r.get("question") or "") for r in rows)
+    return eos, f"{100 * asks / len(rows):.0f} %"
 
 
 def main(root: str) -> None:
     root_path = Path(root)
-    lines = ["| data (500 questions each) | MAUVE vs GSM8K test (mean ± std, 3 k-means seeds) | samples ended at EOS |",
-             "|---|---:|---:|"]
-    names, means, stds = [], [], []
+    lines = ["| data (500 questions each) | MAUVE vs GSM8K test (mean ± std, 3 k-means seeds) | ended at EOS | hold a '?' |",
+             "|---|---:|---:|---:|"]
+    reports = {}
     for label, rows_file in ROWS:
         report = load(root_path / rows_file.replace(".jsonl", ".mauve.json"))
-        eos = ended_at_eos(root_path / rows_file)
+        eos, asks = counts(root_path / rows_file)
         if report is None:
-            lines.append(f"| {label} | pending | {eos} |")
+            lines.append(f"| {label} | pending | {eos} | {asks} |")
             continue
-        lines.append(f"| {label} | {report['mean']:.3f} ± {report['std']:.3f} (n = {report['num_synthetic']}) | {eos} |")
-        names.append(label.replace(" (ceiling)", "\n(ceiling)"))
-        means.append(report["mean"])
-        stds.append(report["std"])
+        lines.append(f"| {label} | {report['mean']:.3f} ± {report['std']:.3f} (n = {report['num_synthetic']}) | {eos} | {asks} |")
+        reports[label.replace(" (ceiling)", "\n(ceiling)").replace(", ", "\n")] = report
     print("\n".join(lines))
-    if names:
-        fig, ax = plt.subplots(figsize=(7.5, 3.6))
-        colors = ["#4c72b0" if n.startswith("SS") else "#999999" if "real" in n else "#dd8452" for n in names]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=4, color=colors)
-        ax.set_xticks(range(len(names)), names, fontsize=8)
-        ax.set_ylabel("MAUVE vs GSM8K test")
-        ax.set_ylim(0, 1)
-        ax.set_title("GSM8K questions: SoftSRV vs template baselines (SmolLM2-135M, CPU budget)", fontsize=9)
-        for i, (m, s) in enumerate(zip(means, stds)):
-            ax.text(i, min(m + s + 0.02, 0.95), f"{m:.2f}", ha="center", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(HERE / "mauve.png", dpi=120)
+    if reports:
+        colors = ["#4c72b0" if n.startswith("SS") else "#999999" if "real" in n else "#dd8452" for n in reports]
+        plot_mauve_bars(reports, HERE / "mauve.png", colors=colors, ylabel="MAUVE vs GSM8K test",
+                        title="GSM8K questions: SoftSRV vs template baselines (SmolLM2-135M, CPU budget)")
         print(f"\nfigure: {HERE / 'mauve.png'}")
-
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else "runs/results-softsrv")
