@@ -45,16 +45,19 @@ def counts(path: Path) -> tuple[str, str]:
 
 def main(root: str) -> None:
     root_path = Path(root)
-    lines = ["| data (500 questions each) | MAUVE vs GSM8K test (mean ± std, 3 k-means seeds) | ended at EOS | hold a '?' |",
-             "|---|---:|---:|---:|"]
+    lines = ["| data (500 questions each) | MAUVE vs GSM8K test (mean ± std, 3 k-means seeds) | ended at EOS | hold a '?' "
+             "| MAUVE of the samples that ended at EOS |", "|---|---:|---:|---:|---:|"]
     reports = {}
     for label, rows_file in ROWS:
         report = load(root_path / rows_file.replace(".jsonl", ".mauve.json"))
         eos, asks = counts(root_path / rows_file)
+        clean = load(root_path / rows_file.replace(".jsonl", ".eos.mauve.json"))
+        clean_cell = f"{clean['mean']:.3f} ± {clean['std']:.3f} (n = {clean['num_synthetic']})" if clean else "-"
         if report is None:
-            lines.append(f"| {label} | pending | {eos} | {asks} |")
+            lines.append(f"| {label} | pending | {eos} | {asks} | {clean_cell} |")
             continue
-        lines.append(f"| {label} | {report['mean']:.3f} ± {report['std']:.3f} (n = {report['num_synthetic']}) | {eos} | {asks} |")
+        lines.append(f"| {label} | {report['mean']:.3f} ± {report['std']:.3f} (n = {report['num_synthetic']}) | {eos} "
+                     f"| {asks} | {clean_cell} |")
         reports[label.replace(" (ceiling)", "\n(ceiling)").replace(", ", "\n")] = report
     print("\n".join(lines))
     if reports:

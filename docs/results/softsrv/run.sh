@@ -4,7 +4,8 @@
 #   bash docs/results/softsrv/run.sh                 # every job, one after another
 #   bash docs/results/softsrv/run.sh ss-np pt real   # only these jobs (two lanes on two cores: split the list)
 # Jobs: ss-np ss-mp ss-mc pt pt_sr real report, and two rows at cooler decoding (temperature 0.7, top-p 0.9) for
-# the template baseline and for SS_MC: pt-cool ss-mc-cool. Every job resumes: a fit continues from its last
+# the template baseline and for SS_MC: pt-cool ss-mc-cool; eos scores each finished row again on only its samples
+# that ended at EOS (a diagnostic: how much the samples cut off at the cap cost). Every job resumes: a fit continues from its last
 # checkpoint (--ckpt_path last), predict generates only the missing ids, and a finished step is skipped.
 # Outputs go to runs/results-softsrv/ (override with R=...).
 set -euo pipefail
@@ -97,8 +98,25 @@ ss_mc_cool() {  # the SS_MC prompt sampled at the same cooler decoding as pt-coo
   score "$dir/samples.jsonl" text
 }
 
+eos_only() {  # every finished row's samples that ended at EOS (not at the cap), scored again: <stem>.eos.jsonl
+  local rows
+  for rows in "$R"/ss_np/samples.jsonl "$R"/ss_mp/samples.jsonl "$R"/ss_mc/samples.jsonl "$R"/ss_mc_cool/samples.jsonl \
+              "$R"/pt/first$N.jsonl "$R"/pt_sr/first$N.jsonl "$R"/pt_cool/first$N.jsonl; do
+    [ -f "${rows%.jsonl}.mauve.json" ] || continue
+    [ -f "${rows%.jsonl}.eos.jsonl" ] || python - "$rows" <<'PY'
+import json, os, sys
+rows = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8").read().split("\n") if line.strip()]
+out = sys.argv[1][: -len(".jsonl")] + ".eos.jsonl"
+with open(out + ".tmp", "w", encoding="utf-8") as f:
+    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows if not r["hit_cap"])
+os.replace(out + ".tmp", out)
+PY
+    score "${rows%.jsonl}.eos.jsonl" text
+  done
+}
+
 jobs=("$@")
-[ ${#jobs[@]} -gt 0 ] || jobs=(ss-np ss-mp ss-mc pt pt_sr real pt-cool ss-mc-cool report)
+[ ${#jobs[@]} -gt 0 ] || jobs=(ss-np ss-mp ss-mc pt pt_sr real pt-cool ss-mc-cool eos report)
 for job in "${jobs[@]}"; do
   echo "=== $job $(date -u +%FT%TZ)"
   case "$job" in
@@ -107,9 +125,10 @@ for job in "${jobs[@]}"; do
     pt_sr) pt_sr ;;
     pt-cool) pt_cool ;;
     ss-mc-cool) ss_mc_cool ;;
+    eos) eos_only ;;
     real) real ;;
     report) python docs/results/softsrv/report.py "$R" ;;
-    *) echo "unknown job $job (jobs: ss-np ss-mp ss-mc pt pt_sr real pt-cool ss-mc-cool report)" >&2; exit 2 ;;
+    *) echo "unknown job $job (jobs: ss-np ss-mp ss-mc pt pt_sr real pt-cool ss-mc-cool eos report)" >&2; exit 2 ;;
   esac
   echo "=== $job done $(date -u +%FT%TZ)"
 done
