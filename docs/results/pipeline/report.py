@@ -23,12 +23,17 @@ def main(softsrv_root: str, root: str) -> None:
     s, r = Path(softsrv_root), Path(root)
     rows = [("SS_MC, round-robin contexts (baseline)", s / "ss_mc/samples.mauve.json", None),
             ("SS_MC, GP-chosen contexts", r / "gp/samples.mauve.json", None),
-            ("SS_MC, MMD-resampled toward real train", r / "mmd/resampled.mauve.json", r / "mmd/resampled.jsonl.report.json")]
+            ("SS_MC, MMD-resampled toward real train", r / "mmd/resampled.mauve.json", r / "mmd/resampled.jsonl.report.json"),
+            ("SS_MC, resampled uniformly (control)", r / "uniform/resampled.mauve.json", r / "uniform/resampled.jsonl")]
     lines = ["| SS_MC samples (500 each) | MAUVE vs GSM8K test (mean ± std, 3 k-means seeds) | note |", "|---|---:|---|"]
     reports = {}
     for label, report_file, extra_file in rows:
-        report, extra = load(report_file), load(extra_file) if extra_file else None
+        report = load(report_file)
+        extra = load(extra_file) if extra_file is not None and extra_file.suffix == ".json" else None
         note = ""
+        if extra_file is not None and extra_file.suffix == ".jsonl" and extra_file.is_file():
+            texts = [json.loads(line)["text"] for line in extra_file.read_text(encoding="utf-8").split("\n") if line.strip()]
+            note, extra = f"{len(set(texts))} distinct rows of {len(texts)}", None
         if extra:
             note = (f"MMD² to real {extra['mmd2_uniform']:.4f} → {extra['mmd2_resampled']:.4f}; "
                     f"{extra['unique_resampled']} distinct rows of {report['num_synthetic'] if report else '?'}")
@@ -39,7 +44,7 @@ def main(softsrv_root: str, root: str) -> None:
         reports[label.replace(", ", "\n")] = report
     print("\n".join(lines))
     if reports:
-        plot_mauve_bars(reports, HERE / "combinations.png", colors=["#4c72b0", "#55a868", "#c44e52"][:len(reports)],
+        plot_mauve_bars(reports, HERE / "combinations.png", colors=["#4c72b0", "#55a868", "#c44e52", "#999999"][:len(reports)],
                         ylabel="MAUVE vs GSM8K test",
                         title="Pipeline combinations on SS_MC (500 samples, SmolLM2-135M, CPU)")
         print(f"\nfigure: {HERE / 'combinations.png'}")

@@ -3,13 +3,15 @@
 # docs/results/softsrv.md (run that first: bash docs/results/softsrv/run.sh ss-mc). Each combination is what the
 # pipeline's stage runs (`contexts:` and `align:` in pipelines/*.yaml), on the same checkpoint and the same
 # 500-sample budget, so the only difference from the SS_MC row is the combination itself.
-#   bash docs/results/pipeline/run.sh            # jobs gp and mmd, then the table
+#   bash docs/results/pipeline/run.sh            # jobs gp, mmd and uniform, then the table
 #   bash docs/results/pipeline/run.sh gp         # one job
 # Jobs:
 #   gp   GP-chosen contexts: SoftSRV samples 500 questions from the training contexts in GP max-variance order
 #        over E(x) (pipeline stage `contexts`) instead of round-robin (the first 500 contexts);
 #   mmd  MMD resampling: SynAlign's MMD weights, learned between SS_MC's 500 samples and the real GSM8K train
-#        questions in MiniLM space, resample 500 rows (with replacement) toward the real set (pipeline stage `align`).
+#        questions in MiniLM space, resample 500 rows (with replacement) toward the real set (pipeline stage `align`);
+#   uniform  the control for mmd: 500 rows drawn uniformly with replacement from the same 500 samples (as many
+#        duplicates as resampling makes, without the weights).
 # Every job resumes (a finished step is skipped; predict generates only missing ids). Outputs: runs/results-pipeline/.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -58,14 +60,30 @@ mmd() {
   score "$R/mmd/resampled.jsonl"
 }
 
+uniform() {
+  mkdir -p "$R/uniform"
+  [ -f "$R/uniform/resampled.jsonl" ] || python - "$S/ss_mc/samples.jsonl" "$R/uniform/resampled.jsonl" <<'PY'
+import json, os, sys
+import numpy as np
+rows = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8").read().split("\n") if line.strip()]
+picks = np.random.default_rng(0).integers(len(rows), size=len(rows))
+with open(sys.argv[2] + ".tmp", "w", encoding="utf-8") as f:
+    f.writelines(json.dumps(rows[i], ensure_ascii=False) + "\n" for i in picks)
+os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+print(f"{len(set(picks.tolist()))} distinct rows of {len(rows)}")
+PY
+  score "$R/uniform/resampled.jsonl"
+}
+
 jobs=("$@")
-[ ${#jobs[@]} -gt 0 ] || jobs=(gp mmd report)
+[ ${#jobs[@]} -gt 0 ] || jobs=(gp mmd uniform report)
 for job in "${jobs[@]}"; do
   echo "=== $job $(date -u +%FT%TZ)"
   case "$job" in
     gp) gp ;;
     mmd) mmd ;;
+    uniform) uniform ;;
     report) python docs/results/pipeline/report.py "$S" "$R" ;;
-    *) echo "unknown job $job (jobs: gp mmd report)" >&2; exit 2 ;;
+    *) echo "unknown job $job (jobs: gp mmd uniform report)" >&2; exit 2 ;;
   esac
 done
