@@ -13,6 +13,9 @@ from pathlib import Path
 from synthtune.pipeline.report import plot_mauve_bars
 
 HERE = Path(__file__).resolve().parent
+#: The figure's bar labels.
+SHORT = {"SS_MC, round-robin contexts (baseline)": "round-robin\n(baseline)", "SS_MC, GP-chosen contexts": "GP-chosen\ncontexts",
+         "SS_MC, MMD-resampled toward real train": "MMD\nresampled", "SS_MC, resampled uniformly (control)": "uniformly\nresampled"}
 
 
 def load(path: Path) -> dict | None:
@@ -41,7 +44,7 @@ def main(softsrv_root: str, root: str) -> None:
             lines.append(f"| {label} | pending | {note} |")
             continue
         lines.append(f"| {label} | {report['mean']:.3f} ± {report['std']:.3f} | {note} |")
-        reports[label.replace(", ", "\n")] = report
+        reports[SHORT[label]] = report
     print("\n".join(lines))
     if reports:
         plot_mauve_bars(reports, HERE / "combinations.png", colors=["#4c72b0", "#55a868", "#c44e52", "#999999"][:len(reports)],
