@@ -13,9 +13,6 @@ from pathlib import Path
 from synthtune.pipeline.report import plot_mauve_bars
 
 HERE = Path(__file__).resolve().parent
-#: The figure's bar labels.
-SHORT = {"SS_MC, round-robin contexts (baseline)": "round-robin\n(baseline)", "SS_MC, GP-chosen contexts": "GP-chosen\ncontexts",
-         "SS_MC, MMD-resampled toward real train": "MMD\nresampled", "SS_MC, resampled uniformly (control)": "uniformly\nresampled"}
 
 
 def load(path: Path) -> dict | None:
@@ -24,13 +21,16 @@ def load(path: Path) -> dict | None:
 
 def main(softsrv_root: str, root: str) -> None:
     s, r = Path(softsrv_root), Path(root)
-    rows = [("SS_MC, round-robin contexts (baseline)", s / "ss_mc/samples.mauve.json", None),
-            ("SS_MC, GP-chosen contexts", r / "gp/samples.mauve.json", None),
-            ("SS_MC, MMD-resampled toward real train", r / "mmd/resampled.mauve.json", r / "mmd/resampled.jsonl.report.json"),
-            ("SS_MC, resampled uniformly (control)", r / "uniform/resampled.mauve.json", r / "uniform/resampled.jsonl")]
+    # (table label, bar label, MAUVE report, what the note reads)
+    rows = [("SS_MC, round-robin contexts (baseline)", "round-robin\n(baseline)", s / "ss_mc/samples.mauve.json", None),
+            ("SS_MC, GP-chosen contexts", "GP-chosen\ncontexts", r / "gp/samples.mauve.json", None),
+            ("SS_MC, MMD-resampled toward real train", "MMD\nresampled", r / "mmd/resampled.mauve.json",
+             r / "mmd/resampled.jsonl.report.json"),
+            ("SS_MC, resampled uniformly (control)", "uniformly\nresampled", r / "uniform/resampled.mauve.json",
+             r / "uniform/resampled.jsonl")]
     lines = ["| SS_MC samples (500 each) | MAUVE vs GSM8K test (mean ± std, 3 k-means seeds) | note |", "|---|---:|---|"]
     reports = {}
-    for label, report_file, extra_file in rows:
+    for label, bar, report_file, extra_file in rows:
         report = load(report_file)
         extra = load(extra_file) if extra_file is not None and extra_file.suffix == ".json" else None
         note = ""
@@ -44,7 +44,7 @@ def main(softsrv_root: str, root: str) -> None:
             lines.append(f"| {label} | pending | {note} |")
             continue
         lines.append(f"| {label} | {report['mean']:.3f} ± {report['std']:.3f} | {note} |")
-        reports[SHORT[label]] = report
+        reports[bar] = report
     print("\n".join(lines))
     if reports:
         plot_mauve_bars(reports, HERE / "combinations.png", colors=["#4c72b0", "#55a868", "#c44e52", "#999999"][:len(reports)],
