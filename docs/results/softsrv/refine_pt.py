@@ -12,7 +12,6 @@ config's settings (mode pt_sr) and resumes: finished rows are kept in OUTPUT.par
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 
 from synthtune.contract import DataInfo
 from synthtune.lightning_modules.template_generation import TemplateGenerationModule
+from synthtune.paths import atomic_write_json, atomic_write_jsonl
 from synthtune.pipeline.stages import compose
 
 CONFIG = "configs/template_generation/gsm8k_cpu.yaml"
@@ -54,14 +54,12 @@ def main(drafts_file: str, output: str) -> None:
             f.flush()
             print(f"  {len(done) + start + len(rows)} / {len(drafts)}  {dict(module.counts)}", flush=True)
     rows = sorted(read(partial), key=lambda r: r["id"])
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_jsonl(out, rows)
     capped = sum(bool(r.get("hit_cap")) for r in rows)
     summary = {"samples": len(rows), "ended_at_eos": len(rows) - capped, "hit_cap": capped,
                "stopped_by_critique": sum(bool(r["stopped"]) for r in rows),
                "rewritten": sum(r["rounds"] > 0 for r in rows)}
-    Path(output + ".summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(output + ".summary.json", summary)
     print(summary)
 
 
