@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
@@ -88,7 +89,8 @@ def test_second_predict_into_the_same_file_is_refused_while_the_first_runs(tiny_
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     ids = [r["id"] for r in rows]
     assert ids == list(range(len(ids))) and len(ids) >= 12  # every id once, none lost
-    assert {r["params"]["temperature"] for r in rows} == {1.0}  # nothing from the refused run
+    configured = yaml.safe_load((root / "config.yaml").read_text())["model"]["init_args"]["temperature"]
+    assert configured != 0.5 and {r["params"]["temperature"] for r in rows} == {configured}  # nothing from the refused run
 
 
 # ------------------------------------------------------------------ 2. refused checkpoint, run folder intact
