@@ -11,12 +11,15 @@ Run layout (all under ``--trainer.default_root_dir``, set by every config)::
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
+import yaml
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule
@@ -136,3 +139,16 @@ def run_cli(args: list[str] | None = None) -> SynthtuneCLI:
         args=args,
         auto_configure_optimizers=False,
     )
+
+
+def compose(args: list[str]) -> dict[str, Any]:
+    """The config ``synthtune <args>`` would run with (``--print_config``: base files and dotted keys applied)."""
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            run_cli([*args, "--print_config"])
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise SynthtuneError(f"`synthtune {' '.join(args)}` is not a valid command line (see the lines above); "
+                                 "fix the config or its overrides") from None
+    return yaml.safe_load(out.getvalue())

@@ -8,14 +8,10 @@ A stage that makes rows writes them to ``rows.jsonl``; the next stage reads the 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
-
-import yaml
 
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_json
@@ -141,23 +137,10 @@ def align_real(ctx: Context, section: dict[str, Any]) -> Path:
                          "split); add `real:` under `align:`")
 
 
-def compose(args: list[str]) -> dict[str, Any]:
-    """The config ``synthtune <args>`` would run with (``--print_config``), as a dict."""
-    from synthtune.lightning_cli import run_cli
-
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out):
-            run_cli([*args, "--print_config"])
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            raise SynthtuneError(f"`synthtune {' '.join(args)}` is not a valid command line (see the lines above); "
-                                 "fix the stage's config or overrides") from None
-    return yaml.safe_load(out.getvalue())
-
-
 def lightning_settings(stage: str) -> Callable[[Context, dict], dict[str, Any]]:
     def settings(ctx: Context, section: dict[str, Any]) -> dict[str, Any]:
+        from synthtune.lightning_cli import compose
+
         folder = ctx.folder(stage) / ALIGN_FIT if stage == "align" else ctx.folder(stage)
         return {**section, "composed": compose(lightning_args(ctx, stage, section, folder))}
     return settings

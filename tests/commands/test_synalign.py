@@ -252,7 +252,8 @@ def test_evaluate_can_train_a_soft_prompt_per_training_set(tiny_llama, tmp_path,
         "model": {"class_path": "synthtune.lightning_modules.PromptTuningModule",
                   "init_args": {"backbone": tiny_llama, "template": "{text} It was", "label_words": [" terrible", " great"],
                                 "multi_token_labels": True, "prompt_length": 3, "lr": 0.05}},
-        "data": {"init_args": {"batch_size": 4, "eval_batch_size": 8}}, "trainer": {"max_steps": 50}}))
+        "data": {"class_path": "synthtune.datamodules.FewShotDataModule",
+                 "init_args": {"task": "sst2", "batch_size": 4, "eval_batch_size": 8}}, "trainer": {"max_steps": 50}}))
     trained = []  # (root, training texts) per soft prompt
     original_fit = __import__("lightning").pytorch.Trainer.fit
 
@@ -284,6 +285,15 @@ def test_evaluate_can_train_a_soft_prompt_per_training_set(tiny_llama, tmp_path,
         assert len(labels) == 12
         expected = scores(predicted, labels)
         assert (result["accuracy"], result["macro_f1"]) == pytest.approx((expected["acc"], expected["f1"]), abs=1e-6)
+
+
+def test_prompt_tuning_classifier_reads_a_task_config_as_fit_composes_it():
+    from synthtune.commands.synalign_prompt_tuning import PromptTuningClassifier
+
+    # configs/prompt_tuning/rte.yaml only names the task; the prompt, steps and batch sizes come from base.yaml
+    tuner = PromptTuningClassifier.from_config(str(REPO / "configs/prompt_tuning/rte.yaml"), None, seed=3)
+    assert (tuner.init_args["prompt_length"], tuner.init_args["optimizer"], tuner.steps) == (100, "sgd", 1000)
+    assert (tuner.batch_size, tuner.eval_batch_size, tuner.seed) == (8, 32, 3)
 
 
 def test_evaluate_refuses_a_config_that_is_not_prompt_tuning(tmp_path):

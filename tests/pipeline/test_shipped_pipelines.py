@@ -12,7 +12,8 @@ from synthtune.commands.curate import curate
 from synthtune.commands.decontaminate import decontaminate
 from synthtune.commands.score import mauve
 from synthtune.commands.synalign import select
-from synthtune.pipeline.stages import Context, compose, lightning_args
+from synthtune.lightning_cli import compose
+from synthtune.pipeline.stages import Context, lightning_args
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "pipelines").glob("*.yaml"))

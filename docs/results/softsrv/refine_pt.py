@@ -20,7 +20,7 @@ import torch
 from synthtune.contract import DataInfo
 from synthtune.lightning_modules.template_generation import TemplateGenerationModule
 from synthtune.paths import atomic_write_json, atomic_write_jsonl
-from synthtune.pipeline.stages import compose
+from synthtune.lightning_cli import compose
 
 CONFIG = "configs/template_generation/gsm8k_cpu.yaml"
 CHUNK = 32
