@@ -24,6 +24,8 @@ def _quiet_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*Total length of `.*` across ranks is zero.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers which may be a bottleneck.*")
+    # DawGen steps its optimizers by hand; a checkpoint holding the state after the step is what resume needs.
+    warnings.filterwarnings("ignore", message=r".*Using ModelCheckpoint with manual optimization and every_n_train_steps.*")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: not str(record.getMessage()).startswith("💡 Tip"))
 
