@@ -36,7 +36,7 @@ import numpy as np
 
 from synthtune.components.prompt_tuning.combination import STRATEGIES, needs_synthetic
 from synthtune.errors import SynthtuneError
-from synthtune.paths import atomic_write_bytes, atomic_write_json
+from synthtune.paths import OutputLock, atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +228,8 @@ def sweep(
     variants: list[str] = [],
     baselines: list[str] = [],
     baseline_config: str = "configs/fine_tuning/{task}.yaml",
-    baseline_extra: list[str] = [],
-    extra: list[str] = [],
+    baseline_extra: list[str | int | float | bool | None] = [],
+    extra: list[str | int | float | bool | None] = [],
 ) -> str:
     """The prompt-tuning ablation grid, strategy × {GS on, off} × seeds, as a Markdown table.
 
@@ -254,21 +254,35 @@ def sweep(
             ft_head (classification head).
         baseline_config: fit config of the baselines per task; {task} is replaced by the task name.
         baseline_extra: arguments added to every baseline fit (extra goes to the prompt-tuning runs only).
-        extra: arguments added to every prompt-tuning fit/test and reference test.
+        extra: arguments added to every prompt-tuning fit/test and reference test, e.g.
+            [--trainer.max_steps,16,--trainer.check_val_every_n_epoch,null].
     """
     gs = ["on" if g is True else "off" if g is False else g for g in gs]  # YAML reads a bare on/off as a bool
     paths = _parse_synthetic(synthetic)
-    grid = _Grid(tasks, task_config, grid_rows(strategies, gs, reference, variants, baselines), seeds, paths, extra,
-                 Path(root), baseline_config, tuple(baseline_extra))
-    if not table_only:
+    grid = _Grid(tasks, task_config, grid_rows(strategies, gs, reference, variants, baselines), seeds, paths,
+                 _arguments(extra), Path(root), baseline_config, tuple(_arguments(baseline_extra)))
+    if table_only:
+        results = _run_grid(grid, _Runner(subprocess), run_missing=False)
+    else:
         grid.check(strategies, gs, reference, variants, baselines)
-    results = _run_grid(grid, _Runner(subprocess), run_missing=not table_only)
+        grid.root.mkdir(parents=True, exist_ok=True)
+        lock = OutputLock(grid.root / "results.jsonl")  # a second sweep on this root would interleave its appends
+        lock.acquire()
+        try:
+            results = _run_grid(grid, _Runner(subprocess), run_missing=True)
+        finally:
+            lock.release()
     table = markdown_table(results, tasks, grid.rows, metric, expected=len(seeds))
     table_path = Path(out or Path(root) / "table.md")
     atomic_write_bytes(table_path, table.encode("utf-8"))
     print(table)
     print(f"table written to {table_path}")
     return table
+
+
+def _arguments(values: list[Any]) -> list[str]:
+    """Command-line words from a list YAML may have typed: 16 -> "16", null -> "null", true -> "true"."""
+    return ["null" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for v in values]
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:

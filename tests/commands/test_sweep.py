@@ -128,3 +128,30 @@ def test_bad_sweep_arguments_are_one_line(tmp_path, capsys, extra, needle):
     code, err = run(["sweep", "--tasks", "[sst2]", "--task_config", CONFIG, "--root", str(tmp_path), *extra], capsys)
     err = err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and needle in err
+
+
+def test_extra_words_that_yaml_types_reach_the_runs_as_written(tmp_path, monkeypatch):
+    import importlib
+
+    seen = {}
+    monkeypatch.setattr(importlib.import_module("synthtune.commands.sweep"), "_run_grid",
+                        lambda grid, runner, run_missing: seen.update(extra=grid.extra, base=grid.baseline_extra) or [])
+    sweep_main(["--tasks", "[sst2]", "--task_config", CONFIG, "--strategies", "[real]", "--root", str(tmp_path),
+                "--extra", "[--trainer.max_steps,16,--trainer.check_val_every_n_epoch,null,--x,true]",
+                "--baseline_extra", "[--model.init_args.lr,1e-5]"])
+    assert seen["extra"] == ["--trainer.max_steps", "16", "--trainer.check_val_every_n_epoch", "null", "--x", "true"]
+    assert seen["base"] == ("--model.init_args.lr", "1e-05")
+
+
+def test_a_second_sweep_on_the_same_root_is_refused(tmp_path, capsys):
+    from synthtune.paths import OutputLock
+
+    held = OutputLock(tmp_path / "results.jsonl")
+    held.acquire()
+    try:
+        code, err = run(["sweep", "--tasks", "[sst2]", "--task_config", CONFIG, "--strategies", "[real]",
+                         "--root", str(tmp_path)], capsys)
+    finally:
+        held.release()
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is being written by pid" in err
+    assert not (tmp_path / "results.jsonl").exists()
