@@ -107,6 +107,16 @@ def markdown_table(results: list[dict[str, Any]], tasks: list[str], rows: list[s
     return "\n".join(lines) + "\n"
 
 
+def plot_table(results: list[dict[str, Any]], tasks: list[str], rows: list[str], metric: str, path: Path) -> Path:
+    """The table as a figure: one group of bars per row, one bar per task, mean ± std over seeds in %."""
+    from synthtune.pipeline.report import plot_grouped_bars
+
+    values = {row_name(row): {task: [100 * r[metric] for r in results if r["task"] == task and r["row"] == row]
+                              for task in tasks} for row in rows}
+    label = {"acc": "accuracy (%)", "f1": "macro-F1 (%)"}[metric]
+    return plot_grouped_bars(values, path, f"test {label}", title="mean ± std over seeds; dots: seeds")
+
+
 def run_and_dump(cli_args: list[str], out_json: str) -> int:
     """Run one synthtune Lightning command in this process and write its final metrics to ``out_json``."""
     from synthtune.lightning_cli import run_cli, user_error  # Lightning loads only when a sweep runs
@@ -231,7 +241,7 @@ def sweep(
     baseline_extra: list[str | int | float | bool | None] = [],
     extra: list[str | int | float | bool | None] = [],
 ) -> str:
-    """The prompt-tuning ablation grid, strategy × {GS on, off} × seeds, as a Markdown table.
+    """The prompt-tuning ablation grid, strategy × {GS on, off} × seeds, as a Markdown table and a PNG beside it.
 
     Results are appended to <root>/results.jsonl as runs finish; a re-run skips what is there.
 
@@ -275,8 +285,9 @@ def sweep(
     table = markdown_table(results, tasks, grid.rows, metric, expected=len(seeds))
     table_path = Path(out or Path(root) / "table.md")
     atomic_write_bytes(table_path, table.encode("utf-8"))
+    figure = plot_table(results, tasks, grid.rows, metric, table_path.with_suffix(".png"))
     print(table)
-    print(f"table written to {table_path}")
+    print(f"table written to {table_path}, figure to {figure}")
     return table
 
 

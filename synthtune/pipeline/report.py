@@ -84,6 +84,41 @@ def plot_mauve_bars(reports: dict[str, dict[str, Any]], path: Path, title: str |
     return atomic_write_png(fig, path)
 
 
+def plot_grouped_bars(values: dict[str, dict[str, list[float]]], path: Path, ylabel: str,
+                      title: str | None = None, ylim: tuple[float, float] | None = None) -> Path:
+    """Rows along x, one bar per group inside each row (row -> group -> per-seed values): the mean with the
+    sample std over seeds as an error bar and each seed as a dot. A group a row has no values for is left out."""
+    import numpy as np
+
+    groups = list(dict.fromkeys(g for per_row in values.values() for g in per_row))
+    fig = _figure(max(4.0, 0.55 * len(values) * max(1, len(groups)) + 1.5), 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(1, len(groups))
+    for j, group in enumerate(groups):
+        xs, means, stds, dots = [], [], [], []
+        for i, per_row in enumerate(values.values()):
+            seeds = per_row.get(group) or []
+            if seeds:
+                x = i - 0.4 + width * (j + 0.5)
+                xs.append(x)
+                means.append(float(np.mean(seeds)))
+                stds.append(float(np.std(seeds, ddof=1)) if len(seeds) > 1 else 0.0)
+                dots += [(x, v) for v in seeds]
+        ax.bar(xs, means, width=width * 0.9, yerr=stds, capsize=3, label=group)
+        ax.scatter([x for x, _ in dots], [v for _, v in dots], color="black", s=6, zorder=3)
+    ax.set_xticks(range(len(values)))
+    ax.set_xticklabels(list(values), rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    if ylim:
+        ax.set_ylim(*ylim)
+    if len(groups) > 1:
+        ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return atomic_write_png(fig, path)
+
+
 def plot_mauve(report: dict[str, Any], path: Path) -> Path:
     """One bar: MAUVE mean with its std over k-means seeds, each seed's score as a dot."""
     return plot_mauve_bars({"synthetic": report}, path)

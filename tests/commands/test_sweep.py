@@ -67,6 +67,7 @@ def test_sweep_runs_the_grid_writes_the_table_and_resumes(tiny_llama, tmp_path, 
         assert {"acc": r["acc"], "f1": r["f1"]} == pytest.approx(scores(predictions, labels)), r["key"]
     assert (root / "sst2" / "paired-gs-off" / "seed13" / "checkpoints" / "last.ckpt").is_file()
     assert table == (root / "table.md").read_text()
+    assert (root / "table.png").read_bytes()[:4] == b"\x89PNG"
     for name in ("Zero-shot prompting", "Prompt tuning, real only", "paired, no GS", "paired + GS"):
         assert f"| {name} | " in table
     assert "±" in table
@@ -155,3 +156,18 @@ def test_a_second_sweep_on_the_same_root_is_refused(tmp_path, capsys):
         held.release()
     assert code == 2 and len(err.strip().splitlines()) == 1 and "is being written by pid" in err
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_the_table_figure_draws_each_rows_mean_over_seeds_per_task(tmp_path, monkeypatch):
+    from synthtune.commands.sweep import plot_table
+
+    drawn = {}
+    monkeypatch.setattr("synthtune.pipeline.report.atomic_write_png", lambda fig, path: drawn.update(fig=fig) or path)
+    results = [{"task": t, "row": row, "seed": s, "acc": a} for t, row, s, a in [
+        ("sst2", "real", 13, 0.5), ("sst2", "real", 21, 0.7), ("rte", "real", 13, 0.4),
+        ("sst2", "paired/on", 13, 0.9)]]
+    plot_table(results, ["sst2", "rte"], ["real", "paired/on"], "acc", tmp_path / "t.png")
+    ax = drawn["fig"].axes[0]
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    assert heights == [40.0, 60.0, 90.0]  # sst2 real: mean of 50 and 70; rte real; sst2 paired (rte has none)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [row_name("real"), row_name("paired/on")]
