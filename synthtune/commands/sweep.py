@@ -327,6 +327,7 @@ def _run_grid(grid: _Grid, run: _Runner, run_missing: bool = True) -> list[dict[
                           "--trainer.default_root_dir", str(run_dir)]
                 common = ["--config", config, *seeded]
                 started = time.time()
+                fitted: dict[str, float] = {}
                 if row in REFERENCES:
                     metrics = run(["test", *common, "--model.init_args.mode", row, *grid.extra], run_dir / "test.json")
                 else:
@@ -341,7 +342,7 @@ def _run_grid(grid: _Grid, run: _Runner, run_missing: bool = True) -> list[dict[
                         if needs_synthetic(strategy):
                             fit += ["--data.init_args.synthetic", grid.synthetic[f"{task}@{variant}" if variant else task]]
                         fit += grid.extra
-                    run(fit, run_dir / "fit.json")
+                    fitted = run(fit, run_dir / "fit.json")
                     ckpt_dir = run_dir / "checkpoints"
                     ckpt = ckpt_dir / "best.ckpt" if (ckpt_dir / "best.ckpt").is_file() else ckpt_dir / "last.ckpt"
                     metrics = run(["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(ckpt),
@@ -350,6 +351,8 @@ def _run_grid(grid: _Grid, run: _Runner, run_missing: bool = True) -> list[dict[
                     raise SynthtuneError(f"run {key} reported no test/acc; check {run_dir}")
                 record = {"key": key, "task": task, "row": row, "seed": seed, "acc": metrics["test/acc"],
                           "f1": metrics.get("test/f1", float("nan")), "seconds": round(time.time() - started, 1)}
+                if "train/conflict_rate" in fitted:  # paired + GS: share of steps whose gradients conflicted
+                    record["conflict_rate"] = fitted["train/conflict_rate"]
                 _append(results_path, record)
                 done[key] = record
                 log.info("%s: acc %.3f f1 %.3f", key, record["acc"], record["f1"])

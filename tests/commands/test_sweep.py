@@ -66,6 +66,10 @@ def test_sweep_runs_the_grid_writes_the_table_and_resumes(tiny_llama, tmp_path, 
         assert len(predictions) == 8
         assert {"acc": r["acc"], "f1": r["f1"]} == pytest.approx(scores(predictions, labels)), r["key"]
     assert (root / "sst2" / "paired-gs-off" / "seed13" / "checkpoints" / "last.ckpt").is_file()
+    by_row = {r["row"]: r for r in records}
+    fitted = json.loads((root / "sst2" / "paired-gs-on" / "seed13" / "fit.json").read_text())
+    assert by_row["paired/on"]["conflict_rate"] == fitted["train/conflict_rate"]
+    assert "conflict_rate" not in by_row["real"] and "conflict_rate" not in by_row["zero_shot"]
     assert table == (root / "table.md").read_text()
     assert (root / "table.png").read_bytes()[:4] == b"\x89PNG"
     for name in ("Zero-shot prompting", "Prompt tuning, real only", "paired, no GS", "paired + GS"):
