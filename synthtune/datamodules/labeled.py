@@ -53,8 +53,11 @@ class LabeledDataModule(SynthtuneDataModule):
         max_length: target tokens per example (EOS included); longer targets are truncated.
         max_context_length: ``text_a`` tokens kept for pair tasks.
         pair_separator: text placed between ``text_a`` and ``text_b``.
-        batch_size: examples per training batch, and samples per generation batch.
+        batch_size: examples per training batch (and per generation batch unless ``predict_batch_size`` is set).
         num_per_label: samples per label that ``predict`` writes.
+        predict_batch_size: samples per generation batch (``None``: ``batch_size``). Generation wants far larger
+            batches than training: the sampler keeps that many rows decoding at once, refilling a slot as its
+            sample ends, so a sample's text does not depend on it.
         num_workers: DataLoader worker processes.
         strict: fail on broken lines of a JSONL file instead of skipping them with a warning.
     """
@@ -72,6 +75,7 @@ class LabeledDataModule(SynthtuneDataModule):
         pair_separator: str = "\n",
         batch_size: int = 8,
         num_per_label: int = 10,
+        predict_batch_size: int | None = None,
         num_workers: int = 0,
         strict: bool = False,
     ) -> None:
@@ -79,14 +83,14 @@ class LabeledDataModule(SynthtuneDataModule):
         if max_length < 2 or max_context_length < 1:
             raise SynthtuneError(f"need max_length ≥ 2 and max_context_length ≥ 1, got {max_length} and "
                                  f"{max_context_length}; raise them")
-        if batch_size < 1 or num_per_label < 0 or k < 1:
-            raise SynthtuneError(f"need batch_size ≥ 1, k ≥ 1 and num_per_label ≥ 0 (got {batch_size}, {k}, "
-                                 f"{num_per_label}); fix --data.init_args")
+        if batch_size < 1 or num_per_label < 0 or k < 1 or (predict_batch_size is not None and predict_batch_size < 1):
+            raise SynthtuneError(f"need batch_size ≥ 1, predict_batch_size ≥ 1, k ≥ 1 and num_per_label ≥ 0 (got "
+                                 f"{batch_size}, {predict_batch_size}, {k}, {num_per_label}); fix --data.init_args")
         self.task_name, self.backbone, self.seed, self.k = task, backbone, seed, k
         self.train_path, self.label_names_override = train_path, label_names
         self.max_length, self.max_context_length, self.pair_separator = max_length, max_context_length, pair_separator
         self.batch_size, self.num_per_label, self.num_workers = batch_size, num_per_label, num_workers
-        self.strict = strict
+        self.predict_batch_size, self.strict = predict_batch_size or batch_size, strict
         self.task: TaskSpec | None = None
         self.rows: list[dict[str, Any]] = []
         self._items: list[dict[str, Any]] = []
@@ -201,5 +205,5 @@ class LabeledDataModule(SynthtuneDataModule):
         self.setup("predict")
         total = self.num_per_label * len(self.label_names)
         pending = [self.predict_item(i) for i in range(total) if i not in self._skip]
-        return DataLoader(ListDataset(pending), batch_size=self.batch_size, shuffle=False,
+        return DataLoader(ListDataset(pending), batch_size=self.predict_batch_size, shuffle=False,
                           num_workers=self.num_workers, collate_fn=self.predict_collate)

@@ -106,3 +106,14 @@ def test_missing_split_and_bad_sizes(tiny_llama, tmp_path):
     assert list(empty.predict_dataloader()) == []
     assert torch.equal(empty.collate([{"target": [1, 2], "context": [], "label": 1, "index": 0}])["label"],
                        torch.tensor([1]))
+
+
+def test_generation_batches_have_their_own_size(tiny_llama):
+    dm = LabeledDataModule("sst2", backbone=tiny_llama, num_per_label=5, batch_size=2, predict_batch_size=4)
+    dm.setup("fit")
+    assert next(iter(dm.train_dataloader()))["label"].shape[0] == 2
+    assert [b["id"].shape[0] for b in dm.predict_dataloader()] == [4, 4, 2]
+    unset = LabeledDataModule("sst2", backbone=tiny_llama, num_per_label=5, batch_size=3)
+    assert [b["id"].shape[0] for b in unset.predict_dataloader()] == [3, 3, 3, 1]
+    with pytest.raises(SynthtuneError, match="predict_batch_size ≥ 1"):
+        LabeledDataModule("sst2", backbone=tiny_llama, predict_batch_size=0)
