@@ -26,7 +26,9 @@ def main(root: str) -> None:
     total = sum(m.get("seconds", 0) for m in manifests.values())
     print(f"samples:        {ends['samples']} synthetic questions in {base / 'predict' / 'rows.jsonl'}")
     print(f"ended cleanly:  {ends['ended_at_eos']} of {ends['samples']} stopped at EOS "
-          f"({ends['hit_cap']} reached max_new_tokens={ends['max_new_tokens']}); kept: {kept}")
+          f"({ends['hit_cap']} reached max_new_tokens={ends['max_new_tokens']}"
+          + (f", {ends['repetition_loops']} of them in a repetition loop" if ends.get("repetition_loops") else "")
+          + f"); kept: {kept}")
     print(f"MAUVE vs GSM8K test questions: {mauve['mean']:.3f} ± {mauve['std']:.3f} over {len(mauve['per_seed'])} "
           f"seeds ({mauve['num_synthetic']} final questions, {mauve['clusters']} buckets, {mauve['featurizer']} "
           "features; 1.0 = indistinguishable, a rough indicator at this size)")

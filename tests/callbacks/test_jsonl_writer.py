@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from synthtune.callbacks import JsonlPredictionWriter
-from synthtune.callbacks.jsonl_writer import find_shards, merge_rows, shard_path, to_jsonable
+from synthtune.callbacks.jsonl_writer import find_shards, is_repetition_loop, merge_rows, shard_path, to_jsonable
 from synthtune.errors import SynthtuneError
 from synthtune.paths import OutputLock
 
@@ -393,3 +393,29 @@ def test_ddp_crash_leaves_one_shard_per_rank_and_resumes(tmp_path):
     assert [r["id"] for r in rows] == list(range(23))
     assert {r["id"] for r in rows if r["tag"] == "resumed"} == set(range(23)) - done
     assert find_shards(out) == []
+
+
+LOOP = "Max is 11 feet tall. " + "She is 12 years old. She is 18 years old. " * 6
+QUESTION = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+            "How many clips did Natalia sell altogether in April and May? Her brother sold 12 more than she did "
+            "in May and 3 fewer in April.")
+
+
+def test_repetition_loops_are_told_from_long_texts():
+    assert is_repetition_loop(LOOP) and is_repetition_loop("Jenna has $1" + "0" * 150)
+    assert not is_repetition_loop(QUESTION) and not is_repetition_loop("no no no")  # too short to judge
+
+
+@pytest.mark.parametrize("texts, advice", [
+    ([QUESTION] * 3 + [LOOP], "raise --model.init_args.max_new_tokens"),  # 3 of 20 cut off mid-text
+    ([LOOP] * 3 + [QUESTION], "a higher cap would not end the loops"),    # 1 of 20 cut off mid-text
+])
+def test_the_cap_warning_names_the_fix_that_helps(tmp_path, caplog, texts, advice):
+    rows = [{"id": i, "text": "short.", "hit_cap": False, "params": {"max_new_tokens": 64}} for i in range(16)]
+    rows += [{"id": 16 + i, "text": t, "hit_cap": True, "params": {"max_new_tokens": 64}} for i, t in enumerate(texts)]
+    out = tmp_path / "samples.jsonl"
+    with caplog.at_level("INFO", logger="synthtune.callbacks.jsonl_writer"):
+        JsonlPredictionWriter(str(out))._report_length_cap(out, rows)
+    summary = json.loads((tmp_path / "samples.jsonl.summary.json").read_text())
+    assert summary["hit_cap"] == 4 and summary["repetition_loops"] == texts.count(LOOP)
+    assert advice in caplog.text and "4 (20.0 %) stopped at the cap" in caplog.text

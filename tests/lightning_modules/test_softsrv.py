@@ -7,6 +7,7 @@ from lightning.pytorch.callbacks import Callback
 
 import helpers
 from synthtune.callbacks import JsonlPredictionWriter
+from synthtune.callbacks.jsonl_writer import is_repetition_loop
 from synthtune.components.softsrv.prefix_lm import prefix_token_logprobs
 from synthtune.datamodules import TextDataModule
 from synthtune.errors import NonFiniteLossError, SynthtuneError
@@ -152,8 +153,9 @@ def test_predict_counts_samples_cut_off_at_the_length_cap(tiny_llama, data_path,
     assert len(rows) == 12 and all(isinstance(r["hit_cap"], bool) for r in rows)
     capped = sum(r["hit_cap"] for r in rows)
     summary = json.loads((tmp_path / "samples.jsonl.summary.json").read_text())
+    loops = sum(is_repetition_loop(r["text"]) for r in rows if r["hit_cap"])
     assert summary == {"samples": 12, "ended_at_eos": 12 - capped, "hit_cap": capped,
-                       "hit_cap_fraction": capped / 12, "max_new_tokens": 6}
+                       "hit_cap_fraction": capped / 12, "repetition_loops": loops, "max_new_tokens": 6}
     assert capped > 12 * 0.05 and "raise --model.init_args.max_new_tokens" in caplog.text
 
 
