@@ -48,6 +48,18 @@ def test_a_trainer_run_connects_before_setup_and_hands_ids_per_item_to_the_data(
     assert sum(isinstance(cb, ConnectData) for cb in trainer.callbacks) == 1
 
 
+def test_a_second_run_on_the_same_trainer_connects_again_without_an_override_notice(tiny_llama, caplog):
+    dm = PromptDataModule(backbone=tiny_llama, num_requests=2)
+    model = Recorder()
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    with caplog.at_level("INFO"):
+        trainer.predict(model, dm, return_predictions=False)
+        trainer.predict(model, dm, return_predictions=False)
+    assert model.events == ["connect:False", "setup:predict"] * 2
+    assert sum(isinstance(cb, ConnectData) for cb in trainer.callbacks) == 1
+    assert "will override existing callbacks" not in caplog.text
+
+
 def test_without_a_synthtune_datamodule_the_model_gets_an_empty_description(tiny_llama):
     model = Recorder()
     assert connect(model, None) == DataInfo() and model.data_info == DataInfo()

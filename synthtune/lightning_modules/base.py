@@ -37,7 +37,11 @@ class SynthtuneModule(pl.LightningModule):
 
     # ----------------------------------------------------------- the data
     def configure_callbacks(self) -> list[pl.Callback]:
-        """Every Trainer run hands the data's description to :meth:`connect` (see ``synthtune.contract``)."""
+        """Every Trainer run hands the data's description to :meth:`connect` (see ``synthtune.contract``).
+        A Trainer that already holds one (``test`` after ``fit`` on the same Trainer) keeps it, so Lightning
+        has nothing to override and says nothing."""
+        if self._trainer is not None and any(isinstance(c, ConnectData) for c in self._trainer.callbacks):
+            return []
         return [ConnectData()]
 
     def connect(self, info: DataInfo) -> None:
