@@ -87,10 +87,11 @@ def plot_mauve_bars(reports: dict[str, dict[str, Any]], path: Path, title: str |
 def plot_grouped_bars(values: dict[str, dict[str, list[float]]], path: Path, ylabel: str,
                       title: str | None = None, ylim: tuple[float, float] | None = None) -> Path:
     """Rows along x, one bar per group inside each row (row -> group -> per-seed values): the mean with the
-    sample std over seeds as an error bar and each seed as a dot. A group a row has no values for is left out."""
+    sample std over seeds as an error bar and each seed as a dot. A group a row has no values for is left out,
+    and a group no row has values for gets no bar slot and no legend entry."""
     import numpy as np
 
-    groups = list(dict.fromkeys(g for per_row in values.values() for g in per_row))
+    groups = list(dict.fromkeys(g for per_row in values.values() for g, seeds in per_row.items() if seeds))
     fig = _figure(max(4.0, 0.55 * len(values) * max(1, len(groups)) + 1.5), 4.0)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(groups))

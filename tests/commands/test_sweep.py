@@ -175,3 +175,9 @@ def test_the_table_figure_draws_each_rows_mean_over_seeds_per_task(tmp_path, mon
     heights = sorted(round(p.get_height(), 6) for p in ax.patches)
     assert heights == [40.0, 60.0, 90.0]  # sst2 real: mean of 50 and 70; rte real; sst2 paired (rte has none)
     assert [t.get_text() for t in ax.get_xticklabels()] == [row_name("real"), row_name("paired/on")]
+    legend = drawn["fig"].axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["sst2", "rte"]
+    drawn.clear()
+    plot_table([r for r in results if r["task"] == "sst2"], ["sst2", "rte"], ["real"], "acc", tmp_path / "t.png")
+    ax = drawn["fig"].axes[0]  # rte has no results at all: no empty slot, no legend entry
+    assert ax.get_legend() is None and [round(p.get_x() + p.get_width() / 2, 6) for p in ax.patches] == [0.0]
