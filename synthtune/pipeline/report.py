@@ -85,7 +85,7 @@ def plot_mauve_bars(reports: dict[str, dict[str, Any]], path: Path, title: str |
 
 
 def plot_grouped_bars(values: dict[str, dict[str, list[float]]], path: Path, ylabel: str,
-                      title: str | None = None, ylim: tuple[float, float] | None = None) -> Path:
+                      title: str | None = None) -> Path:
     """Rows along x, one bar per group inside each row (row -> group -> per-seed values): the mean with the
     sample std over seeds as an error bar and each seed as a dot. A group a row has no values for is left out,
     and a group no row has values for gets no bar slot and no legend entry."""
@@ -110,8 +110,6 @@ def plot_grouped_bars(values: dict[str, dict[str, list[float]]], path: Path, yla
     ax.set_xticks(range(len(values)))
     ax.set_xticklabels(list(values), rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
-    if ylim:
-        ax.set_ylim(*ylim)
     if len(groups) > 1:
         ax.legend(fontsize=8)
     if title:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synthtune.commands.sweep import mean_std
 from synthtune.pipeline.report import plot_grouped_bars
 
 HERE = Path(__file__).resolve().parent
@@ -38,10 +39,9 @@ def rows(path: Path) -> list[dict]:
 def cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     if not values:
         return "–"
-    v = np.asarray(values) * scale
-    std = v.std(ddof=1) if len(v) > 1 else 0.0
-    n = f" (n={len(v)})" if len(v) < len(SEEDS) else ""
-    return f"{v.mean():.{digits}f} ± {std:.{digits}f}{n}"
+    mean, std = mean_std([v * scale for v in values])
+    n = f" (n={len(values)})" if len(values) < len(SEEDS) else ""
+    return f"{mean:.{digits}f} ± {std:.{digits}f}{n}"
 
 
 def norm(text: str) -> str:
