@@ -211,7 +211,7 @@ CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% e
 @pytest.mark.parametrize("use_chat_template", [True, False])
 def test_the_backbones_chat_template_wraps_the_seeded_prompt(tiny_llama, monkeypatch, use_chat_template):
     m = seeded(tiny_llama, use_chat_template=use_chat_template, system_prompt="Be brief.", max_new_tokens=2)
-    m.tokenizer.chat_template = CHAT
+    monkeypatch.setattr(m.tokenizer, "chat_template", CHAT)  # the tokenizer is shared: undo it after the test
     rendered = []
     real_render = text_generation.render_prompt
 
