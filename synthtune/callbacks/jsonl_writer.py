@@ -372,8 +372,8 @@ class JsonlPredictionWriter(BasePredictionWriter):
         elif (capped - loops) / len(flagged) > CAP_WARN_FRACTION:
             log.warning("%s; the others are cut off mid-text: raise --model.init_args.max_new_tokens", message)
         else:  # mostly loops: a higher cap only makes them longer
-            log.warning("%s; a higher cap would not end the loops: lower --model.init_args.temperature or top_p, "
-                        "or train the prompt longer", message)
+            log.warning("%s; a higher cap would not end the loops: set --model.init_args.repetition_penalty 1.1, "
+                        "lower temperature or top_p, or train the prompt longer", message)
 
     def _print_summary(self, output: Path, rows: Sequence[dict[str, Any]], new: int) -> None:
         console = Console()

@@ -81,6 +81,25 @@ def nucleus_argmax(logits: torch.Tensor, uniform: torch.Tensor, top_p: float,
     return choice
 
 
+def penalize_repeats(logits: torch.Tensor, history: Sequence[Sequence[int]], penalty: float) -> torch.Tensor:
+    """Make each row's already generated tokens less likely (CTRL's repetition penalty, as in Hugging Face's
+    ``repetition_penalty``): a positive logit of a token in the row's ``history`` is divided by ``penalty``, a
+    negative one multiplied by it. ``penalty`` 1 returns ``logits`` unchanged; the result is float32."""
+    rows = [r for r, seen in enumerate(history) if seen]
+    if penalty == 1.0 or not rows:
+        return logits.float()
+    logits = logits.float().clone()
+    width = max(len(history[r]) for r in rows)
+    # each row's history, padded by repeating its first token (scatter writes the same value twice)
+    index = torch.tensor([list(history[r]) + [history[r][0]] * (width - len(history[r])) for r in rows],
+                         dtype=torch.long, device=logits.device)
+    picked = torch.tensor(rows, dtype=torch.long, device=logits.device)
+    scores = logits[picked].gather(-1, index)
+    scores = torch.where(scores > 0, scores / penalty, scores * penalty)  # CTRL: s/θ if s > 0 else s·θ
+    logits[picked] = logits[picked].scatter(-1, index, scores)
+    return logits
+
+
 def next_tokens(logits: torch.Tensor, temperature: float, top_p: float,
                 generators: Sequence[torch.Generator]) -> torch.Tensor:
     """Sample one token per row from softmax(logits / temperature) restricted to the top-p set."""
@@ -246,7 +265,7 @@ def record(rows: list[int], drawn: list[int], tokens: list[list[int]], finished:
 
 def sample_seq2seq(model: nn.Module, prefix: torch.Tensor, mask: torch.Tensor, queue: deque, generators: list,
                    caps: list[int], eos: set[int], temperature: float, top_p: float, batch_size: int,
-                   tokens: list[list[int]], finished: list[bool]) -> None:
+                   tokens: list[list[int]], finished: list[bool], repetition_penalty: float = 1.0) -> None:
     """The encoder-decoder (T5) case of :func:`sample_from_prefix`: the prefix is the encoder's input;
     batches of ``batch_size`` rows decode from the decoder start token together, and rows that end
     are dropped from the batch (decoder positions are shared, so freed slots are not refilled)."""
@@ -263,7 +282,8 @@ def sample_seq2seq(model: nn.Module, prefix: torch.Tensor, mask: torch.Tensor, q
         while rows:
             out = model(encoder_outputs=BaseModelOutput(last_hidden_state=encoded), attention_mask=enc_mask,
                         decoder_input_ids=step, cache=cache, use_cache=True)
-            drawn = next_tokens(out.logits[:, -1], temperature, top_p, [generators[r] for r in rows]).tolist()
+            logits = penalize_repeats(out.logits[:, -1], [tokens[r] for r in rows], repetition_penalty)
+            drawn = next_tokens(logits, temperature, top_p, [generators[r] for r in rows]).tolist()
             ended = set(record(rows, drawn, tokens, finished, caps, eos))
             keep = [s for s in range(len(rows)) if s not in ended]
             if ended and keep:
@@ -286,6 +306,7 @@ def sample_from_prefix(
     attention_mask: torch.Tensor | None = None,
     batch_size: int | None = None,
     return_finished: bool = False,
+    repetition_penalty: float = 1.0,
 ) -> list[list[int]] | Sampled:
     """Generate up to ``max_new_tokens`` tokens after each prefix row; stop a row at EOS.
 
@@ -302,6 +323,8 @@ def sample_from_prefix(
         batch_size: rows decoded at once (continuous batching refills a slot as its row ends);
             ``None`` picks it from free memory with :func:`auto_batch_size`.
         return_finished: also return, per row, whether it ended with EOS (see :class:`Sampled`).
+        repetition_penalty: CTRL's penalty on the tokens a row has already generated (see
+            :func:`penalize_repeats`); 1 disables it.
 
     Returns:
         One list of token ids per row, or a :class:`Sampled` when ``return_finished``.
@@ -325,7 +348,7 @@ def sample_from_prefix(
     queue = deque(i for i in range(n) if caps[i] > 0)
     if model.config.is_encoder_decoder:
         sample_seq2seq(model, prefix, mask_all, queue, generators, caps, eos_set, temperature, top_p, batch_size,
-                       tokens, finished)
+                       tokens, finished, repetition_penalty)
         return Sampled(tokens, finished) if return_finished else tokens
     base, head = model.base_model, model.get_output_embeddings()
     slots = supports_slots(model)
@@ -345,7 +368,8 @@ def sample_from_prefix(
         if not rows:  # start a batch
             rows = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
             cache, mask, last, position = prefill(rows)
-        drawn = next_tokens(head(last), temperature, top_p, [generators[r] for r in rows]).tolist()
+        logits = penalize_repeats(head(last), [tokens[r] for r in rows], repetition_penalty)
+        drawn = next_tokens(logits, temperature, top_p, [generators[r] for r in rows]).tolist()
         free = record(rows, drawn, tokens, finished, caps, eos_set)
         live, drawn_free = len(rows) - len(free), bool(free)
         if free and not (slots and queue):  # nothing to refill with: drop the finished rows before the step

@@ -17,12 +17,15 @@ class SamplingSettings:
         top_p: nucleus sampling mass, in (0, 1] (1 disables it).
         max_new_tokens: longest generation, in tokens (≥ 1).
         seed: run seed; every sample's random stream derives from it and the sample id.
+        repetition_penalty: CTRL's penalty on tokens a sample has already generated, > 0 (1 disables it;
+            1.1-1.3 breaks repetition loops such as "She is 12. She is 18. ..."; below 1 favours repeats).
     """
 
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 128
     seed: int = 0
+    repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
         wrong = []
@@ -30,11 +33,17 @@ class SamplingSettings:
             wrong.append(f"temperature={self.temperature} (need ≥ 0; 0 is greedy)")
         if not 0.0 < self.top_p <= 1.0:
             wrong.append(f"top_p={self.top_p} (need 0 < top_p ≤ 1)")
+        if not (math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0):
+            wrong.append(f"repetition_penalty={self.repetition_penalty} (need > 0; 1 disables it)")
         if self.max_new_tokens < 1:
             wrong.append(f"max_new_tokens={self.max_new_tokens} (need ≥ 1)")
         if wrong:
             raise SynthtuneError("bad sampling settings: " + ", ".join(wrong) + "; fix them in --model.init_args")
 
     def as_dict(self) -> dict[str, float | int]:
-        """The settings as plain values (what each output row records in ``params``)."""
-        return asdict(self)
+        """The settings as plain values (what each output row records in ``params``). The repetition penalty
+        appears only when it is on, so samples written before it existed still resume under the same params."""
+        values = asdict(self)
+        if self.repetition_penalty == 1.0:
+            del values["repetition_penalty"]
+        return values

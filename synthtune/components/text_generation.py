@@ -36,12 +36,15 @@ def generate_from_text(
     max_prompt_tokens: int = 1024,
     batch_size: int | None = None,
     return_finished: bool = False,
+    repetition_penalty: float = 1.0,
 ) -> list[str] | tuple[list[str], list[bool]]:
     """One sampled continuation per prompt (special tokens stripped).
 
     ``batch_size`` and ``return_finished`` are those of :func:`sample_from_prefix`: with
     ``return_finished`` the result is ``(texts, finished)``, ``finished[i]`` saying whether text ``i``
-    ended with EOS rather than at ``max_new_tokens``.
+    ended with EOS rather than at ``max_new_tokens``. ``repetition_penalty`` counts only the generated
+    tokens, not the prompt's (Hugging Face's also penalises the prompt, which would push a reply away from
+    the examples it was given).
     """
     if not prompts:
         return ([], []) if return_finished else []
@@ -63,6 +66,6 @@ def generate_from_text(
         eos.update(generation_eos)
     sampled = sample_from_prefix(model, prefix, list(seeds), max_new_tokens, eos_token_ids=eos,
                                  temperature=temperature, top_p=top_p, attention_mask=mask, batch_size=batch_size,
-                                 return_finished=True)
+                                 return_finished=True, repetition_penalty=repetition_penalty)
     texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in sampled.tokens]
     return (texts, sampled.finished) if return_finished else texts

@@ -84,6 +84,7 @@ class DawGenModule(FrozenBackboneModule):
         top_p: nucleus sampling mass for predict.
         max_new_tokens: longest generated text (``text`` or ``text_b``), in tokens.
         seed: seed of the initialisation and of every sample's random stream.
+        repetition_penalty: CTRL's penalty on the tokens a sample has already generated (1 disables it).
         gradient_checkpointing: recompute the frozen backbone's activations in backward instead of storing
             them (less memory for long prompts on large models, ~1/3 more compute; the gradient is unchanged).
         compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
@@ -109,6 +110,7 @@ class DawGenModule(FrozenBackboneModule):
         top_p: float = 0.95,
         max_new_tokens: int = 48,
         seed: int = 0,
+        repetition_penalty: float = 1.0,
         gradient_checkpointing: bool = False,
         compile: bool = False,
     ) -> None:
@@ -119,7 +121,7 @@ class DawGenModule(FrozenBackboneModule):
             raise SynthtuneError("need lr > 0, inner_lr ≥ 0 (or null) and meta_every_n_steps ≥ 1; fix --model.init_args")
         if optimizer not in ("adam", "sgd"):
             raise SynthtuneError(f"unknown optimizer {optimizer!r}; use adam or sgd")
-        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
+        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed, repetition_penalty)
         self.save_hyperparameters()
         bb = self.load_frozen_backbone(backbone, dtype, gradient_checkpointing=gradient_checkpointing, compile=compile)
         bb.check_prompt_length(prompt_length)
@@ -279,12 +281,13 @@ class DawGenModule(FrozenBackboneModule):
             tokens, finished = sample_from_prefix(self.backbone, prefix, seeds, s.max_new_tokens, self._eos_ids(),
                                                   temperature=s.temperature, top_p=s.top_p,
                                                   attention_mask=mask if ctx is not None else None,
-                                                  return_finished=True)
+                                                  return_finished=True, repetition_penalty=s.repetition_penalty)
             return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens], [not f for f in finished]
         texts, hit_cap = [], []
         eos = self._eos_ids()
         sampling = {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p} if s.temperature > 0 \
             else {"do_sample": False}
+        sampling["repetition_penalty"] = s.repetition_penalty  # on inputs_embeds HF counts only new tokens, as ours
         for row, seed in enumerate(seeds):  # T5: HF generate with the prompt (+ text_a) as encoder inputs_embeds
             n_ctx = int(cmask[row].sum()) if cmask is not None else 0
             parts = [prompts[row]] + ([ctx[row, :n_ctx]] if n_ctx else [])

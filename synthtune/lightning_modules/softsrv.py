@@ -54,6 +54,8 @@ class SoftSRVModule(FrozenBackboneModule):
         top_p: nucleus sampling mass for predict (1 disables it).
         max_new_tokens: longest synthetic sample, in tokens.
         seed: seed of the prompt initialisation and of every sample's random stream.
+        repetition_penalty: CTRL's penalty on the tokens a sample has already generated (1 disables it;
+            about 1.1 breaks the repetition loops that otherwise run to ``max_new_tokens``).
         gradient_checkpointing: recompute the frozen backbone's activations in backward instead of storing
             them (less memory for long prompts on large models, ~1/3 more compute; the gradient is unchanged).
         compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
@@ -75,13 +77,14 @@ class SoftSRVModule(FrozenBackboneModule):
         top_p: float = 1.0,
         max_new_tokens: int = 128,
         seed: int = 0,
+        repetition_penalty: float = 1.0,
         gradient_checkpointing: bool = False,
         compile: bool = False,
     ) -> None:
         super().__init__()
         if prompt_length <= 0:
             raise SynthtuneError(f"prompt_length must be a positive number of soft tokens, got {prompt_length}")
-        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
+        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed, repetition_penalty)
         self.save_hyperparameters()
         bb = self.load_frozen_backbone(backbone, dtype, gradient_checkpointing=gradient_checkpointing, compile=compile)
         bb.check_prompt_length(prompt_length)
@@ -161,7 +164,8 @@ class SoftSRVModule(FrozenBackboneModule):
         s = self.sampling
         tokens, finished = sample_from_prefix(self.backbone, prefix, seeds, s.max_new_tokens,
                                               eos_token_ids=[self.tokenizer.eos_token_id], temperature=s.temperature,
-                                              top_p=s.top_p, return_finished=True)
+                                              top_p=s.top_p, return_finished=True,
+                                              repetition_penalty=s.repetition_penalty)
         return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens], [not f for f in finished]
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:

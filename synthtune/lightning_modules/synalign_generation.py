@@ -70,6 +70,7 @@ class SynAlignGenerationModule(PredictOnlyModule):
         top_p: nucleus sampling mass.
         use_chat_template: wrap prompts in the tokenizer's chat template.
         seed: run seed; every job's two sampling streams depend only on it and the job id.
+        repetition_penalty: CTRL's penalty on the tokens a sample has already generated (1 disables it).
         compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
     """
 
@@ -89,6 +90,7 @@ class SynAlignGenerationModule(PredictOnlyModule):
         top_p: float = 0.95,
         use_chat_template: bool = True,
         seed: int = 0,
+        repetition_penalty: float = 1.0,
         compile: bool = False,
     ) -> None:
         super().__init__()
@@ -100,7 +102,7 @@ class SynAlignGenerationModule(PredictOnlyModule):
             raise SynthtuneError(f"attribute_max_new_tokens must be >= 1, got {attribute_max_new_tokens}")
         if attribute_mode not in ATTRIBUTE_TEMPLATES:
             raise SynthtuneError(f"attribute_mode must be 'found' or 'fixed', got {attribute_mode!r}")
-        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
+        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed, repetition_penalty)
         self.attribute_template = attribute_template or ATTRIBUTE_TEMPLATES[attribute_mode]
         check_template(self.attribute_template, "attribute_template", ("text",))
         check_template(generation_template, "generation_template", ("attributes", "gen_size"))
@@ -127,7 +129,8 @@ class SynAlignGenerationModule(PredictOnlyModule):
         s = self.sampling
         texts, finished = generate_from_text(self.backbone, self.tokenizer, prompts, seeds,
                                              max_new_tokens=max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                                             use_chat_template=self.hparams.use_chat_template, return_finished=True)
+                                             use_chat_template=self.hparams.use_chat_template, return_finished=True,
+                                             repetition_penalty=s.repetition_penalty)
         return texts, [not f for f in finished]
 
     def attribute_stage(self, demonstrations: list[list[str]], label_names: list[str],

@@ -81,6 +81,7 @@ class TemplateGenerationModule(PredictOnlyModule):
         use_chat_template: render prompts with the tokenizer's chat template (when it has one).
         system_prompt: optional system turn for chat models.
         seed: seed of every sample's random stream.
+        repetition_penalty: CTRL's penalty on the tokens a sample has already generated (1 disables it).
         compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
     """
 
@@ -106,6 +107,7 @@ class TemplateGenerationModule(PredictOnlyModule):
         use_chat_template: bool = True,
         system_prompt: str | None = None,
         seed: int = 0,
+        repetition_penalty: float = 1.0,
         compile: bool = False,
     ) -> None:
         super().__init__()
@@ -117,7 +119,7 @@ class TemplateGenerationModule(PredictOnlyModule):
             raise SynthtuneError(f"critique_temperature must be ≥ 0 or null, got {critique_temperature}")
         if critique_max_new_tokens is not None and critique_max_new_tokens < 1:
             raise SynthtuneError(f"critique_max_new_tokens must be ≥ 1 or null, got {critique_max_new_tokens}")
-        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed)
+        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed, repetition_penalty)
         self.save_hyperparameters()
         defaults = preset(task) if task else None
         given = {"question": question_template, "critique": critique_template, "refine": refine_template}
@@ -206,7 +208,7 @@ class TemplateGenerationModule(PredictOnlyModule):
         texts, finished = generate_from_text(
             self.backbone, self.tokenizer, prompts, seeds, max_new_tokens=max_new_tokens or s.max_new_tokens,
             temperature=temperature, top_p=s.top_p, use_chat_template=h.use_chat_template, system=h.system_prompt,
-            max_prompt_tokens=h.max_prompt_tokens, return_finished=True)
+            max_prompt_tokens=h.max_prompt_tokens, return_finished=True, repetition_penalty=s.repetition_penalty)
         return texts, [not f for f in finished]
 
     def example(self, example_index: int | None) -> str:

@@ -408,7 +408,7 @@ def test_repetition_loops_are_told_from_long_texts():
 
 @pytest.mark.parametrize("texts, advice", [
     ([QUESTION] * 3 + [LOOP], "raise --model.init_args.max_new_tokens"),  # 3 of 20 cut off mid-text
-    ([LOOP] * 3 + [QUESTION], "a higher cap would not end the loops"),    # 1 of 20 cut off mid-text
+    ([LOOP] * 3 + [QUESTION], "would not end the loops: set --model.init_args.repetition_penalty"),  # 1 of 20
 ])
 def test_the_cap_warning_names_the_fix_that_helps(tmp_path, caplog, texts, advice):
     rows = [{"id": i, "text": "short.", "hit_cap": False, "params": {"max_new_tokens": 64}} for i in range(16)]

@@ -215,3 +215,50 @@ def test_t5_samples_from_its_encoder_prefix(tiny_t5):
     assert cut.finished == [stop in row for row in free] and cut.finished[2]
     alone = sample_from_prefix(bb.model, prefix[3:4], seeds[3:4], 8, [stop], attention_mask=mask[3:4])
     assert alone[0] == expected[3]
+
+
+def test_repetition_penalty_matches_hugging_faces_processor():
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 11)
+    history = [[2, 5, 5, 7], [], [0]]
+    ours = sampling.penalize_repeats(logits, history, 1.3)
+    ref = logits.clone()
+    for row in (0, 2):  # HF's processor takes [B, L] ids, so each row goes alone (row 1 has no history)
+        ref[row:row + 1] = RepetitionPenaltyLogitsProcessor(1.3)(torch.tensor([history[row]]), logits[row:row + 1].clone())
+    assert torch.allclose(ours, ref)
+    assert not torch.equal(ours[0], logits[0]) and torch.equal(ours[1], logits[1])
+    assert torch.equal(sampling.penalize_repeats(logits, history, 1.0), logits)
+
+
+@pytest.mark.filterwarnings("ignore:Passing `repetition_penalty` with `inputs_embeds`")
+def test_greedy_with_a_repetition_penalty_matches_hf_generate(tiny_llama):
+    bb = load_backbone(tiny_llama)
+    torch.manual_seed(1)
+    prefix = torch.randn(2, 4, bb.hidden_size) * 0.1
+    plain = sample_from_prefix(bb.model, prefix, [0, 1], 16, [-1], temperature=0.0)
+    ours = sample_from_prefix(bb.model, prefix, [0, 1], 16, [-1], temperature=0.0, repetition_penalty=2.0,
+                              batch_size=1)
+    assert ours == sample_from_prefix(bb.model, prefix, [0, 1], 16, [-1], temperature=0.0, repetition_penalty=2.0)
+    # a soft prefix has no token ids, so HF's penalty sees only the generated tokens too (prompt ids are empty)
+    ref = bb.model.generate(inputs_embeds=prefix, attention_mask=torch.ones(2, 4, dtype=torch.long),
+                            max_new_tokens=16, do_sample=False, eos_token_id=None, pad_token_id=0,
+                            repetition_penalty=2.0)
+    assert ours == ref[:, -16:].tolist()
+    assert ours != plain
+    assert max(len(set(t)) for t in ours) > max(len(set(t)) for t in plain)
+
+
+def test_a_penalised_sample_keeps_its_text_whatever_the_batch(tiny_llama):
+    bb = load_backbone(tiny_llama)
+    prefix, mask = pinned_inputs(bb, padded=True)
+    seeds = list(range(100, 106))
+    # below 1 the penalty favours repeats, which the tiny model never draws on its own: every row changes
+    kwargs = dict(temperature=0.9, top_p=0.9, attention_mask=mask, repetition_penalty=0.1)
+    together = sample_from_prefix(bb.model, prefix, seeds, 20, PINNED_EOS["llama"], batch_size=4, **kwargs)
+    alone = [sample_from_prefix(bb.model, prefix[i:i + 1], seeds[i:i + 1], 20, PINNED_EOS["llama"],
+                                **{**kwargs, "attention_mask": mask[i:i + 1]})[0] for i in range(6)]
+    assert together == alone
+    assert together != PINNED[("llama", True)]
+    assert sum(len(t) - len(set(t)) for t in together) > 0

@@ -159,6 +159,18 @@ def test_predict_counts_samples_cut_off_at_the_length_cap(tiny_llama, data_path,
     assert capped > 12 * 0.05 and "raise --model.init_args.max_new_tokens" in caplog.text
 
 
+def test_softsrv_rows_change_and_record_the_penalty(tiny_llama, data_path, tmp_path):
+    texts = {}
+    for penalty in (1.0, 0.1):  # below 1 the penalty favours repeats, which the tiny model never draws alone
+        out = tmp_path / f"p{penalty}.jsonl"
+        module, dm = make(tiny_llama, data_path, num_samples=6, repetition_penalty=penalty)
+        trainer(tmp_path, callbacks=[JsonlPredictionWriter(str(out))]).predict(module, dm, return_predictions=False)
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        texts[penalty] = [r["text"] for r in rows]
+        assert rows[0]["params"].get("repetition_penalty") == (None if penalty == 1.0 else penalty)
+    assert texts[0.1] != texts[1.0]
+
+
 def per_example_losses(module, texts, prefix):
     """Mean next-token NLL of each text given its own prefix row: [n]."""
     enc = module.tokenizer(list(texts), return_tensors="pt", padding=True)
