@@ -60,6 +60,18 @@ def plot_loss(points: list[tuple[int, float]], path: Path) -> Path:
     return atomic_write_png(fig, path)
 
 
+def sample_counts(path: Path) -> tuple[str, str]:
+    """``("k / n", "q %")`` for a JSONL of samples: how many of its rows ended at EOS ("-" for real text, which
+    has no ``hit_cap``), and the share of rows holding a question mark (GSM8K questions nearly all do)."""
+    if not path.is_file():
+        return "-", "-"
+    rows = read_jsonl(path)
+    flagged = [r for r in rows if "hit_cap" in r]
+    eos = f"{sum(not r['hit_cap'] for r in flagged)} / {len(flagged)}" if flagged else "-"
+    asks = sum("?" in (r.get("text") or r.get("question") or "") for r in rows)
+    return eos, f"{100 * asks / len(rows):.0f} %"
+
+
 def plot_mauve_bars(reports: dict[str, dict[str, Any]], path: Path, title: str | None = None,
                     colors: list[str] | None = None, ylabel: str = "MAUVE") -> Path:
     """One bar per ``synthtune score mauve`` report (label -> report): the mean with its std over k-means

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from synthtune.pipeline.report import plot_mauve_bars
+from synthtune.pipeline.report import plot_mauve_bars, sample_counts
 
 HERE = Path(__file__).resolve().parent
 #: (label, scored rows) per row, in table order; each file's MAUVE report is <stem>.mauve.json.
@@ -31,18 +31,6 @@ def load(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def counts(path: Path) -> tuple[str, str]:
-    """``("k / n", "q %")``: how many of the scored rows ended at EOS ("-" for real text, which has no
-    ``hit_cap``), and the share of rows holding a question mark (GSM8K questions nearly all do)."""
-    if not path.is_file():
-        return "-", "-"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
-    flagged = [r for r in rows if "hit_cap" in r]
-    eos = f"{sum(not r['hit_cap'] for r in flagged)} / {len(flagged)}" if flagged else "-"
-    asks = sum("?" in (r.get("text") or r.get("question") or "") for r in rows)
-    return eos, f"{100 * asks / len(rows):.0f} %"
-
-
 def main(root: str) -> None:
     root_path = Path(root)
     lines = ["| data (500 questions each) | MAUVE vs GSM8K test (mean ± std, 3 k-means seeds) | ended at EOS | hold a '?' "
@@ -50,7 +38,7 @@ def main(root: str) -> None:
     reports = {}
     for label, rows_file in ROWS:
         report = load(root_path / rows_file.replace(".jsonl", ".mauve.json"))
-        eos, asks = counts(root_path / rows_file)
+        eos, asks = sample_counts(root_path / rows_file)
         clean = load(root_path / rows_file.replace(".jsonl", ".eos.mauve.json"))
         clean_cell = f"{clean['mean']:.3f} ± {clean['std']:.3f} (n = {clean['num_synthetic']})" if clean else "-"
         if report is None:
