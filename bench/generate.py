@@ -12,6 +12,12 @@ fraction of it. Writes the "generate" section of bench/RESULTS.md.
 
     python bench/generate.py            # batches 1, 8, 32, 128
     python bench/generate.py --quick    # fewer samples per batch (about 5 minutes on 2 busy cores)
+    python bench/generate.py --threads 1 --batches 32 --compile --skip-hf-above 0   # eager vs torch.compile
+
+``--compile`` adds a third path, the sampler on a ``torch.compile``d backbone (``load_backbone(compile=True)``,
+what ``--model.init_args.compile true`` gives). Its warm-up is one whole untimed run of the same workload, so
+every cache layout the sampler meets is compiled before the timed run; the warm-up's seconds are reported
+too. It writes its own section, "generate, torch.compile", so the default table stays.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import machine_info, machine_markdown, write_section  # noqa: E402
 
 SECTION = "## generate (bench/generate.py)"
+COMPILE_SECTION = "## generate, torch.compile (bench/generate.py --compile)"
 GSM8K = Path(__file__).resolve().parents[1] / "data" / "gsm8k" / "train.jsonl"
 
 
@@ -85,19 +92,20 @@ def results_markdown(args: argparse.Namespace, argv: list[str] | None, info: dic
                      limit: float, rows: list[dict]) -> str:
     """The RESULTS.md section for the rows measured so far."""
     hf_at = {r["batch"]: r["tok_s"] for r in rows if r["path"] == "hf generate"}
-    lines = [SECTION, "", machine_markdown(info), "",
+    lines = [COMPILE_SECTION if args.compile else SECTION, "", machine_markdown(info), "",
              f"Run: `python bench/generate.py {' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip() + "",
              "", f"Backbone {args.backbone} (fp32, {params / 1e6:.1f}M parameters) on cpu, {torch.get_num_threads()} "
              f"torch threads; soft prefix of {args.prompt_length} vectors; target lengths drawn from the GSM8K train "
              f"questions' token lengths (cap {args.max_new_tokens}); temperature 1, top-p 1. Measured fp32 matmul "
              f"rate {flops / 1e9:.1f} GFLOP/s, so the compute limit is {limit:.0f} tokens/s (2 × params FLOP per token). "
              "The last but one column counts the prefix positions too (they cost the same FLOPs per position).",
-             "", "| path | batch | samples | tokens | seconds | tokens/s | of compute limit | with prefix | × HF at batch |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "", "| path | batch | samples | tokens | warm-up (s) | seconds | tokens/s | of compute limit | with prefix "
+             "| × HF at batch |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         vs = f"{r['tok_s'] / hf_at[r['batch']]:.2f}" if r["batch"] in hf_at else "-"
-        lines.append(f"| {r['path']} | {r['batch']} | {r['samples']} | {r['tokens']} | {r['seconds']:.1f} | "
-                     f"{r['tok_s']:.1f} | {100 * r['of_limit']:.0f} % | {100 * r['with_prefix']:.0f} % | {vs} |")
+        lines.append(f"| {r['path']} | {r['batch']} | {r['samples']} | {r['tokens']} | {r['warm_up']:.1f} | "
+                     f"{r['seconds']:.1f} | {r['tok_s']:.1f} | {100 * r['of_limit']:.0f} % | "
+                     f"{100 * r['with_prefix']:.0f} % | {vs} |")
     ours32 = next((r for r in rows if r["path"] == "synthtune" and r["batch"] == 32), None)
     if ours32 is not None:
         fraction = "met" if ours32["of_limit"] >= 0.5 else "missed"
@@ -122,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-hf-above", type=int, default=None, help="time HF generate only up to this batch")
     ap.add_argument("--quick", action="store_true", help="1 sample per slot (the batch-128 HF run dominates)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the sampler on a torch.compile'd backbone (warm-up: one whole untimed run)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -148,22 +158,29 @@ def main(argv: list[str] | None = None) -> int:
         warm = min(batch, count)
         paths = [("synthtune", lambda: run_synthtune(model, prefix, lengths, batch),
                   lambda: run_synthtune(model, prefix[:warm], [4] * warm, batch))]
+        if args.compile:
+            compiled = load_backbone(args.backbone, compile=True).model
+            paths.append(("synthtune, torch.compile", lambda: run_synthtune(compiled, prefix, lengths, batch),
+                          lambda: run_synthtune(compiled, prefix, lengths, batch)))
         if args.skip_hf_above is None or batch <= args.skip_hf_above:
             paths.append(("hf generate", lambda: run_hf(model, prefix, lengths, batch, bb.tokenizer.pad_token_id),
                           lambda: run_hf(model, prefix[:warm], [4] * warm, batch, bb.tokenizer.pad_token_id)))
         for name, timed, warm_up in paths:
+            start = time.perf_counter()
             warm_up()
+            warm_seconds = time.perf_counter() - start
             start = time.perf_counter()
             timed()
             seconds = time.perf_counter() - start
             tok_s = sum(lengths) / seconds
             processed = (sum(lengths) + count * args.prompt_length) / seconds  # prefix positions cost FLOPs too
-            rows.append({"path": name, "batch": batch, "samples": count, "tokens": sum(lengths), "seconds": seconds,
+            rows.append({"path": name, "batch": batch, "samples": count, "tokens": sum(lengths),
+                         "warm_up": warm_seconds, "seconds": seconds,
                          "tok_s": tok_s, "of_limit": tok_s / limit, "with_prefix": processed / limit})
             print(rows[-1], flush=True)
             markdown = results_markdown(args, argv, info, params, flops, limit, rows)
             if not args.no_write:  # after every row, so a run cut short still leaves what it measured
-                write_section(SECTION, markdown)
+                write_section(COMPILE_SECTION if args.compile else SECTION, markdown)
     print(markdown)
     return 0
 

@@ -1,0 +1,20 @@
+"""bench/generate.py on the tiny model: every path gets a row, and --compile adds the compiled sampler's row
+(torch.compile itself is tested in tests/components/test_backbone.py; here it is recorded, not run)."""
+
+import re
+
+from bench import generate
+from synthtune.components import backbone
+
+
+def test_compile_adds_a_timed_row_after_its_warm_up(tiny_llama, capsys, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(backbone, "compile_backbone", compiled.append)
+    assert generate.main(["--backbone", tiny_llama, "--batches", "2", "--max-new-tokens", "5", "--prompt-length", "2",
+                          "--compile", "--no-write"]) == 0
+    out = capsys.readouterr().out
+    assert len(compiled) == 1 and generate.COMPILE_SECTION in out
+    rows = re.findall(r"^\| (synthtune|hf generate|synthtune, torch\.compile) \| 2 \| 4 \| ([0-9]+) \| ([0-9.]+) \|",
+                      out, flags=re.M)
+    assert [r[0] for r in rows] == ["synthtune", "synthtune, torch.compile", "hf generate"]
+    assert len({r[1] for r in rows}) == 1  # every path generated the same tokens (the regex reads the warm-up column)
