@@ -10,6 +10,7 @@ from synthtune.components import backbone
 def test_compile_adds_a_timed_row_after_its_warm_up(tiny_llama, capsys, monkeypatch):
     compiled = []
     monkeypatch.setattr(backbone, "compile_backbone", compiled.append)
+    monkeypatch.setattr(backbone, "_loaded", {})  # a compiled tiny model loaded by another test would be reused
     assert generate.main(["--backbone", tiny_llama, "--batches", "2", "--max-new-tokens", "5", "--prompt-length", "2",
                           "--compile", "--no-write"]) == 0
     out = capsys.readouterr().out
