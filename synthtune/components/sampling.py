@@ -85,8 +85,8 @@ def penalize_repeats(logits: torch.Tensor, history: Sequence[Sequence[int]], pen
     """Make each row's already generated tokens less likely (CTRL's repetition penalty, as in Hugging Face's
     ``repetition_penalty``): a positive logit of a token in the row's ``history`` is divided by ``penalty``, a
     negative one multiplied by it. ``penalty`` 1 returns ``logits`` unchanged; the result is float32."""
-    rows = [r for r, seen in enumerate(history) if seen]
-    if penalty == 1.0 or not rows:
+    rows = [r for r, seen in enumerate(history) if seen] if penalty != 1.0 else []
+    if not rows:
         return logits.float()
     logits = logits.float().clone()
     width = max(len(history[r]) for r in rows)
@@ -94,9 +94,10 @@ def penalize_repeats(logits: torch.Tensor, history: Sequence[Sequence[int]], pen
     index = torch.tensor([list(history[r]) + [history[r][0]] * (width - len(history[r])) for r in rows],
                          dtype=torch.long, device=logits.device)
     picked = torch.tensor(rows, dtype=torch.long, device=logits.device)
-    scores = logits[picked].gather(-1, index)
+    sub = logits[picked]  # a copy (advanced indexing), written back below
+    scores = sub.gather(-1, index)
     scores = torch.where(scores > 0, scores / penalty, scores * penalty)  # CTRL: s/θ if s > 0 else s·θ
-    logits[picked] = logits[picked].scatter(-1, index, scores)
+    logits[picked] = sub.scatter_(-1, index, scores)
     return logits
 
 
