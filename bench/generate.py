@@ -13,6 +13,12 @@ fraction of it. Writes the "generate" section of bench/RESULTS.md.
     python bench/generate.py            # batches 1, 8, 32, 128
     python bench/generate.py --quick    # fewer samples per batch (about 5 minutes on 2 busy cores)
     python bench/generate.py --threads 1 --batches 32 --compile --skip-hf-above 0   # eager vs torch.compile
+    python bench/generate.py --threads 1 --batches 8 32 --layouts   # weight layout × sampler
+
+HF ``generate`` runs on the model as Hugging Face loads it (row-major weights); synthtune's loader stores
+the frozen linear weights column-major (``column_major_linears``). ``--layouts`` adds the two crossed rows
+(synthtune's sampler on row-major weights, HF ``generate`` on column-major ones), which separate what the
+layout gives from what the sampler gives.
 
 ``--compile`` adds a third path, the sampler on a ``torch.compile``d backbone (``load_backbone(compile=True)``,
 what ``--model.init_args.compile true`` gives). Its warm-up is one whole untimed run of the same workload, so
@@ -23,6 +29,7 @@ too. It writes its own section, "generate, torch.compile", so the default table 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -130,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-hf-above", type=int, default=None, help="time HF generate only up to this batch")
     ap.add_argument("--quick", action="store_true", help="1 sample per slot (the batch-128 HF run dominates)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    ap.add_argument("--layouts", action="store_true",
+                    help="also time synthtune on row-major weights and HF generate on column-major ones")
     ap.add_argument("--compile", action="store_true",
                     help="also time the sampler on a torch.compile'd backbone (warm-up: one whole untimed run)")
     args = ap.parse_args(argv)
@@ -138,11 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.samples_per_slot = 1.0
 
-    from synthtune.components.backbone import load_backbone
+    from synthtune.components.backbone import load_backbone, row_major
 
     info = machine_info()
     bb = load_backbone(args.backbone)
     model = bb.model
+    hf_model = row_major(copy.deepcopy(model))  # the peer: the weights as Hugging Face loads them
     params = sum(p.numel() for p in model.parameters())
     flops = matmul_flops()
     limit = flops / (2 * params)  # tokens/s if every FLOP of 2 × params per token ran at the matmul rate
@@ -162,9 +172,15 @@ def main(argv: list[str] | None = None) -> int:
             compiled = load_backbone(args.backbone, compile=True).model
             paths.append(("synthtune, torch.compile", lambda: run_synthtune(compiled, prefix, lengths, batch),
                           lambda: run_synthtune(compiled, prefix, lengths, batch)))
+        if args.layouts:
+            paths.append(("synthtune, row-major weights", lambda: run_synthtune(hf_model, prefix, lengths, batch),
+                          lambda: run_synthtune(hf_model, prefix[:warm], [4] * warm, batch)))
+        hf_paths = [("hf generate", hf_model)] + ([("hf generate, column-major weights", model)] if args.layouts else [])
         if args.skip_hf_above is None or batch <= args.skip_hf_above:
-            paths.append(("hf generate", lambda: run_hf(model, prefix, lengths, batch, bb.tokenizer.pad_token_id),
-                          lambda: run_hf(model, prefix[:warm], [4] * warm, batch, bb.tokenizer.pad_token_id)))
+            for name, weights in hf_paths:
+                paths.append((name, lambda w=weights: run_hf(w, prefix, lengths, batch, bb.tokenizer.pad_token_id),
+                              lambda w=weights: run_hf(w, prefix[:warm], [4] * warm, batch,
+                                                       bb.tokenizer.pad_token_id)))
         for name, timed, warm_up in paths:
             start = time.perf_counter()
             warm_up()

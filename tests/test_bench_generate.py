@@ -19,3 +19,16 @@ def test_compile_adds_a_timed_row_after_its_warm_up(tiny_llama, capsys, monkeypa
                       out, flags=re.M)
     assert [r[0] for r in rows] == ["synthtune", "synthtune, torch.compile", "hf generate"]
     assert len({r[1] for r in rows}) == 1  # every path generated the same tokens (the regex reads the warm-up column)
+
+
+def test_layouts_cross_weights_and_sampler(tiny_llama, capsys, monkeypatch):
+    monkeypatch.setattr(backbone, "_loaded", {})
+    assert generate.main(["--backbone", tiny_llama, "--batches", "2", "--max-new-tokens", "5", "--prompt-length", "2",
+                          "--layouts", "--no-write"]) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^\| ([a-z ,-]+) \| 2 \| 4 \| ([0-9]+) \|", out, flags=re.M)
+    assert [r[0] for r in rows] == ["synthtune", "synthtune, row-major weights", "hf generate",
+                                    "hf generate, column-major weights"]
+    assert len({r[1] for r in rows}) == 1
+    # the loader's model stays column-major: the HF peer ran on a row-major copy
+    assert not backbone.load_backbone(tiny_llama).model.base_model.layers[0].mlp.up_proj.weight.is_contiguous()

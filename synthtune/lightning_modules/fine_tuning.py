@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone
+from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone, row_major
 from synthtune.components.prompt_tuning.combination import check_strategy
 from synthtune.components.prompt_tuning.verbalizer import encode_texts, render_row
 from synthtune.contract import DataInfo
@@ -82,7 +82,7 @@ class FineTuningModule(ClassifierSteps, SynthtuneModule):
         self.save_hyperparameters()
         bb = load_backbone(backbone, dtype)
         # A private, trainable copy: the loader shares its frozen model within the process.
-        self.model = copy.deepcopy(bb.model).requires_grad_(True)
+        self.model = row_major(copy.deepcopy(bb.model)).requires_grad_(True)
         self.tokenizer = bb.tokenizer
         self.is_encoder_decoder = bb.is_encoder_decoder
         if mode == "head":

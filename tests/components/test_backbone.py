@@ -194,3 +194,26 @@ def test_checkpointed_backbone_generates_the_same_tokens(tiny_gpt2):
     prefix = torch.randn(3, 2, plain.get_input_embeddings().embedding_dim, generator=torch.Generator().manual_seed(1))
     kwargs = dict(seeds=[0, 1, 2], max_new_tokens=6, eos_token_ids=[-1], batch_size=3)
     assert sample_from_prefix(ckpt, prefix, **kwargs) == sample_from_prefix(plain, prefix, **kwargs)
+
+
+def test_frozen_linears_are_column_major_with_the_same_outputs(tiny_llama):
+    from transformers import AutoModelForCausalLM
+
+    bb = load_backbone(tiny_llama)
+    linears = [m for m in bb.model.base_model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.t().is_contiguous() and not m.weight.is_contiguous() for m in linears)
+    assert bb.model.get_input_embeddings().weight.is_contiguous()  # rows are read by the embedding lookup
+    assert bbmod.column_major_linears(bb.model) == 0  # idempotent
+    plain = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    ids = torch.randint(0, plain.config.vocab_size, (3, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(bb.model(ids).logits, plain(ids).logits, rtol=1e-5, atol=1e-5)
+    assert all(p.is_contiguous() for p in bbmod.row_major(plain).parameters())
+
+
+def test_fine_tuning_copy_is_row_major_again(tiny_llama):
+    from synthtune.lightning_modules.fine_tuning import FineTuningModule
+
+    ft = FineTuningModule(backbone=tiny_llama, num_labels=2, mode="head")
+    assert all(p.is_contiguous() for p in ft.model.parameters())
+    assert not load_backbone(tiny_llama).model.base_model.layers[0].mlp.up_proj.weight.is_contiguous()
