@@ -12,9 +12,9 @@ folder is built under a temporary name and renamed into place, so two processes 
 never leave a broken cache. Loaded models are frozen (no gradients, eval mode) and shared within a
 process, so a datamodule and a LightningModule asking for the same backbone load it once.
 
-The frozen body's linear weights are stored column-major (the transposed matrix, contiguous): on CPU,
+The frozen linear weights (the LM head included) are stored column-major (the transposed matrix, contiguous): on CPU,
 a decode step's skinny matmul ([batch, in] × [in, out]) then runs 1.3–2.3× faster for the same values
-(bench/RESULTS.md, "decode layout"), and training shapes run as fast as before.
+(bench/RESULTS.md, "generate", the --layouts rows), and training shapes run as fast as before.
 
 Attention runs through PyTorch's SDPA kernels wherever the architecture supports them (eager
 attention otherwise). Two speed options build a separate instance, so they never leak into a shared
@@ -283,19 +283,17 @@ def enable_gradient_checkpointing(model: nn.Module, name: str) -> None:
 
 
 def column_major_linears(model: nn.Module) -> int:
-    """Store the weight of every ``nn.Linear`` in ``model``'s transformer body column-major, in place;
-    return how many were changed.
+    """Store the weight of every ``nn.Linear`` in ``model`` column-major, in place; return how many changed.
 
     ``F.linear`` computes x·Wᵀ; with W's transpose contiguous, BLAS reads the [in, out] matrix without a
     transposed pass, which is what makes the small-batch matmuls of decoding fast on CPU. Values, shapes
-    and names are unchanged. Weights tied to the input embeddings (an LM head) keep their layout: the
-    embedding reads rows, and the vocabulary-sized head gains nothing (memory-bound).
+    and names are unchanged. This includes an LM head tied to the input embeddings (one shared matrix):
+    the embedding lookup then gathers strided rows, which costs well under a millisecond per decode step.
     """
-    embedding = model.get_input_embeddings().weight
     changed = 0
-    for module in model.base_model.modules():
+    for module in model.modules():
         weight = getattr(module, "weight", None)
-        if not isinstance(module, nn.Linear) or weight is embedding or weight.dim() != 2:
+        if not isinstance(module, nn.Linear) or weight is None or weight.dim() != 2:
             continue
         if weight.stride() != (1, weight.shape[0]):
             weight.data = weight.data.t().contiguous().t()

@@ -200,9 +200,10 @@ def test_frozen_linears_are_column_major_with_the_same_outputs(tiny_llama):
     from transformers import AutoModelForCausalLM
 
     bb = load_backbone(tiny_llama)
-    linears = [m for m in bb.model.base_model.modules() if isinstance(m, torch.nn.Linear)]
+    linears = [m for m in bb.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert bb.model.get_output_embeddings() in linears  # the LM head too, still tied to the embeddings
+    assert bb.model.get_output_embeddings().weight is bb.model.get_input_embeddings().weight
     assert linears and all(m.weight.t().is_contiguous() and not m.weight.is_contiguous() for m in linears)
-    assert bb.model.get_input_embeddings().weight.is_contiguous()  # rows are read by the embedding lookup
     assert bbmod.column_major_linears(bb.model) == 0  # idempotent
     plain = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
     ids = torch.randint(0, plain.config.vocab_size, (3, 7), generator=torch.Generator().manual_seed(0))
