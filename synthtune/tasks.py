@@ -23,6 +23,7 @@ A template ends where the label word comes (decoder-only LMs); for T5 the module
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from typing import Any
 
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields
+
+log = logging.getLogger(__name__)
 
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -115,12 +118,20 @@ def load_task(name: str, label_names: list[str] | None = None, is_pair: bool | N
 
 
 def read_labeled(path: str | Path, task: TaskSpec, *, allow_empty: bool = False,
-                 strict: bool = False) -> list[dict[str, Any]]:
+                 strict: bool = False, drop_empty: bool = False) -> list[dict[str, Any]]:
     """Rows of ``path`` as ``{"text"| "text_a","text_b", "label": int}``, validated against ``task``: a
     text field that is ``null`` or a number is one line naming the row and field (not the text "None");
-    broken JSON lines are skipped with a warning, or an error when ``strict``."""
+    broken JSON lines are skipped with a warning, or an error when ``strict``. With ``drop_empty`` (generated
+    data, where a sample that ends at once is empty), rows with an empty text field are skipped with one
+    warning; otherwise a pair task's empty ``text_b`` is an error."""
     source = str(path)
     rows = read_records(path, strict=strict)
+    if drop_empty:
+        kept = [r for r in rows if all(not isinstance(r.get(f), str) or r[f].strip() for f in task.text_fields)]
+        if len(kept) < len(rows):
+            log.warning("%s: skipped %d of %d row(s) with an empty %s (samples that ended at once)", source,
+                        len(rows) - len(kept), len(rows), " or ".join(task.text_fields))
+        rows = kept
     for i, row in enumerate(rows if task.is_pair else []):
         text_b = row.get("text_b")
         if text_b is None or (isinstance(text_b, str) and not text_b.strip()):

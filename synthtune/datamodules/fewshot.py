@@ -201,12 +201,12 @@ class FewShotDataModule(SynthtuneDataModule):
         check_label_coverage(self.train_real, task, source)
 
     def load_synthetic(self) -> None:
-        """The synthetic rows, validated against the task (labels, fields)."""
+        """The synthetic rows, validated against the task (labels, fields); empty samples are skipped."""
         if not self.synthetic:
             return
         path = Path(self.synthetic)
         check_synthetic_fields(read_records(path, strict=self.strict), self.task, str(path))
-        rows = read_labeled(path, self.task, allow_empty=True, strict=self.strict)
+        rows = read_labeled(path, self.task, allow_empty=True, strict=self.strict, drop_empty=True)
         if self.synthetic_limit is not None and len(rows) > self.synthetic_limit:
             keep = np.random.default_rng(self.seed).permutation(len(rows))[: self.synthetic_limit]
             rows = [rows[i] for i in sorted(keep.tolist())]

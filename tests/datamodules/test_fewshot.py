@@ -5,6 +5,7 @@ import pytest
 from synthtune.components.prompt_tuning.combination import plan_epoch
 from synthtune.datamodules.fewshot import FewShotDataModule, sample_per_class
 from synthtune.errors import SynthtuneError
+from synthtune.tasks import load_task, read_labeled
 
 
 def write(path, rows):
@@ -165,6 +166,21 @@ def test_empty_synthetic_set_with_a_strategy_that_needs_one(tmp_path):
     with pytest.raises(SynthtuneError, match="needs synthetic data"):
         FewShotDataModule("sst2", strategy="real->syn")
     assert make("real", empty).train_syn == []
+
+
+def test_empty_generated_samples_are_skipped_with_one_warning(tmp_path, caplog):
+    rows = [{"text_a": "A premise.", "text_b": "A hypothesis.", "label": "entailment"},
+            {"text_a": "A premise.", "text_b": " ", "label": "not_entailment"},
+            {"text_a": "Another premise.", "text_b": "", "label": "entailment"}]
+    path = write(tmp_path / "syn.jsonl", rows)
+    dm = FewShotDataModule("rte", seed=13, strategy="paired", synthetic=path, batch_size=4)
+    with caplog.at_level("WARNING"):
+        dm.setup("fit")
+    assert [r["text_b"] for r in dm.train_syn] == ["A hypothesis."]
+    assert "skipped 2 of 3 row(s) with an empty text_a or text_b" in caplog.text
+    real = write(tmp_path / "real.jsonl", rows[1:])  # in real data an empty hypothesis stays an error
+    with pytest.raises(SynthtuneError, match="row 0 has no text_b"):
+        read_labeled(real, load_task("rte"))
 
 
 def test_unknown_strategy_is_one_line():
