@@ -12,9 +12,11 @@ folder is built under a temporary name and renamed into place, so two processes 
 never leave a broken cache. Loaded models are frozen (no gradients, eval mode) and shared within a
 process, so a datamodule and a LightningModule asking for the same backbone load it once.
 
-The frozen linear weights (the LM head included) are stored column-major (the transposed matrix, contiguous): on CPU,
-a decode step's skinny matmul ([batch, in] × [in, out]) then runs 1.3–2.3× faster for the same values
-(bench/RESULTS.md, "generate", the --layouts rows), and training shapes run as fast as before.
+On a machine without a GPU, the frozen linear weights (the LM head included) are stored column-major (the
+transposed matrix, contiguous): a decode step's skinny matmul ([batch, in] × [in, out]) then runs 1.3–2.3×
+faster on CPU for the same values (bench/RESULTS.md, "generate", the --layouts rows), and training shapes
+run as fast as before. Where CUDA is available the layout stays as loaded (cuBLAS reads either layout, and
+FSDP expects contiguous parameters).
 
 Attention runs through PyTorch's SDPA kernels wherever the architecture supports them (eager
 attention otherwise). Two speed options build a separate instance, so they never leak into a shared
@@ -370,7 +372,8 @@ def load_backbone(name: str = DEFAULT_BACKBONE, dtype: str | torch.dtype = "fp32
     if gradient_checkpointing:
         enable_gradient_checkpointing(model, name)
     tokenizer = _load_tokenizer(source, name)
-    column_major_linears(model)
+    if not torch.cuda.is_available():  # a CPU-only machine: fast decode matmuls (see column_major_linears)
+        column_major_linears(model)
     backbone = Backbone(name=name, folder=Path(source), model=freeze(model), tokenizer=tokenizer)
     if compile:
         compile_backbone(model)

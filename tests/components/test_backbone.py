@@ -218,3 +218,10 @@ def test_fine_tuning_copy_is_row_major_again(tiny_llama):
     ft = FineTuningModule(backbone=tiny_llama, num_labels=2, mode="head")
     assert all(p.is_contiguous() for p in ft.model.parameters())
     assert not load_backbone(tiny_llama).model.base_model.layers[0].mlp.up_proj.weight.is_contiguous()
+
+
+def test_linears_keep_their_layout_where_cuda_is_available(tiny_llama, monkeypatch):
+    monkeypatch.setattr(bbmod, "_loaded", {})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    model = load_backbone(tiny_llama).model
+    assert all(p.is_contiguous() for p in model.parameters())
