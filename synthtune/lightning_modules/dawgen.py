@@ -72,6 +72,9 @@ class DawGenModule(FrozenBackboneModule):
         margin: hinge margin of L_dist.
         weight_mode: ``learned`` (Φ_W tuned by the meta-gradient) or ``uniform`` (every token weighs 1).
         weight_mlp_size: hidden width of Φ_W.
+        pin_eos_weight: give each example's EOS token weight 1 instead of a learned one (not in the paper:
+            L_disc gives EOS no reason to matter, so Φ_W learns to down-weight it and the generator stops
+            ending its samples; see docs/results/dawgen_prompt_tuning.md).
         optimizer: the update rule of Q, ``adam`` or ``sgd``; the virtual step of Alg. 1 replays it.
         lr: learning rate of Q (of the real step, and of the virtual step unless ``inner_lr`` is set).
         weight_lr: Adam learning rate of Φ_W.
@@ -100,6 +103,7 @@ class DawGenModule(FrozenBackboneModule):
         margin: float = 1.0,
         weight_mode: Literal["learned", "uniform"] = "learned",
         weight_mlp_size: int = 64,
+        pin_eos_weight: bool = False,
         optimizer: Literal["adam", "sgd"] = "adam",
         lr: float = 1e-3,
         weight_lr: float = 1e-3,
@@ -175,6 +179,12 @@ class DawGenModule(FrozenBackboneModule):
         """h_j for Φ_W: the frozen, prompt-free representation of each target token."""
         return token_representations(self.backbone, *self._inputs(batch))
 
+    def token_weights(self, weight_net: torch.nn.Module, reps: Tensor, batch: Batch) -> Tensor:
+        """W = Φ_W(h) over the batch's target tokens, with EOS pinned to 1 when ``pin_eos_weight``."""
+        ids, mask = batch["target_ids"], batch["target_mask"]
+        fixed = ids == self.tokenizer.eos_token_id if self.hparams.pin_eos_weight else None
+        return weight_net(reps, mask, fixed)
+
     def dawgen_loss(self, prompts: Tensor, weights: Tensor, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """(L_DawGen, L_wGen, L_dist) for the per-row prompts ``[B, t, d]`` and token weights ``[B, T]``."""
         scores = label_token_scores(self.backbone, prompts, *self._inputs(batch))
@@ -207,11 +217,11 @@ class DawGenModule(FrozenBackboneModule):
                               optimizer: torch.optim.Optimizer | None = None) -> MetaGradient:
         """Steps 1-2 of Alg. 1: ∂ L_disc(U(Q, ∇_Q L_DawGen(Q; W))) / ∂Φ_W, without changing Q; U is
         ``optimizer``'s step (the training run's Q optimizer; a fresh one when ``None``)."""
-        mask, labels = batch["target_mask"], batch["label"]
+        labels = batch["label"]
         all_labels = torch.arange(self.hparams.num_labels, device=labels.device)
 
         def inner(call_q: Any, weight_net: torch.nn.Module) -> Tensor:
-            return self.dawgen_loss(call_q(labels), weight_net(reps, mask), batch)[0]
+            return self.dawgen_loss(call_q(labels), self.token_weights(weight_net, reps, batch), batch)[0]
 
         def outer(call_q: Any) -> Tensor:
             return self.disc_loss(call_q(all_labels), batch)
@@ -235,7 +245,7 @@ class DawGenModule(FrozenBackboneModule):
         else:
             with torch.no_grad():  # no W step now: L_disc of the current Q, for the log only
                 disc = self.disc_loss(self.label_prompts.prompts, batch)
-        weights = self.weight_net(reps, mask).detach()
+        weights = self.token_weights(self.weight_net, reps, batch).detach()
         loss, l_wgen, l_dist = self.dawgen_loss(self.label_prompts(batch["label"]), weights, batch)
         self.check_finite(loss)
         opt_q.zero_grad()

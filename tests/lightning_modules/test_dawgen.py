@@ -26,6 +26,7 @@ class Recorder(Callback):
         self.calls += 1
         self.losses.append(float(outputs["loss"]))
         self.token_weights = (outputs["token_weights"], batch["target_mask"])  # of the last step
+        self.target_ids = batch["target_ids"]
 
 
 def make(backbone, task="sst2", **kw):
@@ -188,6 +189,19 @@ def test_uniform_mode_keeps_weights_at_one_and_never_steps_w(tiny_llama, tmp_pat
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("weight_net."))
     assert float(tr.callback_metrics["train/weight_entropy"]) == pytest.approx(1.0)
     assert float(tr.callback_metrics["train/dist"]) == 0.0 and float(tr.callback_metrics["train/disc"]) < 0
+
+
+def test_pin_eos_weight_keeps_each_targets_eos_at_one(tiny_llama, tmp_path):
+    module, dm = make(tiny_llama, pin_eos_weight=True)
+    rec = Recorder()
+    trainer(tmp_path, max_steps=2, callbacks=[rec]).fit(module, dm)
+    weights, mask = rec.token_weights
+    at_eos = (rec.target_ids == module.tokenizer.eos_token_id) & mask.bool()
+    assert int(at_eos.sum()) >= len(mask)  # every target ends with EOS
+    assert torch.equal(weights[at_eos], torch.ones_like(weights[at_eos]))
+    free = mask.bool() & ~at_eos
+    assert float(weights[free].sum()) == pytest.approx(float(free.sum()), rel=1e-5)  # the rest still average 1
+    assert float(weights[free].std()) > 0  # and are still learned
 
 
 def test_weight_entropy_is_one_for_uniform_and_lower_when_peaked():

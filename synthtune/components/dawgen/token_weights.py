@@ -9,6 +9,9 @@ So the weights are positive, sum to N and average 1: equal scores give ``W_j = 1
 token (the unweighted loss), and the weighted loss stays on the scale of the plain mean. Pad tokens
 get weight 0. Normalising over the batch (not per example) lets Φ_W move weight between examples
 as well as within one.
+
+Tokens marked ``fixed`` (e.g. each example's EOS, see ``DawGenModule(pin_eos_weight=True)``) weigh
+exactly 1 and take no part in the softmax; the other valid tokens share their own count as above.
 """
 
 from __future__ import annotations
@@ -53,12 +56,13 @@ class TokenWeightNet(nn.Module):
         """Raw scores Φ_W(h_j), shape ``[B, T]``, before normalisation."""
         return self.mlp(hidden.to(self.mlp[0].weight.dtype)).squeeze(-1)
 
-    def forward(self, hidden: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, hidden: Tensor, mask: Tensor, fixed: Tensor | None = None) -> Tensor:
         """Token weights ``[B, T]``: 0 on pads, mean 1 over the batch's valid tokens.
 
         Args:
             hidden: ``[B, T, d]`` token representations h_j.
             mask: ``[B, T]`` with 1 (or True) on valid tokens and 0 on padding.
+            fixed: optional ``[B, T]`` mask of valid tokens whose weight is pinned to 1.
         """
         if hidden.dim() != 3 or hidden.shape[:2] != mask.shape or hidden.shape[-1] != self.hidden_size:
             raise SynthtuneError(
@@ -71,8 +75,13 @@ class TokenWeightNet(nn.Module):
             raise SynthtuneError("TokenWeightNet got a batch with no valid tokens; check the attention mask")
         if self.mode == "uniform":
             return valid.to(hidden.dtype if hidden.is_floating_point() else torch.float32)
+        pinned = valid & fixed.bool() if fixed is not None else torch.zeros_like(valid)
+        free = valid & ~pinned
         scores = self.scores(hidden)
-        scores = scores.masked_fill(~valid, float("-inf"))
+        scores = scores.masked_fill(~free, float("-inf"))
+        n_free = int(free.sum())
+        if n_free == 0:
+            return pinned.to(scores.dtype)
         # DawGen token weights: W = N · softmax over the batch's valid tokens (uniform scores → 1)
         flat = torch.softmax(scores.reshape(-1), dim=0).reshape(scores.shape)
-        return flat * n_valid
+        return flat * n_free + pinned.to(scores.dtype)

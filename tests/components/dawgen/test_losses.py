@@ -103,6 +103,22 @@ def test_token_weights_are_normalised_over_valid_tokens():
     torch.testing.assert_close(w[mask == 1], torch.softmax(scores, 0) * 9)
 
 
+def test_pinned_tokens_weigh_one_and_the_rest_share_their_own_count():
+    torch.manual_seed(0)
+    net = TokenWeightNet(hidden_size=8, mlp_size=5, zero_init=False)
+    hidden = torch.randn(2, 4, 8, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    fixed = torch.tensor([[0, 0, 1, 1], [0, 0, 0, 1]])  # the pad at [0, 3] stays 0 even if marked
+    w = net(hidden, mask, fixed)
+    assert w[0, 2] == 1 and w[1, 3] == 1 and w[0, 3] == 0
+    free = (mask == 1) & (fixed == 0)
+    scores = net.scores(hidden).detach()[free]
+    torch.testing.assert_close(w.detach()[free], torch.softmax(scores, 0) * 5)
+    grad, = torch.autograd.grad(w[0, 2] + w[1, 3], hidden, allow_unused=True)
+    assert grad is None or torch.all(grad == 0)  # a pinned weight does not depend on Φ_W
+    assert torch.equal(net(hidden, mask, torch.ones_like(mask)), mask.float())  # everything pinned
+
+
 def test_token_weights_start_uniform_and_uniform_mode():
     hidden = torch.randn(2, 3, 8)
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
