@@ -19,7 +19,7 @@ from synthtune.commands.sweep import markdown_table, plot_table, row_name
 HERE = Path(__file__).resolve().parent
 TASKS = ["sst2", "rte"]
 ROWS = ["zero_shot", "in_context", "real", "syn", "real+syn", "paired/off", "paired/on", "paired/on@uniform",
-        "ft_prompt"]
+        "syn@eos", "real+syn@eos", "paired/off@eos", "paired/on@eos", "ft_prompt"]  # @eos: SST-2's follow-up
 
 
 def load(path: Path) -> dict | None:
@@ -44,9 +44,12 @@ def generators(root: Path) -> None:
         train = {norm(r.get("text_b", r.get("text", ""))) for r in rows(Path("data") / task / "train.jsonl")}
         train |= {norm(r.get("text_b", r.get("text", ""))) for s in (13, 21, 42, 87, 100)
                   for r in rows(Path("data") / task / "kshot" / f"16-{s}" / "train.jsonl")}
-        for variant, name in (("", "DawGen (learned weights, λ = 1)"), ("-uniform", "uniform weights, λ = 0")):
+        for variant, name in (("", "DawGen (learned weights, λ = 1)"), ("-uniform", "uniform weights, λ = 0"),
+                              ("-eos", "DawGen, EOS weight pinned to 1")):
             d = root / f"dawgen-{task}{variant}"
             report, samples = load(d / "on_label.json"), rows(d / "samples.jsonl")
+            if variant == "-eos" and not d.exists():  # the follow-up ran on SST-2 only
+                continue
             if not report:
                 print(f"| {task} | {name} | pending | | | | | | |")
                 continue
