@@ -14,6 +14,7 @@ fraction of it. Writes the "generate" section of bench/RESULTS.md.
     python bench/generate.py --quick    # fewer samples per batch (about 5 minutes on 2 busy cores)
     python bench/generate.py --threads 1 --batches 32 --compile --skip-hf-above 0   # eager vs torch.compile
     python bench/generate.py --threads 1 --batches 8 32 --layouts   # weight layout × sampler
+    python bench/generate.py --batches 32 64 128 --samples 128 --skip-hf-above 0   # slot counts for one job
 
 HF ``generate`` runs on the model as Hugging Face loads it (row-major weights); synthtune's loader stores
 the frozen linear weights column-major (``column_major_linears``). ``--layouts`` adds the two crossed rows
@@ -44,6 +45,7 @@ from bench._common import machine_info, machine_markdown, write_section  # noqa:
 
 SECTION = "## generate (bench/generate.py)"
 COMPILE_SECTION = "## generate, torch.compile (bench/generate.py --compile)"
+SLOTS_SECTION = "## generate, one job at several slot counts (bench/generate.py --samples)"
 GSM8K = Path(__file__).resolve().parents[1] / "data" / "gsm8k" / "train.jsonl"
 
 
@@ -95,11 +97,16 @@ def run_hf(model, prefix: torch.Tensor, lengths: list[int], batch: int, pad_toke
         assert out.shape[1] == max(targets)
 
 
+def section(args: argparse.Namespace) -> str:
+    """The RESULTS.md section a run writes: each kind of comparison keeps its own table."""
+    return COMPILE_SECTION if args.compile else SLOTS_SECTION if args.samples else SECTION
+
+
 def results_markdown(args: argparse.Namespace, argv: list[str] | None, info: dict, params: int, flops: float,
                      limit: float, rows: list[dict]) -> str:
     """The RESULTS.md section for the rows measured so far."""
     hf_at = {r["batch"]: r["tok_s"] for r in rows if r["path"] == "hf generate"}
-    lines = [COMPILE_SECTION if args.compile else SECTION, "", machine_markdown(info), "",
+    lines = [section(args), "", machine_markdown(info), "",
              f"Run: `python bench/generate.py {' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip() + "",
              "", f"Backbone {args.backbone} (fp32, {params / 1e6:.1f}M parameters) on cpu, {torch.get_num_threads()} "
              f"torch threads; soft prefix of {args.prompt_length} vectors; target lengths drawn from the GSM8K train "
@@ -114,7 +121,7 @@ def results_markdown(args: argparse.Namespace, argv: list[str] | None, info: dic
                      f"{r['seconds']:.1f} | {r['tok_s']:.1f} | {100 * r['of_limit']:.0f} % | "
                      f"{100 * r['with_prefix']:.0f} % | {vs} |")
     ours32 = next((r for r in rows if r["path"] == "synthtune" and r["batch"] == 32), None)
-    if ours32 is not None:
+    if ours32 is not None and not args.samples:  # a slot comparison has no peer row
         fraction = "met" if ours32["of_limit"] >= 0.5 else "missed"
         speedup = ("met" if ours32["tok_s"] >= 3 * hf_at[32] else "missed") if 32 in hf_at else "not measured"
         lines += ["", f"Targets at batch 32: ≥ 50 % of the compute limit {fraction} "
@@ -131,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples-per-slot", type=float, default=2.0,
                     help="samples generated per batch slot (continuous batching refills slots as rows end)")
     ap.add_argument("--min-samples", type=int, default=4)
+    ap.add_argument("--samples", type=int, default=None,
+                    help="the same this many samples at every batch size (a slot-count comparison of one job)")
     ap.add_argument("--prompt-length", type=int, default=32, help="soft prefix vectors per sample")
     ap.add_argument("--max-new-tokens", type=int, default=256, help="cap on a sample's target length")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -162,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     scale = model.get_input_embeddings().weight.std().item()
     rows = []
     for batch in args.batches:
-        count = max(args.min_samples, int(round(batch * args.samples_per_slot)))
-        lengths = gsm8k_lengths(bb.tokenizer, count, args.max_new_tokens, seed=batch)
+        count = args.samples or max(args.min_samples, int(round(batch * args.samples_per_slot)))
+        if args.samples:  # the same rows at every batch size: only the slot count changes
+            gen = torch.Generator().manual_seed(0)
+        lengths = gsm8k_lengths(bb.tokenizer, count, args.max_new_tokens, seed=0 if args.samples else batch)
         prefix = torch.randn(count, args.prompt_length, bb.hidden_size, generator=gen) * scale
         warm = min(batch, count)
         paths = [("synthtune", lambda: run_synthtune(model, prefix, lengths, batch),
@@ -196,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             print(rows[-1], flush=True)
             markdown = results_markdown(args, argv, info, params, flops, limit, rows)
             if not args.no_write:  # after every row, so a run cut short still leaves what it measured
-                write_section(COMPILE_SECTION if args.compile else SECTION, markdown)
+                write_section(section(args), markdown)
     print(markdown)
     return 0
 

@@ -32,3 +32,11 @@ def test_layouts_cross_weights_and_sampler(tiny_llama, capsys, monkeypatch):
     assert len({r[1] for r in rows}) == 1
     # the loader's model stays column-major: the HF peer ran on a row-major copy
     assert not backbone.load_backbone(tiny_llama).model.base_model.layers[0].mlp.up_proj.weight.is_contiguous()
+
+
+def test_samples_gives_every_batch_size_the_same_rows(tiny_llama, capsys, monkeypatch):
+    monkeypatch.setattr(backbone, "_loaded", {})
+    assert generate.main(["--backbone", tiny_llama, "--batches", "2", "4", "--samples", "6", "--max-new-tokens", "5",
+                          "--prompt-length", "2", "--skip-hf-above", "0", "--no-write"]) == 0
+    rows = re.findall(r"^\| synthtune \| ([24]) \| ([0-9]+) \| ([0-9]+) \|", capsys.readouterr().out, flags=re.M)
+    assert [r[0] for r in rows] == ["2", "4"] and {r[1:] for r in rows} == {("6", rows[0][2])}
