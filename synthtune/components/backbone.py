@@ -294,11 +294,8 @@ def column_major_linears(model: nn.Module) -> int:
     """
     changed = 0
     for module in model.modules():
-        weight = getattr(module, "weight", None)
-        if not isinstance(module, nn.Linear) or weight is None or weight.dim() != 2:
-            continue
-        if weight.stride() != (1, weight.shape[0]):
-            weight.data = weight.data.t().contiguous().t()
+        if isinstance(module, nn.Linear) and module.weight.stride() != (1, module.weight.shape[0]):
+            module.weight.data = module.weight.data.t().contiguous().t()
             changed += 1
     return changed
 

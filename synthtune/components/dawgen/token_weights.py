@@ -82,6 +82,7 @@ class TokenWeightNet(nn.Module):
         n_free = int(free.sum())
         if n_free == 0:
             return pinned.to(scores.dtype)
-        # DawGen token weights: W = N · softmax over the batch's valid tokens (uniform scores → 1)
+        # DawGen token weights: W = N · softmax over the batch's valid tokens (uniform scores → 1); N counts the
+        # unpinned ones, and pinned tokens weigh 1
         flat = torch.softmax(scores.reshape(-1), dim=0).reshape(scores.shape)
         return flat * n_free + pinned.to(scores.dtype)
