@@ -8,6 +8,9 @@
 2. Generation tokens/s: synthtune's predict path (``SoftSRVModule.generate``) against HF
    ``generate(inputs_embeds=...)`` at batch 1, 8 and 32, both forced to the same number of tokens.
 
+The peers run on the weights as Hugging Face loads them (row-major); synthtune's loader stores the frozen
+linear weights column-major on machines without CUDA (``column_major_linears``).
+
 Targets (issue #2): SS_NP step time ≤ 0.9× PEFT's and peak memory ≤ PEFT's; batched generation
 ≥ HF generate at equal batch and ≥ 6× the batch-1 tokens/s.
 
@@ -18,6 +21,7 @@ Targets (issue #2): SS_NP step time ≤ 0.9× PEFT's and peak memory ≤ PEFT's;
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import subprocess
@@ -57,7 +61,7 @@ def peak_bytes(device: str) -> int:
 
 def train_worker(args: argparse.Namespace) -> dict:
     """One variant's step time and peak memory, measured in this (fresh) process."""
-    from synthtune.components.backbone import load_backbone
+    from synthtune.components.backbone import load_backbone, row_major
     from synthtune.components.softsrv.prefix_lm import reconstruction_loss
     from synthtune.lightning_modules import SoftSRVModule
 
@@ -67,7 +71,7 @@ def train_worker(args: argparse.Namespace) -> dict:
     if args.variant == "peft":
         from peft import PromptTuningConfig, TaskType, get_peft_model
 
-        model = get_peft_model(bb.model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM,
+        model = get_peft_model(row_major(bb.model), PromptTuningConfig(task_type=TaskType.CAUSAL_LM,
                                                             num_virtual_tokens=args.prompt_length))
         model.to(args.device)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -107,12 +111,14 @@ def train_worker(args: argparse.Namespace) -> dict:
 
 
 def generation(args: argparse.Namespace) -> list[dict]:
+    from synthtune.components.backbone import row_major
     from synthtune.lightning_modules import SoftSRVModule
 
     module = SoftSRVModule(backbone=args.backbone, dtype=args.dtype, parameterization="np",
                            prompt_length=args.prompt_length, max_new_tokens=args.new_tokens,
                            temperature=1.0, top_p=1.0).to(args.device).eval()
     model = module.backbone
+    hf_model = row_major(copy.deepcopy(model))  # the peer: the weights as Hugging Face loads them
     rows = []
     for batch in args.gen_batches:
         prefix = module.prompts(torch.arange(batch)).detach()
@@ -125,11 +131,10 @@ def generation(args: argparse.Namespace) -> list[dict]:
 
         def hf() -> None:
             with torch.inference_mode():
-                out = model.generate(inputs_embeds=prefix, attention_mask=torch.ones(prefix.shape[:2], dtype=torch.long,
-                                                                                    device=prefix.device),
-                                     do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
-                                     max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
-                                     pad_token_id=module.tokenizer.pad_token_id)
+                mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
+                out = hf_model.generate(inputs_embeds=prefix, attention_mask=mask, do_sample=True, temperature=1.0,
+                                        top_p=1.0, top_k=0, max_new_tokens=args.new_tokens,
+                                        min_new_tokens=args.new_tokens, pad_token_id=module.tokenizer.pad_token_id)
             assert out.shape[1] == args.new_tokens
 
         for name, fn in (("synthtune", ours), ("hf generate", hf)):
