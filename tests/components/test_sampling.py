@@ -160,6 +160,23 @@ def test_each_row_says_whether_it_ended_at_eos_or_at_its_cap(tiny_llama):
     assert capped.finished == [False, False, True, True, False, False]
 
 
+def test_the_draws_do_not_depend_on_how_the_rows_are_split_over_threads(tiny_llama, monkeypatch):
+    def draws(seeds):
+        with torch.inference_mode():  # the sampler's mode, which the draw threads must take on
+            return sampling.uniform_rows([torch.Generator().manual_seed(s) for s in seeds], 50, torch.device("cpu"))
+
+    serial = draws(range(7))
+    monkeypatch.setattr(sampling, "ROWS_PER_DRAW_THREAD", 1)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # rows 0-1 here, 2-3 and 4-6 on two pool threads
+    assert torch.equal(draws(range(7)), serial)
+    assert torch.equal(serial[3], torch.rand(50, generator=torch.Generator().manual_seed(3)))
+    bb = load_backbone(tiny_llama)
+    prefix, mask = pinned_inputs(bb, padded=True)
+    tokens = sample_from_prefix(bb.model, prefix, list(range(100, 106)), 20, PINNED_EOS["llama"], temperature=0.9,
+                                top_p=0.9, attention_mask=mask)
+    assert tokens == PINNED[("llama", True)]
+
+
 def test_nucleus_from_the_top_candidates_matches_the_full_sort():
     g = torch.Generator().manual_seed(3)
     logits = torch.randn(64, 300, generator=g) * torch.linspace(0.5, 6.0, 64).unsqueeze(1)
