@@ -8,7 +8,11 @@ finished row until its whole batch ends). Both sample at temperature 1 with the 
 
 The compute limit is the fp32 matmul rate measured in the same run (a square matmul, median of
 several) divided by 2 × parameters FLOP per generated token; each tokens/s figure is shown as a
-fraction of it. Writes the "generate" section of bench/RESULTS.md.
+fraction of it. A decode step multiplies a few rows by every weight, which no CPU does at the square
+rate, so each row is also shown against the workload's matmul floor (``matmul_floor``): the seconds the
+model's own linear layers take, in the same run, at each step's row count of the job's schedule, plus
+the prefix positions, with nothing else (no attention, sampling or overhead). Writes the "generate"
+section of bench/RESULTS.md.
 
     python bench/generate.py            # batches 1, 8, 32, 128
     python bench/generate.py --quick    # fewer samples per batch (about 5 minutes on 2 busy cores)
@@ -69,6 +73,58 @@ def gsm8k_lengths(tokenizer, count: int, cap: int, seed: int = 0) -> list[int]:
     return [lengths[i] for i in pick.tolist()]
 
 
+def slot_schedule(lengths: list[int], batch: int) -> list[int]:
+    """Rows decoded at each step when ``batch`` slots take the samples in order and a slot is refilled as
+    soon as its sample reaches its length (synthtune's schedule; without refills the rows only shrink)."""
+    waiting, live, steps = list(reversed(lengths)), [], []
+    while waiting or live:
+        while len(live) < batch and waiting:
+            live.append(waiting.pop())
+        steps.append(len(live))
+        live = [left - 1 for left in live if left > 1]
+    return steps
+
+
+def linear_seconds(model: torch.nn.Module, rows: int, repeats: int = 3, head: bool = True) -> float:
+    """Median seconds of every ``nn.Linear`` of ``model`` (the LM head only if ``head``) applied once to a
+    [rows, in] input, as a step multiplies them."""
+    out = model.get_output_embeddings()
+    weights = [(m.weight.detach(), None if m.bias is None else m.bias.detach()) for m in model.modules()
+               if isinstance(m, torch.nn.Linear) and (head or m is not out)]
+    inputs = {w.shape[1]: torch.randn(rows, w.shape[1]) for w, _ in weights}
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            for w, b in weights:
+                torch.nn.functional.linear(inputs[w.shape[1]], w, b)
+            times.append(time.perf_counter() - start)
+    return sorted(times[1:])[repeats // 2]
+
+
+def matmul_floor(model: torch.nn.Module, lengths: list[int], batch: int, prompt_length: int) -> float:
+    """Seconds the job's matmuls alone need on this machine now: each decode step's linear layers at its row
+    count in :func:`slot_schedule` (measured at powers of two up to ``batch``, linear in between), plus every
+    prefix position through the layers and one position per sample through the LM head, at a compute-bound
+    shape. Attention, sampling and all overhead count as zero, so no sampler on these weights and slots can
+    be faster; what a path reaches of it is its efficiency."""
+    steps = slot_schedule(lengths, batch)
+    grid = sorted({1, batch} | {2**k for k in range(batch.bit_length()) if 2**k <= batch})
+    cost = {rows: linear_seconds(model, rows) for rows in grid}
+
+    def step(rows: int) -> float:
+        above = next(g for g in grid if g >= rows)
+        below = max(g for g in grid if g <= rows)
+        if above == below:
+            return cost[rows]
+        return cost[below] + (cost[above] - cost[below]) * (rows - below) / (above - below)
+
+    wide = 256  # prefix positions per measured chunk: enough rows for the matmuls to be compute-bound
+    layers, with_head = linear_seconds(model, wide, head=False), linear_seconds(model, wide)
+    prefill = len(lengths) * prompt_length * layers / wide + len(lengths) * (with_head - layers) / wide
+    return sum(step(rows) for rows in steps) + prefill
+
+
 def run_synthtune(model, prefix: torch.Tensor, lengths: list[int], batch: int) -> None:
     from synthtune.components.sampling import sample_from_prefix
 
@@ -112,20 +168,26 @@ def results_markdown(args: argparse.Namespace, argv: list[str] | None, info: dic
              f"torch threads; soft prefix of {args.prompt_length} vectors; target lengths drawn from the GSM8K train "
              f"questions' token lengths (cap {args.max_new_tokens}); temperature 1, top-p 1. Measured fp32 matmul "
              f"rate {flops / 1e9:.1f} GFLOP/s, so the compute limit is {limit:.0f} tokens/s (2 × params FLOP per token). "
-             "The last but one column counts the prefix positions too (they cost the same FLOPs per position).",
+             "The \"with prefix\" column counts the prefix positions too (they cost the same FLOPs per position). "
+             "\"Of matmul floor\" is the job's matmul floor at that batch (the model's own linear layers at each "
+             "step's row count of the slot schedule, plus the prefix, nothing else; see `matmul_floor`) divided by "
+             "the path's seconds.",
              "", "| path | batch | samples | tokens | warm-up (s) | seconds | tokens/s | of compute limit | with prefix "
-             "| × HF at batch |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| floor (s) | of matmul floor | × HF at batch |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         vs = f"{r['tok_s'] / hf_at[r['batch']]:.2f}" if r["batch"] in hf_at else "-"
         lines.append(f"| {r['path']} | {r['batch']} | {r['samples']} | {r['tokens']} | {r['warm_up']:.1f} | "
                      f"{r['seconds']:.1f} | {r['tok_s']:.1f} | {100 * r['of_limit']:.0f} % | "
-                     f"{100 * r['with_prefix']:.0f} % | {vs} |")
+                     f"{100 * r['with_prefix']:.0f} % | {r['floor']:.3g} | {100 * r['floor'] / r['seconds']:.0f} % | "
+                     f"{vs} |")
     ours32 = next((r for r in rows if r["path"] == "synthtune" and r["batch"] == 32), None)
     if ours32 is not None and not args.samples:  # a slot comparison has no peer row
         fraction = "met" if ours32["of_limit"] >= 0.5 else "missed"
         speedup = ("met" if ours32["tok_s"] >= 3 * hf_at[32] else "missed") if 32 in hf_at else "not measured"
         lines += ["", f"Targets at batch 32: ≥ 50 % of the compute limit {fraction} "
-                      f"({100 * ours32['of_limit']:.0f} %); ≥ 3× HF generate {speedup}."]
+                      f"({100 * ours32['of_limit']:.0f} %); ≥ 3× HF generate {speedup}. The job's matmul floor at "
+                      f"batch 32 is {ours32['tokens'] / ours32['floor']:.0f} tokens/s; synthtune reaches "
+                      f"{100 * ours32['floor'] / ours32['seconds']:.0f} % of it."]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines += ["", f"Load average (1/5/15 min) after the last row: {load}."]
     return "\n".join(lines) + "\n"
@@ -177,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         lengths = gsm8k_lengths(bb.tokenizer, count, args.max_new_tokens, seed=0 if args.samples else batch)
         prefix = torch.randn(count, args.prompt_length, bb.hidden_size, generator=gen) * scale
         warm = min(batch, count)
+        floor = matmul_floor(model, lengths, batch, args.prompt_length)
+        print(f"batch {batch}: matmul floor {floor:.2f} s ({sum(lengths) / floor:.0f} tokens/s)", flush=True)
         paths = [("synthtune", lambda: run_synthtune(model, prefix, lengths, batch),
                   lambda: run_synthtune(model, prefix[:warm], [4] * warm, batch))]
         if args.compile:
@@ -203,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             processed = (sum(lengths) + count * args.prompt_length) / seconds  # prefix positions cost FLOPs too
             rows.append({"path": name, "batch": batch, "samples": count, "tokens": sum(lengths),
                          "warm_up": warm_seconds, "seconds": seconds,
-                         "tok_s": tok_s, "of_limit": tok_s / limit, "with_prefix": processed / limit})
+                         "tok_s": tok_s, "of_limit": tok_s / limit, "with_prefix": processed / limit,
+                         "floor": floor})
             print(rows[-1], flush=True)
             markdown = results_markdown(args, argv, info, params, flops, limit, rows)
             if not args.no_write:  # after every row, so a run cut short still leaves what it measured
