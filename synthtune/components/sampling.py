@@ -56,6 +56,8 @@ def _draw_pool(workers: int) -> ThreadPoolExecutor:
     """This process's thread pool for the per-row draws (a forked child makes its own: threads do not fork)."""
     global _POOL
     if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < workers:
+        if _POOL is not None and _POOL[0] == os.getpid():
+            _POOL[2].shutdown(wait=False)  # a wider pool replaces it; its idle threads exit
         _POOL = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="synthtune-draw"))
     return _POOL[2]
 
