@@ -202,10 +202,18 @@ class SlotCache(Cache):
         return self.layers[0].length if self.layers else 0
 
     def keep_rows(self, index: torch.Tensor) -> None:
-        """Compact the batch to the rows ``index`` (in that order)."""
+        """Compact the batch to the rows ``index`` (in that order), moving only the rows whose place changes.
+
+        Row ``i`` becomes row ``index[i]``; the rows with ``index[i] == i`` stay where they are, and the buffer
+        is cut to ``len(index)`` rows as a view, so an order from :func:`compaction_order` copies only the
+        few rows that fill the holes instead of the whole cache."""
+        moved = (index != torch.arange(len(index), device=index.device)).nonzero().squeeze(-1)
         for layer in self.layers:
-            layer.keys = layer.keys[index]
-            layer.values = layer.values[index]
+            for name in ("keys", "values"):
+                buf = getattr(layer, name)
+                if len(moved):
+                    buf[moved] = buf[index[moved]]  # the right side is a copy: sources are read before writing
+                setattr(layer, name, buf[: len(index)])
 
     def pad_left(self, columns: int) -> None:
         """Shift every row ``columns`` to the right (the new columns are masked padding)."""
@@ -218,11 +226,10 @@ class SlotCache(Cache):
             layer.length += columns
 
     def trim_left(self, columns: int) -> None:
-        """Drop the first ``columns`` columns (masked in every row)."""
+        """Drop the first ``columns`` columns (masked in every row): the buffer becomes a view that starts
+        after them, so nothing is copied (the buffer's free columns at the end stay as they were)."""
         for layer in self.layers:
-            for name in ("keys", "values"):
-                buf = getattr(layer, name)
-                buf[:, :, : layer.length - columns] = buf[:, :, columns: layer.length].clone()
+            layer.keys, layer.values = layer.keys[:, :, columns:], layer.values[:, :, columns:]
             layer.length -= columns
 
     def place(self, slots: torch.Tensor, fresh: "SlotCache") -> None:
@@ -279,6 +286,16 @@ def auto_batch_size(model: nn.Module, sequence_length: int, memory_bytes: int | 
     per_row = kv + 4 * 4 * weight.shape[0]
     free = available_memory(weight.device) if memory_bytes is None else memory_bytes
     return max(1, min(limit, int(free * fraction) // per_row))
+
+
+def compaction_order(width: int, dropped: Iterable[int]) -> list[int]:
+    """The slots to keep, in their new order, when ``dropped`` of ``width`` slots end: a kept slot below the
+    new width stays in place and each hole below it takes a kept slot from above it, so compacting
+    (:meth:`SlotCache.keep_rows`) moves as many rows as there are holes, not the whole batch."""
+    gone = set(dropped)
+    size = width - len(gone)
+    movers = iter(s for s in range(size, width) if s not in gone)
+    return [s if s not in gone else next(movers) for s in range(size)]
 
 
 def record(rows: list[int], drawn: list[int], tokens: list[list[int]], finished: list[bool], caps: list[int],
@@ -407,8 +424,7 @@ def sample_from_prefix(
         free = record(rows, drawn, tokens, finished, caps, eos_set)
         live, drawn_free = len(rows) - len(free), bool(free)
         if free and not (slots and queue):  # nothing to refill with: drop the finished rows before the step
-            keep = torch.tensor([s for s in range(len(rows)) if s not in set(free)], dtype=torch.long,
-                                device=mask.device)
+            keep = torch.tensor(compaction_order(len(rows), free), dtype=torch.long, device=mask.device)
             rows = [rows[s] for s in keep.tolist()]
             if not rows:
                 continue
@@ -439,8 +455,8 @@ def sample_from_prefix(
             for slot, row in zip(free, new):
                 rows[slot] = row
             if len(free) > len(new):
-                keep = torch.tensor([s for s in range(len(rows)) if s not in set(free[len(new):])],
-                                    dtype=torch.long, device=mask.device)
+                keep = torch.tensor(compaction_order(len(rows), free[len(new):]), dtype=torch.long,
+                                    device=mask.device)
                 rows = [rows[s] for s in keep.tolist()]
                 mask, last, position = mask[keep], last[keep], position[keep]
                 cache.keep_rows(keep)

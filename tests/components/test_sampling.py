@@ -177,6 +177,39 @@ def test_the_draws_do_not_depend_on_how_the_rows_are_split_over_threads(tiny_lla
     assert tokens == PINNED[("llama", True)]
 
 
+def test_compaction_fills_each_hole_from_the_end_and_moves_nothing_else():
+    assert sampling.compaction_order(5, [1, 3]) == [0, 4, 2]  # slot 1 takes slot 4; slot 3 is cut off the end
+    assert sampling.compaction_order(4, [3]) == [0, 1, 2]
+    assert sampling.compaction_order(3, [0, 1, 2]) == []
+    cache = sampling.SlotCache()
+    layer = sampling.SlotLayer()
+    keys = torch.arange(5 * 2 * 4 * 3, dtype=torch.float32).view(5, 2, 4, 3)
+    layer.update(keys.clone(), -keys.clone())
+    cache.layers.append(layer)
+    for index in ([0, 4, 2], [2, 0]):  # a hole filled from the end, and an order that moves every row
+        before_k, before_v, buffer = layer.keys.clone(), layer.values.clone(), layer.keys.data_ptr()
+        cache.keep_rows(torch.tensor(index))
+        assert torch.equal(layer.keys, before_k[index]) and torch.equal(layer.values, before_v[index])
+        assert layer.keys.data_ptr() == buffer  # rows moved within the buffer: no copy of the whole cache
+        assert layer.keys[:, :, : layer.length].shape[0] == len(index)
+    layer.update(keys[:2, :, :1], keys[:2, :, :1])  # the cut buffer still takes a step's new column
+    assert layer.length == 5 and torch.equal(layer.keys[:, :, 4], keys[:2, :, 0])
+
+
+def test_trimming_dead_columns_copies_nothing_and_keeps_room_to_grow():
+    cache, layer = sampling.SlotCache(), sampling.SlotLayer()
+    keys = torch.arange(2 * 1 * 4 * 3, dtype=torch.float32).view(2, 1, 4, 3)
+    layer.update(keys.clone(), keys.clone())
+    cache.layers.append(layer)
+    storage = layer.keys.untyped_storage().data_ptr()
+    cache.trim_left(3)
+    assert layer.length == 1 and torch.equal(layer.keys[:, :, :1], keys[:, :, 3:])
+    assert layer.keys.untyped_storage().data_ptr() == storage  # a view of the same buffer
+    step = torch.full((2, 1, 2, 3), -1.0)  # two new columns: more than the view holds, so it grows
+    k, _ = layer.update(step, step)
+    assert torch.equal(k, torch.cat([keys[:, :, 3:], step], dim=2))
+
+
 def test_nucleus_from_the_top_candidates_matches_the_full_sort():
     g = torch.Generator().manual_seed(3)
     logits = torch.randn(64, 300, generator=g) * torch.linspace(0.5, 6.0, 64).unsqueeze(1)
