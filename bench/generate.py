@@ -85,9 +85,9 @@ def slot_schedule(lengths: list[int], batch: int) -> list[int]:
     return steps
 
 
-def linear_seconds(model: torch.nn.Module, rows: int, repeats: int = 5, head: bool = True) -> float:
-    """Fastest of ``repeats`` timings of every ``nn.Linear`` of ``model`` (the LM head only if ``head``)
-    applied once to a [rows, in] input, as a step multiplies them (the fastest: a floor, not a typical time)."""
+def linear_timings(model: torch.nn.Module, rows: int, repeats: int = 5, head: bool = True) -> list[float]:
+    """``repeats`` timings (after one warm-up) of every ``nn.Linear`` of ``model`` (the LM head only if
+    ``head``) applied once to a [rows, in] input, as a decode step multiplies them."""
     out = model.get_output_embeddings()
     weights = [(m.weight.detach(), None if m.bias is None else m.bias.detach()) for m in model.modules()
                if isinstance(m, torch.nn.Linear) and (head or m is not out)]
@@ -99,7 +99,12 @@ def linear_seconds(model: torch.nn.Module, rows: int, repeats: int = 5, head: bo
             for w, b in weights:
                 torch.nn.functional.linear(inputs[w.shape[1]], w, b)
             times.append(time.perf_counter() - start)
-    return min(times[1:])
+    return times[1:]
+
+
+def linear_seconds(model: torch.nn.Module, rows: int, repeats: int = 5, head: bool = True) -> float:
+    """The fastest of :func:`linear_timings` (a floor, not a typical time)."""
+    return min(linear_timings(model, rows, repeats, head))
 
 
 def matmul_floor(model: torch.nn.Module, lengths: list[int], batch: int, prompt_length: int) -> float:
@@ -109,7 +114,7 @@ def matmul_floor(model: torch.nn.Module, lengths: list[int], batch: int, prompt_
     shape. Attention, sampling and all overhead count as zero, so no sampler on these weights and slots can
     be faster; what a path reaches of it is its efficiency."""
     steps = slot_schedule(lengths, batch)
-    grid = sorted({1, batch} | {2**k for k in range(batch.bit_length()) if 2**k <= batch})
+    grid = sorted({batch} | {2**k for k in range(batch.bit_length())})  # 1, 2, 4, ... up to batch
     cost = {rows: linear_seconds(model, rows) for rows in grid}
 
     def step(rows: int) -> float:

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import machine_info, machine_markdown, write_section  # noqa: E402
-from bench.generate import gsm8k_lengths, matmul_flops  # noqa: E402
+from bench.generate import gsm8k_lengths, linear_timings, matmul_flops  # noqa: E402
 
 SECTION = "## decode profile (bench/profile_decode.py)"
 #: operator name -> group; the first group whose any key is a substring of the name wins
@@ -51,17 +51,9 @@ def decode_matmul_rate(model: torch.nn.Module, batch: int, repeats: int = 5) -> 
     """FLOP/s of the model's own linear layers (lm head included) on a [batch, in] input, the shapes a decode
     step multiplies: at small batch each weight is read from memory for few rows, so this is below the square
     matmul rate."""
-    weights = [m.weight.detach() for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    inputs = {w.shape[1]: torch.randn(batch, w.shape[1]) for w in weights}
-    flop = sum(2 * batch * w.shape[0] * w.shape[1] for w in weights)
-    times = []
-    with torch.inference_mode():
-        for _ in range(repeats + 1):
-            start = time.perf_counter()
-            for w in weights:
-                torch.nn.functional.linear(inputs[w.shape[1]], w)
-            times.append(time.perf_counter() - start)
-    return flop / sorted(times[1:])[len(times[1:]) // 2]
+    flop = sum(2 * batch * m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    times = sorted(linear_timings(model, batch, repeats))
+    return flop / times[len(times) // 2]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -208,11 +208,12 @@ class SlotCache(Cache):
         is cut to ``len(index)`` rows as a view, so an order from :func:`compaction_order` copies only the
         few rows that fill the holes instead of the whole cache."""
         moved = (index != torch.arange(len(index), device=index.device)).nonzero().squeeze(-1)
+        source = index[moved]
         for layer in self.layers:
             for name in ("keys", "values"):
                 buf = getattr(layer, name)
                 if len(moved):
-                    buf[moved] = buf[index[moved]]  # the right side is a copy: sources are read before writing
+                    buf[moved] = buf[source]  # the right side is a copy: sources are read before writing
                 setattr(layer, name, buf[: len(index)])
 
     def pad_left(self, columns: int) -> None:
