@@ -8,6 +8,8 @@ from typing import Any
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
+from synthtune.callbacks.plain_progress import PlainProgress
+
 
 def epoch_batch_total(num_batches: int | float, start_batch: int, max_steps: int, global_step: int) -> int | float:
     """How many batches this epoch runs: all ``num_batches``, or fewer when ``max_steps`` ends training
@@ -40,6 +42,7 @@ class RunProgressBar(RichProgressBar):
 
 
 RUN_PROGRESS_BAR = "synthtune.callbacks.RunProgressBar"
+PLAIN_PROGRESS = "synthtune.callbacks.PlainProgress"
 
 
 def _is_progress_bar(class_path: str | None) -> bool:
@@ -59,7 +62,10 @@ def use_run_progress_bar(callbacks: Any, enabled: bool | None) -> list[Any]:
     ``RichProgressBar`` becomes :class:`RunProgressBar` (same arguments, right counts), and a run with
     progress bars enabled (``trainer.enable_progress_bar`` not false) that names no progress bar gets
     a ``RunProgressBar`` instead of Lightning's default bar (its unfixed ``RichProgressBar``, or TQDM
-    without Rich), which shows "30/14" after a resume."""
+    without Rich), which shows "30/14" after a resume. With progress enabled, :class:`PlainProgress` is added
+    too (unless named): it prints plain progress lines when stdout is not a terminal (a log file), where the
+    bars stay silent, and nothing in a terminal. Both are in the saved config whatever the terminal, so a
+    config (and a pipeline stage's key) does not depend on where it was run."""
     callbacks = [] if callbacks is None else list(callbacks) if isinstance(callbacks, list) else [callbacks]
     for callback in callbacks:
         if getattr(callback, "class_path", None) == "lightning.pytorch.callbacks.RichProgressBar":
@@ -67,4 +73,7 @@ def use_run_progress_bar(callbacks: Any, enabled: bool | None) -> list[Any]:
     named = any(isinstance(c, ProgressBar) or _is_progress_bar(getattr(c, "class_path", None)) for c in callbacks)
     if enabled is not False and not named:
         callbacks.append(Namespace(class_path=RUN_PROGRESS_BAR, init_args=Namespace()))
+    plain = any(isinstance(c, PlainProgress) or getattr(c, "class_path", None) == PLAIN_PROGRESS for c in callbacks)
+    if enabled is not False and not plain:
+        callbacks.append(Namespace(class_path=PLAIN_PROGRESS, init_args=Namespace()))
     return callbacks
