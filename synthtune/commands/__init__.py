@@ -18,6 +18,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from synthtune.commands.curate import curate
 from synthtune.commands.decontaminate import decontaminate
+from synthtune.commands.filter import filter_rows
 from synthtune.commands.pipeline import pipeline
 from synthtune.commands.score import mauve
 from synthtune.commands.sweep import sweep
@@ -30,6 +31,7 @@ Command = Callable[..., Any]
 COMMANDS: dict[str, Union[Command, dict[str, Command]]] = {
     "curate": curate,
     "decontaminate": decontaminate,
+    "filter": filter_rows,
     "pipeline": pipeline,
     "score": {"mauve": mauve},
     "synalign": {"select": select, "evaluate": evaluate},
