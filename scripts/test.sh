@@ -9,3 +9,8 @@ bash scripts/setup.sh
 . .venv/bin/activate
 python scripts/check_tests.py tests
 python -m pytest -q -n 2 "$@"
+# The stored numbers (golden runs, pinned sampler tokens) must hold on other CPUs too: rerun those tests with
+# another machine's kernels selected, ATen's portable ones and MKL's AVX2 path (scripts/golden_kernels.py
+# measures every setting and records the deviations in tests/golden/kernels.json).
+ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=AVX2 SYNTHTUNE_TEST_THREADS=2 python -m pytest -q -n 0 \
+  -p no:cacheprovider tests/test_golden.py tests/components/test_sampling.py -k "golden or pinned"

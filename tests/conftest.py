@@ -10,7 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models are faster on one thread, and two test threads would fight over the 2 cores.
-torch.set_num_threads(1)
+# SYNTHTUNE_TEST_THREADS changes it (scripts/golden_kernels.py checks the stored numbers with 2 threads too).
+torch.set_num_threads(int(os.environ.get("SYNTHTUNE_TEST_THREADS", "1")))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_models import build_tiny_gemma3, build_tiny_gpt2, build_tiny_llama, build_tiny_t5  # noqa: E402

@@ -4,6 +4,13 @@ Written before the restructure (issue 9) so that moving code cannot change behav
 same seed must give the same loss trajectory and the same sample texts. When a change is *meant* to
 alter outputs (e.g. a fidelity fix), regenerate with ``SYNTHTUNE_UPDATE_GOLDEN=1 pytest
 tests/test_golden.py`` and say why in the commit.
+
+The stored numbers must hold on any x86 CPU, whose kernels sum floats in other orders. So the runs use
+update rules that keep a rounding difference small: plain SGD wherever a step could amplify one (Adam
+divides a near-zero gradient by its own scale, and DawGen's bi-level step turned a 1e-7 change into a
+full-size update on another CPU). ``scripts/golden_kernels.py`` reruns these tests under other kernels
+(``ATEN_CPU_CAPABILITY``, ``MKL_ENABLE_INSTRUCTIONS``, 1 and 2 threads) and records the largest deviation in
+``tests/golden/kernels.json``; the tolerances below are set from it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,12 @@ from cli_runner import run_synthtune
 GOLDEN = Path(__file__).parent / "golden" / "outputs.json"
 REPO = Path(__file__).resolve().parents[1]
 UPDATE = os.environ.get("SYNTHTUNE_UPDATE_GOLDEN") == "1"
+DUMP = os.environ.get("SYNTHTUNE_GOLDEN_DUMP")  # a folder: write what each test got there (golden_kernels.py)
+# Losses agree to REL_TOL across kernels and thread counts: the largest relative deviation measured over seven
+# settings is 1.6e-7, the 6-decimal rounding of the stored losses (tests/golden/kernels.json), so 1e-5 leaves
+# 60x for CPUs the script could not select; a behaviour change moves these losses by 1e-3 and more (the old
+# Adam-stepped DawGen run moved by 1.5e-3 between an Intel and an AMD CPU).
+REL_TOL, ABS_TOL = 1e-5, 1e-6
 
 
 def _config(tmp_path: Path, name: str, model: dict, data: dict, max_steps: int) -> Path:
@@ -44,6 +57,9 @@ def _rows(path: Path) -> list[dict]:
 
 
 def _check(name: str, got: dict) -> None:
+    if DUMP:
+        Path(DUMP).mkdir(parents=True, exist_ok=True)
+        (Path(DUMP) / f"{name}.json").write_text(json.dumps(got))
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
     if UPDATE:
         golden[name] = got
@@ -53,7 +69,7 @@ def _check(name: str, got: dict) -> None:
     want = golden[name]
     assert len(got["losses"]) == len(want["losses"])
     for a, b in zip(got["losses"], want["losses"]):
-        assert math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5), (got["losses"], want["losses"])
+        assert math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL), (got["losses"], want["losses"])
     for key in want:
         if key != "losses":
             assert got[key] == want[key], key
@@ -89,8 +105,9 @@ def test_softsrv_golden(tiny_llama, tmp_path, capsys):
 def test_dawgen_golden(tiny_llama, tmp_path, capsys):
     cfg = _config(tmp_path, "dawgen", {
         "class_path": "synthtune.lightning_modules.DawGenModule",
-        "init_args": {"backbone": tiny_llama, "prompt_length": 3, "lam": 0.5, "weight_mlp_size": 8, "lr": 0.05,
-                      "weight_lr": 0.05, "max_new_tokens": 6, "meta_every_n_steps": 1},
+        "init_args": {"backbone": tiny_llama, "prompt_length": 3, "lam": 0.5, "weight_mlp_size": 8, "lr": 0.5,
+                      "optimizer": "sgd", "weight_lr": 0.5, "weight_optimizer": "sgd", "max_new_tokens": 6,
+                      "meta_every_n_steps": 1},
     }, {
         "class_path": "synthtune.datamodules.LabeledDataModule",
         "init_args": {"task": "sst2", "batch_size": 4, "max_length": 10, "max_context_length": 8, "num_per_label": 3},

@@ -77,7 +77,10 @@ class DawGenModule(FrozenBackboneModule):
             ending its samples; see docs/results/dawgen_prompt_tuning.md).
         optimizer: the update rule of Q, ``adam`` or ``sgd``; the virtual step of Alg. 1 replays it.
         lr: learning rate of Q (of the real step, and of the virtual step unless ``inner_lr`` is set).
-        weight_lr: Adam learning rate of Φ_W.
+        weight_lr: learning rate of Φ_W.
+        weight_optimizer: the update rule of Φ_W, ``adam`` (default) or ``sgd``. Adam divides each meta-gradient
+            by its running scale, so a meta-gradient near zero still moves W by about ``weight_lr``; SGD keeps a
+            tiny gradient a tiny step (the golden test uses it, so that CPUs' rounding stays rounding).
         inner_lr: step size of the virtual step when it should differ from ``lr`` (an ablation: Φ_W is
             then trained for an update that never happens); ``None`` (default) uses ``lr``.
         meta_every_n_steps: update Φ_W (steps 1-2) every this many steps; 1 is Alg. 1, larger values
@@ -107,6 +110,7 @@ class DawGenModule(FrozenBackboneModule):
         optimizer: Literal["adam", "sgd"] = "adam",
         lr: float = 1e-3,
         weight_lr: float = 1e-3,
+        weight_optimizer: Literal["adam", "sgd"] = "adam",
         inner_lr: float | None = None,
         meta_every_n_steps: int = 1,
         init_from_label_names: bool = True,
@@ -123,8 +127,9 @@ class DawGenModule(FrozenBackboneModule):
             raise SynthtuneError(f"lam (λ) must be a finite number >= 0, got {lam!r}; pass e.g. --model.init_args.lam 1.0")
         if (inner_lr is not None and inner_lr < 0) or meta_every_n_steps < 1 or lr <= 0:
             raise SynthtuneError("need lr > 0, inner_lr ≥ 0 (or null) and meta_every_n_steps ≥ 1; fix --model.init_args")
-        if optimizer not in ("adam", "sgd"):
-            raise SynthtuneError(f"unknown optimizer {optimizer!r}; use adam or sgd")
+        for name, value in (("optimizer", optimizer), ("weight_optimizer", weight_optimizer)):
+            if value not in ("adam", "sgd"):
+                raise SynthtuneError(f"unknown {name} {value!r}; use adam or sgd")
         self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed, repetition_penalty)
         self.save_hyperparameters()
         bb = self.load_frozen_backbone(backbone, dtype, gradient_checkpointing=gradient_checkpointing, compile=compile)
@@ -258,8 +263,8 @@ class DawGenModule(FrozenBackboneModule):
         return {"loss": loss.detach(), "token_weights": weights}
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [self.generator_optimizer(),
-                torch.optim.Adam(self.weight_net.parameters(), lr=self.hparams.weight_lr)]
+        weight_cls = torch.optim.Adam if self.hparams.weight_optimizer == "adam" else torch.optim.SGD
+        return [self.generator_optimizer(), weight_cls(self.weight_net.parameters(), lr=self.hparams.weight_lr)]
 
     # ------------------------------------------------------------- generation
     def generation_params(self) -> dict[str, Any]:
