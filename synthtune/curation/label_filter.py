@@ -175,10 +175,10 @@ def load_dawgen_run(run: str | Path, device: str = "cpu") -> tuple[Any, Any]:
     from synthtune.preflight import check_checkpoint_file
 
     run = Path(run)
-    composed = compose_run(run)
     ckpt = run / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
+    if (run / "config.yaml").is_file() and not ckpt.is_file():
         raise SynthtuneError(f"{run} has no checkpoints/last.ckpt; finish (or resume) its `synthtune fit` first")
+    composed = compose_run(run)
     model = composed.get("model") or {}
     if not str(model.get("class_path", "")).endswith("DawGenModule"):
         raise SynthtuneError(f"{run} is a {model.get('class_path')} run, not DawGen; the generator scorer needs "
