@@ -1,5 +1,5 @@
-"""``synthtune pipeline``: select -> fit -> contexts -> predict -> curate -> decontaminate -> answers -> align
--> score -> export -> report."""
+"""``synthtune pipeline``: select -> fit -> contexts -> predict -> filter -> curate -> decontaminate -> answers
+-> align -> score -> export -> report."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def pipeline(
     fit: Optional[dict] = None,
     contexts: Optional[dict] = None,
     predict: Optional[dict] = None,
+    filter: Optional[dict] = None,
     curate: Optional[dict] = None,
     decontaminate: Optional[dict] = None,
     answers: Optional[dict] = None,
@@ -42,6 +43,8 @@ def pipeline(
         contexts: ``{tau: null, noise: 1e-4, seed: 0}``: generate from the fit's training contexts in GP
             max-variance order over E(x) instead of round-robin (SoftSRV).
         predict: ``{overrides: [...]}`` (predicts from the fit), or ``{config: ..., overrides: [...]}`` without fit.
+        filter: options of ``synthtune filter`` (scorer, keep_fraction, ...): keep the labelled rows whose text
+            agrees with their label, per label; the generator scorer uses the fit stage's DawGen run.
         curate: options of ``synthtune curate`` (num_samples, clusters, field, ...).
         decontaminate: options of ``synthtune decontaminate`` (reference: the task's evaluation split, ...).
         answers: ``{config: <predict config>, field: text, overrides: [...]}``: answer the questions (QA tasks).
@@ -57,8 +60,8 @@ def pipeline(
         raise SynthtuneError("the pipeline needs a root folder for its stages; add `root: runs/<name>` to its YAML "
                              "or pass --root")
     done = run_pipeline(root, {"select": select, "fit": fit, "contexts": contexts, "predict": predict,
-                               "curate": curate, "decontaminate": decontaminate, "answers": answers,
-                               "align": align, "score": score, "export": export, "report": report},
+                               "filter": filter, "curate": curate, "decontaminate": decontaminate,
+                               "answers": answers, "align": align, "score": score, "export": export, "report": report},
                         stages=stages, from_stage=from_stage)
     table = Table(title=f"pipeline {root}")
     for column in ("stage", "status", "rows", "seconds"):

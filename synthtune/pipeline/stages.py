@@ -255,6 +255,40 @@ def _rows_input(stage: str) -> Callable[[Context, dict], dict[str, Path]]:
     return inputs
 
 
+# ----------------------------------------------------------------------------------------------- label filter
+def filter_run_folder(ctx: Context, section: dict[str, Any]) -> Optional[Path]:
+    """The DawGen run ``synthtune filter`` reads (model, task, real shots): ``run`` of the section, else the fit's."""
+    if section.get("run"):
+        return Path(section["run"])
+    return ctx.folder("fit") if "fit" in ctx.sections else None
+
+
+def _filter_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
+    found = {"rows": ctx.rows_before("filter")}
+    run = filter_run_folder(ctx, settings)
+    if run is not None:
+        found["run_config"] = run / "config.yaml"
+        if settings.get("scorer", "generator") == "generator":
+            found["checkpoint"] = run / "checkpoints" / "last.ckpt"
+    for key in ("real", "judge_train"):
+        if settings.get(key):
+            found[key] = Path(settings[key])
+    return found
+
+
+def _filter_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """``synthtune filter``: keep the rows whose text agrees with their label, per label (the fit's DawGen
+    prompts score them unless ``scorer: classifier``)."""
+    from synthtune.commands.filter import filter_rows
+
+    kwargs = command_kwargs(section, "filter", ("input", "output", "report"))
+    run = filter_run_folder(ctx, section)
+    if run is not None:
+        kwargs["run"] = str(run)
+    report = filter_rows(input=str(ctx.rows_before("filter")), output=str(folder / ROWS), **kwargs)
+    return {"rows": ROWS}, report
+
+
 def _curate_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
     from synthtune.commands.curate import curate
 
@@ -314,13 +348,14 @@ def _with_pipeline(ctx: Context, section: dict[str, Any]) -> dict[str, Any]:
 
 
 #: The stages in the order they run; a pipeline runs the ones its YAML has a section for.
-ORDER = ["select", "fit", "contexts", "predict", "curate", "decontaminate", "answers", "align", "score", "export",
-         "report"]
+ORDER = ["select", "fit", "contexts", "predict", "filter", "curate", "decontaminate", "answers", "align", "score",
+         "export", "report"]
 STAGES: dict[str, Stage] = {
     "select": Stage(_select_inputs, _select_run),
     "fit": Stage(_data_input, _fit_run, lightning_settings("fit")),
     "contexts": Stage(_contexts_inputs, _contexts_run),
     "predict": Stage(_predict_inputs, _predict_run, lightning_settings("predict"), makes_rows=True),
+    "filter": Stage(_filter_inputs, _filter_run, makes_rows=True),
     "curate": Stage(_rows_input("curate"), _curate_run, makes_rows=True),
     "decontaminate": Stage(_rows_input("decontaminate"), _decontaminate_run, makes_rows=True),
     "answers": Stage(_rows_input("answers"), _answers_run, lightning_settings("answers"), makes_rows=True),
