@@ -193,3 +193,41 @@ def test_an_unknown_label_and_a_run_without_checkpoint_are_one_line(run, task, t
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no checkpoints/last.ckpt" in err, err
     with pytest.raises(SynthtuneError, match="not a run folder"):
         load_dawgen_run(tmp_path)
+
+
+def test_pipeline_filter_stage_scores_the_predicted_rows_with_the_fit(task, tiny_llama, tmp_path):
+    from synthtune.commands.pipeline import pipeline
+
+    config = {
+        "seed_everything": 0,
+        "model": {"class_path": "synthtune.lightning_modules.DawGenModule",
+                  "init_args": {"backbone": tiny_llama, "num_labels": 2, "prompt_length": 3, "weight_mlp_size": 8,
+                                "max_new_tokens": 6}},
+        "data": {"class_path": "synthtune.datamodules.LabeledDataModule",
+                 "init_args": {"task": str(task), "k": 4, "max_length": 10, "batch_size": 4, "num_per_label": 5}},
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 1, "enable_progress_bar": False,
+                    "enable_model_summary": False, "logger": False},
+    }
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    done = pipeline(root=str(tmp_path / "pipe"), fit={"config": str(tmp_path / "fit.yaml")}, predict={},
+                    filter={"keep_fraction": 0.6})
+    kept = _read(tmp_path / "pipe" / "filter" / "rows.jsonl")
+    assert [sum(r["label"] == lab for r in kept) for lab in (0, 1)] == [3, 3]  # 0.6 of 5 each
+    report = json.loads((tmp_path / "pipe" / "filter" / "rows.jsonl.report.json").read_text())
+    assert report["run"] == str(tmp_path / "pipe" / "fit") and report["scorer"] == "generator"
+    assert report["judge"]["on_label_before"] is not None and done["filter"]["ran"]
+    again = pipeline(root=str(tmp_path / "pipe"), fit={"config": str(tmp_path / "fit.yaml")}, predict={},
+                     filter={"keep_fraction": 0.6})
+    assert not again["filter"]["ran"]  # up to date: nothing it reads changed
+
+
+def test_the_shipped_dawgen_pipeline_filters_with_options_the_command_has():
+    import inspect
+
+    from synthtune.commands import build_parser
+    from synthtune.commands.filter import filter_rows
+
+    repo = Path(__file__).resolve().parents[2]
+    config = build_parser("pipeline").parse_args(["--config", str(repo / "pipelines/sst2_dawgen.yaml")]).as_dict()
+    assert config["filter"] == {"scorer": "generator", "keep_fraction": 0.5}
+    assert set(config["filter"]) <= set(inspect.signature(filter_rows).parameters)
