@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 
@@ -12,7 +12,8 @@ from synthtune.commands.files import check_distinct, read_input, reference_texts
 from synthtune.components.encoders import DEFAULT_FEATURIZER, featurize
 from synthtune.curation.cluster_select import field_texts
 from synthtune.curation.embedding_map import plot_embedding_map
-from synthtune.curation.mauve_score import DEFAULT_MAUVE_CLUSTERS, mauve_score, require_mauve
+from synthtune.curation.mauve_score import (AUTO_CLUSTERS, AUTO_CLUSTERS_RULE, DEFAULT_MAUVE_CLUSTERS, auto_clusters,
+                                            mauve_score, require_mauve)
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_json
 
@@ -23,18 +24,46 @@ def _subsample(texts: list[str], max_samples: int | None, rng: np.random.Generat
     return [texts[i] for i in np.sort(rng.choice(len(texts), size=max_samples, replace=False))]
 
 
+#: What the ± of a MAUVE score is, said wherever one is shown.
+SPREAD_NOTE = "± is the spread over k-means seeds only, not over which rows were drawn"
+
+
+def ceiling_score(q: np.ndarray, texts: list[str], size: int, draws: int, clusters: int, seeds: int, seed: int,
+                  featurizer: str, cache: bool, kmeans_num_redo: int, kmeans_max_iter: int) -> dict[str, Any]:
+    """MAUVE of ``draws`` seeded draws of ``size`` real rows (``texts``) against the reference features ``q``,
+    with the synthetic set's bucket count and seeds: the score real data gets at this size (its ceiling), and
+    ``std_draws``, how far it moves with which rows are drawn (the sampling noise at this size)."""
+    if len(texts) < size:
+        raise SynthtuneError(f"the ceiling needs {size} real rows (as many as the synthetic set), the file has "
+                             f"{len(texts)}; pass a larger --ceiling file")
+    per_draw, seed_stds = [], []
+    for draw in range(draws):
+        rng = np.random.default_rng([seed, 1 + draw])  # independent of the synthetic and reference draws
+        chosen = [texts[i] for i in np.sort(rng.choice(len(texts), size=size, replace=False))]
+        score = mauve_score(featurize(chosen, featurizer, cache=cache), q, num_clusters=clusters,
+                            seeds=tuple(range(seeds)), kmeans_num_redo=kmeans_num_redo,
+                            kmeans_max_iter=kmeans_max_iter)
+        per_draw.append(score["mean"])
+        seed_stds.append(score["std"])
+    return {"mean": float(np.mean(per_draw)), "std": float(np.mean(seed_stds)), "std_draws": float(np.std(per_draw)),
+            "per_draw": per_draw, "draws": draws, "size": size}
+
+
 def mauve(
     synthetic: str,
     reference: str,
     field: str = "text",
     reference_field: Optional[str] = None,
     featurizer: str = DEFAULT_FEATURIZER,
-    clusters: int = DEFAULT_MAUVE_CLUSTERS,
+    clusters: Union[int, Literal["auto"]] = DEFAULT_MAUVE_CLUSTERS,
     seeds: int = 3,
     kmeans_num_redo: int = 5,
     kmeans_max_iter: int = 500,
     max_samples: Optional[int] = None,
     seed: int = 0,
+    ceiling: Optional[str] = None,
+    ceiling_field: Optional[str] = None,
+    ceiling_draws: int = 5,
     output: Optional[str] = None,
     plot: Optional[str] = None,
     no_plot: bool = False,
@@ -43,7 +72,10 @@ def mauve(
 ) -> dict[str, Any]:
     """MAUVE between synthetic and real texts, mean ± std over k-means seeds (SoftSRV App. A.7).
 
-    Needs ``pip install 'synthtune[mauve]'``. Writes a JSON report and a 2-D embedding map.
+    Needs ``pip install 'synthtune[mauve]'``. Writes a JSON report and a 2-D embedding map. The ± covers the
+    k-means seeds only; with a few dozen rows the score moves more with which rows were drawn. ``--ceiling``
+    measures both: the same score for as many real rows (e.g. the task's training split) as there are
+    synthetic ones, over ``ceiling_draws`` seeded draws, against the same reference rows and features.
 
     Args:
         synthetic: synthetic rows (JSONL).
@@ -51,12 +83,15 @@ def mauve(
         field: text field of the synthetic rows.
         reference_field: text field of the reference rows (default: field).
         featurizer: minilm, smollm2-135m, or a causal LM name/folder.
-        clusters: MAUVE k-means buckets.
+        clusters: MAUVE k-means buckets, or auto: max(2, round(n / 10)) for n the smaller set's rows.
         seeds: number of k-means seeds 0..N-1.
         kmeans_num_redo: k-means restarts per seed.
         kmeans_max_iter: k-means iterations.
         max_samples: score a random subset of at most N rows from each file.
-        seed: seed of the max_samples subset and the plot.
+        seed: seed of the max_samples subset, the ceiling's draws and the plot.
+        ceiling: real rows (not the reference's) to score the same way at the synthetic set's size.
+        ceiling_field: text field of the ceiling rows (default: reference_field).
+        ceiling_draws: seeded draws of real rows for the ceiling (their spread is the sampling noise).
         output: JSON report (default: <synthetic>.mauve.json).
         plot: 2-D embedding map PNG (default: <synthetic>.mauve.png).
         no_plot: skip the embedding map.
@@ -68,20 +103,28 @@ def mauve(
         raise SynthtuneError(f"--seeds must be at least 1, got {seeds}")
     if max_samples is not None and max_samples < 1:
         raise SynthtuneError(f"--max_samples must be at least 1, got {max_samples}")
+    if ceiling_draws < 1:
+        raise SynthtuneError(f"--ceiling_draws must be at least 1, got {ceiling_draws}")
+    if clusters != AUTO_CLUSTERS and (isinstance(clusters, bool) or not isinstance(clusters, int)):
+        raise SynthtuneError(f"--clusters takes a number or auto, got {clusters!r}")
     require_mauve()  # fail before any featurisation when the optional extra is missing
     synthetic_path = Path(synthetic)
     stem = synthetic_path.with_suffix("")
     report_file = Path(output) if output else Path(f"{stem}.mauve.json")
     png = None if no_plot else (Path(plot) if plot else Path(f"{stem}.mauve.png"))
-    check_distinct(report_file, synthetic, reference)
+    check_distinct(report_file, synthetic, reference, ceiling)
     reference_field = reference_field or field
 
     rows, broken = read_input(synthetic_path, field, strict, "score")
     synthetic_texts = field_texts(rows, field, str(synthetic_path))
     real_texts = reference_texts(reference, reference_field, strict)
+    ceiling_texts = reference_texts(ceiling, ceiling_field or reference_field, strict) if ceiling else None
     rng = np.random.default_rng(seed)
     synthetic_texts = _subsample(synthetic_texts, max_samples, rng)
     real_texts = _subsample(real_texts, max_samples, rng)
+    auto = clusters == AUTO_CLUSTERS
+    if auto:
+        clusters = auto_clusters(len(synthetic_texts), len(real_texts))
     need = 2 * clusters
     if min(len(synthetic_texts), len(real_texts)) < need:
         raise SynthtuneError(
@@ -93,6 +136,11 @@ def mauve(
     q = featurize(real_texts, featurizer, cache=not no_cache)
     score = mauve_score(p, q, num_clusters=clusters, seeds=tuple(range(seeds)),
                         kmeans_num_redo=kmeans_num_redo, kmeans_max_iter=kmeans_max_iter)
+    top = None
+    if ceiling_texts is not None:
+        top = ceiling_score(q, ceiling_texts, len(synthetic_texts), ceiling_draws, clusters, seeds, seed, featurizer,
+                            not no_cache, kmeans_num_redo, kmeans_max_iter)
+        top.update(path=str(ceiling), field=ceiling_field or reference_field)
     if png is not None:
         title = f"{synthetic_path.name} vs {Path(reference).name} ({featurizer})"
         plot_embedding_map(q, {"synthetic": p}, png, title=title, seed=seed)
@@ -101,13 +149,16 @@ def mauve(
         "metric": "mauve",
         "mean": score["mean"],
         "std": score["std"],
+        "spread": SPREAD_NOTE,
         "per_seed": {str(k): v for k, v in score["per_seed"].items()},
         "seeds": list(range(seeds)),
         "clusters": clusters,
+        "clusters_rule": AUTO_CLUSTERS_RULE if auto else "fixed (--clusters)",
         "featurizer": featurizer,
         "feature_dim": int(p.shape[1]),
         "num_synthetic": len(synthetic_texts),
         "num_reference": len(real_texts),
+        "ceiling": top,
         "broken_lines_skipped": broken,
         "max_samples": max_samples,
         "synthetic_path": str(synthetic_path),
@@ -123,6 +174,9 @@ def mauve(
     Console().print(
         f"MAUVE = [bold]{score['mean']:.4f} ± {score['std']:.4f}[/bold] over {seeds} seed(s), "
         f"{clusters} clusters, featuriser {featurizer} ({len(synthetic_texts)} synthetic vs {len(real_texts)} "
-        f"reference); report {report_file}" + (f", map {png}" if png else "")
+        f"reference)" + (f"; {len(synthetic_texts)} real rows of {ceiling}: {top['mean']:.4f} ± {top['std']:.4f}, "
+                         f"±{top['std_draws']:.4f} over {ceiling_draws} draws" if top else "")
+        + f"; {SPREAD_NOTE}; report {report_file}" + (f", map {png}" if png else ""),
+        markup=True, highlight=False, soft_wrap=True,
     )
     return report

@@ -16,6 +16,16 @@ from synthtune.errors import SynthtuneError
 
 DEFAULT_MAUVE_CLUSTERS = 32
 DEFAULT_MAUVE_SEEDS = (0, 1, 2)
+AUTO_CLUSTERS = "auto"
+AUTO_CLUSTERS_RULE = "max(2, round(n / 10)), n the smaller set's rows (mauve-text's own 'auto' heuristic)"
+
+
+def auto_clusters(n_p: int, n_q: int) -> int:
+    """The k-means bucket count for sets of ``n_p`` and ``n_q`` rows: one bucket per 10 rows of the smaller set, at
+    least 2 (:data:`AUTO_CLUSTERS_RULE`, what ``mauve.compute_mauve(num_buckets="auto")`` uses). A fixed count
+    that suits thousands of rows leaves a few dozen rows one or two per bucket, and the score then mostly
+    measures which rows were drawn."""
+    return max(2, int(round(min(n_p, n_q) / 10)))
 
 
 def require_mauve():

@@ -26,6 +26,7 @@ def provenance(ctx) -> dict[str, Any]:
     data = composed.get("data") or {}
     decontaminate = ctx.done.get("decontaminate", {}).get("report", {})
     mauve = ctx.done.get("score", {}).get("report", {})
+    answers = ctx.done.get("answers", {}).get("report", {})
     align = ctx.done.get("align", {})
     return {
         "method": model.get("class_path"),
@@ -35,8 +36,12 @@ def provenance(ctx) -> dict[str, Any]:
         "decontamination": {k: decontaminate.get(k) for k in ("reference_path", "reference_field", "ngram",
                                                               "decontaminated_dropped", "contamination_rate")}
         if decontaminate else None,
-        "mauve": {k: mauve.get(k) for k in ("mean", "std", "featurizer", "clusters", "num_synthetic", "num_reference",
-                                            "reference_path")} if mauve else None,
+        "mauve": {**{k: mauve.get(k) for k in ("mean", "std", "featurizer", "clusters", "num_synthetic",
+                                               "num_reference", "reference_path", "ceiling", "spread")},
+                  "raw": {k: mauve["raw"].get(k) for k in ("mean", "std", "clusters", "num_synthetic", "ceiling")}
+                  if mauve.get("raw") else None} if mauve else None,
+        "answers_cut_at_cap": {k: answers.get(k) for k in ("answers", "hit_cap", "dropped_at_cap", "kept",
+                                                           "max_new_tokens")} if "hit_cap" in answers else None,
         "alignment": {"real": align["inputs"]["real"]["path"],
                       **{k: align["report"].get(k) for k in ("mmd2_uniform", "mmd2_weighted", "mmd2_resampled",
                                                              "effective_sample_size", "num_resample")}}
@@ -68,10 +73,25 @@ def dataset_card(name: str, facts: dict[str, Any], settings: dict[str, Any], num
         lines.append(f"- SynAlign MMD resampling toward `{align['real']}`: MMD² {align['mmd2_uniform']:.5f} (uniform) -> "
                      f"{align['mmd2_weighted']:.5f} (weighted) -> {align['mmd2_resampled']:.5f} (resampled rows), "
                      f"effective sample size {align['effective_sample_size']:.1f}")
+    cut = facts.get("answers_cut_at_cap")
+    if cut:
+        lines.append(f"- answers: {cut['hit_cap']} of {cut['answers']} stopped at the cap max_new_tokens="
+                     f"{cut['max_new_tokens']} without EOS; "
+                     + (f"{cut['dropped_at_cap']} dropped, none shipped" if cut["dropped_at_cap"] or not cut["hit_cap"]
+                        else "kept, flagged `hit_cap: true`"))
     if mauve:
-        lines.append(f"- MAUVE: {mauve['mean']:.4f} ± {mauve['std']:.4f} against `{mauve['reference_path']}` "
-                     f"({mauve['featurizer']}, {mauve['clusters']} clusters, {mauve['num_synthetic']} synthetic vs "
-                     f"{mauve['num_reference']} real)")
+        for label, scored in (("raw samples", mauve.get("raw")), ("rows", mauve)):
+            if not scored:
+                continue
+            top = scored.get("ceiling")
+            head = f"MAUVE ({label})" if mauve.get("raw") else "MAUVE"
+            lines.append(f"- {head}: {scored['mean']:.4f} ± {scored['std']:.4f} against "
+                         f"`{mauve['reference_path']}` ({mauve['featurizer']}, {scored['clusters']} clusters, "
+                         f"{scored['num_synthetic']} synthetic vs {mauve['num_reference']} real)"
+                         + (f"; {top['size']} real rows of `{top['path']}`: {top['mean']:.4f} ± {top['std']:.4f} "
+                            f"(±{top['std_draws']:.4f} over {top['draws']} draws)" if top else ""))
+        lines.append(f"  ({mauve.get('spread') or 'the ± is over k-means seeds'}; at this size which rows are drawn "
+                     "moves the score more)")
     lines += ["", "## Rows per stage", "", "| stage | rows |", "|---|---|"]
     lines += [f"| {stage} | {rows} |" for stage, rows in facts["rows_per_stage"].items()]
     for stage, labels in facts["labels_per_stage"].items():

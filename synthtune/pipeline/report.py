@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
+from synthtune.commands.score import SPREAD_NOTE
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes, atomic_write_png
 from synthtune.pipeline.runner import label_of
@@ -130,6 +131,21 @@ def plot_grouped_bars(values: dict[str, dict[str, list[float]]], path: Path, yla
     return atomic_write_png(fig, path)
 
 
+def mauve_bars(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Label -> score for the MAUVE bar chart: the raw samples, the final rows and, beside each, the real rows of the
+    same size (its ceiling; its dots are the draws' means)."""
+    bars: dict[str, dict[str, Any]] = {}
+    for label, scored in (("raw", report.get("raw")), ("final", report)):
+        if not scored:
+            continue
+        bars[f"{label}\n({scored['num_synthetic']})"] = scored
+        top = scored.get("ceiling")
+        if top:
+            bars[f"real, {label}\n({top['size']})"] = {"mean": top["mean"], "std": top["std_draws"],
+                                               "per_seed": dict(enumerate(top["per_draw"]))}
+    return bars
+
+
 def plot_mauve(report: dict[str, Any], path: Path) -> Path:
     """One bar: MAUVE mean with its std over k-means seeds, each seed's score as a dot."""
     return plot_mauve_bars({"synthetic": report}, path)
@@ -195,14 +211,37 @@ def write_report(ctx, section: dict[str, Any], folder: Path) -> tuple[dict[str, 
             lines.append(f"No `{LOSS_TAG}` logged under {ctx.folder('fit')}/lightning_logs (the fit ran without a "
                          "logger, or for fewer steps than trainer.log_every_n_steps).")
 
+    answers = ctx.done.get("answers", {}).get("report", {})
+    if "hit_cap" in answers:
+        fate = "dropped before export (kept in `answers/capped.jsonl`)" if answers["dropped_at_cap"] else \
+            "kept, flagged `hit_cap: true`"
+        lines += ["", "## Answers", "",
+                  f"{answers['answers']} answers; {answers['hit_cap']} stopped at the cap max_new_tokens="
+                  f"{answers['max_new_tokens']} without EOS (cut off mid-solution): {fate}. {answers['kept']} kept."]
+
     score = ctx.done.get("score")
     if score:
         report = score["report"]
-        outputs["mauve_bar"] = plot_mauve(report, folder / "mauve.png").name
+        bars = mauve_bars(report)
+        colors = ["tab:gray" if label.startswith("real") else "tab:orange" for label in bars]
+        outputs["mauve_bar"] = plot_mauve_bars(bars, folder / "mauve.png", colors=colors, title="MAUVE vs "
+                                               f"{Path(report['reference_path']).name}").name
         lines += ["", "## MAUVE", "", "![MAUVE](mauve.png)", "",
-                  f"MAUVE = {report['mean']:.4f} ± {report['std']:.4f} over {len(report['per_seed'])} seed(s), "
-                  f"{report['num_synthetic']} synthetic vs {report['num_reference']} real rows of "
-                  f"`{report['reference_path']}` ({report['featurizer']})."]
+                  f"Against {report['num_reference']} rows of `{report['reference_path']}` ({report['featurizer']} "
+                  f"features, {len(report['per_seed'])} k-means seed(s)):", "",
+                  "| scored | rows | buckets | MAUVE | real rows, same size | real: spread over draws |",
+                  "|---|---|---|---|---|---|"]
+        for label, scored in (("raw samples", report.get("raw")), ("final rows", report)):
+            if scored:
+                top = scored.get("ceiling")
+                lines.append(f"| {label} | {scored['num_synthetic']} | {scored['clusters']} | {scored['mean']:.4f} ± "
+                             f"{scored['std']:.4f} | " + (f"{top['mean']:.4f} ± {top['std']:.4f} | ±{top['std_draws']:.4f}"
+                                                         f" over {top['draws']} draws |" if top else "- | - |"))
+        lines += ["", f"{SPREAD_NOTE}: with a few dozen rows the score moves more with which rows are drawn"
+                  + (", as the real rows' spread over draws shows; read each score against the real score of the same"
+                     " size beside it (its ceiling). In the chart a synthetic bar's error bar and dots are its k-means"
+                     " seeds, a real bar's are its draws." if report.get("ceiling") else "."),
+                  f"Buckets: {report.get('clusters_rule', 'fixed')}."]
         if "embedding_map" in score["outputs"]:
             shutil.copyfile(ctx.folder("score") / score["outputs"]["embedding_map"]["path"],
                             folder / "embedding_map.png")

@@ -93,6 +93,8 @@ def run_stage(ctx: Context, name: str) -> dict[str, Any]:
     }
     write_manifest(folder, manifest)  # last: a stage killed before this line runs again
     started.unlink()
+    log.info("pipeline: %s finished in %.0f s%s", name, manifest["seconds"],
+             f" ({manifest['rows']} rows)" if "rows" in manifest else "")
     return {**manifest, "ran": True}
 
 

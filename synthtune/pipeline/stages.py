@@ -9,14 +9,17 @@ A stage that makes rows writes them to ``rows.jsonl``; the next stage reads the 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from synthtune.errors import SynthtuneError
-from synthtune.paths import atomic_write_json
+from synthtune.paths import atomic_write_json, atomic_write_jsonl
+from synthtune.records import read_jsonl
 
 ROWS = "rows.jsonl"
+log = logging.getLogger("synthtune")
 
 
 @dataclass
@@ -85,10 +88,11 @@ def command_kwargs(section: dict[str, Any], stage: str, reserved: tuple[str, ...
 
 # ------------------------------------------------------------------------------------------ Lightning stages
 LIGHTNING_KEYS = {"fit": {"config", "overrides"}, "predict": {"config", "overrides"},
-                  "answers": {"config", "field", "overrides"}, "align": {"config", "real", "overrides"}}
+                  "answers": {"config", "field", "overrides", "keep_capped"}, "align": {"config", "real", "overrides"}}
 CONTEXTS = "contexts.json"
 DEMOS = "demos.jsonl"
 ALIGN_FIT, ALIGN_PREDICT, WEIGHTS = "weights", "resample", "weights.jsonl"
+ALL_ANSWERS, CAPPED = "all_answers.jsonl", "capped.jsonl"
 
 
 def lightning_args(ctx: Context, stage: str, section: dict[str, Any], folder: Path) -> list[str]:
@@ -104,7 +108,8 @@ def lightning_args(ctx: Context, stage: str, section: dict[str, Any], folder: Pa
         require(section, stage, "config")
         return ["fit", "--config", str(section["config"]), *overrides, *root]
     writer = ["--writer.output_path", str(folder / ROWS)]
-    if stage == "answers":
+    if stage == "answers":  # every answer goes to all_answers.jsonl; rows.jsonl gets those not cut at the cap
+        writer = ["--writer.output_path", str(folder / ALL_ANSWERS)]
         require(section, stage, "config")
         rows = ["--data.init_args.path", str(ctx.rows_before(stage)),
                 "--data.init_args.field", str(section.get("field", "text"))]
@@ -187,9 +192,30 @@ def _predict_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[d
     return {"rows": ROWS}, {}
 
 
+def split_capped(source: Path, kept: Path, capped: Path, keep_capped: bool = False) -> dict[str, Any]:
+    """Copy the answers of ``source`` to ``kept``, leaving out (into ``capped``) those that stopped at the length
+    cap without EOS (``hit_cap``): they are cut off mid-solution. With ``keep_capped`` they stay in ``kept``
+    too, flagged by their ``hit_cap``. Both files are written atomically; returns the counts."""
+    rows = read_jsonl(source)
+    cut = [row for row in rows if row.get("hit_cap")]
+    atomic_write_jsonl(capped, cut)
+    atomic_write_jsonl(kept, rows if keep_capped else [row for row in rows if not row.get("hit_cap")])
+    return {"answers": len(rows), "hit_cap": len(cut), "dropped_at_cap": 0 if keep_capped else len(cut),
+            "kept": len(rows) if keep_capped else len(rows) - len(cut)}
+
+
 def _answers_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Answer the rows so far (the JSONL writer resumes a killed predict), then drop the answers cut at the cap."""
     run_lightning(lightning_args(ctx, "answers", section, folder))
-    return {"rows": ROWS}, {}
+    report = split_capped(folder / ALL_ANSWERS, folder / ROWS, folder / CAPPED, bool(section.get("keep_capped")))
+    summary = folder / f"{ALL_ANSWERS}.summary.json"  # the JSONL writer's count of rows ended at EOS / at the cap
+    cap = json.loads(summary.read_text(encoding="utf-8")).get("max_new_tokens") if summary.is_file() else None
+    report["max_new_tokens"] = cap
+    if report["hit_cap"]:
+        verb = "kept, flagged hit_cap" if section.get("keep_capped") else f"dropped (in {folder / CAPPED})"
+        log.info("answers: %d of %d answers stopped at the cap max_new_tokens=%s without EOS; %s",
+                 report["hit_cap"], report["answers"], cap, verb)
+    return {"rows": ROWS, "all_answers": ALL_ANSWERS, "capped": CAPPED}, report
 
 
 def _align_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
@@ -305,17 +331,43 @@ def _decontaminate_run(ctx: Context, section: dict[str, Any], folder: Path) -> t
     return {"rows": ROWS}, report
 
 
+def _score_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
+    found = _rows_input("score")(ctx, settings)
+    if settings.get("ceiling"):
+        found["ceiling"] = Path(settings["ceiling"])
+    if settings.get("raw_field"):
+        found["raw"] = raw_rows(ctx)
+    return found
+
+
+def raw_rows(ctx: Context) -> Path:
+    """The rows of the first row-making stage (every raw sample, before curation), for ``score.raw_field``."""
+    made = [name for name in ORDER if name in ctx.sections and STAGES[name].makes_rows]
+    if not made:
+        raise SynthtuneError("score.raw_field scores the raw samples, but no stage makes rows; add a predict section")
+    return ctx.folder(made[0]) / ROWS
+
+
 def _score_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """MAUVE of the final rows (``mauve.json``, with the map) and, with ``raw_field``, of every raw sample
+    (``mauve_raw.json``, its ``raw``), each against the same reference and, with ``ceiling``, next to as many real
+    rows scored the same way."""
     from synthtune.commands.score import mauve
 
     require(section, "score", "reference")
     kwargs = command_kwargs(section, "score", ("synthetic", "output", "plot"))
+    raw_field = kwargs.pop("raw_field", None)
+    outputs = {"mauve": "mauve.json"}
+    raw = None
+    if raw_field:
+        raw_kwargs = {**kwargs, "field": raw_field, "no_plot": True}
+        raw = mauve(synthetic=str(raw_rows(ctx)), output=str(folder / "mauve_raw.json"), **raw_kwargs)
+        outputs["mauve_raw"] = "mauve_raw.json"
     report = mauve(synthetic=str(ctx.rows_before("score")), output=str(folder / "mauve.json"),
                    plot=str(folder / "embedding_map.png"), **kwargs)
-    outputs = {"mauve": "mauve.json"}
     if report.get("plot"):
         outputs["embedding_map"] = "embedding_map.png"
-    return outputs, report
+    return outputs, {**report, "raw": raw} if raw else report
 
 
 # ------------------------------------------------------------------------------------- export and report
@@ -360,7 +412,7 @@ STAGES: dict[str, Stage] = {
     "decontaminate": Stage(_rows_input("decontaminate"), _decontaminate_run, makes_rows=True),
     "answers": Stage(_rows_input("answers"), _answers_run, lightning_settings("answers"), makes_rows=True),
     "align": Stage(_align_inputs, _align_run, lightning_settings("align"), makes_rows=True),
-    "score": Stage(_rows_input("score"), _score_run),
+    "score": Stage(_score_inputs, _score_run),
     "export": Stage(_summary_inputs("export"), _export_run, _with_pipeline),
     "report": Stage(_summary_inputs("report"), _report_run, _with_pipeline),
 }

@@ -53,7 +53,8 @@ def sections(files: Path, tiny: str, **edits) -> dict:
         "decontaminate": {"reference": str(files / "test.jsonl"), "reference_field": "question", "ngram": 8},
         "align": {"config": str(files / "weights.yaml"), "real": str(files / "train.jsonl")},
         "score": {"reference": str(files / "test.jsonl"), "reference_field": "question", "featurizer": tiny,
-                  "clusters": 2, "seeds": 1, "kmeans_num_redo": 1},
+                  "clusters": "auto", "seeds": 1, "kmeans_num_redo": 1, "raw_field": "text",
+                  "ceiling": str(files / "train.jsonl"), "ceiling_draws": 2},
         "export": {"name": "tiny softsrv"},
         "report": {"samples": 2},
     }
@@ -96,7 +97,7 @@ def without_checkpoint(found: list[dict]) -> list[dict]:
 
 def manifests(root: Path) -> dict[str, dict]:
     return {stage: json.loads((root / stage / "manifest.json").read_text()) for stage in ORDER
-            if stage not in ("select", "answers")}
+            if stage not in ("select", "filter", "answers")}
 
 
 def test_every_stage_runs_and_the_export_loads_with_its_provenance(finished):
@@ -119,9 +120,12 @@ def test_every_stage_runs_and_the_export_loads_with_its_provenance(finished):
 
     assert pd.read_parquet(root / "export" / "data.parquet")["text"].tolist() == [r["text"] for r in final]
     card = (root / "export" / "README.md").read_text()
-    mauve = json.loads((root / "score" / "mauve.json").read_text())
+    mauve = found["score"]["report"]  # mauve.json (the final rows) with the raw samples' score under "raw"
     assert "method: `synthtune.lightning_modules.SoftSRVModule`" in card
-    assert f"MAUVE: {mauve['mean']:.4f}" in card
+    assert f"MAUVE (rows): {mauve['mean']:.4f} ± {mauve['std']:.4f}" in card
+    raw, top = mauve["raw"], mauve["ceiling"]
+    assert f"MAUVE (raw samples): {raw['mean']:.4f}" in card and f"{top['size']} real rows of `" in card
+    assert "over k-means seeds only" in card
     assert "| predict | 12 |" in card and "| curate | 8 |" in card
     assert f"{found['decontaminate']['report']['decontaminated_dropped']} rows dropped" in card
     assert "num_samples: 8" in card  # every setting, curate's included
@@ -134,6 +138,21 @@ def test_every_stage_runs_and_the_export_loads_with_its_provenance(finished):
         assert f"]({picture})" in report and (root / "report" / picture).stat().st_size > 1000
     assert final[0]["text"].split()[0] in report  # a sample is shown
     assert "| fit |" in report and "| score |" in report
+    assert f"| raw samples | 12 | 2 | {raw['mean']:.4f} ± {raw['std']:.4f} | {raw['ceiling']['mean']:.4f}" in report
+    assert f"| final rows | 6 | 2 | {mauve['mean']:.4f}" in report and "over k-means seeds only" in report
+
+
+def test_score_scores_every_raw_sample_and_the_final_rows_beside_as_many_real_rows(finished):
+    root = finished / "pipe"
+    final, raw = (json.loads((root / "score" / name).read_text()) for name in ("mauve.json", "mauve_raw.json"))
+    assert (final["num_synthetic"], raw["num_synthetic"]) == (6, 12)  # the align stage's rows; all of predict's
+    assert final["ceiling"]["size"] == 6 and raw["ceiling"]["size"] == 12
+    # auto buckets: max(2, round(n / 10)) of the smaller set (12 raw vs 10 reference: 1 -> 2)
+    assert final["clusters"] == raw["clusters"] == 2 and "round(n / 10)" in raw["clusters_rule"]
+    assert len(raw["ceiling"]["per_draw"]) == 2 and raw["ceiling"]["std_draws"] >= 0
+    manifest = json.loads((root / "score" / "manifest.json").read_text())
+    assert manifest["report"]["raw"] == raw
+    assert manifest["inputs"]["raw"]["path"].endswith("predict/rows.jsonl")
 
 
 def test_gp_chosen_contexts_drive_the_predict(finished, tiny_llama):
@@ -236,7 +255,7 @@ def test_printed_config_reads_back_and_an_empty_pipeline_is_one_line(tmp_path, c
     code, printed, err = run_synthtune_output(["pipeline", "--print_config"], capsys)
     assert code == 0, err
     config = yaml.safe_load(printed)
-    assert set(ORDER) - {"answers"} < set(config) and config["root"] is None
+    assert set(ORDER) - {"answers", "filter"} < set(config) and config["root"] is None
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))
     code, err = run_synthtune(["pipeline", "--config", str(path)], capsys)
@@ -258,9 +277,17 @@ def test_the_demo_summary_reads_the_pipelines_outputs(finished, capsys):
     demo_summary.main(str(root))
     lines = capsys.readouterr().out.splitlines()
     ends = json.loads((root / "predict" / "rows.jsonl.summary.json").read_text())
-    mauve = json.loads((root / "score" / "mauve.json").read_text())
+    mauve = json.loads((root / "score" / "manifest.json").read_text())["report"]
+    raw, top = mauve["raw"], mauve["ceiling"]
     assert lines[0].startswith("samples:        12 synthetic questions")
     assert lines[1].startswith(f"ended cleanly:  {ends['ended_at_eos']} of 12 stopped at EOS")
     assert "kept: curate 8 -> decontaminate" in lines[1] and "align 6" in lines[1]
-    assert lines[2].startswith(f"MAUVE vs GSM8K test questions: {mauve['mean']:.3f} ± {mauve['std']:.3f} over 1 seeds")
-    assert lines[3].startswith(f"embedding map:  {root / 'score' / 'embedding_map.png'}")
+    assert lines[2].startswith(f"outputs:        map {root / 'score' / 'embedding_map.png'}")
+    assert lines[3].startswith("MAUVE vs GSM8K test questions (10 of them, ") and "1 k-means seeds" in lines[3]
+    # the last lines: each score beside as many real questions scored the same way, and what the ± is
+    assert lines[4] == (f"  all 12 raw samples       {raw['mean']:.3f} ± {raw['std']:.3f}   vs 12 real GSM8K train "
+                        f"questions: {raw['ceiling']['mean']:.3f} ± {raw['ceiling']['std']:.3f} (draws spread "
+                        f"±{raw['ceiling']['std_draws']:.3f} over 2)   [2 buckets]")
+    assert lines[5].startswith(f"  6 final questions        {mauve['mean']:.3f} ± {mauve['std']:.3f}   vs 6 real")
+    assert lines[6].startswith("  ± is over k-means seeds only; which rows are drawn moves the score more") and \
+        f"±{top['std_draws']:.3f} over 2 draws" in lines[6]
