@@ -257,3 +257,23 @@ def test_bad_settings_get_one_line_errors(tiny_llama, tmp_path):
     module, _ = make(tiny_llama, num_labels=3)
     with pytest.raises(SynthtuneError, match="has 2 labels but num_labels=3"):
         trainer(tmp_path, max_steps=1).fit(module, LabeledDataModule("sst2", backbone=tiny_llama))
+
+
+@pytest.mark.parametrize("rule", ["adam", "sgd"])
+def test_weight_optimizer_is_the_update_rule_of_the_weight_net(tiny_llama, rule):
+    """Φ_W steps with the rule asked for, at weight_lr: SGD moves a weight by exactly -weight_lr · gradient."""
+    module, _ = make(tiny_llama, weight_optimizer=rule, weight_lr=0.05)
+    opt_w = module.configure_optimizers()[1]
+    assert type(opt_w) is {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[rule]
+    param = next(p for p in module.weight_net.parameters() if p.requires_grad)
+    before = param.detach().clone()
+    param.grad = torch.full_like(param, 1e-3)
+    opt_w.step()
+    step = (before - param.detach()).abs().max().item()
+    # Adam's first step is about lr whatever the gradient's scale; SGD's is lr times the gradient
+    assert step == pytest.approx(0.05 * 1e-3 if rule == "sgd" else 0.05, rel=1e-2)
+
+
+def test_unknown_weight_optimizer_is_one_line(tiny_llama):
+    with pytest.raises(SynthtuneError, match="unknown weight_optimizer 'lbfgs'; use adam or sgd"):
+        DawGenModule(backbone=tiny_llama, prompt_length=3, weight_mlp_size=8, weight_optimizer="lbfgs")
