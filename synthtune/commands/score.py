@@ -122,6 +122,9 @@ def mauve(
     rng = np.random.default_rng(seed)
     synthetic_texts = _subsample(synthetic_texts, max_samples, rng)
     real_texts = _subsample(real_texts, max_samples, rng)
+    if ceiling_texts is not None and len(ceiling_texts) < len(synthetic_texts):
+        raise SynthtuneError(f"--ceiling {ceiling} has {len(ceiling_texts)} rows, fewer than the {len(synthetic_texts)} "
+                             "synthetic rows it is compared at; pass a larger real set (e.g. the training split)")
     auto = clusters == AUTO_CLUSTERS
     if auto:
         clusters = auto_clusters(len(synthetic_texts), len(real_texts))
