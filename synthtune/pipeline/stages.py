@@ -331,6 +331,10 @@ def _decontaminate_run(ctx: Context, section: dict[str, Any], folder: Path) -> t
     return {"rows": ROWS}, report
 
 
+#: Keys of a data stage's section that the pipeline reads itself (not options of the stage's command).
+PIPELINE_KEYS = {"score": {"raw_field"}}
+
+
 def _score_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
     found = _rows_input("score")(ctx, settings)
     if settings.get("ceiling"):
@@ -356,7 +360,7 @@ def _score_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dic
 
     require(section, "score", "reference")
     kwargs = command_kwargs(section, "score", ("synthetic", "output", "plot"))
-    raw_field = kwargs.pop("raw_field", None)
+    raw_field = kwargs.pop("raw_field", None)  # PIPELINE_KEYS["score"]
     outputs = {"mauve": "mauve.json"}
     raw = None
     if raw_field:
