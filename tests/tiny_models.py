@@ -103,3 +103,19 @@ def build_tiny_gemma3(folder: Path, seed: int = 0) -> Path:
     Gemma3ForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def build_tiny_bert(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer, hidden-32 random BERT encoder (no dropout) with the bundled MiniLM's WordPiece tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from synthtune.components.students import minilm_path
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=2, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)  # no dropout: a test compares gradients exactly
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
