@@ -5,9 +5,12 @@
 # Jobs:
 #   gen-<task>[-eos|-uniform]  fit a DawGen generator (configs/dawgen/grid_cpu.yaml: 200 steps on the seed-42
 #                              16-shot split) and write NUM_PER_LABEL (default 1000) samples per label
-#   filter-<task>[-eos|-uniform]  the label-consistency filter (generator likelihood ratio), keep 50 % per label
-#   curve-<task>               the data-efficiency grid of the small student (scripts in this folder)
-#   report                     tables and figure
+#   filter-<task>[-eos|-uniform]  synthtune filter: the generator's own likelihood ratio, keep 50 % per label,
+#                              with the judge's on-label rates before and after (filter.report.json)
+#   real-<task>                the curve's real-only cells (they need no synthetic data)
+#   curve-<task>[-eos|-uniform]  the curve's synthetic cells on that generator's rows and kept rows
+#   report                     tables and figure (report.py)
+# A curve job takes LANE=i/n to run every n-th cell (two lanes for two cores), KS and SEEDS to narrow the grid.
 # Every job resumes: a fit continues from its last checkpoint, predict writes only the missing ids, the curve
 # skips the cells already in its results.jsonl, and a finished step is skipped.
 # Outputs go to runs/results-data-efficiency/ (override with R=...).
@@ -37,12 +40,38 @@ gen() {  # gen <task> [uniform|eos]: fit the DawGen generator, then N samples pe
     --data.init_args.predict_batch_size 128
 }
 
-for job in "${@:-gen-sst2-eos gen-sst2 gen-sst2-uniform curve-sst2 report}"; do
+filt() {  # filt <task> [uniform|eos]: keep half of each label by the generator's likelihood ratio
+  local dir="$R/dawgen-$1${2:+-$2}"
+  [ -f "$dir/kept.jsonl" ] || synthtune filter --input "$dir/samples.jsonl" --output "$dir/kept.jsonl" \
+    --run "$dir" --scorer generator --keep_fraction 0.5
+}
+
+curve() {  # curve <task> [uniform|eos|real]: the small student's cells (resumes from results.jsonl)
+  local task="$1" gen="${2:-}" args=()
+  if [ "$gen" = real ]; then args=(--conditions real)
+  else
+    local dir="$R/dawgen-$task${gen:+-$gen}"
+    args=(--synthetic "$dir/samples.jsonl" --filtered "$dir/kept.jsonl" --tag "dawgen${gen:+-$gen}"
+      --conditions "${CONDITIONS:-real+filtered,real+random,real+syn,paired+filtered}")
+  fi
+  python "$HERE/curve.py" --task "$task" --out "$R/curve-$task/results.jsonl" --lane "${LANE:-0/1}" \
+    --ks "${KS:-16,4,64,8,32}" --seeds "${SEEDS:-13,21,42,87,100}" "${args[@]}"
+}
+
+for job in "${@:-gen-sst2-eos filter-sst2-eos real-sst2 curve-sst2-eos report}"; do
   for j in $job; do
     case "$j" in
       gen-*-uniform) t="${j#gen-}"; gen "${t%-uniform}" uniform ;;
       gen-*-eos) t="${j#gen-}"; gen "${t%-eos}" eos ;;
       gen-*) gen "${j#gen-}" ;;
+      filter-*-uniform) t="${j#filter-}"; filt "${t%-uniform}" uniform ;;
+      filter-*-eos) t="${j#filter-}"; filt "${t%-eos}" eos ;;
+      filter-*) filt "${j#filter-}" ;;
+      real-*) curve "${j#real-}" real ;;
+      curve-*-uniform) t="${j#curve-}"; curve "${t%-uniform}" uniform ;;
+      curve-*-eos) t="${j#curve-}"; curve "${t%-eos}" eos ;;
+      curve-*) curve "${j#curve-}" ;;
+      report) python "$HERE/report.py" "$R" ;;
       *) echo "unknown job $j" >&2; exit 2 ;;
     esac
   done

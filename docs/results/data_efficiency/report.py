@@ -1,0 +1,137 @@
+"""Tables and figure of docs/results/data_efficiency.md from the curve's results.jsonl files.
+
+    python docs/results/data_efficiency/report.py runs/results-data-efficiency   # every curve-<task>/results.jsonl
+
+For each task, k and condition: the mean test accuracy over training seeds (last and dev-selected weights), its
+95 % interval from a two-level bootstrap that resamples the training seeds and the test rows (so it holds the
+spread over runs as well as the test sample's), and the paired difference to ``real`` on the same seeds and the
+same resampled test rows, with its interval. Writes ``tables.md`` and ``curve.png`` into this folder, and copies
+each results.jsonl next to them (``results-<task>.jsonl``) so every number can be recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+ORDER = ["real", "real+syn", "real+random", "real+filtered", "paired+filtered"]
+BOOT = 2000
+
+
+def correctness(line: dict, which: str, labels: np.ndarray) -> np.ndarray:
+    return (np.frombuffer(line[f"pred_{which}"].encode(), dtype=np.uint8) - ord("0")) == labels
+
+
+def bootstrap(matrix: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Mean of a (seeds × test rows) matrix and the 2.5/97.5 % quantiles over resampled seeds and rows."""
+    n_seeds, n_rows = matrix.shape
+    stats = np.empty(BOOT)
+    for b in range(BOOT):
+        seeds = rng.integers(0, n_seeds, n_seeds)
+        rows = rng.integers(0, n_rows, n_rows)
+        stats[b] = matrix[np.ix_(seeds, rows)].mean()
+    return float(matrix.mean()), float(np.quantile(stats, 0.025)), float(np.quantile(stats, 0.975))
+
+
+def load(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def summarize(lines: list[dict], task: str) -> list[dict]:
+    from synthtune.tasks import load_task, read_labeled
+
+    spec = load_task(task)
+    labels = np.array([r["label"] for r in read_labeled(spec.eval_path(), spec)])
+    cells: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for line in lines:
+        cells[(line["tag"], line["k"], line["condition"])][line["seed"]] = line
+    rows = []
+    rng = np.random.default_rng(0)
+    for (tag, k, condition), by_seed in sorted(cells.items(), key=lambda c: (c[0][0], c[0][1], ORDER.index(c[0][2]))):
+        row = {"tag": tag, "k": k, "condition": condition, "seeds": sorted(by_seed),
+               "n_syn": sorted({l["n_syn"] for l in by_seed.values()}),
+               "conflict_rate": (float(np.mean([l["conflict_rate"] for l in by_seed.values()]))
+                                 if condition == "paired+filtered" else None),
+               "minutes": float(np.mean([l["seconds"] for l in by_seed.values()])) / 60}
+        reference = cells.get(("", k, "real")) or cells.get((tag, k, "real"), {})
+        for which in ("last", "best"):
+            matrix = np.stack([correctness(by_seed[s], which, labels) for s in sorted(by_seed)]).astype(float)
+            row[which] = bootstrap(matrix, rng)
+            common = sorted(set(by_seed) & set(reference))
+            if condition != "real" and common:
+                diff = np.stack([correctness(by_seed[s], which, labels).astype(float)
+                                 - correctness(reference[s], which, labels) for s in common])
+                row[f"{which}_diff"] = bootstrap(diff, rng)
+                row["paired_seeds"] = len(common)
+        rows.append(row)
+    return rows
+
+
+def fmt(cell: tuple[float, float, float] | None, pct: bool = True) -> str:
+    if cell is None:
+        return "–"
+    m, lo, hi = (100 * x for x in cell)
+    return f"{m:.1f} [{lo:.1f}, {hi:.1f}]"
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| syn set | k | condition | seeds | syn rows | test acc, dev-selected | Δ vs real | test acc, last | Δ vs real | conflicts | min/run |",
+           "|---|---:|---|---:|---:|---|---|---|---|---:|---:|"]
+    for r in rows:
+        conflicts = "" if r["conflict_rate"] is None else f"{r['conflict_rate']:.2f}"
+        out.append(f"| {r['tag'] or '–'} | {r['k']} | {r['condition']} | {len(r['seeds'])} | "
+                   f"{'/'.join(map(str, r['n_syn']))} | {fmt(r['best'])} | {fmt(r.get('best_diff'))} | "
+                   f"{fmt(r['last'])} | {fmt(r.get('last_diff'))} | "
+                   f"{conflicts} | {r['minutes']:.1f} |")
+    return "\n".join(out)
+
+
+def figure(per_task: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(per_task), figsize=(6 * len(per_task), 4.2), squeeze=False)
+    for ax, (task, rows) in zip(axes[0], per_task.items()):
+        for condition in ORDER:
+            pts = sorted((r["k"], r["best"]) for r in rows if r["condition"] == condition and len(r["seeds"]) >= 3)
+            if not pts:
+                continue
+            ks = [k for k, _ in pts]
+            mean = [100 * c[0] for _, c in pts]
+            err = [[100 * (c[0] - c[1]) for _, c in pts], [100 * (c[2] - c[0]) for _, c in pts]]
+            ax.errorbar(ks, mean, yerr=err, marker="o", capsize=3, label=condition)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("real examples per label (k)")
+        ax.set_ylabel("test accuracy, dev-selected (%)")
+        ax.set_title(f"{task}: MiniLM student, 95 % bootstrap intervals (≥ 3 seeds)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/results-data-efficiency")
+    per_task: dict[str, list[dict]] = {}
+    sections = []
+    for results in sorted(root.glob("curve-*/results.jsonl")):
+        task = results.parent.name.removeprefix("curve-")
+        lines = load(results)
+        shutil.copyfile(results, HERE / f"results-{task}.jsonl")
+        per_task[task] = summarize(lines, task)
+        sections.append(f"### {task}\n\n{table(per_task[task])}\n")
+    (HERE / "tables.md").write_text("\n".join(sections))
+    if per_task:
+        figure(per_task, HERE / "curve.png")
+    print("\n".join(sections))
+
+
+if __name__ == "__main__":
+    main()
