@@ -78,12 +78,12 @@ def filter_rows(
     check_distinct(report_file, input, real, judge_train, output)
     if scorer not in ("generator", "classifier"):
         raise SynthtuneError(f"unknown scorer {scorer!r}; use --scorer generator or --scorer classifier")
-    if scorer == "generator" and not run:
-        raise SynthtuneError("the generator scorer needs the DawGen run that made the rows; pass --run <run folder> "
-                             "(or --scorer classifier)")
     rows, broken = read_rows(input, strict)
     if not rows:
         raise SynthtuneError(f"{input}: no rows to filter; check the input file")
+    if scorer == "generator" and not run:
+        raise SynthtuneError("the generator scorer needs the DawGen run that made the rows; pass --run <run folder> "
+                             "(or --scorer classifier)")
 
     module = datamodule = None
     if run and scorer == "generator":

@@ -115,7 +115,7 @@ def generator_logprobs(module: Any, datamodule: Any, rows: Sequence[dict[str, An
 
     if batch_size < 1:
         raise SynthtuneError(f"batch_size must be at least 1, got {batch_size}; pass e.g. --batch_size 16")
-    pair = "text_b" in (rows[0] if rows else {})
+    pair = bool(datamodule.is_pair)  # the run's task: text_b given text_a, else text
     items = [{"target": datamodule.encode_target(r["text_b"] if pair else r["text"]),
               "context": datamodule.encode_context(r["text_a"]) if pair else [], "label": 0, "index": i}
              for i, r in enumerate(rows)]

@@ -20,8 +20,8 @@ def test_help_lists_every_command(capsys):
     assert code == 0
     for name in [*LIGHTNING_COMMANDS, *(" ".join(words) for words in ALL)]:
         assert f"  {name} " in out, name
-    assert {name for name, _ in command_lines()} == {"curate", "decontaminate", "pipeline", "score mauve", "synalign select",
-                                                     "synalign evaluate", "sweep"}
+    assert {name for name, _ in command_lines()} == {"curate", "decontaminate", "filter", "pipeline", "score mauve",
+                                                     "synalign select", "synalign evaluate", "sweep"}
 
 
 # `pipeline` reads no file of its own (its stages do): its round trip is in tests/pipeline/test_pipeline.py.
