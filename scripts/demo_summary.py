@@ -53,13 +53,12 @@ def main(root: str) -> None:
     if mauve.get("raw"):
         print(mauve_line(f"all {mauve['raw']['num_synthetic']} raw samples", mauve["raw"]))
     print(mauve_line(f"{mauve['num_synthetic']} final questions", mauve))
-    note = "± is over k-means seeds only"
+    note = (f"± is the spread over {len(mauve['per_seed'])} k-means seeds only; the sampling noise (which rows are "
+            "drawn) is larger at this size")
     if mauve.get("ceiling"):
         top = mauve["ceiling"]
-        note += (f"; which rows are drawn moves the score more at this size (real sets of {top['size']}: "
-                 f"±{top['std_draws']:.3f} over {top['draws']} draws), so read a score against the real one beside it")
-    else:
-        note += "; which rows are drawn moves the score more at this size"
+        note += (f": {top['size']} real questions move ±{top['std_draws']:.3f} over {top['draws']} draws, synthetic "
+                 "ones further from the reference move more; read each score against the real one beside it")
     print(f"  {note}")
 
 

@@ -80,7 +80,7 @@ def dataset_card(name: str, facts: dict[str, Any], settings: dict[str, Any], num
                      + (f"{cut['dropped_at_cap']} dropped, none shipped" if cut["dropped_at_cap"] or not cut["hit_cap"]
                         else "kept, flagged `hit_cap: true`"))
     if mauve:
-        for label, scored in (("raw samples", mauve.get("raw")), ("rows", mauve)):
+        for label, scored in (("raw samples", mauve.get("raw")), ("final rows", mauve)):
             if not scored:
                 continue
             top = scored.get("ceiling")
