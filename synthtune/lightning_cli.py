@@ -26,6 +26,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningCLI
 
 from synthtune.callbacks.checkpoint import RunCheckpoint
+from synthtune.checkpoint_io import use_atomic_checkpoints
 from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
 from synthtune.callbacks.progress import use_run_progress_bar
 from synthtune.callbacks.run_config import RELATIVE_FLAG, RunConfigSaver, resolve_run_paths
@@ -79,6 +80,12 @@ class SynthtuneCLI(LightningCLI):
         time. synthtune instead checks the checkpoint's signature when it loads and refuses a
         mismatched one with one line (see ``SynthtuneModule.on_load_checkpoint``).
         """
+
+    def instantiate_trainer(self, **kwargs: Any):
+        """Lightning's trainer, saving checkpoints atomically in their own folder (``synthtune.checkpoint_io``)."""
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoints(trainer)
+        return trainer
 
     def before_fit(self) -> None:
         preflight("fit", self.config[self.subcommand])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import json
@@ -9,7 +10,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from synthtune.errors import SynthtuneError
 
@@ -45,8 +46,13 @@ def clean_stale_temp_files(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Open a temporary file beside ``path`` for writing (binary); when the block ends without an error,
+    flush and fsync it and ``os.replace`` it onto ``path``, then fsync the folder. A reader sees the old
+    file or the new one, never half of one, whatever filesystem ``$TMPDIR`` is on: the temporary file
+    is in ``path``'s own folder, so the replace is a rename, never a copy. On an error the temporary
+    file is deleted and ``path`` is as it was.
 
     The file gets the usual permissions (0666 minus the umask), not ``mkstemp``'s 0600. The temporary
     file is named ``.<name>.<pid>.<random>.tmp``; ones left by a killed process are deleted here."""
@@ -57,13 +63,34 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a power cut after it still finds the new file)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems do not fsync folders; the rename itself is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    with atomic_write(path) as fh:
+        fh.write(data)
 
 
 def ensure_writable_dir(path: str | os.PathLike, what: str, fix: str) -> Path:

@@ -1,0 +1,50 @@
+"""Checkpoints written so that a kill or a full disk never destroys the previous one.
+
+Lightning's ``TorchCheckpointIO`` saves through an fsspec transaction, which writes the checkpoint
+into ``$TMPDIR`` and then moves it into place. When ``$TMPDIR`` is on another filesystem than the run
+folder (a tmpfs ``/tmp``, the run on disk) that move is a truncate-and-copy: a kill during the copy
+leaves a 0-byte ``last.ckpt`` and an orphaned temporary file. :class:`AtomicCheckpointIO` writes the
+checkpoint into a temporary file in the checkpoint folder itself, fsyncs it and ``os.replace``s it
+onto the target, so ``last.ckpt`` is the old checkpoint until the new one is complete.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from fsspec.implementations.local import LocalFileSystem
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from synthtune.errors import SynthtuneError
+from synthtune.paths import atomic_write
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` whose local saves go through :func:`synthtune.paths.atomic_write` (a
+    temporary file beside the target, flush + fsync, ``os.replace``, whatever ``$TMPDIR`` is). A
+    temporary file left by a killed save is deleted by the next save of that checkpoint. A save that
+    fails for lack of space or permission is one line naming the file; the previous checkpoint stays.
+    Remote paths (``s3://``, ...) keep Lightning's own saving."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Optional[Any] = None) -> None:
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        try:
+            with atomic_write(path) as fh:
+                torch.save(checkpoint, fh)
+        except OSError as exc:
+            raise SynthtuneError(
+                f"cannot write checkpoint {path} ({exc.strerror or exc}); the previous checkpoint there is "
+                "unchanged: free some space (or pass --checkpoint.dirpath on another disk), then resume "
+                "with --ckpt_path last") from exc
+
+
+def use_atomic_checkpoints(trainer: Any) -> None:
+    """Give ``trainer`` atomic local checkpoint saves, unless its strategy brings its own checkpoint
+    IO (DeepSpeed, FSDP, XLA, an async or user-given plugin), which is kept as it is."""
+    strategy = trainer.strategy
+    if type(getattr(strategy, "checkpoint_io", None)) is TorchCheckpointIO:
+        strategy.checkpoint_io = AtomicCheckpointIO()
