@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from typing import Any, Optional
 
 import lightning.pytorch as pl
@@ -116,7 +117,9 @@ class PlainProgress(Callback):
     @staticmethod
     def _batch_size(batch: Any, outputs: Any) -> int:
         try:
-            return int(extract_batch_size(batch))
+            with warnings.catch_warnings():  # it warns about a dict batch of several sizes; the first is the rows
+                warnings.simplefilter("ignore")
+                return int(extract_batch_size(batch))
         except Exception:  # noqa: BLE001 - Lightning raises a bare exception type when it finds no tensor
             return len(outputs) if isinstance(outputs, (list, tuple)) else 1
 

@@ -68,7 +68,7 @@ def test_a_ceiling_smaller_than_the_synthetic_set_is_one_line(tmp_path):
         mauve(str(synthetic), str(reference), ceiling=str(ceiling), ceiling_draws=0, no_plot=True)
 
 
-def test_the_answers_stage_exports_no_answer_cut_at_the_cap(tiny_llama, tmp_path, monkeypatch):
+def test_the_answers_stage_exports_no_answer_cut_at_the_cap(tiny_llama, tmp_path, monkeypatch, caplog, capsys):
     """fit -> predict -> answers -> export on the tiny model: its answers never reach EOS in 4 tokens, so every one
     is dropped, counted in the manifest and kept aside, and the export refuses an empty set in one line."""
     from pipeline.test_pipeline import QUESTIONS, sections
@@ -79,14 +79,21 @@ def test_the_answers_stage_exports_no_answer_cut_at_the_cap(tiny_llama, tmp_path
     write(files / "train.jsonl", [{"question": q} for q in QUESTIONS])
     write(files / "test.jsonl", [{"question": q} for q in QUESTIONS[:4]])
     found = sections(files, tiny_llama)
-    config = {"fit": found["fit"], "predict": found["predict"],
+    fit = {**found["fit"], "overrides": ["--trainer.enable_progress_bar", "true"]}  # the tiny config turns it off
+    config = {"fit": fit, "predict": found["predict"],
               "answers": {"config": str(REPO / "configs/template_generation/answers_gsm8k.yaml"), "field": "text",
                           "overrides": ["--model.init_args.backbone", tiny_llama, "--model.init_args.max_new_tokens",
                                         "4"]},
               "export": {"name": "tiny"}}
     monkeypatch.chdir(tmp_path)
+    caplog.set_level("INFO", logger="synthtune")
     with pytest.raises(SynthtuneError, match="no rows left to export"):
         pipeline(root="pipe", **config)
+    # progress of the long stages in a log: each stage's end, and the Lightning stages' plain lines (stdout is no TTY)
+    assert "pipeline: answers finished in " in caplog.text and " s (0 rows)" in caplog.text
+    assert "answers: 12 of 12 answers stopped at the cap max_new_tokens=4 without EOS; dropped" in caplog.text
+    out = capsys.readouterr().out
+    assert "fit: step 4/4 (100 %), loss " in out and "predict: 12/12 samples (100 %)" in out
     manifest = json.loads((tmp_path / "pipe" / "answers" / "manifest.json").read_text())
     assert manifest["report"] == {"answers": 12, "hit_cap": 12, "dropped_at_cap": 12, "kept": 0, "max_new_tokens": 4}
     assert manifest["rows"] == 0 and read(tmp_path / "pipe" / "answers" / "rows.jsonl") == []
