@@ -7,8 +7,11 @@ A user mistake in either ends as one line ``error: <what is wrong>; <how to fix>
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import warnings
+
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from synthtune.commands import COMMANDS, command_lines, run_command
 from synthtune.lightning_cli import LIGHTNING_COMMANDS, run_cli, user_error
@@ -57,6 +60,21 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+#: Exit status of a run stopped by SIGTERM (128 + the signal, as a shell reports a killed command).
+SIGTERM_STATUS = 128 + signal.SIGTERM
+
+
+def _stopped(argv: list[str], exc: SIGTERMException) -> None:
+    """A run stopped by SIGTERM: one line saying what was kept and how to resume; a non-zero exit, so
+    ``fit && predict`` does not go on with a half-trained run."""
+    command = argv[0] if argv else ""
+    fix = {"fit": "run the same command with --ckpt_path last to resume",
+           "predict": "run the same command again to generate the rest"}.get(command, "run the same command again to resume")
+    kept = getattr(exc, "synthtune_kept", None)
+    print(f"stopped by SIGTERM{f': {kept}' if kept else ''}; {fix}", file=sys.stderr)
+    sys.exit(SIGTERM_STATUS)
+
+
 def usage() -> str:
     """What ``synthtune --help`` prints: every command, Lightning runs and data commands."""
     width = max(len(name) for name, _ in [*LIGHTNING_COMMANDS.items(), *command_lines()]) + 2
@@ -81,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
             run_command(argv[0], argv[1:])
             return
         run_cli(None if from_command_line else argv)
+    except SIGTERMException as exc:  # Lightning's stop on SIGTERM, a SystemExit with status 0
+        _stopped(argv, exc)
     except Exception as exc:  # noqa: BLE001 - only user errors are shortened; bugs keep their traceback
         cause = user_error(exc)
         if cause is None:

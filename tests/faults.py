@@ -57,3 +57,19 @@ def install(folder, fault: str, monkeypatch=None) -> None:
             monkeypatch.setattr(owner, name, fake)
         else:
             setattr(owner, name, fake)
+
+
+try:
+    from lightning.pytorch import Callback
+except ImportError:  # pragma: no cover
+    Callback = object
+
+
+class StepFile(Callback):
+    """Writes the global step to ``path`` after every training batch, so a test knows when to signal a run."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        Path(self.path).write_text(str(trainer.global_step))

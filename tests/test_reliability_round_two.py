@@ -73,3 +73,89 @@ def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_previous
                    "the previous checkpoint there is unchanged", "--ckpt_path last")
     assert last.read_bytes() == before
     assert temp_files(last.parent) == [] and not list(tmp_path.glob("tmp*"))
+
+
+# ------------------------------------------------------------------ 3. SIGTERM
+def wait_for(condition, process, what, seconds=240):
+    deadline = time.time() + seconds
+    while not condition() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert process.poll() is None and condition(), f"{what} did not happen: {process.stderr.read()[-2000:]}"
+
+
+def test_sigterm_during_fit_saves_the_current_step_and_exits_non_zero(tiny_llama, data_file, tmp_path, capsys):
+    root, steps = tmp_path / "run", tmp_path / "steps.txt"
+    marker = json.dumps([{"class_path": "faults.StepFile", "init_args": {"path": str(steps)}}])
+    args = base_args(tiny_llama, data_file, root, "--trainer.max_steps", "100000",
+                     "--checkpoint.every_n_train_steps", "100000")
+    args[args.index("--trainer.callbacks") + 1] = marker
+    fit = subprocess.Popen([sys.executable, "-m", "synthtune.cli", "fit", *args], env=child_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: steps.is_file() and steps.read_text().isdigit() and int(steps.read_text()) >= 3, fit,
+                 "three training steps")
+        fit.send_signal(signal.SIGTERM)
+        _, err = fit.communicate(timeout=120)
+    finally:
+        fit.kill()
+    last = root / "checkpoints" / "last.ckpt"
+    reached = int(steps.read_text())
+    assert fit.returncode == 143, err[-2000:]  # 128 + SIGTERM: `fit && predict` does not go on
+    lines = err.strip().splitlines()
+    assert lines[-1] == (f"stopped by SIGTERM: {last} holds step {reached}; run the same command with "
+                         "--ckpt_path last to resume"), err[-2000:]
+    assert "Traceback" not in err
+    assert torch.load(last, weights_only=False)["global_step"] == reached  # no periodic save ran before
+
+    code, err = run_main(["fit", *base_args(tiny_llama, data_file, root, "--trainer.max_steps", str(reached + 2)),
+                          "--ckpt_path", "last"], capsys)
+    assert code == 0, err
+    assert torch.load(last, weights_only=False)["global_step"] == reached + 2
+
+
+def test_sigterm_during_predict_stops_at_the_next_batch_and_resumes(tiny_llama, data_file, tmp_path, capsys):
+    root = tmp_path / "run"
+    fit_run(tiny_llama, data_file, root, capsys)
+    out = root / "samples.jsonl"
+    shard = out.with_name("samples.jsonl.rank0.partial.jsonl")
+    predict = ["predict", "--config", str(root / "config.yaml"), "--ckpt_path", "last",
+               "--data.init_args.batch_size", "1"]
+    run = subprocess.Popen([sys.executable, "-m", "synthtune.cli", *predict, "--data.init_args.num_samples",
+                            "100000"], env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: shard.is_file() and shard.stat().st_size > 0, run, "a written batch")
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=120)  # was ignored until all 100000 samples were written
+    finally:
+        run.kill()
+    assert run.returncode == 143, err[-2000:]
+    rows = [json.loads(line) for line in shard.read_text().splitlines()]  # every line whole: stopped between batches
+    done = [row["id"] for row in rows]
+    assert done == list(range(len(done))) and 0 < len(done) < 100000
+    assert err.strip().splitlines()[-1] == (f"stopped by SIGTERM: {len(done)} new samples are kept in {shard}; "
+                                            "run the same command again to generate the rest"), err[-2000:]
+    assert not out.exists()
+
+    code, err = run_main([*predict, "--data.init_args.num_samples", str(len(done) + 3)], capsys)
+    assert code == 0, err
+    resumed = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in resumed] == list(range(len(done) + 3)) and resumed[:len(done)] == rows
+
+
+def test_a_pipeline_stopped_by_sigterm_exits_non_zero(monkeypatch, capsys):
+    """The pipeline runs its Lightning stages in-process: Lightning's SIGTERM stop reaches main, which
+    exited 0 (SIGTERMException is a SystemExit without a status), and demo.sh went on to summarise."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    import synthtune.cli
+
+    def stopped(name, argv):
+        stop = SIGTERMException()
+        stop.synthtune_kept = "runs/x/fit/checkpoints/last.ckpt holds step 7"
+        raise stop
+
+    monkeypatch.setattr(synthtune.cli, "run_command", stopped)
+    code, err = run_main(["pipeline", "--config", "pipelines/gsm8k_softsrv.yaml"], capsys)
+    assert code == 143
+    assert err.strip() == ("stopped by SIGTERM: runs/x/fit/checkpoints/last.ckpt holds step 7; "
+                           "run the same command again to resume")

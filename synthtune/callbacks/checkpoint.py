@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class RunCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` (all its arguments apply), plus one guarantee: when training
     stops between two saving intervals (``max_steps`` reached mid-interval), ``last.ckpt`` is still
     written for the final step, so ``--ckpt_path last`` continues from where the run really ended.
-    A run stopped by an error (e.g. a NaN loss) is not saved: the last good checkpoint stays.
+    A run stopped by SIGTERM (``kill``, a scheduler's preemption) is saved too, at the step it reached
+    (Lightning stops it between two batches). A run stopped by an error (e.g. a NaN loss) is not
+    saved: the last good checkpoint stays.
     The synthtune CLI sets ``save_last=True`` and ``enable_version_counter=False``, so a resumed run
     keeps writing the same ``last.ckpt`` instead of ``last-v1.ckpt``."""
 
@@ -25,3 +28,11 @@ class RunCheckpoint(ModelCheckpoint):
         if (self.save_last and not trainer.fast_dev_run and trainer.global_step > 0
                 and self._last_global_step_saved != trainer.global_step):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        if self.save_last and not trainer.fast_dev_run and trainer.global_step > 0:
+            if self._last_global_step_saved != trainer.global_step:
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            exception.synthtune_kept = f"{self.last_model_path} holds step {trainer.global_step}"

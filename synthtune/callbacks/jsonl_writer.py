@@ -26,6 +26,7 @@ from typing import IO, Any, Iterable, Sequence
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 from rich.text import Text
 
@@ -309,6 +310,17 @@ class JsonlPredictionWriter(BasePredictionWriter):
         self._handle.write("".join(lines))
         self._handle.flush()
         os.fsync(self._handle.fileno())
+
+    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                             batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Write the batch; then, if the run got SIGTERM, stop (Lightning's predict loop would go on to
+        the end): the shard keeps every finished batch, so the same command resumes."""
+        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        if trainer.received_sigterm:
+            self._close()
+            stop = SIGTERMException()
+            stop.synthtune_kept = f"{len(self._written)} new samples are kept in {self._shard}"
+            raise stop
 
     def _check_row_params(self, row: dict[str, Any]) -> None:
         if not self._check_params:
