@@ -116,12 +116,16 @@ class OutputLock:
     blocks a later run.
 
     Args:
-        output: the file the lock protects.
+        output: the file (or folder) the lock protects.
+        lock_path: the lock file; default ``<output>.lock``.
+        fix: what the refusal tells a second process to do instead.
     """
 
-    def __init__(self, output: str | os.PathLike) -> None:
+    def __init__(self, output: str | os.PathLike, lock_path: str | os.PathLike | None = None,
+                 fix: str = "pass another output path") -> None:
         self.output = Path(output)
-        self.path = self.output.with_name(self.output.name + ".lock")
+        self.path = Path(lock_path) if lock_path is not None else self.output.with_name(self.output.name + ".lock")
+        self.fix = fix
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -135,7 +139,7 @@ class OutputLock:
             os.close(fd)
             raise SynthtuneError(
                 f"{self.output} is being written by {holder} (lock {self.path}); wait for it to finish, "
-                f"or pass another output path"
+                f"or {self.fix}"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
@@ -146,6 +150,12 @@ class OutputLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def run_folder_lock(root: str | os.PathLike) -> OutputLock:
+    """The lock of a fit's run folder (``<root>/.fit.lock``): one fit per run folder at a time."""
+    root = Path(root)
+    return OutputLock(root, root / ".fit.lock", fix="pass another --trainer.default_root_dir")
 
 
 def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:

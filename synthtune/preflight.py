@@ -9,7 +9,7 @@ from pathlib import Path
 from jsonargparse import Namespace
 
 from synthtune.errors import SynthtuneError
-from synthtune.paths import ensure_writable_dir
+from synthtune.paths import ensure_writable_dir, run_folder_lock
 
 #: ``--ckpt_path`` values Lightning resolves itself.
 SPECIAL_CKPT = {"last", "best", "hpc", "registry"}
@@ -22,6 +22,7 @@ def preflight(subcommand: str, config: Namespace) -> None:
                             "pass --trainer.default_root_dir in a folder you can write to")
         ensure_writable_dir(config.checkpoint.dirpath, "checkpoints",
                             "pass --checkpoint.dirpath in a folder you can write to")
+        refuse_a_second_fit(config)
     ckpt = config.get("ckpt_path")
     if ckpt == "last":
         ckpt = Path(config.checkpoint.dirpath) / "last.ckpt"  # where RunCheckpoint keeps it
@@ -30,6 +31,28 @@ def preflight(subcommand: str, config: Namespace) -> None:
     elif not ckpt or ckpt in SPECIAL_CKPT:
         return
     check_checkpoint_file(Path(ckpt))
+
+
+def refuse_a_second_fit(config: Namespace) -> None:
+    """A fit into a run folder that another fit is writing, or a fresh fit into one that holds a
+    finished ``last.ckpt``, is refused in one line before anything loads: the second would replace the
+    first's ``last.ckpt`` and ``config.yaml``. Resuming (``--ckpt_path last``, or a checkpoint of this
+    folder) is what a folder with a ``last.ckpt`` takes. The lock itself is held by ``RunCheckpoint``
+    for the whole fit; this only looks whether someone holds it now. Only the first process checks:
+    the ranks Lightning launches later run this while rank 0 holds the lock."""
+    if any(int(os.environ.get(var) or 0) for var in ("RANK", "LOCAL_RANK", "NODE_RANK")):
+        return
+    root = Path(config.trainer.default_root_dir or os.getcwd())
+    probe = run_folder_lock(root)
+    probe.acquire()
+    probe.release()
+    folder = Path(config.checkpoint.dirpath)
+    last = folder / "last.ckpt"
+    ckpt = config.get("ckpt_path")
+    resumes = ckpt in SPECIAL_CKPT or (ckpt and Path(ckpt).resolve().parent == folder.resolve())
+    if last.is_file() and not resumes:
+        raise SynthtuneError(f"{root} already holds a fit ({last}), which this run would replace; pass "
+                             f"--ckpt_path last to resume it, or another --trainer.default_root_dir for a new run")
 
 
 def check_checkpoint_file(path: Path) -> None:

@@ -159,3 +159,50 @@ def test_a_pipeline_stopped_by_sigterm_exits_non_zero(monkeypatch, capsys):
     assert code == 143
     assert err.strip() == ("stopped by SIGTERM: runs/x/fit/checkpoints/last.ckpt holds step 7; "
                            "run the same command again to resume")
+
+
+# ------------------------------------------------------------------ 5. one fit per run folder
+def test_a_second_fit_into_a_run_folder_being_written_is_refused_at_once(tiny_llama, data_file, tmp_path, capsys):
+    root, steps = tmp_path / "run", tmp_path / "steps.txt"
+    marker = json.dumps([{"class_path": "faults.StepFile", "init_args": {"path": str(steps)}}])
+    args = base_args(tiny_llama, data_file, root, "--trainer.max_steps", "100000",
+                     "--checkpoint.every_n_train_steps", "2")
+    args[args.index("--trainer.callbacks") + 1] = marker
+    first = subprocess.Popen([sys.executable, "-m", "synthtune.cli", "fit", *args], env=child_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (root / "checkpoints" / "last.ckpt").is_file(), first, "a first checkpoint")
+        for extra in ([], ["--ckpt_path", "last"]):  # a fresh fit, or a resume, while the first one runs
+            code, err = run_main(["fit", *base_args(tiny_llama, data_file, root, "--trainer.max_steps", "3",
+                                                    "--model.init_args.prompt_length", "2"), *extra], capsys)
+            one_error_line(code, err, f"{root} is being written by pid {first.pid} on ",
+                           f"(lock {root / '.fit.lock'})", "another --trainer.default_root_dir")
+            assert first.poll() is None
+    finally:
+        first.kill()  # SIGKILL: the kernel drops its lock
+        first.wait(timeout=60)
+    assert torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]  # the first run's
+    assert "prompt_length: 4" in (root / "config.yaml").read_text()  # not the refused run's 2
+    code, err = run_main(["fit", *base_args(tiny_llama, data_file, root, "--trainer.max_steps", "100000"),
+                          "--ckpt_path", "last", "--trainer.max_steps", str(int(steps.read_text()) + 1)], capsys)
+    assert code == 0, err  # the killed run's lock does not block its resume
+
+
+def test_a_fresh_fit_into_a_finished_run_folder_is_refused(tiny_llama, data_file, tmp_path, capsys):
+    root = tmp_path / "run"
+    last = fit_run(tiny_llama, data_file, root, capsys)
+    before, config = last.read_bytes(), (root / "config.yaml").read_bytes()
+    code, err = run_main(["fit", *base_args(tiny_llama, data_file, root, "--trainer.max_steps", "2")], capsys)
+    one_error_line(code, err, f"{root} already holds a fit ({last})", "pass --ckpt_path last to resume it",
+                   "another --trainer.default_root_dir")
+    assert last.read_bytes() == before and (root / "config.yaml").read_bytes() == config
+    # a checkpoint of another run would replace it too; one of this folder resumes
+    other = fit_run(tiny_llama, data_file, tmp_path / "other", capsys)
+    code, err = run_main(["fit", *base_args(tiny_llama, data_file, root, "--trainer.max_steps", "2"),
+                          "--ckpt_path", str(other)], capsys)
+    one_error_line(code, err, f"{root} already holds a fit")
+    assert last.read_bytes() == before
+    code, err = run_main(["fit", *base_args(tiny_llama, data_file, root, "--trainer.max_steps", "2"),
+                          "--ckpt_path", str(last)], capsys)
+    assert code == 0, err
+    assert torch.load(last, weights_only=False)["global_step"] == 2

@@ -6,6 +6,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from synthtune.errors import SynthtuneError
+from synthtune.paths import OutputLock, run_folder_lock
+
 
 class RunCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` (all its arguments apply), plus one guarantee: when training
@@ -15,7 +18,36 @@ class RunCheckpoint(ModelCheckpoint):
     (Lightning stops it between two batches). A run stopped by an error (e.g. a NaN loss) is not
     saved: the last good checkpoint stays.
     The synthtune CLI sets ``save_last=True`` and ``enable_version_counter=False``, so a resumed run
-    keeps writing the same ``last.ckpt`` instead of ``last-v1.ckpt``."""
+    keeps writing the same ``last.ckpt`` instead of ``last-v1.ckpt``.
+
+    One fit per run folder: rank 0 holds ``<default_root_dir>/.fit.lock`` (``synthtune.paths``) from
+    setup to the end, so a second fit into a folder that another one is writing stops at once with
+    one line naming the holder, before it loads or writes anything."""
+
+    _run_lock: OutputLock | None = None
+
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        if stage == "fit":
+            problem = None
+            if trainer.is_global_zero:
+                try:
+                    self._run_lock = run_folder_lock(trainer.default_root_dir)
+                    self._run_lock.acquire()
+                except SynthtuneError as exc:
+                    self._run_lock, problem = None, str(exc)
+            problem = trainer.strategy.broadcast(problem)  # every rank stops, none waits for rank 0
+            if problem:
+                raise SynthtuneError(problem)
+        super().setup(trainer, pl_module, stage)
+
+    def _release_run_lock(self) -> None:
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
+
+    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        self._release_run_lock()
+        super().teardown(trainer, pl_module, stage)
 
     @property
     def state_key(self) -> str:
@@ -30,6 +62,12 @@ class RunCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        try:
+            self._save_on_sigterm(trainer, exception)
+        finally:
+            self._release_run_lock()
+
+    def _save_on_sigterm(self, trainer: "pl.Trainer", exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
             return
         if self.save_last and not trainer.fast_dev_run and trainer.global_step > 0:

@@ -342,6 +342,8 @@ def _run_grid(grid: _Grid, run: _Runner, run_missing: bool = True) -> list[dict[
                         if needs_synthetic(strategy):
                             fit += ["--data.init_args.synthetic", grid.synthetic[f"{task}@{variant}" if variant else task]]
                         fit += grid.extra
+                    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+                        fit += ["--ckpt_path", "last"]  # a cell killed during or after its fit resumes it
                     fitted = run(fit, run_dir / "fit.json")
                     ckpt_dir = run_dir / "checkpoints"
                     ckpt = ckpt_dir / "best.ckpt" if (ckpt_dir / "best.ckpt").is_file() else ckpt_dir / "last.ckpt"
