@@ -27,7 +27,11 @@ def preflight(subcommand: str, config: Namespace) -> None:
     if ckpt == "last":
         ckpt = Path(config.checkpoint.dirpath) / "last.ckpt"  # where RunCheckpoint keeps it
         if not ckpt.is_file():
-            return  # Lightning starts from scratch with a warning, as documented
+            if subcommand == "fit":
+                return  # a first fit starts from scratch (Lightning warns), as documented
+            raise SynthtuneError(f"--ckpt_path last: there is no checkpoint {ckpt}, so `synthtune {subcommand}` would "
+                                 f"run an untrained model; run `synthtune fit` into that run folder first, or pass "
+                                 f"--ckpt_path <file.ckpt>")
     elif not ckpt or ckpt in SPECIAL_CKPT:
         return
     check_checkpoint_file(Path(ckpt))

@@ -206,3 +206,14 @@ def test_a_fresh_fit_into_a_finished_run_folder_is_refused(tiny_llama, data_file
                           "--ckpt_path", str(last)], capsys)
     assert code == 0, err
     assert torch.load(last, weights_only=False)["global_step"] == 2
+
+
+# ------------------------------------------------------------------ 6. --ckpt_path last with no checkpoint
+@pytest.mark.parametrize("subcommand", ["predict", "validate"])
+def test_ckpt_path_last_without_a_checkpoint_is_one_line_not_an_untrained_run(subcommand, tiny_llama, data_file,
+                                                                              tmp_path, capsys):
+    root = tmp_path / "run"
+    code, err = run_main([subcommand, *base_args(tiny_llama, data_file, root), "--ckpt_path", "last"], capsys)
+    one_error_line(code, err, f"--ckpt_path last: there is no checkpoint {root / 'checkpoints' / 'last.ckpt'}",
+                   "run `synthtune fit` into that run folder first")
+    assert not (root / "samples.jsonl").exists() and not list(root.glob("*.partial.jsonl"))
