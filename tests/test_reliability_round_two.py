@@ -217,3 +217,24 @@ def test_ckpt_path_last_without_a_checkpoint_is_one_line_not_an_untrained_run(su
     one_error_line(code, err, f"--ckpt_path last: there is no checkpoint {root / 'checkpoints' / 'last.ckpt'}",
                    "run `synthtune fit` into that run folder first")
     assert not (root / "samples.jsonl").exists() and not list(root.glob("*.partial.jsonl"))
+
+
+# ------------------------------------------------------------------ 4. predict resumes only its own files
+def test_predict_refuses_a_file_it_did_not_write_and_leaves_it_untouched(tiny_llama, data_file, tmp_path, capsys):
+    root = tmp_path / "run"
+    fit_run(tiny_llama, data_file, root, capsys)
+    foreign = tmp_path / "mine.jsonl"
+    foreign.write_text("".join(json.dumps({"id": i, "text": f"my row {i}"}) + "\n" for i in range(60)))
+    before = foreign.read_bytes()
+    predict = ["predict", "--config", str(root / "config.yaml"), "--ckpt_path", "last",
+               "--writer.output_path", str(foreign), "--data.init_args.num_samples", "64"]
+    code, err = run_main(predict, capsys)
+    one_error_line(code, err, f"{foreign} was not written by `synthtune predict` (row id 0 has no 'params')",
+                   "--writer.overwrite true", "another --writer.output_path")
+    assert foreign.read_bytes() == before
+    assert not list(tmp_path.glob("mine.jsonl.rank*"))
+
+    code, err = run_main([*predict, "--writer.overwrite", "true", "--data.init_args.num_samples", "4"], capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in foreign.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [0, 1, 2, 3] and all("params" in r for r in rows)

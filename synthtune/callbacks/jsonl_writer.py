@@ -193,6 +193,7 @@ class JsonlPredictionWriter(BasePredictionWriter):
         # ranks alike instead of leaving the others waiting.
         shards = find_shards(output)
         groups = [read_sample_rows(output)] + [read_sample_rows(s) for s in shards]
+        self._refuse_foreign_rows(groups[0], output)
         merged = merge_rows(groups)
         self._done = {row["id"] for row in merged}
         self._params, self._check_params = self._reference_params([r for g in groups for r in g], output)
@@ -258,6 +259,17 @@ class JsonlPredictionWriter(BasePredictionWriter):
                 len(self._done),
                 output,
             )
+
+    @staticmethod
+    def _refuse_foreign_rows(rows: Sequence[dict[str, Any]], output: Path) -> None:
+        """An existing output file is resumed only if predict wrote it: every row carries the ``params``
+        (checkpoint fingerprint, sampling settings) predict writes. Rows of ids and texts from elsewhere
+        were taken for a resume and the file rewritten around them."""
+        foreign = next((row for row in rows if not isinstance(row.get("params"), dict)), None)
+        if foreign is not None:
+            raise SynthtuneError(
+                f"{output} was not written by `synthtune predict` (row id {foreign['id']} has no 'params'), so it "
+                f"cannot be resumed and is left as it is; {_FIX}")
 
     @staticmethod
     def _reference_params(rows: Sequence[dict[str, Any]], output: Path) -> tuple[Any, bool]:
