@@ -238,3 +238,16 @@ def test_predict_refuses_a_file_it_did_not_write_and_leaves_it_untouched(tiny_ll
     assert code == 0, err
     rows = [json.loads(line) for line in foreign.read_text().splitlines()]
     assert [r["id"] for r in rows] == [0, 1, 2, 3] and all("params" in r for r in rows)
+
+
+# ------------------------------------------------------------------ 8. an output path that is a directory
+def test_an_existing_directory_as_output_is_refused_before_generating(tiny_llama, data_file, tmp_path, capsys):
+    root = tmp_path / "run"
+    fit_run(tiny_llama, data_file, root, capsys)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, err = run_main(["predict", "--config", str(root / "config.yaml"), "--ckpt_path", "last",
+                          "--writer.output_path", str(folder)], capsys)
+    one_error_line(code, err, f"--writer.output_path {folder} is a directory",
+                   f"--writer.output_path {folder / 'samples.jsonl'}")
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob("out.*"))  # no shard named after the folder

@@ -217,6 +217,9 @@ class JsonlPredictionWriter(BasePredictionWriter):
 
     def _claim(self, output: Path) -> None:
         """Check that ``output`` can be written and take its lock, before any sample is generated."""
+        if output.is_dir():
+            raise SynthtuneError(f"--writer.output_path {output} is a directory; pass a file in it, "
+                                 f"e.g. --writer.output_path {output / DEFAULT_FILE_NAME}")
         ensure_writable_dir(output.parent, "samples", "pass --writer.output_path in a folder you can write to")
         self._lock = OutputLock(output)
         self._lock.acquire()
