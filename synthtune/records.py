@@ -38,7 +38,8 @@ def read_jsonl(path: str | Path, strict: bool = False) -> list[dict[str, Any]]:
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
             try:
-                line = raw.decode("utf-8")
+                # a UTF-8 byte order mark (Windows editors write one) is not part of the first row
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
                 bad.append(number)
                 continue

@@ -251,3 +251,14 @@ def test_an_existing_directory_as_output_is_refused_before_generating(tiny_llama
     one_error_line(code, err, f"--writer.output_path {folder} is a directory",
                    f"--writer.output_path {folder / 'samples.jsonl'}")
     assert list(folder.iterdir()) == [] and not list(tmp_path.glob("out.*"))  # no shard named after the folder
+
+
+# ------------------------------------------------------------------ 10. a UTF-8 byte order mark
+def test_a_utf8_byte_order_mark_keeps_the_first_jsonl_row(tmp_path, caplog):
+    from synthtune.records import read_jsonl
+
+    data = tmp_path / "notepad.jsonl"
+    data.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in ROWS[:3]).encode())
+    with caplog.at_level("WARNING"):
+        rows = read_jsonl(data, strict=True)
+    assert rows == ROWS[:3] and "broken" not in caplog.text
