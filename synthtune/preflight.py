@@ -22,19 +22,19 @@ def preflight(subcommand: str, config: Namespace) -> None:
                             "pass --trainer.default_root_dir in a folder you can write to")
         ensure_writable_dir(config.checkpoint.dirpath, "checkpoints",
                             "pass --checkpoint.dirpath in a folder you can write to")
-        refuse_a_second_fit(config)
     ckpt = config.get("ckpt_path")
     if ckpt == "last":
-        ckpt = Path(config.checkpoint.dirpath) / "last.ckpt"  # where RunCheckpoint keeps it
-        if not ckpt.is_file():
-            if subcommand == "fit":
-                return  # a first fit starts from scratch (Lightning warns), as documented
-            raise SynthtuneError(f"--ckpt_path last: there is no checkpoint {ckpt}, so `synthtune {subcommand}` would "
+        last = Path(config.checkpoint.dirpath) / "last.ckpt"  # where RunCheckpoint keeps it
+        if last.is_file():
+            check_checkpoint_file(last)
+        elif subcommand != "fit":  # a first fit starts from scratch (Lightning warns), as documented
+            raise SynthtuneError(f"--ckpt_path last: there is no checkpoint {last}, so `synthtune {subcommand}` would "
                                  f"run an untrained model; run `synthtune fit` into that run folder first, or pass "
                                  f"--ckpt_path <file.ckpt>")
-    elif not ckpt or ckpt in SPECIAL_CKPT:
-        return
-    check_checkpoint_file(Path(ckpt))
+    elif ckpt and ckpt not in SPECIAL_CKPT:
+        check_checkpoint_file(Path(ckpt))
+    if subcommand == "fit":
+        refuse_a_second_fit(config)  # after the checkpoint: a broken one is the first thing to fix
 
 
 def refuse_a_second_fit(config: Namespace) -> None:
