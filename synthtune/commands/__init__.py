@@ -18,6 +18,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from synthtune.commands.curate import curate
 from synthtune.commands.decontaminate import decontaminate
+from synthtune.commands.export_prompt import export_prompt
 from synthtune.commands.filter import filter_rows
 from synthtune.commands.pipeline import pipeline
 from synthtune.commands.score import mauve
@@ -31,6 +32,7 @@ Command = Callable[..., Any]
 COMMANDS: dict[str, Union[Command, dict[str, Command]]] = {
     "curate": curate,
     "decontaminate": decontaminate,
+    "export-prompt": export_prompt,
     "filter": filter_rows,
     "pipeline": pipeline,
     "score": {"mauve": mauve},
