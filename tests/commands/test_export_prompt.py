@@ -178,3 +178,38 @@ def test_mistakes_are_one_line(tiny_llama, tmp_path, capsys):
     refused(["--run", str(run), "--output", out], "exists and is not empty")
     assert run_synthtune(["export-prompt", "--run", str(run), "--output", out, "--overwrite"], capsys)[0] == 0
     assert not list(tmp_path.glob(".out.*.tmp"))  # no half-built folder left behind
+
+
+def test_dawgen_export_writes_each_label_prompt_and_its_inputs_embeds_layout(tiny_llama, tmp_path, capsys):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from synthtune.components.dawgen.label_prompts import label_token_scores
+
+    run = _fit(tmp_path, capsys, "dawgen", {
+        "class_path": "synthtune.lightning_modules.DawGenModule",
+        "init_args": {"backbone": tiny_llama, "prompt_length": 3, "weight_mlp_size": 8, "lr": 0.5, "optimizer": "sgd",
+                      "max_new_tokens": 6}},
+        {"class_path": "synthtune.datamodules.LabeledDataModule",
+         "init_args": {"task": "sst2", "batch_size": 4, "max_length": 10, "num_per_label": 3}}, steps=2)
+    out = tmp_path / "dawgen-prompts"
+    report = run_command("export-prompt", ["--run", str(run), "--output", str(out)])
+    module = _module(run)
+    prompts = load_file(str(out / "prompts.safetensors"))["prompts"]
+    assert prompts.shape == (2, 3, 32) and report["labels"] == list(module.data_info.label_names)
+    assert torch.equal(prompts, module.label_prompts.prompts.detach())
+    assert "one prompt per label" in report["why_not_peft"]
+
+    # The README's recipe (inputs_embeds = [Q_l ; E(x) ; EOS], labels = x) gives the run's own log-likelihood.
+    tok = module.tokenizer
+    ids = torch.tensor([tok("a warm and lovely film", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]])
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    with torch.no_grad():
+        for label in (0, 1):
+            p = prompts[label: label + 1]
+            embeds = torch.cat([p, base.get_input_embeddings()(ids)], dim=1)
+            labels = torch.cat([torch.full((1, p.shape[1]), -100), ids], dim=1)
+            theirs = base(inputs_embeds=embeds, labels=labels).loss
+            ours = -label_token_scores(module.backbone, module.label_prompts(torch.tensor([label])), ids,
+                                       torch.ones_like(ids)).logprobs.mean()
+            assert torch.allclose(theirs, ours, rtol=1e-5, atol=1e-6), (label, theirs, ours)
