@@ -105,6 +105,8 @@ def export_prompt(run: str, output: str, checkpoint: Optional[str] = None, conte
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     print(f"export-prompt: {info['format']} {info['shape']} -> {out}")
+    if "why_not_peft" in info:
+        print(f"not a PEFT adapter: {info['why_not_peft']}")
     return info
 
 
