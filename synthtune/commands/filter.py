@@ -9,7 +9,8 @@ from typing import Any, Literal, Optional
 import numpy as np
 
 from synthtune.commands.files import check_distinct, print_table, read_rows, report_path
-from synthtune.curation.label_filter import (check_keep_rule, classifier_scores, compose_run, generator_scores,
+from synthtune.curation.label_filter import (check_keep_rule, classifier_scores, compose_run, generator_logprobs,
+                                             label_margin, label_ratio,
                                              judge_for_task, keep_per_label, load_dawgen_run, row_text,
                                              run_datamodule)
 from synthtune.errors import SynthtuneError
@@ -108,9 +109,10 @@ def filter_rows(
     labels = np.array([spec.label_index(r[label_field], str(input), i) for i, r in enumerate(rows)], dtype=np.int64)
     texts = [row_text(r, fields) for r in rows]
 
-    real_path = None
+    real_path, margins = None, None
     if scorer == "generator":
-        scores = generator_scores(module, datamodule, rows, labels, batch_size=batch_size)
+        logprobs = generator_logprobs(module, datamodule, rows, batch_size=batch_size)
+        scores, margins = label_ratio(logprobs, labels), label_margin(logprobs, labels)
     else:
         if real:
             real_path, real_rows = str(real), read_labeled(real, spec, strict=strict)
@@ -122,8 +124,10 @@ def filter_rows(
         scores = classifier_scores([row_text(r, fields) for r in real_rows], [r["label"] for r in real_rows],
                                    texts, labels, featurizer=featurizer, seed=seed)
 
-    kept = keep_per_label(scores, labels, keep_fraction, threshold)
-    atomic_write_jsonl(out, [{**rows[i], "filter_score": float(scores[i])} for i in kept])
+    # the generator's ratios saturate at 0 on its own samples; its margins (the same order) keep the rows apart
+    kept = keep_per_label(scores, labels, keep_fraction, threshold, rank_by=margins)
+    extra = (lambda i: {"filter_margin": float(margins[i])}) if margins is not None else (lambda i: {})
+    atomic_write_jsonl(out, [{**rows[i], "filter_score": float(scores[i]), **extra(i)} for i in kept])
 
     kept_mask = np.zeros(len(rows), dtype=bool)
     kept_mask[kept] = True
@@ -131,7 +135,11 @@ def filter_rows(
     for index, name in enumerate(spec.label_names):
         mine = labels == index
         per_label[name] = {"label": index, "rows": int(mine.sum()), "kept": int((mine & kept_mask).sum()),
-                           "mean_score": _mean(scores[mine]), "mean_kept_score": _mean(scores[mine & kept_mask])}
+                           "mean_score": _mean(scores[mine]), "mean_kept_score": _mean(scores[mine & kept_mask]),
+                           **({} if margins is None else {
+                               "median_margin": float(np.median(margins[mine])),
+                               "lowest_kept_margin": float(margins[mine & kept_mask].min()) if (mine & kept_mask).any()
+                               else None})}
 
     judged = None
     if judge:

@@ -52,7 +52,8 @@ def kept_count(n: int, keep_fraction: float) -> int:
 
 
 def keep_per_label(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
-                   keep_fraction: Optional[float] = None, threshold: Optional[float] = None) -> list[int]:
+                   keep_fraction: Optional[float] = None, threshold: Optional[float] = None,
+                   rank_by: Sequence[float] | np.ndarray | None = None) -> list[int]:
     """Indices of the rows to keep, ascending (the input order).
 
     Within each label: with ``keep_fraction``, its :func:`kept_count` best-scoring rows (equal scores: the
@@ -63,6 +64,8 @@ def keep_per_label(scores: Sequence[float] | np.ndarray, labels: Sequence[int] |
         labels: one label per row.
         keep_fraction: the share of each label's rows to keep, in (0, 1].
         threshold: the lowest score kept (instead of a fraction).
+        rank_by: what ranks the rows for ``keep_fraction`` when it differs from ``scores`` (a monotone
+            function of them that does not saturate, e.g. :func:`label_margin`).
     """
     check_keep_rule(keep_fraction, threshold)
     scores = np.asarray(scores, dtype=np.float64)
@@ -71,7 +74,8 @@ def keep_per_label(scores: Sequence[float] | np.ndarray, labels: Sequence[int] |
         raise SynthtuneError(f"keep_per_label: {scores.shape} scores for {labels.shape} labels; pass one of each per row")
     if threshold is not None:
         return [int(i) for i in np.flatnonzero(scores >= float(threshold))]
-    ranked = np.where(np.isnan(scores), -np.inf, scores)
+    ranking = scores if rank_by is None else np.asarray(rank_by, dtype=np.float64)
+    ranked = np.where(np.isnan(ranking), -np.inf, ranking)
     kept: list[int] = []
     for label in np.unique(labels):
         rows = np.flatnonzero(labels == label)
@@ -80,13 +84,29 @@ def keep_per_label(scores: Sequence[float] | np.ndarray, labels: Sequence[int] |
     return sorted(int(i) for i in kept)
 
 
-def label_ratio(logprobs: np.ndarray, labels: Sequence[int] | np.ndarray) -> np.ndarray:
-    """``log p(x | Q_y) − logsumexp_l log p(x | Q_l)`` per row, from ``[N, L]`` per-label log-likelihoods."""
+def label_margin(logprobs: np.ndarray, labels: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``log p(x | Q_y) − logsumexp_{l ≠ y} log p(x | Q_l)`` per row (+inf with one label): the label's log-odds.
+
+    :func:`label_ratio` is ``−log(1 + exp(−margin))``, a monotone function of it, but it saturates: a generator's
+    own samples are often tens of nats likelier under their own label's prompt, and their ratios all round to 0.
+    Rows are therefore ranked by the margin, which keeps them apart."""
     logprobs = np.asarray(logprobs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
-    peak = logprobs.max(axis=1, keepdims=True)
-    norm = peak[:, 0] + np.log(np.exp(logprobs - peak).sum(axis=1))
-    return logprobs[np.arange(len(labels)), labels] - norm
+    rows = np.arange(len(labels))
+    others = logprobs.copy()
+    others[rows, labels] = -np.inf
+    peak = others.max(axis=1)
+    finite = np.isfinite(peak)
+    rest = np.full(len(labels), -np.inf)
+    rest[finite] = peak[finite] + np.log(np.exp(others[finite] - peak[finite, None]).sum(axis=1))
+    return logprobs[rows, labels] - rest
+
+
+def label_ratio(logprobs: np.ndarray, labels: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``log p(x | Q_y) − logsumexp_l log p(x | Q_l)`` per row, from ``[N, L]`` per-label log-likelihoods,
+    computed as ``−log(1 + exp(−margin))`` so that it stays below 0 where the direct difference rounds to 0."""
+    # log p(y|x) = −log(1 + e^{−m}), m = log p(x|Q_y) − logsumexp_{l≠y} log p(x|Q_l)
+    return -np.logaddexp(0.0, -label_margin(logprobs, labels))
 
 
 # ------------------------------------------------------------------------------------------------ row texts

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from synthtune.components.backbone import embed_tokens
-from synthtune.curation.label_filter import (Judge, check_keep_rule, classifier_scores, generator_logprobs,
+from synthtune.curation.label_filter import (Judge, check_keep_rule, classifier_scores, generator_logprobs, label_margin,
                                              generator_scores, keep_per_label, kept_count, label_ratio)
 from synthtune.datamodules.labeled import LabeledDataModule
 from synthtune.errors import SynthtuneError
@@ -141,3 +141,22 @@ def test_judge_on_label_rate_and_accuracy():
     assert judge.on_label_rate(texts, [1, 0, 0, 0]) == 0.75
     assert judge.on_label_rate([], []) is None
     assert judge.measure(texts, [0, 1, 0, 1]).test_accuracy == 0.0
+
+
+def test_saturated_ratios_stay_apart_and_rank_by_the_margin():
+    """A generator's own samples are often tens of nats likelier under their label's prompt: the direct
+    difference log p(x|Q_y) − logsumexp rounds to 0 for all of them (the first SST-2 run kept rows by file
+    order), while the margin orders them, and the stable ratio stays below 0 in the same order."""
+    logprobs = np.array([[-100.0, -150.0], [-100.0, -140.0], [-90.0, -160.0], [-120.0, -118.0]])
+    labels = np.array([0, 0, 0, 0])
+    naive = logprobs[:, 0] - np.logaddexp(logprobs[:, 0], logprobs[:, 1])
+    assert (naive[:3] == 0.0).all()  # what the first implementation scored
+    margins = label_margin(logprobs, labels)
+    np.testing.assert_allclose(margins, [50.0, 40.0, 70.0, -2.0])
+    ratios = label_ratio(logprobs, labels)
+    assert (ratios < 0).all() and list(np.argsort(-ratios)) == [2, 0, 1, 3]
+    np.testing.assert_allclose(ratios[3], -np.log1p(np.exp(2.0)))
+    assert keep_per_label(ratios, labels, keep_fraction=0.5, rank_by=margins) == [0, 2]
+    assert keep_per_label(np.zeros(4), labels, keep_fraction=0.5, rank_by=margins) == [0, 2]
+    three = np.array([[-10.0, -12.0, -12.0]])
+    np.testing.assert_allclose(label_margin(three, [0]), 2.0 - np.log(2.0))
