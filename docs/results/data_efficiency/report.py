@@ -85,7 +85,8 @@ def table(rows: list[dict]) -> str:
            "|---|---:|---|---:|---:|---|---|---|---|---:|---:|"]
     for r in rows:
         conflicts = "" if r["conflict_rate"] is None else f"{r['conflict_rate']:.2f}"
-        out.append(f"| {r['tag'] or '–'} | {r['k']} | {r['condition']} | {len(r['seeds'])} | "
+        seeds = f"{len(r['seeds'])}" + ("" if len(r["seeds"]) >= 3 else " (preliminary: < 3 seeds)")
+        out.append(f"| {r['tag'] or '–'} | {r['k']} | {r['condition']} | {seeds} | "
                    f"{'/'.join(map(str, r['n_syn']))} | {fmt(r['best'])} | {fmt(r.get('best_diff'))} | "
                    f"{fmt(r['last'])} | {fmt(r.get('last_diff'))} | "
                    f"{conflicts} | {r['minutes']:.1f} |")

@@ -5,12 +5,14 @@
 # Jobs:
 #   gen-<task>[-eos|-uniform]  fit a DawGen generator (configs/dawgen/grid_cpu.yaml: 200 steps on the seed-42
 #                              16-shot split) and write NUM_PER_LABEL (default 1000) samples per label
-#   filter-<task>[-eos|-uniform]  synthtune filter: the generator's own likelihood ratio, keep 50 % per label,
-#                              with the judge's on-label rates before and after (filter.report.json)
+#   filter-<task>[-eos|-uniform]  synthtune filter, keep 50 % per label: by the generator's own likelihood ratio
+#                              (kept.jsonl) and by a classifier on the real shots (kept-clf.jsonl), each with
+#                              the judge's on-label rates before and after (<kept>.report.json)
 #   real-<task>                the curve's real-only cells (they need no synthetic data)
 #   curve-<task>[-eos|-uniform]  the curve's synthetic cells on that generator's rows and kept rows
 #   report                     tables and figure (report.py)
-# A curve job takes LANE=i/n to run every n-th cell (two lanes for two cores), KS and SEEDS to narrow the grid.
+# A curve job takes LANE=i/n to run every n-th cell (two lanes for two cores), KS and SEEDS to narrow the grid,
+# FILTERS (default "clf gen") to pick the filters whose kept rows it trains on.
 # Every job resumes: a fit continues from its last checkpoint, predict writes only the missing ids, the curve
 # skips the cells already in its results.jsonl, and a finished step is skipped.
 # Outputs go to runs/results-data-efficiency/ (override with R=...).
@@ -40,22 +42,28 @@ gen() {  # gen <task> [uniform|eos]: fit the DawGen generator, then N samples pe
     --data.init_args.predict_batch_size 128
 }
 
-filt() {  # filt <task> [uniform|eos]: keep half of each label by the generator's likelihood ratio
+filt() {  # filt <task> [uniform|eos]: keep half of each label, by the generator's own likelihood ratio (kept.jsonl)
+  #                                     and by a classifier trained on the 16 real shots (kept-clf.jsonl)
   local dir="$R/dawgen-$1${2:+-$2}"
   [ -f "$dir/kept.jsonl" ] || synthtune filter --input "$dir/samples.jsonl" --output "$dir/kept.jsonl" \
     --run "$dir" --scorer generator --keep_fraction 0.5
+  [ -f "$dir/kept-clf.jsonl" ] || synthtune filter --input "$dir/samples.jsonl" --output "$dir/kept-clf.jsonl" \
+    --run "$dir" --scorer classifier --keep_fraction 0.5
 }
 
 curve() {  # curve <task> [uniform|eos|real]: the small student's cells (resumes from results.jsonl)
-  local task="$1" gen="${2:-}" args=()
-  if [ "$gen" = real ]; then args=(--conditions real)
-  else
-    local dir="$R/dawgen-$task${gen:+-$gen}"
-    args=(--synthetic "$dir/samples.jsonl" --filtered "$dir/kept.jsonl" --tag "dawgen${gen:+-$gen}"
-      --conditions "${CONDITIONS:-real+filtered,real+random,real+syn,paired+filtered}")
-  fi
-  python "$HERE/curve.py" --task "$task" --out "$R/curve-$task/results.jsonl" --lane "${LANE:-0/1}" \
-    --ks "${KS:-16,4,64,8,32}" --seeds "${SEEDS:-13,21,42,87,100}" "${args[@]}"
+  local task="$1" gen="${2:-}" common=(--task "$1" --out "$R/curve-$1/results.jsonl" --lane "${LANE:-0/1}"
+    --ks "${KS:-16,4,64,8,32}" --seeds "${SEEDS:-13,21,42,87,100}")
+  if [ "$gen" = real ]; then python "$HERE/curve.py" "${common[@]}" --conditions real; return; fi
+  local dir="$R/dawgen-$task${gen:+-$gen}" tag="dawgen${gen:+-$gen}"
+  # every synthetic row (tag dawgen-<gen>), then the filter's kept rows and their controls (tag dawgen-<gen>/<filter>)
+  python "$HERE/curve.py" "${common[@]}" --conditions real+syn --synthetic "$dir/samples.jsonl" --tag "$tag"
+  local filter kept
+  for filter in ${FILTERS:-clf gen}; do
+    kept="$dir/kept.jsonl"; [ "$filter" = clf ] && kept="$dir/kept-clf.jsonl"
+    python "$HERE/curve.py" "${common[@]}" --conditions real+filtered,real+random,paired+filtered \
+      --synthetic "$dir/samples.jsonl" --filtered "$kept" --tag "$tag/$filter"
+  done
 }
 
 for job in "${@:-gen-sst2-eos filter-sst2-eos real-sst2 curve-sst2-eos report}"; do
