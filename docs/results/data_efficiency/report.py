@@ -6,7 +6,8 @@ For each task, k and condition: the mean test accuracy over training seeds (last
 95 % interval from a two-level bootstrap that resamples the training seeds and the test rows (so it holds the
 spread over runs as well as the test sample's), and the paired difference to ``real`` on the same seeds and the
 same resampled test rows, with its interval. Writes ``tables.md`` and ``curve.png`` into this folder, and copies
-each results.jsonl next to them (``results-<task>.jsonl``) so every number can be recomputed.
+each results.jsonl next to them (``results-<task>.jsonl``), with the filters' reports and the generators' sample
+summaries, so every number can be recomputed.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ def main() -> None:
         shutil.copyfile(results, HERE / f"results-{task}.jsonl")
         per_task[task] = summarize(lines, task)
         sections.append(f"### {task}\n\n{table(per_task[task])}\n")
+    for report in sorted(root.glob("dawgen-*/*.report.json")) + sorted(root.glob("dawgen-*/samples.jsonl.summary.json")):
+        shutil.copyfile(report, HERE / f"{report.parent.name}-{report.name}")  # the filters' and generators' reports
     (HERE / "tables.md").write_text("\n".join(sections))
     if per_task:
         figure(per_task, HERE / "curve.png")
