@@ -131,6 +131,13 @@ def main() -> None:
         sections.append(f"### {task}\n\n{table(per_task[task])}\n")
     for report in sorted(root.glob("dawgen-*/*.report.json")) + sorted(root.glob("dawgen-*/samples.jsonl.summary.json")):
         shutil.copyfile(report, HERE / f"{report.parent.name}-{report.name}")  # the filters' and generators' reports
+    for run in sorted(root.glob("dawgen-*")):  # what a later session resumes from (run.sh copies it back)
+        keep = HERE / "state" / run.name
+        (keep / "checkpoints").mkdir(parents=True, exist_ok=True)
+        for name in ("config.yaml", "fit.done", "samples.jsonl", "samples.jsonl.summary.json", "kept.jsonl",
+                     "kept.jsonl.report.json", "kept-clf.jsonl", "kept-clf.jsonl.report.json", "checkpoints/last.ckpt"):
+            if (run / name).is_file() and (name != "samples.jsonl" or (run / "samples.jsonl.summary.json").is_file()):
+                shutil.copyfile(run / name, keep / name)
     (HERE / "tables.md").write_text("\n".join(sections))
     if per_task:
         figure(per_task, HERE / "curve.png")

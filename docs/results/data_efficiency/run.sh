@@ -25,6 +25,17 @@ R="${R:-runs/results-data-efficiency}"
 N="${NUM_PER_LABEL:-1000}"
 HERE=docs/results/data_efficiency
 mkdir -p "$R"
+# A new checkout has no runs/: start from the committed state (each generator's config, checkpoint, samples and
+# kept rows under state/, the curve's finished cells in results-<task>.jsonl), so a later session resumes the grid
+# instead of retraining. Nothing already in $R is overwritten.
+for saved in "$HERE"/state/dawgen-*; do
+  [ -d "$saved" ] && [ ! -e "$R/$(basename "$saved")" ] && cp -r "$saved" "$R/"
+done
+for saved in "$HERE"/results-*.jsonl; do
+  [ -f "$saved" ] || continue
+  t="$(basename "$saved" .jsonl)"; t="${t#results-}"
+  [ -e "$R/curve-$t/results.jsonl" ] || { mkdir -p "$R/curve-$t"; cp "$saved" "$R/curve-$t/results.jsonl"; }
+done
 
 gen() {  # gen <task> [uniform|eos]: fit the DawGen generator, then N samples per label
   local task="$1" dir="$R/dawgen-$1${2:+-$2}" extra=()
