@@ -83,14 +83,20 @@ def wait_for(condition, process, what, seconds=240):
     assert process.poll() is None and condition(), f"{what} did not happen: {process.stderr.read()[-2000:]}"
 
 
-def test_sigterm_during_fit_saves_the_current_step_and_exits_non_zero(tiny_llama, data_file, tmp_path, capsys):
-    root, steps = tmp_path / "run", tmp_path / "steps.txt"
+def background_fit(tiny_llama, data_file, root, steps, every_n: int) -> tuple[subprocess.Popen, list[str]]:
+    """A long fit in a child process that writes its step count to ``steps``; returns it and its arguments."""
     marker = json.dumps([{"class_path": "faults.StepFile", "init_args": {"path": str(steps)}}])
     args = base_args(tiny_llama, data_file, root, "--trainer.max_steps", "100000",
-                     "--checkpoint.every_n_train_steps", "100000")
+                     "--checkpoint.every_n_train_steps", str(every_n))
     args[args.index("--trainer.callbacks") + 1] = marker
-    fit = subprocess.Popen([sys.executable, "-m", "synthtune.cli", "fit", *args], env=child_env(),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "synthtune.cli", "fit", *args], env=child_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return process, args
+
+
+def test_sigterm_during_fit_saves_the_current_step_and_exits_non_zero(tiny_llama, data_file, tmp_path, capsys):
+    root, steps = tmp_path / "run", tmp_path / "steps.txt"
+    fit, args = background_fit(tiny_llama, data_file, root, steps, every_n=100000)
     try:
         wait_for(lambda: steps.is_file() and steps.read_text().isdigit() and int(steps.read_text()) >= 3, fit,
                  "three training steps")
@@ -164,12 +170,7 @@ def test_a_pipeline_stopped_by_sigterm_exits_non_zero(monkeypatch, capsys):
 # ------------------------------------------------------------------ 5. one fit per run folder
 def test_a_second_fit_into_a_run_folder_being_written_is_refused_at_once(tiny_llama, data_file, tmp_path, capsys):
     root, steps = tmp_path / "run", tmp_path / "steps.txt"
-    marker = json.dumps([{"class_path": "faults.StepFile", "init_args": {"path": str(steps)}}])
-    args = base_args(tiny_llama, data_file, root, "--trainer.max_steps", "100000",
-                     "--checkpoint.every_n_train_steps", "2")
-    args[args.index("--trainer.callbacks") + 1] = marker
-    first = subprocess.Popen([sys.executable, "-m", "synthtune.cli", "fit", *args], env=child_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first, args = background_fit(tiny_llama, data_file, root, steps, every_n=2)
     try:
         wait_for(lambda: (root / "checkpoints" / "last.ckpt").is_file(), first, "a first checkpoint")
         for extra in ([], ["--ckpt_path", "last"]):  # a fresh fit, or a resume, while the first one runs
