@@ -146,11 +146,10 @@ def _check_output(out: Path, overwrite: bool) -> Path:
 def load_run(run: Path, ckpt: Path, device: str = "cpu") -> tuple[Any, Any, str]:
     """The trained module of a run folder (``config.yaml`` as ``synthtune predict --config`` composes it, the
     weights of ``ckpt``), connected to its data module (set up for ``fit``), and its class name."""
-    import torch
     from lightning.pytorch.cli import instantiate_class
 
     from synthtune.contract import connect
-    from synthtune.curation.label_filter import compose_run, run_datamodule
+    from synthtune.curation.label_filter import compose_run, restore_trained_state, run_datamodule
 
     composed = compose_run(run)
     model = composed.get("model") or {}
@@ -165,10 +164,7 @@ def load_run(run: Path, ckpt: Path, device: str = "cpu") -> tuple[Any, Any, str]
     datamodule = run_datamodule(composed)
     datamodule.setup("fit")
     connect(module, datamodule)  # the reader of prompt tuning, SoftSRV's training contexts
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    module.on_load_checkpoint(state)  # refuses, in one line, a checkpoint of another setup
-    module.load_state_dict(state["state_dict"], strict=False)  # the frozen backbone is not in it
-    return module.to(device).eval(), datamodule, method
+    return restore_trained_state(module, ckpt).to(device).eval(), datamodule, method
 
 
 def tokenization_note(tokenizer: Any) -> dict[str, Any]:

@@ -185,10 +185,20 @@ def run_datamodule(composed: dict[str, Any]) -> Any:
     return instantiate_class((), {"class_path": data["class_path"], "init_args": init})
 
 
+def restore_trained_state(module: Any, ckpt: str | Path) -> Any:
+    """``module`` with the trainable state of a synthtune checkpoint (the frozen backbone is not in it); a
+    checkpoint of another setup is refused in one line by the module's signature check."""
+    import torch
+
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    return module
+
+
 def load_dawgen_run(run: str | Path, device: str = "cpu") -> tuple[Any, Any]:
     """The trained :class:`DawGenModule` and its (not yet set up) data module of a DawGen run folder
     (``<run>/config.yaml`` as the CLI composes it, weights from ``<run>/checkpoints/last.ckpt``)."""
-    import torch
     from lightning.pytorch.cli import instantiate_class
 
     from synthtune.lightning_modules.dawgen import DawGenModule
@@ -208,10 +218,7 @@ def load_dawgen_run(run: str | Path, device: str = "cpu") -> tuple[Any, Any]:
         raise SynthtuneError(f"{run}: the model is {type(module).__name__}, not DawGenModule; pass a DawGen run")
     datamodule = run_datamodule(composed)
     check_checkpoint_file(ckpt)
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
-    module.on_load_checkpoint(checkpoint)  # refuses, in one line, a checkpoint of another setup
-    module.load_state_dict(checkpoint["state_dict"], strict=False)  # the frozen backbone is not in it
-    return module.to(device).eval(), datamodule
+    return restore_trained_state(module, ckpt).to(device).eval(), datamodule
 
 
 # --------------------------------------------------------------------------------------- classifier scorer

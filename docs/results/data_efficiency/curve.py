@@ -73,8 +73,10 @@ def main() -> None:
         if n % lanes != lane or (k, seed, condition, args.tag) in done:
             continue
         train, dev, source = curve_split(task, k, seed)
-        syn = {"real": [], "real+syn": synthetic, "real+filtered": filtered, "paired+filtered": filtered,
-               "real+random": matched_random_subset(synthetic, filtered, seed) if filtered else []}[condition]
+        if condition == "real+random":  # the filter's control: drawn only for its own cells
+            syn = matched_random_subset(synthetic, filtered, seed) if filtered else []
+        else:
+            syn = {"real": [], "real+syn": synthetic, "real+filtered": filtered, "paired+filtered": filtered}[condition]
         if condition != "real" and not syn:
             raise SystemExit(f"condition {condition} needs --synthetic and --filtered")
         torch.manual_seed(seed)
