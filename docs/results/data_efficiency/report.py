@@ -74,6 +74,50 @@ def summarize(lines: list[dict], task: str) -> list[dict]:
     return rows
 
 
+# The comparisons that isolate one thing, besides "vs real": the filter against its matched random control (same
+# rows per label, same number of rows), and gradient surgery against plain summing on the same kept rows.
+CONTRASTS = [("real+filtered", "real+random", "the filter's choice (kept rows vs a random subset, same per-label counts)"),
+             ("paired+filtered", "real+filtered", "gradient surgery (Alg. 2) vs summing, on the same kept rows"),
+             ("real+filtered", "real+syn", "the kept half vs all rows (fewer rows, each seen twice as often)")]
+
+
+def contrasts(lines: list[dict], task: str) -> list[dict]:
+    """Paired differences between two synthetic conditions of one syn set (its filter tag) on the same seeds."""
+    from synthtune.tasks import load_task, read_labeled
+
+    spec = load_task(task)
+    labels = np.array([r["label"] for r in read_labeled(spec.eval_path(), spec)])
+    cells: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for line in lines:
+        cells[(line["tag"], line["k"], line["condition"])][line["seed"]] = line
+    rng = np.random.default_rng(1)
+    out = []
+    for tag, k in sorted({(t, k) for t, k, _ in cells if "/" in t}):
+        base_tag = tag.split("/")[0]
+        for a, b, what in CONTRASTS:
+            first = cells.get((tag, k, a), {})
+            second = cells.get((base_tag if b == "real+syn" else tag, k, b), {})
+            common = sorted(set(first) & set(second))
+            if not common:
+                continue
+            row = {"tag": tag, "k": k, "a": a, "b": b, "what": what, "seeds": common}
+            for which in ("best", "last"):
+                diff = np.stack([correctness(first[s], which, labels).astype(float)
+                                 - correctness(second[s], which, labels) for s in common])
+                row[which] = bootstrap(diff, rng)
+            out.append(row)
+    return out
+
+
+def contrast_table(rows: list[dict]) -> str:
+    out = ["| syn set | k | A − B | seeds | Δ dev-selected | Δ last | isolates |", "|---|---:|---|---:|---|---|---|"]
+    for r in rows:
+        seeds = f"{len(r['seeds'])}" + ("" if len(r["seeds"]) >= 3 else " (preliminary)")
+        out.append(f"| {r['tag']} | {r['k']} | {r['a']} − {r['b']} | {seeds} | {fmt(r['best'])} | {fmt(r['last'])} | "
+                   f"{r['what']} |")
+    return "\n".join(out)
+
+
 def fmt(cell: tuple[float, float, float] | None, pct: bool = True) -> str:
     if cell is None:
         return "–"
@@ -95,28 +139,43 @@ def table(rows: list[dict]) -> str:
 
 
 def figure(per_task: dict[str, list[dict]], path: Path) -> None:
+    """Left: accuracy against k per (syn set, condition); right: the paired difference to real only."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(per_task), figsize=(6 * len(per_task), 4.2), squeeze=False)
-    for ax, (task, rows) in zip(axes[0], per_task.items()):
-        for condition in ORDER:
-            pts = sorted((r["k"], r["best"]) for r in rows if r["condition"] == condition and len(r["seeds"]) >= 3)
+    fig, axes = plt.subplots(len(per_task), 2, figsize=(13, 4.6 * len(per_task)), squeeze=False)
+    for (ax, dax), (task, rows) in zip(axes, per_task.items()):
+        series = sorted({(r["tag"], r["condition"]) for r in rows}, key=lambda s: (s[0], ORDER.index(s[1])))
+        for i, (tag, condition) in enumerate(series):
+            pts = sorted((r["k"], r) for r in rows
+                         if (r["tag"], r["condition"]) == (tag, condition) and len(r["seeds"]) >= 3)
             if not pts:
                 continue
-            ks = [k for k, _ in pts]
-            mean = [100 * c[0] for _, c in pts]
-            err = [[100 * (c[0] - c[1]) for _, c in pts], [100 * (c[2] - c[0]) for _, c in pts]]
-            ax.errorbar(ks, mean, yerr=err, marker="o", capsize=3, label=condition)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("real examples per label (k)")
+            shift = 2 ** (0.04 * (i - len(series) / 2))  # spread the markers of one k apart
+            ks = [k * shift for k, _ in pts]
+            label = condition if not tag else f"{condition} ({tag})"
+            mean = [100 * r["best"][0] for _, r in pts]
+            err = [[100 * (r["best"][0] - r["best"][1]) for _, r in pts], [100 * (r["best"][2] - r["best"][0]) for _, r in pts]]
+            ax.errorbar(ks, mean, yerr=err, marker="o", capsize=3, label=label, color=f"C{i}")
+            diffs = [(k * shift, r["best_diff"]) for k, r in pts if r.get("best_diff")]
+            if diffs:
+                dax.errorbar([k for k, _ in diffs], [100 * d[0] for _, d in diffs],
+                             yerr=[[100 * (d[0] - d[1]) for _, d in diffs], [100 * (d[2] - d[0]) for _, d in diffs]],
+                             marker="o", capsize=3, label=label, color=f"C{i}", ls="none")
+        for a in (ax, dax):
+            a.set_xscale("log", base=2)
+            a.set_xticks([4, 8, 16, 32, 64], ["4", "8", "16", "32", "64"])
+            a.set_xlabel("real examples per label (k)")
+            a.legend(fontsize=7)
+        dax.axhline(0, color="grey", lw=0.8)
         ax.set_ylabel("test accuracy, dev-selected (%)")
-        ax.set_title(f"{task}: MiniLM student, 95 % bootstrap intervals (≥ 3 seeds)")
-        ax.legend(fontsize=8)
+        dax.set_ylabel("paired Δ to real only (points)")
+        ax.set_title(f"{task}: MiniLM student, 95 % intervals (≥ 3 seeds)", fontsize=10)
+        dax.set_title(f"{task}: synthetic minus real only, same seeds and test rows", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -129,6 +188,10 @@ def main() -> None:
         shutil.copyfile(results, HERE / f"results-{task}.jsonl")
         per_task[task] = summarize(lines, task)
         sections.append(f"### {task}\n\n{table(per_task[task])}\n")
+        paired = contrasts(lines, task)
+        if paired:
+            sections.append(f"#### {task}: the controls, paired on the same seeds and test rows\n\n"
+                            f"{contrast_table(paired)}\n")
     for report in sorted(root.glob("dawgen-*/*.report.json")) + sorted(root.glob("dawgen-*/samples.jsonl.summary.json")):
         shutil.copyfile(report, HERE / f"{report.parent.name}-{report.name}")  # the filters' and generators' reports
     for run in sorted(root.glob("dawgen-*")):  # what a later session resumes from (run.sh copies it back)
