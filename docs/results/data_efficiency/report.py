@@ -109,6 +109,67 @@ def contrasts(lines: list[dict], task: str) -> list[dict]:
     return out
 
 
+def worth(lines: list[dict], task: str) -> list[dict]:
+    """How many real rows per label a synthetic condition is worth: the k* at which the real-only curve
+    (linear in log2 k between its measured points) reaches the condition's mean accuracy, with a 95 % interval
+    from the same two-level bootstrap (seeds resampled per cell, test rows shared by every cell of a replicate).
+    k* below the smallest or above the largest measured k is reported as censored (< or >)."""
+    from synthtune.tasks import load_task, read_labeled
+
+    spec = load_task(task)
+    labels = np.array([r["label"] for r in read_labeled(spec.eval_path(), spec)])
+    cells: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for line in lines:
+        cells[(line["tag"], line["k"], line["condition"])][line["seed"]] = line
+    mats = {key: np.stack([correctness(by_seed[s], "best", labels) for s in sorted(by_seed)]).astype(float)
+            for key, by_seed in cells.items() if len(by_seed) >= 3}
+    real_ks = sorted(k for tag, k, c in mats if c == "real" and tag == "")
+    if len(real_ks) < 2:
+        return []
+    log_ks = np.log2(real_ks)
+
+    def k_star(real_means: np.ndarray, acc: float) -> float:
+        order = np.maximum.accumulate(real_means)  # the curve made monotone, so the inverse is defined
+        if acc <= order[0]:
+            return -np.inf
+        if acc >= order[-1]:
+            return np.inf
+        return float(2 ** np.interp(acc, order, log_ks))
+
+    rng = np.random.default_rng(2)
+    n_rows = len(labels)
+    out = []
+    for (tag, k, condition), mat in sorted(mats.items(), key=lambda c: (c[0][0], c[0][1], ORDER.index(c[0][2]))):
+        if condition == "real":
+            continue
+        point = k_star(np.array([mats[("", kk, "real")].mean() for kk in real_ks]), mat.mean())
+        boot = np.empty(BOOT)
+        for b in range(BOOT):
+            rows = rng.integers(0, n_rows, n_rows)
+
+            def mean(m: np.ndarray) -> float:
+                return m[np.ix_(rng.integers(0, len(m), len(m)), rows)].mean()
+
+            boot[b] = k_star(np.array([mean(mats[("", kk, "real")]) for kk in real_ks]), mean(mat))
+        out.append({"tag": tag, "k": k, "condition": condition, "seeds": len(mat), "k_star": point,
+                    "lo": float(np.quantile(boot, 0.025, method="inverted_cdf")),
+                    "hi": float(np.quantile(boot, 0.975, method="inverted_cdf")),
+                    "real_ks": real_ks})
+    return out
+
+
+def worth_table(rows: list[dict]) -> str:
+    def show(x: float, ks: list[int]) -> str:
+        return f"< {ks[0]}" if x == -np.inf else f"> {ks[-1]}" if x == np.inf else f"{x:.1f}"
+
+    out = ["| syn set | k | condition | seeds | worth k* real rows per label [95 %] |", "|---|---:|---|---:|---|"]
+    for r in rows:
+        ks = r["real_ks"]
+        out.append(f"| {r['tag']} | {r['k']} | {r['condition']} | {r['seeds']} | {show(r['k_star'], ks)} "
+                   f"[{show(r['lo'], ks)}, {show(r['hi'], ks)}] |")
+    return "\n".join(out)
+
+
 def contrast_table(rows: list[dict]) -> str:
     out = ["| syn set | k | A − B | seeds | Δ dev-selected | Δ last | isolates |", "|---|---:|---|---:|---|---|---|"]
     for r in rows:
@@ -188,6 +249,11 @@ def main() -> None:
         shutil.copyfile(results, HERE / f"results-{task}.jsonl")
         per_task[task] = summarize(lines, task)
         sections.append(f"### {task}\n\n{table(per_task[task])}\n")
+        equivalent = worth(lines, task)
+        if equivalent:
+            sections.append(f"#### {task}: what the synthetic rows are worth in real rows per label (k*, real-only "
+                            f"curve measured at k = {', '.join(map(str, equivalent[0]['real_ks']))})\n\n"
+                            f"{worth_table(equivalent)}\n")
         paired = contrasts(lines, task)
         if paired:
             sections.append(f"#### {task}: the controls, paired on the same seeds and test rows\n\n"
