@@ -1,8 +1,8 @@
 """Prompt-template generation with a frozen LLM (SoftSRV paper, App. A.2 and C baselines, and step 3).
 
 mode ``pt``:     question template filled with training example ``r mod N`` → list → one row per question
-mode ``pt_sr``:  as ``pt``, then each question on its own: critique → (stop on "Stop") → rewrite, for at
-                 most ``max_rounds`` rounds (Fig. 11)
+mode ``pt_sr``:  as ``pt``, then each question on its own: critique → rewrite, stopping when the critique or
+                 the rewrite says "Stop" (Fig. 11's refine template says it), for at most ``max_rounds`` rounds
 mode ``answer``: each input question (bare, or inside ``answer_template``) → one answer row
 
 Nothing is trained: run it with ``synthtune predict``. Every generation goes through
@@ -21,10 +21,12 @@ import torch
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.softsrv.template_prompts import (
+    ParsedList,
     parse_list,
     parse_question,
     placeholders,
     preset,
+    prime_reply,
     says_stop,
 )
 from synthtune.components.sampling import sample_seed
@@ -61,6 +63,9 @@ class TemplateGenerationModule(PredictOnlyModule):
             critique-and-rewrite of each question) or ``answer`` (answer the input questions of the data).
         task: preset (``gsm8k``, ``mbpp``, ``boolq``) that fills every template left ``None``;
             ``None`` requires the templates the mode uses.
+        template_set: which preset wording fills them: ``paper`` (the paper's Appendix C, Figs. 8, 9, 11),
+            ``paper_undiversified`` (Fig. 10, gsm8k, one question per request: ``num_questions`` 1) or
+            ``synthtune`` (our wording from before Appendix C was available; the earlier results used it).
         question_template: PT prompt; may use ``{example}`` (the request's training example, which
             then needs ``data.train_path``) and ``{num_questions}``.
         critique_template: PT_SR critique of one question; may use ``{question}``, ``{example}``.
@@ -91,6 +96,7 @@ class TemplateGenerationModule(PredictOnlyModule):
         dtype: Literal["fp32", "bf16"] = "fp32",
         mode: Literal["pt", "pt_sr", "answer"] = "pt",
         task: str | None = "gsm8k",
+        template_set: Literal["paper", "paper_undiversified", "synthtune"] = "paper",
         question_template: Template | None = None,
         critique_template: Template | None = None,
         refine_template: Template | None = None,
@@ -121,7 +127,12 @@ class TemplateGenerationModule(PredictOnlyModule):
             raise SynthtuneError(f"critique_max_new_tokens must be ≥ 1 or null, got {critique_max_new_tokens}")
         self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed, repetition_penalty)
         self.save_hyperparameters()
-        defaults = preset(task) if task else None
+        if template_set == "paper_undiversified" and task and num_questions != 1:
+            raise SynthtuneError(f"template_set paper_undiversified asks for one question per request (Fig. 10); "
+                                 f"set --model.init_args.num_questions 1, got {num_questions}")
+        defaults = preset(task, template_set) if task else None
+        # The list opener a preset question template ends with ("Question 1:"); "" for a template of the config's own.
+        self.reply_prefix = defaults.reply_prefix if defaults and question_template is None else ""
         given = {"question": question_template, "critique": critique_template, "refine": refine_template}
         # Only the templates this mode fills are chosen and checked; the others are not used.
         self.templates: dict[str, str] = {}
@@ -215,6 +226,14 @@ class TemplateGenerationModule(PredictOnlyModule):
         """The training example a request inserts (``""`` for unseeded templates)."""
         return self.examples[example_index] if example_index is not None and self.examples else ""
 
+    def parse_reply(self, output: str) -> ParsedList:
+        """The questions in one PT reply: a list (read as the continuation of the template's "Question 1:"
+        when the preset ends with it), or, when one question was asked for, the reply's one question."""
+        if self.hparams.num_questions == 1:
+            question = parse_question(output)
+            return ParsedList((question,), "single", 0) if question else ParsedList((), "none", 0)
+        return parse_list(prime_reply(output, self.reply_prefix))
+
     def question_prompts(self, example_indices: list[int | None]) -> list[str]:
         """The PT prompt of each request: the question template with its training example."""
         n = self.hparams.num_questions
@@ -222,11 +241,12 @@ class TemplateGenerationModule(PredictOnlyModule):
 
     def refine(self, ids: list[int], questions: list[str], examples: list[str],
                hit_cap: list[bool] | None = None) -> tuple[list[str], list[int], list[bool], list[bool]]:
-        """PT_SR (Fig. 11) on each question alone: critique → stop, or rewrite from the critique, for at
+        """PT_SR (Fig. 11) on each question alone: critique → stop, or rewrite from the critique (the paper's
+        refine template answers "Stop" instead of a rewrite when the critique is strongly positive), for at
         most ``max_rounds`` rounds.
 
-        Returns the final questions, the rewrite rounds each went through, whether its critique
-        said "Stop" (``False`` when the round limit ended it), and whether the reply the final text
+        Returns the final questions, the rewrite rounds each went through, whether its critique or
+        rewrite said "Stop" (``False`` when the round limit ended it), and whether the reply the final text
         came from stopped at the length cap (starting from ``hit_cap`` of the drafts). A rewrite
         without a question keeps the previous version. Seeds depend on the question id, the stage
         and the round.
@@ -257,7 +277,13 @@ class TemplateGenerationModule(PredictOnlyModule):
                 [self.templates["refine"].format(question=texts[k], critique=c, example=examples[k]) for k, c in going],
                 [stage_seed(self.sampling.seed, ids[k], "refine", round_index) for k, _ in going],
                 self._critique_temperature, self._critique_max_new_tokens)
+            still = []
             for (k, _), rewrite, cap in zip(going, rewrites, rewrite_capped):
+                if says_stop(rewrite):  # Fig. 11: the refine template says 'Stop' when the critique is positive
+                    stopped[k] = True
+                    self.counts["stopped"] += 1
+                    continue
+                still.append(k)
                 rounds[k] = round_index
                 self.counts["refinements"] += 1
                 question = parse_question(rewrite)
@@ -266,7 +292,7 @@ class TemplateGenerationModule(PredictOnlyModule):
                     capped[k] = cap
                 else:
                     self.counts["malformed_refinements"] += 1
-            active = [k for k, _ in going]
+            active = still
         return texts, rounds, stopped, capped
 
     def questions_from(self, items: list[int], outputs: list[str], example_indices: list[int | None] | None = None,
@@ -285,7 +311,7 @@ class TemplateGenerationModule(PredictOnlyModule):
         rows = []
         for item, output, example_index, cap in zip(items, outputs, example_indices, hit_cap):
             self.counts["requests"] += 1
-            parsed = parse_list(output)
+            parsed = self.parse_reply(output)
             self.counts[f"style_{parsed.style}"] += 1
             self.counts["dropped_items"] += parsed.dropped
             if not parsed.items:
@@ -357,7 +383,7 @@ class TemplateGenerationModule(PredictOnlyModule):
                  mode, c["requests"], c["style_numbered"], c["style_bulleted"], c["style_lines"], c["questions"],
                  c["malformed"], c["dropped_items"], c["extra_dropped"])
         if mode == "pt_sr":
-            log.info("pt_sr: %d rewrites (%d without a question, previous version kept), %d questions stopped by "
-                     "the critique", c["refinements"], c["malformed_refinements"], c["stopped"])
+            log.info("pt_sr: %d rewrites (%d without a question, previous version kept), %d questions stopped by a "
+                     "reply that said Stop", c["refinements"], c["malformed_refinements"], c["stopped"])
         if c["malformed"]:
             log.warning("%d of %d %s replies had no list and were dropped", c["malformed"], c["requests"], mode)

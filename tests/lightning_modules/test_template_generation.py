@@ -186,7 +186,8 @@ def test_answer_mode_rows_with_and_without_a_template(tiny_llama, monkeypatch):
     fake = Script(answer="#### 4")
     monkeypatch.setattr(templated, "generate", fake)
     rows = templated.predict_step({"index": torch.tensor([0]), "question": ["What is 2+2?"], "source_id": [None]}, 0)
-    assert fake.calls[0][1].startswith("Solve the following math word problem") and "Problem: What is 2+2?" in fake.calls[0][1]
+    # Fig. 9's GSM8K answer template (the default template set is the paper's)
+    assert fake.calls[0][1] == "Please answer the following question that tests reasoning:\nWhat is 2+2?\nAnswer:"
     assert rows[0]["params"]["answer_template"] == templated.answer_template
 
 
@@ -389,12 +390,13 @@ def test_cli_seeds_every_request_with_the_next_training_example(task, tiny_llama
     small.write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "run" / "samples.jsonl"
     run_cli(["predict", "--model", "TemplateGenerationModule", "--model.init_args.backbone", tiny_llama,
-             "--model.init_args.task", task, "--model.init_args.num_questions", "3",
+             "--model.init_args.task", task, "--model.init_args.template_set", "synthtune",
+             "--model.init_args.num_questions", "3",
              "--data", "PromptDataModule", "--data.init_args.train_path", str(small),
              "--data.init_args.text_template", text_template, "--data.init_args.num_requests", "4",
              "--data.init_args.batch_size", "3", "--trainer.accelerator", "cpu", "--trainer.logger", "false",
              "--trainer.default_root_dir", str(tmp_path / "run"), "--writer.output_path", str(out)])
-    question = tg.preset(task).question
+    question = tg.preset(task, "synthtune").question
     assert llm.prompts == [question.format(example=examples[r % 3], num_questions=3) for r in range(4)]
     assert all(f"\n\n{examples[r % 3]}\n\n" in llm.prompts[r] for r in range(4))
     written = [json.loads(line) for line in out.read_text().splitlines()]
@@ -411,6 +413,7 @@ def test_cli_pt_sr_refines_each_question_until_stop_or_max_rounds(tiny_llama, tm
     out = tmp_path / "run" / "samples.jsonl"
     cli = run_cli(["predict", "--model", "TemplateGenerationModule", "--model.init_args.backbone", tiny_llama,
                    "--model.init_args.mode", "pt_sr", "--model.init_args.max_rounds", "2",
+                   "--model.init_args.template_set", "synthtune",
                    "--model.init_args.num_questions", "2", "--data", "PromptDataModule",
                    "--data.init_args.train_path", "data/gsm8k/train.jsonl", "--data.init_args.text_template",
                    "{question}", "--data.init_args.num_requests", "2", "--trainer.accelerator", "cpu",
@@ -426,3 +429,62 @@ def test_cli_pt_sr_refines_each_question_until_stop_or_max_rounds(tiny_llama, tm
     # one question per critique: round 1 sees the four drafts, round 2 only the two "new b" rewrites
     assert shown == ["new a", "new b", "new a", "new b", "new b with 2 apples", "new b with 2 apples"]
     assert cli.model.counts["stopped"] == 2 and cli.model.counts["refinements"] == 4
+
+
+class PaperLLM:
+    """Stands in for ``generate_from_text`` with the paper's templates (Figs. 8 and 11): a PT reply continues
+    after "Question 1:"; the critique gives feedback; the rewrite of "new a" says 'Stop', the others are rewritten."""
+
+    def __init__(self):
+        self.prompts = []
+
+    def __call__(self, model, tokenizer, prompts, seeds, **kw):
+        self.prompts.extend(prompts)
+        replies = []
+        for prompt in prompts:
+            if prompt.startswith("Consider the following"):
+                replies.append("new a?\n\nQuestion 2: new b?\nQuestion 3: new c?")
+            elif prompt.startswith("Please provide actionable feedback"):
+                replies.append("Clear enough." if prompt.endswith("new a?") else "Add a number.")
+            else:
+                question = prompt.split("Question: ")[1].split("\n")[0]
+                replies.append("Stop" if question == "new a?" else f"{question} with 2 apples")
+        return (replies, [False] * len(replies)) if kw.get("return_finished") else replies
+
+
+def test_cli_paper_templates_keep_question_1_and_stop_at_the_rewrite(tiny_llama, tmp_path, monkeypatch):
+    """The default template set is the paper's: the PT prompt is Fig. 8 with the example, the reply's first
+    (unnumbered) question is kept, and PT_SR stops a question when the Fig. 11 rewrite says 'Stop'."""
+    monkeypatch.chdir(REPO)
+    llm = PaperLLM()
+    monkeypatch.setattr(tg, "generate_from_text", llm)
+    out = tmp_path / "run" / "samples.jsonl"
+    cli = run_cli(["predict", "--model", "TemplateGenerationModule", "--model.init_args.backbone", tiny_llama,
+                   "--model.init_args.mode", "pt_sr", "--model.init_args.max_rounds", "2",
+                   "--model.init_args.num_questions", "3", "--data", "PromptDataModule",
+                   "--data.init_args.train_path", "data/gsm8k/train.jsonl", "--data.init_args.text_template",
+                   "{question}", "--data.init_args.num_requests", "1", "--trainer.accelerator", "cpu",
+                   "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "run"),
+                   "--writer.output_path", str(out)])
+    first = json.loads((REPO / "data/gsm8k/train.jsonl").read_text().splitlines()[0])["question"]
+    assert llm.prompts[0] == tg.preset("gsm8k").question.format(example=first, num_questions=3)
+    assert llm.prompts[0].endswith("has a well-defined answer.\nQuestion 1:")
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["draft"], r["text"], r["rounds"], r["stopped"]) for r in written] == [
+        (0, "new a?", "new a?", 0, True),
+        (1, "new b?", "new b? with 2 apples with 2 apples", 2, False),
+        (2, "new c?", "new c? with 2 apples with 2 apples", 2, False)]
+    assert written[0]["parse"] == {"style": "numbered", "found": 3, "dropped": 0, "extra": 0}
+    assert cli.model.counts["stopped"] == 1 and cli.model.counts["refinements"] == 4
+
+
+def test_undiversified_template_asks_for_one_question(tiny_llama, monkeypatch):
+    """Fig. 10: one question per request, the reply itself is the question; more than one is refused."""
+    m = TemplateGenerationModule(backbone=tiny_llama, template_set="paper_undiversified", num_questions=1,
+                                 temperature=1.0)
+    assert m.templates["question"].startswith("Please generate a question that requires solving a grade-school")
+    rows = m.questions_from([0, 1], ["Tom has 3 apples. How many?", "   "], [0, 1])
+    assert [(r["id"], r["text"], r["parse"]["style"]) for r in rows] == [(0, "Tom has 3 apples. How many?", "single")]
+    assert m.counts["malformed"] == 1
+    with pytest.raises(SynthtuneError, match="paper_undiversified asks for one question per request"):
+        TemplateGenerationModule(backbone=tiny_llama, template_set="paper_undiversified", num_questions=10)

@@ -5,13 +5,22 @@ and asks an LLM for a numbered list of ``num_questions`` new questions in its st
 split into separate questions. Requests cycle through the training examples (App. A.2: "cycle
 through questions found in the training fold and insert them into the relevant template"). PT_SR
 (Fig. 11) then takes each generated question on its own: the LLM critiques it, and rewrites it from
-the critique, until the critique says "Stop" or a round limit is reached. Answers for synthetic
+the critique, until a reply says "Stop" or a round limit is reached. Answers for synthetic
 questions use the task's answer template (PT baseline) or the bare question.
 
-The paper's Appendix C wording was not available to us; the texts below are ours, written after the
-paper's description of the templates (an example inserted into a task-specific instruction for new
-questions in the same style; a critique of one question that ends with "Stop" when no change is
-needed; a rewrite from the critique). Every template can be replaced in the config.
+Three template sets (``TEMPLATE_SETS``; every template can still be replaced in the config):
+
+- ``paper``: the wording of the paper's Appendix C (Figs. 8, 9 and 11), with "[insert example question]",
+  "[insert question]" and "[insert critique]" as ``{example}``, ``{question}`` and ``{critique}``, and "10" in
+  "generate 10 different questions" as ``{num_questions}``. The text copy of the paper does not show line
+  breaks; we break the line before and after the inserted example and before "Question 1:", "Question:",
+  "Critique:", "If the critique" and "Answer:". In this set the *rewrite* says "Stop" (Fig. 11's refine
+  template), not the critique.
+- ``paper_undiversified``: Fig. 10, the one-question GSM8K template of App. A.4 (gsm8k only, one question
+  per request), with the paper's critique, refine and answer templates.
+- ``synthtune``: our own wording, written after the paper's description before Appendix C was available to
+  us (the critique says "Stop"); kept so the earlier results can be reproduced.
+
 Placeholders: question ``{example}``, ``{num_questions}``; critique ``{question}``, ``{example}``;
 refine ``{question}``, ``{critique}``, ``{example}``; answer ``{question}``.
 """
@@ -43,12 +52,15 @@ class TemplateSet:
         critique: asks for a critique of one generated ``{question}``, or the single word Stop (PT_SR).
         refine: asks for that ``{question}`` rewritten from its ``{critique}`` (PT_SR).
         answer: asks for the answer to one synthetic ``{question}`` (PT baseline answers).
+        reply_prefix: the list opener the question template ends with ("Question 1:"); a reply that
+            does not start with a numbered item is read as its continuation, so its first question is kept.
     """
 
     question: str
     critique: str
     refine: str
     answer: str
+    reply_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,13 +140,95 @@ PRESETS: dict[str, TemplateSet] = {
 }
 
 
-def preset(task: str) -> TemplateSet:
-    """The templates of a shipped task (``gsm8k``, ``mbpp``, ``boolq``)."""
+#: The paper's Fig. 8 question templates (the example, then the request for ``{num_questions}`` questions).
+_PAPER_QUESTION = {
+    "gsm8k": ("Consider the following grade-school math problem:\n{example}\nNow generate {num_questions} different "
+              "questions that require solving a grade-school math problem similar to the example above. Make sure "
+              "each question is different and sufficiently rephrased. Please make sure you generate questions, and "
+              "not answers. Please make sure each question you generate has a well-defined answer.\nQuestion 1:"),
+    "mbpp": ("Consider the following python question:\n{example}\nNow generate {num_questions} different questions "
+             "that require writing a Python function similar to the example above. Make sure each question is "
+             "different and sufficiently rephrased. Please make sure you generate questions, and not answers. "
+             "Please make sure each question you generate has a well-defined answer.\nQuestion 1:"),
+    "boolq": ("Consider the following passage and question:\n{example}\nNow generate {num_questions} different "
+              "passages and questions similar to the example above. Please make sure each question you generate "
+              "has a boolean answer that can be answered by the passage. Make sure each passage and question is "
+              "different and sufficiently rephrased. Please make sure you generate passages and questions, and not "
+              "answers.\nPassage and Question 1:"),
+}
+#: Fig. 9 answer templates.
+_PAPER_ANSWER = {
+    "gsm8k": "Please answer the following question that tests reasoning:\n{question}\nAnswer:",
+    "mbpp": ("Please answer the following python question:\n{question}\nPlease generate your answer as a Python "
+             "function. The docstring of the function should contain the above question as-is, without any "
+             "modification. Please make sure that your function is valid Python code that compiles. Please try "
+             "your best to correctly answer the question.\nAnswer:"),
+    "boolq": ("Please answer the following question based on the passage. Your answer should be either True or "
+              "False. Do not provide any other justification.\n{question}\nAnswer:"),
+}
+#: What Fig. 11's critique template calls one item of each task.
+_PAPER_CRITIQUE_NOUN = {"gsm8k": "grade school math problem", "mbpp": "Python question",
+                        "boolq": "passage/question problem"}
+#: Fig. 11 refine templates: (the item's name, the instruction after 'Stop').
+_PAPER_REFINE = {
+    "gsm8k": ("grade-school math problem", "write a new grade-school math problem based on the critique. Write the "
+              "question only, do not include the answer."),
+    "mbpp": ("Python question", "write a new Python question in a single sentence starting with 'Write a Python "
+             "function' based on the critique. Do not ask for docstring or test cases."),
+    "boolq": ("passage/question problem", "write a new passage/question problem based on the critique. Write the "
+              "passage and question only, do not include the answer."),
+}
+#: Fig. 10: the undiversified PT of App. A.4 (one question per request, GSM8K only).
+_PAPER_UNDIVERSIFIED_QUESTION = (
+    "Please generate a question that requires solving a grade-school math problem. Here is an example of such a "
+    "question:\n{example}\nNow generate a new question. Please make sure your question is not too similar to the "
+    "example above. Please make sure you generate a question, and not an answer. Please make sure the question "
+    "you generate has a well-defined answer.")
+
+
+def _paper(task: str, question: str | None = None) -> TemplateSet:
+    noun, instruction = _PAPER_REFINE[task]
+    refine = (f"Read the following {noun} and the critique, and write a new {noun} based on the critique:\n"
+              f"Question: {{question}}\nCritique: {{critique}}\nIf the critique is strongly positive, say 'Stop'. "
+              f"Otherwise, {instruction}")
+    critique = ("Please provide actionable feedback on the clarity, difficulty, and originality of the following "
+                f"{_PAPER_CRITIQUE_NOUN[task]}: {{question}}")
+    template = question if question is not None else _PAPER_QUESTION[task]
+    prefix = template.rsplit("\n", 1)[1] if template.endswith("1:") else ""
+    return TemplateSet(question=template, critique=critique, refine=refine, answer=_PAPER_ANSWER[task],
+                       reply_prefix=prefix)
+
+
+#: The paper's Appendix C templates (Figs. 8, 9, 11).
+PAPER_PRESETS: dict[str, TemplateSet] = {task: _paper(task) for task in ("gsm8k", "mbpp", "boolq")}
+
+#: Each named template set, by task.
+TEMPLATE_SETS: dict[str, dict[str, TemplateSet]] = {
+    "paper": PAPER_PRESETS,
+    "paper_undiversified": {"gsm8k": _paper("gsm8k", _PAPER_UNDIVERSIFIED_QUESTION)},
+    "synthtune": PRESETS,
+}
+
+
+def preset(task: str, template_set: str = "paper") -> TemplateSet:
+    """The templates of a shipped task (``gsm8k``, ``mbpp``, ``boolq``) in one of ``TEMPLATE_SETS``."""
+    if template_set not in TEMPLATE_SETS:
+        raise SynthtuneError(f"unknown template_set {template_set!r}; use one of {', '.join(sorted(TEMPLATE_SETS))}")
+    tasks = TEMPLATE_SETS[template_set]
     try:
-        return PRESETS[task]
+        return tasks[task]
     except KeyError:
-        raise SynthtuneError(f"no prompt templates for task {task!r}; use one of {', '.join(sorted(PRESETS))} "
-                             f"or give every template in the config") from None
+        raise SynthtuneError(f"no {template_set} prompt templates for task {task!r}; use one of "
+                             f"{', '.join(sorted(tasks))} or give every template in the config") from None
+
+
+def prime_reply(reply: str, prefix: str) -> str:
+    """``reply`` read as the continuation of a template that ends in the list opener ``prefix``
+    ("Question 1:"): the opener is put in front unless the reply already starts with a numbered item."""
+    if not prefix:
+        return reply
+    first = next((line for line in reply.splitlines() if line.strip()), "")
+    return reply if _NUMBERED.match(first) else f"{prefix} {reply.lstrip()}"
 
 
 def placeholders(template: str, kind: str) -> frozenset[str]:
@@ -167,7 +261,7 @@ _NUMBERED = re.compile(
     r"\((?P<a>\d{1,3})\)"
     r"|\[(?P<b>\d{1,3})\]"
     r"|#?(?P<c>\d{1,3})[.):](?=\s|\*|_|$)"
-    r"|(?:question|problem|task|q)\s*#?\s*(?P<d>\d{1,3})\s*(?:[.):\-–]|(?=\s|\*|$))"
+    r"|(?:(?:passage\s+and\s+)?question|problem|task|q)\s*#?\s*(?P<d>\d{1,3})\s*(?:[.):\-–]|(?=\s|\*|$))"
     r")\s*(?:\*\*|__)?\s*",
     re.IGNORECASE,
 )

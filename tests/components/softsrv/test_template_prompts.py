@@ -1,12 +1,15 @@
 import pytest
 
 from synthtune.components.softsrv.template_prompts import (
+    PAPER_PRESETS,
     PRESETS,
+    TEMPLATE_SETS,
     check_template,
     ParsedList,
     parse_list,
     parse_question,
     preset,
+    prime_reply,
     says_stop,
 )
 from synthtune.errors import SynthtuneError
@@ -107,5 +110,66 @@ def test_presets_exist_and_use_only_their_placeholders():
         assert "{question}" in templates.refine and "{critique}" in templates.refine
         assert "{question}" in templates.answer
         assert "Stop" in templates.critique
-    with pytest.raises(SynthtuneError, match="no prompt templates for task 'sst2'"):
+    with pytest.raises(SynthtuneError, match="no paper prompt templates for task 'sst2'"):
         preset("sst2")
+    with pytest.raises(SynthtuneError, match="unknown template_set 'mine'"):
+        preset("gsm8k", "mine")
+    assert preset("gsm8k", "synthtune") is PRESETS["gsm8k"]
+
+
+#: Fig. 8's GSM8K question template as printed in the paper, with the example put in.
+FIG8_GSM8K = ("Consider the following grade-school math problem: EXAMPLE Now generate 10 different questions that "
+              "require solving a grade-school math problem similar to the example above. Make sure each question is "
+              "different and sufficiently rephrased. Please make sure you generate questions, and not answers. Please "
+              "make sure each question you generate has a well-defined answer. Question 1:")
+FIG11_GSM8K_REFINE = ("Read the following grade-school math problem and the critique, and write a new grade-school "
+                      "math problem based on the critique: Question: Q Critique: C If the critique is strongly positive, "
+                      "say 'Stop'. Otherwise, write a new grade-school math problem based on the critique. Write the "
+                      "question only, do not include the answer.")
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_paper_set_is_the_appendix_c_wording():
+    """The default set reads word for word as Figs. 8, 9 and 11 once the placeholders are filled (our line
+    breaks aside), and every preset of every set uses only its kind's placeholders."""
+    gsm8k = preset("gsm8k")
+    assert gsm8k is PAPER_PRESETS["gsm8k"]
+    assert flat(gsm8k.question.format(example="EXAMPLE", num_questions=10)) == FIG8_GSM8K
+    assert flat(gsm8k.refine.format(question="Q", critique="C")) == FIG11_GSM8K_REFINE
+    assert gsm8k.critique.format(question="Q") == ("Please provide actionable feedback on the clarity, difficulty, "
+                                                   "and originality of the following grade school math problem: Q")
+    assert flat(gsm8k.answer.format(question="Q")) == "Please answer the following question that tests reasoning: Q Answer:"
+    assert gsm8k.reply_prefix == "Question 1:" and preset("boolq").reply_prefix == "Passage and Question 1:"
+    assert flat(preset("mbpp").question.format(example="E", num_questions=10)).startswith(
+        "Consider the following python question: E Now generate 10 different questions that require writing a Python")
+    assert "say 'Stop'. Otherwise, write a new Python question in a single sentence starting with 'Write a Python " \
+           "function'" in preset("mbpp").refine
+    undiversified = preset("gsm8k", "paper_undiversified")
+    assert flat(undiversified.question.format(example="E")).startswith(
+        "Please generate a question that requires solving a grade-school math problem. Here is an example of such a "
+        "question: E Now generate a new question.")
+    assert undiversified.reply_prefix == "" and undiversified.refine == gsm8k.refine
+    for name, tasks in TEMPLATE_SETS.items():
+        for templates in tasks.values():
+            for kind in ("question", "critique", "refine", "answer"):
+                check_template(getattr(templates, kind), kind)
+            assert "{example}" in templates.question and "{question}" in templates.refine
+    with pytest.raises(SynthtuneError, match="no paper_undiversified prompt templates for task 'mbpp'; use one of gsm8k"):
+        preset("mbpp", "paper_undiversified")
+
+
+def test_prime_reply_keeps_the_first_question_of_a_continued_list():
+    """A reply to a template ending in "Question 1:" starts with question 1 unnumbered; the opener is put back."""
+    reply = "Tom has 3 apples. How many?\n\nQuestion 2: Ann has 4 pens. How many?\nQuestion 3: Bo has 5."
+    assert parse_list(reply).items == ("Ann has 4 pens. How many?", "Bo has 5.")  # lost without the opener
+    assert parse_list(prime_reply(reply, "Question 1:")).items == (
+        "Tom has 3 apples. How many?", "Ann has 4 pens. How many?", "Bo has 5.")
+    already = "1. Tom has 3.\n2. Ann has 4."
+    assert prime_reply(already, "Question 1:") == already
+    assert prime_reply("text", "") == "text"
+    boolq = "Passage: Cats purr.\nQuestion: do cats purr?\n\nPassage and Question 2: Dogs bark. do dogs bark?"
+    assert parse_list(prime_reply(boolq, "Passage and Question 1:")).items == (
+        "Passage: Cats purr.\nQuestion: do cats purr?", "Dogs bark. do dogs bark?")
