@@ -21,7 +21,7 @@ from synthtune.commands.decontaminate import decontaminate
 from synthtune.commands.export_prompt import export_prompt
 from synthtune.commands.filter import filter_rows
 from synthtune.commands.pipeline import pipeline
-from synthtune.commands.score import mauve
+from synthtune.commands.score import mauve, novelty
 from synthtune.commands.sweep import sweep
 from synthtune.commands.synalign import evaluate, select
 from synthtune.errors import SynthtuneError
@@ -35,7 +35,7 @@ COMMANDS: dict[str, Union[Command, dict[str, Command]]] = {
     "export-prompt": export_prompt,
     "filter": filter_rows,
     "pipeline": pipeline,
-    "score": {"mauve": mauve},
+    "score": {"mauve": mauve, "novelty": novelty},
     "synalign": {"select": select, "evaluate": evaluate},
     "sweep": sweep,
 }

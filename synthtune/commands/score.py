@@ -183,3 +183,85 @@ def mauve(
         markup=True, highlight=False, soft_wrap=True,
     )
     return report
+
+
+def novelty(
+    synthetic: str,
+    train: str,
+    field: str = "text",
+    train_field: Optional[str] = None,
+    contexts: Optional[str] = None,
+    contexts_field: Optional[str] = None,
+    context_key: str = "context_index",
+    ngram: int = 13,
+    threshold: float = 0.5,
+    near_cosine: float = 0.95,
+    featurizer: Optional[str] = DEFAULT_FEATURIZER,
+    output: Optional[str] = None,
+    no_cache: bool = False,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """How much of each synthetic sample is copied: 13-gram overlap with its own context and with the train split,
+    nearest-neighbour cosine to the train split, distinct rows.
+
+    A sample copies a reference when more than ``threshold`` of its word n-grams (normalised as for
+    decontamination, SoftSRV App. A.3) occur in it; one too short for an n-gram copies it only when equal to it.
+    Writes a JSON report (``synthtune.curation.novelty.novelty_report`` says what each number is).
+
+    Args:
+        synthetic: synthetic rows (JSONL).
+        train: the train split (JSONL) the generator learned from.
+        field: text field of the synthetic rows.
+        train_field: text field of the train rows (default: field).
+        contexts: the texts the samples' contexts index (JSONL, row i is context i): for SoftSRV the run's
+            training texts, for PT the template's training file; omit to skip the context overlap.
+        contexts_field: text field of the contexts rows (default: train_field).
+        context_key: the synthetic rows' field that indexes contexts (context_index for SoftSRV, example_index
+            for PT); a row without it, or with null, has no context.
+        ngram: the n-gram length in words.
+        threshold: overlap share above which a sample copies its reference.
+        near_cosine: nearest-neighbour cosine at or above which a sample counts as a near-duplicate of a train row.
+        featurizer: features of the nearest-neighbour cosine (minilm, smollm2-135m, or a causal LM); null skips it.
+        output: JSON report (default: <synthetic>.novelty.json).
+        no_cache: recompute features instead of using the cache.
+        strict: fail on broken JSON lines instead of skipping them.
+    """
+    from synthtune.curation.novelty import novelty_report
+
+    start = time.perf_counter()
+    if ngram < 1:
+        raise SynthtuneError(f"--ngram must be at least 1, got {ngram}")
+    synthetic_path = Path(synthetic)
+    report_file = Path(output) if output else Path(f"{synthetic_path.with_suffix('')}.novelty.json")
+    check_distinct(report_file, synthetic, train, contexts)
+    train_field = train_field or field
+    rows, broken = read_input(synthetic_path, field, strict, "score")
+    texts = field_texts(rows, field, str(synthetic_path))
+    train_texts = reference_texts(train, train_field, strict)
+    context_texts = None
+    if contexts is not None:
+        pool = reference_texts(contexts, contexts_field or train_field, strict)
+        context_texts = []
+        for row in rows:
+            index = row.get(context_key)
+            if index is not None and not (isinstance(index, int) and 0 <= index < len(pool)):
+                raise SynthtuneError(f"{synthetic}: row {row.get('id')} has {context_key} {index!r}, outside the "
+                                     f"{len(pool)} rows of --contexts {contexts}; pass the contexts the run used")
+            context_texts.append(None if index is None else pool[index])
+    features = train_features = None
+    if featurizer:
+        features = featurize(texts, featurizer, cache=not no_cache)
+        train_features = featurize(train_texts, featurizer, cache=not no_cache)
+    report = novelty_report(texts, train_texts, context_texts, features, train_features, n=ngram,
+                            threshold=threshold, near_cosine=near_cosine)
+    report.update(command="score novelty", featurizer=featurizer, synthetic_path=str(synthetic_path),
+                  train_path=str(train), contexts_path=contexts, context_key=context_key,
+                  broken_lines_skipped=broken, seconds=round(time.perf_counter() - start, 3))
+    atomic_write_json(report_file, report)
+    ctx, tr, nn = report["context"], report["train"], report["nearest_train_cosine"]
+    print(f"novelty of {len(texts)} samples ({report['distinct_rows']} distinct): "
+          + (f"{ctx['share']:.1%} copy their context, " if ctx else "")
+          + f"{tr['share']:.1%} copy a train row (> {threshold:g} of their {ngram}-grams)"
+          + (f"; nearest train cosine mean {nn['mean']:.3f}, {nn['share_near']:.1%} at ≥ {near_cosine:g}" if nn else "")
+          + f"; report {report_file}")
+    return report

@@ -21,7 +21,7 @@ def test_help_lists_every_command(capsys):
     for name in [*LIGHTNING_COMMANDS, *(" ".join(words) for words in ALL)]:
         assert f"  {name} " in out, name
     assert {name for name, _ in command_lines()} == {"curate", "decontaminate", "export-prompt", "filter", "pipeline",
-                                                     "score mauve", "synalign select", "synalign evaluate", "sweep"}
+                                                     "score mauve", "score novelty", "synalign select", "synalign evaluate", "sweep"}
 
 
 # `pipeline` reads no file of its own (its stages do): its round trip is in tests/pipeline/test_pipeline.py.
@@ -33,7 +33,7 @@ def test_every_command_prints_its_config_and_reads_it_back(words, tmp_path, caps
     assert "config" not in config and len(config) >= 5
     # The printed config, completed and saved, drives the command through --config: the parse must
     # reach the command's own checks (a one-line error about the file), not fail on the options.
-    for key in ("input", "output", "synthetic", "reference", "real", "pool", "run"):
+    for key in ("input", "output", "synthetic", "reference", "real", "pool", "run", "train"):
         if key in config and not isinstance(config[key], list):
             config[key] = str(tmp_path / f"missing-{key}.jsonl")
     given = {"task": "sst2", "budget": 4, "tasks": ["sst2"], "task_config": str(tmp_path / "missing-{task}.yaml")}
