@@ -31,6 +31,7 @@ from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
 from synthtune.callbacks.progress import use_run_progress_bar
 from synthtune.callbacks.run_config import RELATIVE_FLAG, RunConfigSaver, resolve_run_paths
 from synthtune.errors import SynthtuneError
+from synthtune.paths import local_path
 from synthtune.preflight import SPECIAL_CKPT, preflight
 from synthtune.templates import verbatim_templates
 from synthtune.usage_errors import SynthtuneArgumentParser
@@ -107,6 +108,7 @@ class SynthtuneCLI(LightningCLI):
         config.trainer.callbacks = use_run_progress_bar(config.trainer.get("callbacks"),
                                                         config.trainer.get("enable_progress_bar"))
         resolve_run_paths(config)
+        absolute_local_paths(config)
         root = config.trainer.default_root_dir or os.getcwd()
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(Path(root) / "checkpoints")
@@ -118,6 +120,18 @@ class SynthtuneCLI(LightningCLI):
             config.return_predictions = False  # the writer owns the rows; don't also keep them all in memory
         if self.subcommand == "predict" and not ckpt and intended != "predict":
             log.warning("predicting without --ckpt_path: samples come from an untrained prompt")
+
+
+def absolute_local_paths(config: Namespace) -> None:
+    """Give every model/data option that names a local file or folder by a relative path (``./tiny``,
+    ``tiny``, ``data/train.jsonl``) its one absolute form (:func:`synthtune.paths.local_path`), in place,
+    before anything is built: the checkpoint signature, the saved ``config.yaml`` and the samples'
+    ``params`` then agree, so ``predict --config <run>/config.yaml --ckpt_path last`` works from any
+    working directory, as does ``fit --ckpt_path last`` with the relative path it was trained with."""
+    cwd = os.getcwd()
+    for key, value in list(config.items()):
+        if key.startswith(("model.", "data.")) and isinstance(value, str):
+            config[key] = local_path(key, value, cwd)
 
 
 def user_error(exc: BaseException) -> SynthtuneError | None:
