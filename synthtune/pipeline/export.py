@@ -12,11 +12,13 @@ import yaml
 
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes
+from synthtune.pipeline.dataset_card import card_data, licenses_line, merge_hub_metadata, relative
 from synthtune.records import read_jsonl
 
 DATASET_DIR = "dataset"
 PARQUET = "data.parquet"
 CARD = "README.md"
+EXPORT_KEYS = ("name", "push_to_hub", "private", "license", "source_license", "language")
 
 
 def provenance(ctx) -> dict[str, Any]:
@@ -52,18 +54,23 @@ def provenance(ctx) -> dict[str, Any]:
     }
 
 
-def dataset_card(name: str, facts: dict[str, Any], settings: dict[str, Any], num_rows: int) -> str:
-    """A dataset card: YAML front matter (size, tags) and the provenance and every setting of the pipeline."""
-    front = yaml.safe_dump({"pretty_name": name, "size_categories": ["n<1K" if num_rows < 1000 else "1K<n<10K"
-                                                                      if num_rows < 10000 else "n>10K"],
-                            "tags": ["synthetic", "synthtune"]}, sort_keys=False)
+def dataset_card(name: str, facts: dict[str, Any], settings: dict[str, Any], num_rows: int,
+                 labelled: bool = False, section: Optional[dict[str, Any]] = None,
+                 curation: Optional[dict[str, Any]] = None) -> str:
+    """A dataset card (``huggingface_hub.DatasetCard``): front matter the Hub indexes, then the provenance, the
+    rows per stage, the curation report and every setting of the pipeline, with paths made relative."""
+    from huggingface_hub import DatasetCard
+
+    section = section or {}
+    facts, settings = relative(facts), relative(settings)
+    front = card_data(name, facts, num_rows, labelled, section).to_yaml()
     mauve = facts["mauve"]
     decon = facts["decontamination"]
-    lines = [f"---\n{front}---", f"# {name}", "",
+    lines = [f"---\n{front}\n---", f"# {name}", "",
              f"{num_rows} synthetic rows made by the synthtune pipeline.", "",
              "## Provenance", "",
              f"- method: `{facts['method']}`", f"- backbone: `{facts['backbone']}`",
-             f"- source data: `{json.dumps(facts['source_data'])}`"]
+             f"- source data: `{json.dumps(facts['source_data'])}`", licenses_line(facts, section)]
     if decon:
         lines.append(f"- decontamination: {decon['decontaminated_dropped']} rows dropped (rate "
                      f"{decon['contamination_rate']}) for sharing a {decon['ngram']}-gram with "
@@ -96,9 +103,11 @@ def dataset_card(name: str, facts: dict[str, Any], settings: dict[str, Any], num
     lines += [f"| {stage} | {rows} |" for stage, rows in facts["rows_per_stage"].items()]
     for stage, labels in facts["labels_per_stage"].items():
         lines += ["", f"Labels after {stage}: " + ", ".join(f"{k}: {v}" for k, v in labels.items())]
+    if curation:
+        lines += ["", "## Curation report", "", "```json", json.dumps(relative(curation), indent=2), "```"]
     lines += ["", "## Every setting", "", "```yaml", yaml.safe_dump(settings, sort_keys=False).rstrip(), "```",
               "", "## Versions", "", "```json", json.dumps(facts["versions"], indent=2), "```", ""]
-    return "\n".join(lines)
+    return str(DatasetCard("\n".join(lines)))
 
 
 def hub_offline() -> bool:
@@ -118,11 +127,14 @@ def push(folder: Path, repo_id: str, private: bool) -> None:
     """Upload the exported dataset and its card to the Hub (refused in one line when offline or failing)."""
     refuse_offline(repo_id)
     from datasets import load_from_disk
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, hf_hub_download
 
     try:
         load_from_disk(str(folder / DATASET_DIR)).push_to_hub(repo_id, private=private)
-        HfApi().upload_file(path_or_fileobj=str(folder / CARD), path_in_repo=CARD, repo_id=repo_id,
+        # push_to_hub wrote a README holding dataset_info/configs: keep them in the card that replaces it
+        written = Path(hf_hub_download(repo_id, CARD, repo_type="dataset")).read_text(encoding="utf-8")
+        card = merge_hub_metadata((folder / CARD).read_text(encoding="utf-8"), written)
+        HfApi().upload_file(path_or_fileobj=card.encode("utf-8"), path_in_repo=CARD, repo_id=repo_id,
                             repo_type="dataset")
     except Exception as exc:  # noqa: BLE001 - network and auth failures are the user's to fix
         raise SynthtuneError(f"push to the Hub repo {repo_id} failed ({type(exc).__name__}: "
@@ -134,13 +146,15 @@ def export(ctx, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], 
     """Write ``dataset/`` (``save_to_disk``), ``data.parquet`` and ``README.md``; push when asked.
 
     Section keys: ``name`` (the card's title, default the root's name), ``push_to_hub`` (a repo id),
-    ``private`` (push as a private dataset).
+    ``private`` (push as a private dataset), ``license`` (the card's Hub license id; default ``other``, with the
+    backbone's and source data's licenses stated), ``source_license`` (the source data's, when no task
+    ``meta.json`` says it), ``language`` (a code or a list; default ``en`` for the bundled tasks).
     """
     from datasets import Dataset
 
-    unknown = sorted(set(section) - {"name", "push_to_hub", "private"})
+    unknown = sorted(set(section) - set(EXPORT_KEYS))
     if unknown:
-        raise SynthtuneError(f"unknown export setting {unknown[0]!r}; export takes name, push_to_hub and private")
+        raise SynthtuneError(f"unknown export setting {unknown[0]!r}; export takes {', '.join(EXPORT_KEYS)}")
     repo_id: Optional[str] = section.get("push_to_hub")
     if repo_id:
         refuse_offline(repo_id)  # before writing anything
@@ -152,7 +166,9 @@ def export(ctx, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], 
     dataset.to_parquet(str(folder / PARQUET))
     facts = provenance(ctx)
     settings = {name: ctx.sections[name] for name in ctx.sections}
-    card = dataset_card(section.get("name") or ctx.root.name, facts, settings, len(rows))
+    curation = ctx.done.get("curate", {}).get("report")
+    card = dataset_card(section.get("name") or ctx.root.name, facts, settings, len(rows),
+                        labelled=any("label" in r for r in rows), section=section, curation=curation)
     atomic_write_bytes(folder / CARD, card.encode("utf-8"))
     atomic_write_bytes(folder / DATASET_DIR / CARD, card.encode("utf-8"))
     if repo_id:
