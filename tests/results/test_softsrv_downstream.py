@@ -75,3 +75,28 @@ def test_main_writes_the_floor_and_a_tuned_result_and_checks_its_input(tiny_llam
         downstream.main(str(tmp_path / "u.json"), train=str(tmp_path / "s.jsonl"), **common)
     with pytest.raises(SynthtuneError, match="exactly one of --train FILE"):
         downstream.main(str(tmp_path / "v.json"), **common)
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / f"docs/results/softsrv/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pick_temperature_takes_the_best_mauve_against_train(tmp_path, capsys):
+    pick = load_script("pick_temperature")
+    assert pick.choose({1.0: 0.2, 2.0: 0.4, 4.0: 0.1}) == 2.0
+    assert pick.choose({1.0: 0.4, 2.0: 0.4, 4.0: None}) == 1.0  # a tie goes to the lower temperature
+    with pytest.raises(SynthtuneError, match="no temperature gave enough PT questions"):
+        pick.choose({4.0: None})
+    for t, mauve in (("1", 0.3), ("2", 0.5), ("4", None)):
+        (tmp_path / f"t{t}").mkdir()
+        rows = [{"id": i, "text": f"q{i % 3}?", "hit_cap": i == 0} for i in range(4)]
+        (tmp_path / f"t{t}" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if mauve is not None:
+            (tmp_path / f"t{t}" / "samples.mauve-train.json").write_text(json.dumps({"mean": mauve, "std": 0.01}))
+    pick.main(str(tmp_path), "1", "2", "4")
+    choice = json.loads((tmp_path / "choice.json").read_text())
+    assert choice["temperature"] == 2.0 and choice["candidates"]["4.0"]["mauve_train"] is None
+    assert choice["candidates"]["1.0"]["distinct_rows"] == 3 and choice["candidates"]["1.0"]["ended_at_eos"] == 0.75

@@ -6,7 +6,11 @@ seed, the request and the stage, and sampling does not depend on the batch), so 
 the PT run already wrote and saves that half of the CPU time. It uses the module's own ``refine_rows`` with the
 config's settings (mode pt_sr) and resumes: finished rows are kept in OUTPUT.partial and skipped on a rerun.
 
-    python docs/results/softsrv/refine_pt.py runs/results-softsrv/pt/first500.jsonl runs/results-softsrv/pt_sr/first500.jsonl
+    python docs/results/softsrv/refine_pt.py runs/results-softsrv/pt/seed0/first500.jsonl \
+        runs/results-softsrv/pt_sr/seed0/first500.jsonl [--model.init_args.seed 0 ...]
+
+Options after the two files override the config as on the command line (the PT run's seed, temperature and
+template_set, so the rows' params say what made them).
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
-def main(drafts_file: str, output: str) -> None:
-    composed = compose(["predict", "--config", CONFIG, "--model.init_args.mode", "pt_sr"])
+def main(drafts_file: str, output: str, *overrides: str) -> None:
+    composed = compose(["predict", "--config", CONFIG, "--model.init_args.mode", "pt_sr", *overrides])
     init = {k: v for k, v in composed["model"]["init_args"].items()}
     module = TemplateGenerationModule(**init).eval()
     data = composed["data"]["init_args"]
@@ -57,11 +61,11 @@ def main(drafts_file: str, output: str) -> None:
     atomic_write_jsonl(out, rows)
     capped = sum(bool(r.get("hit_cap")) for r in rows)
     summary = {"samples": len(rows), "ended_at_eos": len(rows) - capped, "hit_cap": capped,
-               "stopped_by_critique": sum(bool(r["stopped"]) for r in rows),
+               "stopped_by_a_stop_reply": sum(bool(r["stopped"]) for r in rows),
                "rewritten": sum(r["rounds"] > 0 for r in rows)}
     atomic_write_json(output + ".summary.json", summary)
     print(summary)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:])
