@@ -10,6 +10,7 @@ onto the target, so ``last.ckpt`` is the old checkpoint until the new one is com
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -48,3 +49,17 @@ def use_atomic_checkpoints(trainer: Any) -> None:
     strategy = trainer.strategy
     if type(getattr(strategy, "checkpoint_io", None)) is TorchCheckpointIO:
         strategy.checkpoint_io = AtomicCheckpointIO()
+
+
+def resume_checkpoint(folder: str | Path) -> Optional[Path]:
+    """The checkpoint a run folder's fit resumes from: ``<folder>/last.ckpt``, else (it was deleted, or a save
+    never got that far) the most recently written other ``*.ckpt`` in ``folder``, else None.
+
+    Args:
+        folder: the run's checkpoint folder (``<run>/checkpoints``).
+    """
+    folder = Path(folder)
+    if (folder / "last.ckpt").is_file():
+        return folder / "last.ckpt"
+    found = [path for path in folder.glob("*.ckpt") if path.is_file()]
+    return max(found, key=lambda path: (path.stat().st_mtime_ns, path.name)) if found else None

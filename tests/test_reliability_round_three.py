@@ -80,3 +80,102 @@ def test_local_path_is_one_form_for_every_spelling(tmp_path):
     assert local_path("data.init_args.split", "train", tmp_path) == "train"  # a split beside a folder "train"
     assert local_path("data.init_args.path", "d.jsonl", tmp_path) == str(tmp_path / "d.jsonl")
     assert local_path("data.init_args.path", "missing.jsonl", tmp_path) == "missing.jsonl"  # its own error later
+
+
+def pipeline_yaml(work: Path, backbone: str, root: str = "pipe") -> Path:
+    """A fit + predict pipeline on the tiny model whose fit keeps a checkpoint every 2 steps, all paths relative."""
+    (work / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    fit = {
+        "seed_everything": 0,
+        "model": {"class_path": "synthtune.lightning_modules.SoftSRVModule",
+                  "init_args": {"backbone": backbone, "parameterization": "mc", "prompt_length": 4, "mlp_hidden": 8,
+                                "lr": 0.01, "max_new_tokens": 5, "seed": 3}},
+        "data": {"class_path": "synthtune.datamodules.TextDataModule",
+                 "init_args": {"path": "train.jsonl", "text_template": "{question}", "batch_size": 4,
+                               "num_samples": 4}},
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 4, "enable_progress_bar": False,
+                    "enable_model_summary": False, "logger": False},
+        "checkpoint": {"every_n_train_steps": 2, "save_top_k": -1},
+    }
+    (work / "fit.yaml").write_text(yaml.safe_dump(fit))
+    config = work / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({"root": root, "fit": {"config": "fit.yaml"}, "predict": {"overrides": []}}))
+    return config
+
+
+@pytest.fixture
+def pipeline_run(tiny_llama, tmp_path, monkeypatch, capsys):
+    """A finished fit + predict pipeline with ``backbone: ./tiny``, run from ``work``; returns work."""
+    work = tmp_path / "work"
+    shutil.copytree(tiny_llama, work / "tiny")
+    pipeline_yaml(work, "./tiny")
+    monkeypatch.chdir(work)
+    code, err = run_main(["pipeline", "--config", "pipeline.yaml"], capsys)
+    assert code == 0, err  # item 2: it trained, then failed at predict ("checkpoint does not match")
+    return work
+
+
+def test_a_pipeline_with_a_relative_backbone_trains_and_predicts(pipeline_run):
+    rows = [json.loads(line) for line in (pipeline_run / "pipe/predict/rows.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [0, 1, 2, 3]
+    assert rows[0]["params"]["backbone"] == str(pipeline_run / "tiny")
+
+
+def checkpoints(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("*.ckpt"))}
+
+
+# ------------------------------------------------------------------ 7. the pipeline never deletes what it cannot parse
+def test_a_corrupt_manifest_stops_the_pipeline_and_deletes_nothing(pipeline_run, capsys):
+    fit = pipeline_run / "pipe" / "fit"
+    manifest = fit / "manifest.json"
+    manifest.write_text(manifest.read_text()[:40])  # cut off
+    before = {p.relative_to(fit): p.read_bytes() for p in fit.rglob("*") if p.is_file()}
+    code, err = run_main(["pipeline", "--config", "pipeline.yaml"], capsys)
+    shown = Path("pipe/fit/manifest.json")  # the root as the YAML gives it
+    one_error_line(code, err, f"{shown} cannot be read (not valid JSON at line ", "nothing was deleted",
+                   "--from_stage fit")
+    assert {p.relative_to(fit): p.read_bytes() for p in fit.rglob("*") if p.is_file()} == before  # it wiped fit/
+
+    # a stage after it that needs it is refused the same way
+    code, err = run_main(["pipeline", "--config", "pipeline.yaml", "--stages", "predict"], capsys)
+    one_error_line(code, err, f"{shown} cannot be read", "--from_stage fit")
+
+    # naming the stage runs it again, with the old folder set aside (renamed), not deleted
+    code, err = run_main(["pipeline", "--config", "pipeline.yaml", "--from_stage", "fit"], capsys)
+    assert code == 0, err
+    aside = [p for p in fit.parent.iterdir() if p.name.startswith("fit.set-aside-")]
+    assert len(aside) == 1
+    assert {p.relative_to(aside[0]): p.read_bytes() for p in aside[0].rglob("*") if p.is_file()} == before
+    assert json.loads(manifest.read_text())["stage"] == "fit"
+
+
+def test_a_deleted_last_ckpt_resumes_from_the_newest_checkpoint_left(pipeline_run, capsys, monkeypatch):
+    from synthtune.pipeline import stages
+
+    folder = pipeline_run / "pipe" / "fit" / "checkpoints"
+    kept = checkpoints(folder)
+    assert {"last.ckpt", "epoch=0-step=2.ckpt", "epoch=0-step=4.ckpt"} <= set(kept), kept
+    (folder / "last.ckpt").unlink()
+    ran = []
+    monkeypatch.setattr(stages, "run_lightning", lambda args, real=stages.run_lightning: (ran.append(args), real(args)))
+    code, err = run_main(["pipeline", "--config", "pipeline.yaml"], capsys)
+    assert code == 0, err
+    fit_args = ran[0]
+    resumed = Path(fit_args[fit_args.index("--ckpt_path") + 1]).resolve()
+    assert fit_args[0] == "fit" and resumed == folder / "epoch=0-step=4.ckpt"
+    after = checkpoints(folder)
+    # the other checkpoints are the same files (not wiped and retrained), and last.ckpt is back at step 4
+    assert {k: v for k, v in after.items() if k != "last.ckpt"} == {k: v for k, v in kept.items() if k != "last.ckpt"}
+    assert torch.load(folder / "last.ckpt", weights_only=False)["global_step"] == 4
+    assert json.loads((folder.parent / "manifest.json").read_text())["stage"] == "fit"
+
+
+def test_a_stage_folder_of_unknown_origin_is_not_cleared(pipeline_run, capsys):
+    """Files in a stage folder with neither a manifest nor .started (put there by hand): not the pipeline's to delete."""
+    predict = pipeline_run / "pipe" / "predict"
+    (predict / "manifest.json").unlink()
+    code, err = run_main(["pipeline", "--config", "pipeline.yaml"], capsys)
+    one_error_line(code, err, "cannot tell what made pipe/predict", "neither manifest.json nor .started",
+                   "--from_stage predict")
+    assert (predict / "rows.jsonl").is_file()

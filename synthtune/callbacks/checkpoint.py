@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from synthtune.errors import SynthtuneError
-from synthtune.paths import OutputLock, run_folder_lock
+from synthtune.paths import OutputLock, atomic_write, run_folder_lock
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -60,6 +63,20 @@ class RunCheckpoint(ModelCheckpoint):
         if (self.save_last and not trainer.fast_dev_run and trainer.global_step > 0
                 and self._last_global_step_saved != trainer.global_step):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """A fit resumed from a checkpoint that is already at ``max_steps`` trains nothing, and Lightning then
+        writes no ``last.ckpt``; when the folder has none (it was deleted, ``--ckpt_path`` named another
+        checkpoint of it), the checkpoint it resumed from is copied there (atomically): it is the last state."""
+        super().on_fit_end(trainer, pl_module)
+        resumed = trainer.ckpt_path
+        if not (self.save_last and trainer.is_global_zero and resumed and self.dirpath):
+            return
+        last = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+        if not last.exists() and Path(resumed).is_file():
+            with Path(resumed).open("rb") as source, atomic_write(last) as target:
+                shutil.copyfileobj(source, target)
+            self.last_model_path = str(last)
 
     def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
         try:

@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_json
 
 MANIFEST = "manifest.json"
@@ -57,13 +58,36 @@ def stage_key(settings: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+class UnreadableManifest(SynthtuneError):
+    """A stage's ``manifest.json`` exists but cannot be parsed (cut off, edited, not UTF-8, not an object).
+
+    Args:
+        path: the manifest file.
+        why: what is wrong with it, in a few words.
+    """
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(f"{path} cannot be read ({why})")
+        self.path, self.why = path, why
+
+
 def read_manifest(folder: Path) -> Optional[dict[str, Any]]:
-    """The manifest in ``folder``, or None when there is none (or it cannot be read)."""
+    """The manifest in ``folder``, or None when there is none; :class:`UnreadableManifest` when there is one
+    that cannot be parsed (never taken for "no manifest": that would clear a finished stage's folder)."""
     path = folder / MANIFEST
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise UnreadableManifest(path, exc.strerror or str(exc)) from None
+    except UnicodeDecodeError:
+        raise UnreadableManifest(path, "not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise UnreadableManifest(path, f"not valid JSON at line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("key"), str):
+        raise UnreadableManifest(path, "not a stage manifest: no key")
+    return data
 
 
 def is_current(manifest: Optional[Mapping[str, Any]], key: str, folder: Path) -> bool:

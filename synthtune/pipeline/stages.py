@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from synthtune.checkpoint_io import resume_checkpoint
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_json, atomic_write_jsonl
 from synthtune.records import read_jsonl
@@ -170,8 +171,8 @@ def _data_input(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
 
 def _fit_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
     args = lightning_args(ctx, "fit", section, folder)
-    last = folder / "checkpoints" / "last.ckpt"
-    run_lightning([*args, "--ckpt_path", str(last)] if last.is_file() else args)  # a killed fit resumes
+    resume = resume_checkpoint(folder / "checkpoints")  # last.ckpt, or the newest left if it was deleted
+    run_lightning([*args, "--ckpt_path", str(resume)] if resume else args)  # a killed fit resumes
     return {"config": "config.yaml", "checkpoint": "checkpoints/last.ckpt"}, {}
 
 
@@ -227,8 +228,8 @@ def _align_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dic
     ``rows.jsonl`` (``resample/`` holds the predict run; the JSONL writer resumes a killed predict)."""
     fit = folder / ALIGN_FIT
     args = lightning_args(ctx, "align", section, fit)
-    last = fit / "checkpoints" / "last.ckpt"
-    run_lightning([*args, "--ckpt_path", str(last)] if last.is_file() else args)
+    last, resume = fit / "checkpoints" / "last.ckpt", resume_checkpoint(fit / "checkpoints")
+    run_lightning([*args, "--ckpt_path", str(resume)] if resume else args)
     run_lightning(["predict", "--config", str(fit / "config.yaml"), "--ckpt_path", str(last),
                    "--trainer.default_root_dir", str(folder / ALIGN_PREDICT),
                    "--writer.output_path", str(folder / WEIGHTS)])
