@@ -13,6 +13,7 @@ run is shown as pending.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -24,17 +25,17 @@ from synthtune.pipeline.report import plot_grouped_bars
 from synthtune.records import read_jsonl
 
 HERE = Path(__file__).resolve().parent
-#: (label, folder, scored file in each seed folder), in table order.
+#: (label, folder, name of the scored file in each seed folder: run.sh's N rows), in table order.
 ROWS = [
-    ("SS_NP", "ss_np", "samples.jsonl"),
-    ("SS_MPk (k=2)", "ss_mp", "samples.jsonl"),
-    ("SS_MC", "ss_mc", "samples.jsonl"),
-    ("PT", "pt", "first500.jsonl"),
-    ("PT_SR", "pt_sr", "first500.jsonl"),
-    ("real train questions (ceiling)", "real", "train500.jsonl"),
-    ("PT, T 0.7 / top-p 0.9", "pt_cool", "first500.jsonl"),
-    ("SS_MC, T 0.7 / top-p 0.9", "ss_mc_cool", "samples.jsonl"),
-    ("PT, our templates, T 1", "pt_ours", "first500.jsonl"),
+    ("SS_NP", "ss_np", r"samples\.jsonl"),
+    ("SS_MPk (k=2)", "ss_mp", r"samples\.jsonl"),
+    ("SS_MC", "ss_mc", r"samples\.jsonl"),
+    ("PT", "pt", r"first\d+\.jsonl"),
+    ("PT_SR", "pt_sr", r"first\d+\.jsonl"),
+    ("real train questions (ceiling)", "real", r"train\d+\.jsonl"),
+    ("PT, T 0.7 / top-p 0.9", "pt_cool", r"first\d+\.jsonl"),
+    ("SS_MC, T 0.7 / top-p 0.9", "ss_mc_cool", r"samples\.jsonl"),
+    ("PT, our templates, T 1", "pt_ours", r"first\d+\.jsonl"),
 ]
 
 
@@ -96,15 +97,15 @@ def main(root: str, figures: str = str(HERE)) -> None:
     base, fig_dir = Path(root), Path(figures)
     table: dict[str, list[dict[str, Any]]] = {}
     for label, folder, name in ROWS:
-        table[label] = [run_numbers(f) for f in sorted((base / folder).glob(f"seed*/{name}"))
-                        if Path(f"{f.with_suffix('')}.mauve.json").is_file()]
-    out = ["| data (500 questions per run) | MAUVE, MiniLM features | MAUVE, SmolLM2-135M features (App. A.7) "
+        table[label] = [run_numbers(f) for f in sorted((base / folder).glob("seed*/*.jsonl"))
+                        if re.fullmatch(name, f.name) and Path(f"{f.with_suffix('')}.mauve.json").is_file()]
+    out = ["| data (N questions per run) | MAUVE, MiniLM features | MAUVE, SmolLM2-135M features (App. A.7) "
            "| ended at EOS | hold a '?' |", "|---|---:|---:|---:|---:|"]
     for label, runs in table.items():
         out.append(f"| {label} | {spread(runs, 'mauve_minilm', 'kmeans_std_minilm')} "
                    f"| {spread(runs, 'mauve_smollm2', 'kmeans_std_smollm2')} | {share(runs, 'ended_at_eos')} "
                    f"| {share(runs, 'with_question_mark')} |")
-    out += ["", "| data | distinct rows of 500 | copy their own context (> 50 % of 13-grams) | copy a training "
+    out += ["", "| data | distinct rows | copy their own context (> 50 % of 13-grams) | copy a training "
             "question (> 50 %) | share a 13-gram with a training question | nearest training question, mean cosine "
             "| nearest cosine ≥ 0.95 |", "|---|---:|---:|---:|---:|---:|---:|"]
     for label, runs in table.items():
@@ -116,7 +117,7 @@ def main(root: str, figures: str = str(HERE)) -> None:
     tuned: dict[str, list[dict[str, Any]]] = {}
     for label, folder, _ in ROWS:
         tuned[label] = [r for f in sorted((base / "downstream").glob(f"{folder}.seed*.json")) if (r := load(f))]
-    out += ["", "| tuned on (500 questions, same steps and seed) | NLL per token of the 819 GSM8K test questions "
+    out += ["", "| tuned on (N questions, same steps and seed) | NLL per token of the GSM8K test questions "
             "| train loss, first → last tenth of the steps |", "|---|---:|---:|",
             f"| nothing (untuned floor) | {floor['nll_per_token']:.4f} | - |" if floor else "| nothing (untuned floor) "
             "| pending | - |"]

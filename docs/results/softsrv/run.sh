@@ -28,13 +28,24 @@
 # training questions, nearest-neighbour MiniLM cosine to them, distinct rows).
 # Every job resumes: a fit continues from its last checkpoint, predict generates only the missing ids, and a
 # finished step (its output file exists) is skipped. Outputs go to runs/results-softsrv/ (override with R=...).
+# SMOKE=1 runs the same chain at toy size to check it end to end (2 fit steps, 64 samples of 32 tokens, 8 MAUVE
+# buckets, 5 downstream steps, 50 test questions; figures go to R, not next to this script):
+#   SMOKE=1 SEEDS=0 R=/tmp/softsrv-smoke bash docs/results/softsrv/run.sh ss-mc real pt-temperature pt downstream report
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 # shellcheck disable=SC1091
 . .venv/bin/activate
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 R="${R:-runs/results-softsrv}"
-N=500
+N=500 CLUSTERS=32 TEMP_REQUESTS=60 FIGS=docs/results/softsrv
+FIT_EXTRA=() SAMPLE_EXTRA=() PT_EXTRA=() DS_EXTRA=() DS_EVAL=()
+if [ "${SMOKE:-0}" = 1 ]; then
+  N=64 CLUSTERS=8 TEMP_REQUESTS=4 FIGS="$R"
+  FIT_EXTRA=(--trainer.max_steps 2)
+  SAMPLE_EXTRA=(--data.init_args.num_samples 64 --model.init_args.max_new_tokens 32)
+  PT_EXTRA=(--data.init_args.num_requests 12 --model.init_args.max_new_tokens 160)
+  DS_EXTRA=(--steps 5) DS_EVAL=(--eval_limit 50)
+fi
 read -r -a SEED_LIST <<< "${SEEDS:-0 1 2}"
 mkdir -p "$R"
 
@@ -53,9 +64,9 @@ PY
 score() {  # score <samples.jsonl> <field> [context_key] [contexts.jsonl] [contexts_field]: both MAUVEs and novelty
   local stem="${1%.jsonl}"
   [ -f "$stem.mauve.json" ] || synthtune score mauve --synthetic "$1" --field "$2" \
-    --reference data/gsm8k/test.jsonl --reference_field question --clusters 32 --seeds 3
+    --reference data/gsm8k/test.jsonl --reference_field question --clusters "$CLUSTERS" --seeds 3
   [ -f "$stem.mauve-smollm2.json" ] || synthtune score mauve --synthetic "$1" --field "$2" \
-    --reference data/gsm8k/test.jsonl --reference_field question --clusters 32 --seeds 3 \
+    --reference data/gsm8k/test.jsonl --reference_field question --clusters "$CLUSTERS" --seeds 3 \
     --featurizer smollm2-135m --output "$stem.mauve-smollm2.json" --no_plot
   contexts
   if [ ! -f "$stem.novelty.json" ]; then
@@ -84,11 +95,12 @@ softsrv() {  # softsrv <np|mp|mc> <seed>: fit 300 steps, sample 500 questions ov
   local dir="$R/ss_$1/seed$2"
   if [ ! -f "$dir/fit.done" ]; then
     synthtune fit --config configs/softsrv/gsm8k_cpu.yaml --model.init_args.parameterization "$1" \
-      --seed_everything "$2" --model.init_args.seed "$2" --trainer.default_root_dir "$dir" --ckpt_path last
+      --seed_everything "$2" --model.init_args.seed "$2" --trainer.default_root_dir "$dir" --ckpt_path last \
+      "${FIT_EXTRA[@]}"
     touch "$dir/fit.done"
   fi
   [ -f "$dir/samples.jsonl.summary.json" ] || synthtune predict --config "$dir/config.yaml" \
-    --ckpt_path "$dir/checkpoints/last.ckpt" --data.init_args.predict_batch_size 32
+    --ckpt_path "$dir/checkpoints/last.ckpt" --data.init_args.predict_batch_size 32 "${SAMPLE_EXTRA[@]}"
   score "$dir/samples.jsonl" text context_index "$R/contexts.jsonl" text
 }
 
@@ -96,7 +108,7 @@ pt_run() {  # pt_run <dir> <seed> [predict options...]: PT requests seeded round
   local dir="$1" seed="$2"
   shift 2
   [ -f "$dir/samples.jsonl.summary.json" ] || synthtune predict --config configs/template_generation/gsm8k_cpu.yaml \
-    --seed_everything "$seed" --model.init_args.seed "$seed" --trainer.default_root_dir "$dir" "$@"
+    --seed_everything "$seed" --model.init_args.seed "$seed" --trainer.default_root_dir "$dir" "$@" "${PT_EXTRA[@]}"
   [ -f "$dir/first$N.jsonl" ] || first_n "$dir/samples.jsonl" "$dir/first$N.jsonl"
 }
 
@@ -106,11 +118,12 @@ pt_temperature() {  # App. A.2's search over {1, 2, 4}, chosen on the train spli
   for t in 1 2 4; do
     local dir="$R/pt_temperature/t$t"
     [ -f "$dir/samples.jsonl.summary.json" ] || synthtune predict --config configs/template_generation/gsm8k_cpu.yaml \
-      --model.init_args.temperature "$t" --data.init_args.num_requests 60 --trainer.default_root_dir "$dir"
-    # MAUVE with 16 buckets needs 32 questions; a temperature whose replies give fewer is not a candidate
-    [ -f "$dir/samples.mauve-train.json" ] || [ "$(grep -c . "$dir/samples.jsonl" || true)" -lt 32 ] || \
+      --model.init_args.temperature "$t" --trainer.default_root_dir "$dir" "${PT_EXTRA[@]}" \
+      --data.init_args.num_requests "$TEMP_REQUESTS"
+    # MAUVE with CLUSTERS/2 buckets needs CLUSTERS questions; a temperature whose replies give fewer is not a candidate
+    [ -f "$dir/samples.mauve-train.json" ] || [ "$(grep -c . "$dir/samples.jsonl" || true)" -lt "$CLUSTERS" ] || \
       synthtune score mauve --synthetic "$dir/samples.jsonl" --field text --reference data/gsm8k/train.jsonl \
-      --reference_field question --clusters 16 --seeds 3 --max_samples 2000 \
+      --reference_field question --clusters "$((CLUSTERS / 2))" --seeds 3 --max_samples 2000 \
       --output "$dir/samples.mauve-train.json" --no_plot
   done
   python docs/results/softsrv/pick_temperature.py "$R/pt_temperature" 1 2 4
@@ -171,7 +184,7 @@ ss_mc_cool() {  # ss_mc_cool <seed>: the SS_MC prompt of seed s sampled at the s
   [ -f "$dir/samples.jsonl.summary.json" ] || synthtune predict --config "$fit/config.yaml" \
     --ckpt_path "$fit/checkpoints/last.ckpt" --data.init_args.predict_batch_size 32 \
     --model.init_args.temperature 0.7 --model.init_args.top_p 0.9 --trainer.default_root_dir "$dir" \
-    --writer.output_path "$dir/samples.jsonl"
+    --writer.output_path "$dir/samples.jsonl" "${SAMPLE_EXTRA[@]}"
   score "$dir/samples.jsonl" text context_index "$R/contexts.jsonl" text
 }
 
@@ -187,20 +200,20 @@ atomic_write_jsonl(sys.argv[1][: -len(".jsonl")] + ".eos.jsonl", [r for r in row
 PY
     local stem="${rows%.jsonl}.eos"
     [ -f "$stem.mauve.json" ] || synthtune score mauve --synthetic "$stem.jsonl" --field text \
-      --reference data/gsm8k/test.jsonl --reference_field question --clusters 32 --seeds 3
+      --reference data/gsm8k/test.jsonl --reference_field question --clusters "$CLUSTERS" --seeds 3
   done
 }
 
 downstream() {  # every finished run's first 500 questions through downstream.py (tune seed = run seed), and the floor
   local d="$R/downstream" rows name seed
   mkdir -p "$d"
-  python docs/results/softsrv/downstream.py --untuned true --output "$d/untuned.json"
+  python docs/results/softsrv/downstream.py --untuned true --output "$d/untuned.json" "${DS_EVAL[@]}"
   for rows in "$R"/ss_*/seed*/samples.jsonl "$R"/pt*/seed*/first$N.jsonl "$R"/real/seed*/train$N.jsonl; do
     [ -f "${rows%.jsonl}.mauve.json" ] || continue
     seed="$(basename "$(dirname "$rows")")"; seed="${seed#seed}"
     name="$(basename "$(dirname "$(dirname "$rows")")")"
     python docs/results/softsrv/downstream.py --train "$rows" --field "$([ "$name" = real ] && echo question || echo text)" \
-      --rows "$N" --seed "$seed" --output "$d/$name.seed$seed.json"
+      --rows "$N" --seed "$seed" --output "$d/$name.seed$seed.json" "${DS_EXTRA[@]}" "${DS_EVAL[@]}"
   done
 }
 
@@ -226,7 +239,7 @@ for job in "${jobs[@]}"; do
     real) per_seed real ;;
     eos) eos_only ;;
     downstream) downstream ;;
-    report) python docs/results/softsrv/report.py "$R" ;;
+    report) python docs/results/softsrv/report.py "$R" "$FIGS" ;;
     *) echo "unknown job $job (jobs: $all_jobs pt-ours)" >&2; exit 2 ;;
   esac
   echo "=== $job done $(date -u +%FT%TZ)"
