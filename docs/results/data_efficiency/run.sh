@@ -10,6 +10,8 @@
 #                              the judge's on-label rates before and after (<kept>.report.json)
 #   real-<task>                the curve's real-only cells (they need no synthetic data)
 #   curve-<task>[-eos|-uniform]  the curve's synthetic cells on that generator's rows and kept rows
+#   prompt-<task>[-eos|-uniform]  the soft-prompt student (prompt tuning + gradient surgery) at k = 16 on the
+#                              classifier filter's kept rows and their matched random subset (synthtune sweep)
 #   report                     tables and figure (report.py)
 # A curve job takes LANE=i/n to run every n-th cell (two lanes for two cores), KS and SEEDS to narrow the grid,
 # FILTERS (default "clf gen") to pick the filters whose kept rows it trains on.
@@ -77,6 +79,27 @@ curve() {  # curve <task> [uniform|eos|real]: the small student's cells (resumes
   done
 }
 
+prompt() {  # prompt <task> [uniform|eos]: the soft-prompt student (Guo et al., Alg. 2) at k = 16 on the classifier
+  # filter's kept rows: real only, real+filtered (paired batches summed, GS off), real+random (the same on the kept
+  # rows' matched random subset) and paired+filtered (GS on); 125 steps of 16 real + 16 synthetic rows (each kept
+  # row seen twice), 16 soft tokens, dev scored every 25 steps, the whole test split (resumes from results.jsonl)
+  local task="$1" dir="$R/dawgen-$1${2:+-$2}"
+  [ -f "$dir/random-clf.jsonl" ] || python - "$task" "$dir/samples.jsonl" "$dir/kept-clf.jsonl" "$dir/random-clf.jsonl" <<'PY'
+import json, os, sys
+from synthtune.components.students import matched_random_subset
+from synthtune.tasks import load_task, read_labeled
+task = load_task(sys.argv[1])
+rows = matched_random_subset(read_labeled(sys.argv[2], task), read_labeled(sys.argv[3], task), seed=0)
+with open(sys.argv[4] + ".tmp", "w", encoding="utf-8") as f:
+    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+os.replace(sys.argv[4] + ".tmp", sys.argv[4])
+PY
+  synthtune sweep --tasks "[$task]" --seeds "[${SEEDS:-13,21,42,87,100}]" --root "$R/prompt-$task${2:+-$2}" \
+    --reference '[]' --strategies '[real,paired]' --gs '[off,on]' \
+    --synthetic "[$task=$dir/kept-clf.jsonl,$task@random=$dir/random-clf.jsonl]" --variants '[paired/off@random]' \
+    --extra "[--trainer.max_steps,125,--trainer.check_val_every_n_epoch,null,--trainer.val_check_interval,25,--data.init_args.batch_size,16,--model.init_args.prompt_length,16]"
+}
+
 for job in "${@:-gen-sst2-eos filter-sst2-eos real-sst2 curve-sst2-eos report}"; do
   for j in $job; do
     case "$j" in
@@ -90,6 +113,8 @@ for job in "${@:-gen-sst2-eos filter-sst2-eos real-sst2 curve-sst2-eos report}";
       curve-*-uniform) t="${j#curve-}"; curve "${t%-uniform}" uniform ;;
       curve-*-eos) t="${j#curve-}"; curve "${t%-eos}" eos ;;
       curve-*) curve "${j#curve-}" ;;
+      prompt-*-eos) t="${j#prompt-}"; prompt "${t%-eos}" eos ;;
+      prompt-*) prompt "${j#prompt-}" ;;
       report) python "$HERE/report.py" "$R" ;;
       *) echo "unknown job $j" >&2; exit 2 ;;
     esac
