@@ -1,7 +1,8 @@
 """Sampling continuations of natural-language prompts from a frozen decoder (template methods).
 
 Prompts are rendered with the tokenizer's chat template when asked (and when the model has one),
-left-padded, embedded, and sampled with :func:`synthtune.components.sampling.sample_from_prefix`, so
+tokenized, and sampled by an engine (:mod:`synthtune.components.engines`: the native sampler left-pads,
+embeds and runs :func:`synthtune.components.sampling.sample_from_prefix`; vLLM takes the token ids), so
 each output depends only on its prompt and its seed, whatever the batch.
 """
 
@@ -11,7 +12,9 @@ from typing import Sequence
 
 import torch
 
-from synthtune.components.sampling import sample_from_prefix
+from synthtune.components.engines import Engine
+from synthtune.components.engines.native import NativeEngine
+from synthtune.components.sampling_settings import SamplingSettings
 
 
 def render_prompt(tokenizer, text: str, use_chat_template: bool = True, system: str | None = None) -> str:
@@ -37,6 +40,7 @@ def generate_from_text(
     batch_size: int | None = None,
     return_finished: bool = False,
     repetition_penalty: float = 1.0,
+    engine: Engine | None = None,
 ) -> list[str] | tuple[list[str], list[bool]]:
     """One sampled continuation per prompt (special tokens stripped).
 
@@ -44,28 +48,20 @@ def generate_from_text(
     ``return_finished`` the result is ``(texts, finished)``, ``finished[i]`` saying whether text ``i``
     ended with EOS rather than at ``max_new_tokens``. ``repetition_penalty`` counts only the generated
     tokens, not the prompt's (Hugging Face's also penalises the prompt, which would push a reply away from
-    the examples it was given).
+    the examples it was given). ``engine`` samples the tokenized prompts (``None``: the native sampler).
     """
     if not prompts:
         return ([], []) if return_finished else []
     rendered = [render_prompt(tokenizer, p, use_chat_template, system) for p in prompts]
     ids = [tokenizer(r, add_special_tokens=not use_chat_template)["input_ids"][-max_prompt_tokens:] for r in rendered]
-    width = max(len(x) for x in ids)
-    device = model.get_input_embeddings().weight.device
-    input_ids = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long, device=device)
-    mask = torch.zeros((len(ids), width), dtype=torch.long, device=device)
-    for row, x in enumerate(ids):  # left padding, so every prompt ends where generation starts
-        input_ids[row, width - len(x):] = torch.tensor(x, device=device)
-        mask[row, width - len(x):] = 1
-    prefix = model.get_input_embeddings()(input_ids)
     eos = {tokenizer.eos_token_id}
     generation_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     if isinstance(generation_eos, int):
         eos.add(generation_eos)
     elif generation_eos:
         eos.update(generation_eos)
-    sampled = sample_from_prefix(model, prefix, list(seeds), max_new_tokens, eos_token_ids=eos,
-                                 temperature=temperature, top_p=top_p, attention_mask=mask, batch_size=batch_size,
-                                 return_finished=True, repetition_penalty=repetition_penalty)
+    settings = SamplingSettings(temperature, top_p, max_new_tokens, repetition_penalty=repetition_penalty)
+    sampled = (engine or NativeEngine()).sample_ids(model, ids, list(seeds), settings, eos, tokenizer.pad_token_id,
+                                                    batch_size=batch_size)
     texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in sampled.tokens]
     return (texts, sampled.finished) if return_finished else texts

@@ -42,7 +42,9 @@ from synthtune.components.dawgen.lookahead import (MetaGradient, VirtualUpdate, 
                                                    optimizer_update)
 from synthtune.components.dawgen.token_weights import TokenWeightNet
 from synthtune.components.padding import right_pad
-from synthtune.components.sampling import sample_from_prefix, sample_seed
+from synthtune.components.engines import Engine, EngineName, build_engine
+from synthtune.components.engines.native import NativeEngine
+from synthtune.components.sampling import sample_seed
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
@@ -94,6 +96,10 @@ class DawGenModule(FrozenBackboneModule):
         gradient_checkpointing: recompute the frozen backbone's activations in backward instead of storing
             them (less memory for long prompts on large models, ~1/3 more compute; the gradient is unchanged).
         compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
+        engine: what samples in predict: ``native`` (synthtune's sampler) or ``vllm`` (Q_l and the embedded context
+            tokens go to vLLM as ``prompt_embeds``; decoder-only backbones; texts differ from the native sampler's).
+        engine_options: ``vllm.LLM`` arguments for ``engine: vllm`` (``tensor_parallel_size``,
+            ``data_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ...).
     """
 
     def __init__(
@@ -121,6 +127,8 @@ class DawGenModule(FrozenBackboneModule):
         repetition_penalty: float = 1.0,
         gradient_checkpointing: bool = False,
         compile: bool = False,
+        engine: EngineName = "native",
+        engine_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not math.isfinite(float(lam)) or lam < 0:
@@ -135,6 +143,7 @@ class DawGenModule(FrozenBackboneModule):
         bb = self.load_frozen_backbone(backbone, dtype, gradient_checkpointing=gradient_checkpointing, compile=compile)
         bb.check_prompt_length(prompt_length)
         self.max_positions = bb.max_positions
+        self.engine = build_engine(engine, engine_options, bb)
         # Each label starts from the input vectors of random vocabulary tokens: a prompt the model can read.
         init = self.random_token_prompt((num_labels, prompt_length), seed)
         self.label_prompts = LabelPrompts(num_labels, prompt_length, bb.hidden_size, init=init)
@@ -270,7 +279,8 @@ class DawGenModule(FrozenBackboneModule):
     def generation_params(self) -> dict[str, Any]:
         h = self.hparams
         return {"backbone": h.backbone, "prompt_length": h.prompt_length, "weight_mode": h.weight_mode,
-                "lam": h.lam, **self.sampling.as_dict(), "checkpoint": self.checkpoint_fingerprint}
+                "lam": h.lam, **self.sampling.as_dict(), **self.engine.params(),
+                "checkpoint": self.checkpoint_fingerprint}
 
     def _eos_ids(self) -> set[int]:
         eos = {self.tokenizer.eos_token_id}
@@ -279,24 +289,25 @@ class DawGenModule(FrozenBackboneModule):
         return eos
 
     def generate(self, labels: Tensor, seeds: list[int], context_ids: Tensor | None = None,
-                 context_mask: Tensor | None = None) -> list[str]:
+                 context_mask: Tensor | None = None, engine: Engine | None = None) -> list[str]:
         """One text per row, conditioned on the row's label prompt (and its ``text_a`` tokens)."""
-        return self.generate_with_ends(labels, seeds, context_ids, context_mask)[0]
+        return self.generate_with_ends(labels, seeds, context_ids, context_mask, engine)[0]
 
     @torch.no_grad()
     def generate_with_ends(self, labels: Tensor, seeds: list[int], context_ids: Tensor | None = None,
-                           context_mask: Tensor | None = None) -> tuple[list[str], list[bool]]:
-        """:meth:`generate`, plus whether each text stopped at the ``max_new_tokens`` cap instead of at EOS."""
+                           context_mask: Tensor | None = None,
+                           engine: Engine | None = None) -> tuple[list[str], list[bool]]:
+        """:meth:`generate`, plus whether each text stopped at the ``max_new_tokens`` cap instead of at EOS.
+        ``engine`` defaults to the module's (``--model.init_args.engine``); the context tokens are embedded by
+        the backbone's own embedding module (Gemma scales its rows), whatever the engine."""
         s = self.sampling
         prompts = self.label_prompts(labels.to(self.device)).to(self.backbone.dtype)
         ctx = embed_tokens(self.backbone, context_ids) if context_ids is not None else None
         cmask = context_mask.to(self.device) if context_mask is not None else None
         if not self.backbone.config.is_encoder_decoder:
             prefix, mask = label_prefix(prompts, ctx, cmask)
-            tokens, finished = sample_from_prefix(self.backbone, prefix, seeds, s.max_new_tokens, self._eos_ids(),
-                                                  temperature=s.temperature, top_p=s.top_p,
-                                                  attention_mask=mask if ctx is not None else None,
-                                                  return_finished=True, repetition_penalty=s.repetition_penalty)
+            tokens, finished = (engine or self.engine).sample_embeds(self.backbone, prefix, seeds, s, self._eos_ids(),
+                                                                     attention_mask=mask if ctx is not None else None)
             return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens], [not f for f in finished]
         texts, hit_cap = [], []
         eos = self._eos_ids()
@@ -336,11 +347,12 @@ class DawGenModule(FrozenBackboneModule):
         labels = torch.arange(num) % self.hparams.num_labels
         seeds = [sample_seed(self.sampling.seed, i, "dawgen-log") for i in range(num)]
         firsts, firsts_ids = self.data_info.first_sentences, self.data_info.first_sentence_ids
+        native = NativeEngine()  # a log line during fit never starts an engine beside the training
         if not firsts:
-            return self.generate(labels, seeds)
+            return self.generate(labels, seeds, engine=native)
         rows = [i % len(firsts) for i in range(num)]
         ctx, cmask = right_pad([firsts_ids[i] for i in rows], self.tokenizer.pad_token_id)
-        return [f"{firsts[i]} || {b}" for i, b in zip(rows, self.generate(labels, seeds, ctx, cmask))]
+        return [f"{firsts[i]} || {b}" for i, b in zip(rows, self.generate(labels, seeds, ctx, cmask, native))]
 
     @torch.no_grad()
     def loglik_ratio(self, batch: Batch) -> Tensor:

@@ -23,7 +23,9 @@ from synthtune.components.encoders import (
 )
 from synthtune.components.softsrv.context_standardizer import ContextStandardizer
 from synthtune.components.softsrv.prefix_lm import reconstruction_loss
-from synthtune.components.sampling import sample_from_prefix, sample_seed
+from synthtune.components.engines import Engine, EngineName, build_engine
+from synthtune.components.engines.native import NativeEngine
+from synthtune.components.sampling import sample_seed
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.softsrv.soft_prompts import build_soft_prompt
 from synthtune.contract import DataInfo
@@ -59,6 +61,10 @@ class SoftSRVModule(FrozenBackboneModule):
         gradient_checkpointing: recompute the frozen backbone's activations in backward instead of storing
             them (less memory for long prompts on large models, ~1/3 more compute; the gradient is unchanged).
         compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
+        engine: what samples in predict: ``native`` (synthtune's sampler) or ``vllm`` (the soft prompts go to vLLM
+            as ``prompt_embeds``; needs vLLM installed; texts differ from the native sampler's, see the README).
+        engine_options: ``vllm.LLM`` arguments for ``engine: vllm`` (``tensor_parallel_size``,
+            ``data_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ...).
     """
 
     def __init__(
@@ -80,6 +86,8 @@ class SoftSRVModule(FrozenBackboneModule):
         repetition_penalty: float = 1.0,
         gradient_checkpointing: bool = False,
         compile: bool = False,
+        engine: EngineName = "native",
+        engine_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if prompt_length <= 0:
@@ -89,6 +97,7 @@ class SoftSRVModule(FrozenBackboneModule):
         bb = self.load_frozen_backbone(backbone, dtype, gradient_checkpointing=gradient_checkpointing, compile=compile)
         bb.check_prompt_length(prompt_length)
         self._bb = bb
+        self.engine = build_engine(engine, engine_options, bb)
         self.context_kind = canonical_context_encoder(context_encoder) if parameterization != "np" else ""
         self.context_dim = encoder_dim(self.context_kind, bb) if parameterization != "np" else 0
         # Standardises z with the training contexts' per-dimension mean/std; buffers, so in the checkpoint.
@@ -152,20 +161,19 @@ class SoftSRVModule(FrozenBackboneModule):
     def generation_params(self) -> dict[str, Any]:
         h = self.hparams
         return {"backbone": h.backbone, "parameterization": h.parameterization, "prompt_length": h.prompt_length,
-                **self.sampling.as_dict(), "checkpoint": self.checkpoint_fingerprint}
+                **self.sampling.as_dict(), **self.engine.params(), "checkpoint": self.checkpoint_fingerprint}
 
-    def generate(self, context_index: torch.Tensor, seeds: list[int]) -> list[str]:
+    def generate(self, context_index: torch.Tensor, seeds: list[int], engine: Engine | None = None) -> list[str]:
         """Sample one text per (context, seed) pair."""
-        return self.generate_with_ends(context_index, seeds)[0]
+        return self.generate_with_ends(context_index, seeds, engine)[0]
 
-    def generate_with_ends(self, context_index: torch.Tensor, seeds: list[int]) -> tuple[list[str], list[bool]]:
-        """Sample one text per (context, seed) pair; also whether each stopped at the length cap, not at EOS."""
+    def generate_with_ends(self, context_index: torch.Tensor, seeds: list[int],
+                           engine: Engine | None = None) -> tuple[list[str], list[bool]]:
+        """Sample one text per (context, seed) pair; also whether each stopped at the length cap, not at EOS.
+        ``engine`` defaults to the module's (``--model.init_args.engine``)."""
         prefix = self.prompts(context_index)
-        s = self.sampling
-        tokens, finished = sample_from_prefix(self.backbone, prefix, seeds, s.max_new_tokens,
-                                              eos_token_ids=[self.tokenizer.eos_token_id], temperature=s.temperature,
-                                              top_p=s.top_p, return_finished=True,
-                                              repetition_penalty=s.repetition_penalty)
+        tokens, finished = (engine or self.engine).sample_embeds(self.backbone, prefix, seeds, self.sampling,
+                                                                 [self.tokenizer.eos_token_id])
         return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens], [not f for f in finished]
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
@@ -185,6 +193,8 @@ class SoftSRVModule(FrozenBackboneModule):
         was_training = self.training
         self.eval()
         try:
-            return self.generate(index, [sample_seed(self.sampling.seed, i, "softsrv-log") for i in range(num)])
+            # the native sampler: a log line during fit never starts an engine beside the training
+            return self.generate(index, [sample_seed(self.sampling.seed, i, "softsrv-log") for i in range(num)],
+                                 NativeEngine())
         finally:
             self.train(was_training)

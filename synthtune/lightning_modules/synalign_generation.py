@@ -36,6 +36,7 @@ from synthtune.components.synalign.attribute_prompts import (
 )
 from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.sampling import sample_seed
+from synthtune.components.engines import EngineName, build_engine
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import generate_from_text
 from synthtune.errors import SynthtuneError
@@ -72,6 +73,10 @@ class SynAlignGenerationModule(PredictOnlyModule):
         seed: run seed; every job's two sampling streams depend only on it and the job id.
         repetition_penalty: CTRL's penalty on the tokens a sample has already generated (1 disables it).
         compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
+        engine: what samples: ``native`` (synthtune's sampler) or ``vllm`` (the tokenized prompts go to vLLM; needs
+            vLLM installed; texts differ from the native sampler's, see the README).
+        engine_options: ``vllm.LLM`` arguments for ``engine: vllm`` (``tensor_parallel_size``,
+            ``data_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ...).
     """
 
     def __init__(
@@ -92,6 +97,8 @@ class SynAlignGenerationModule(PredictOnlyModule):
         seed: int = 0,
         repetition_penalty: float = 1.0,
         compile: bool = False,
+        engine: EngineName = "native",
+        engine_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if gen_size < 1:
@@ -110,6 +117,7 @@ class SynAlignGenerationModule(PredictOnlyModule):
         bb = self.load_frozen_backbone(backbone, dtype, compile=compile)
         if bb.is_encoder_decoder:
             raise SynthtuneError(f"SynAlign generation needs a decoder-only backbone; {backbone} is encoder-decoder")
+        self.engine = build_engine(engine, engine_options, bb)
         self.stats = ParseStats()
 
     def checkpoint_signature(self) -> dict[str, Any]:
@@ -121,7 +129,7 @@ class SynAlignGenerationModule(PredictOnlyModule):
         return {"backbone": h.backbone, "task_description": h.task_description, "attribute_mode": h.attribute_mode,
                 "gen_size": h.gen_size,
                 "count_policy": h.count_policy, "attribute_max_new_tokens": h.attribute_max_new_tokens,
-                **self.sampling.as_dict(), "use_chat_template": h.use_chat_template,
+                **self.sampling.as_dict(), **self.engine.params(), "use_chat_template": h.use_chat_template,
                 "attribute_template": self.attribute_template, "generation_template": h.generation_template}
 
     def _sample(self, prompts: list[str], seeds: list[int], max_new_tokens: int) -> tuple[list[str], list[bool]]:
@@ -130,7 +138,7 @@ class SynAlignGenerationModule(PredictOnlyModule):
         texts, finished = generate_from_text(self.backbone, self.tokenizer, prompts, seeds,
                                              max_new_tokens=max_new_tokens, temperature=s.temperature, top_p=s.top_p,
                                              use_chat_template=self.hparams.use_chat_template, return_finished=True,
-                                             repetition_penalty=s.repetition_penalty)
+                                             repetition_penalty=s.repetition_penalty, engine=self.engine)
         return texts, [not f for f in finished]
 
     def attribute_stage(self, demonstrations: list[list[str]], label_names: list[str],

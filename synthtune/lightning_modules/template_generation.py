@@ -30,6 +30,7 @@ from synthtune.components.softsrv.template_prompts import (
     says_stop,
 )
 from synthtune.components.sampling import sample_seed
+from synthtune.components.engines import EngineName, build_engine
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import generate_from_text
 from synthtune.contract import DataInfo
@@ -88,6 +89,10 @@ class TemplateGenerationModule(PredictOnlyModule):
         seed: seed of every sample's random stream.
         repetition_penalty: CTRL's penalty on the tokens a sample has already generated (1 disables it).
         compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
+        engine: what samples: ``native`` (synthtune's sampler) or ``vllm`` (the tokenized prompts go to vLLM; needs
+            vLLM installed; texts differ from the native sampler's, see the README).
+        engine_options: ``vllm.LLM`` arguments for ``engine: vllm`` (``tensor_parallel_size``,
+            ``data_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ...).
     """
 
     def __init__(
@@ -115,6 +120,8 @@ class TemplateGenerationModule(PredictOnlyModule):
         seed: int = 0,
         repetition_penalty: float = 1.0,
         compile: bool = False,
+        engine: EngineName = "native",
+        engine_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if mode not in MODE_TEMPLATES:
@@ -153,6 +160,7 @@ class TemplateGenerationModule(PredictOnlyModule):
         bb = self.load_frozen_backbone(backbone, dtype, compile=compile)
         if bb.is_encoder_decoder:
             raise SynthtuneError(f"template generation needs a decoder-only LM; {backbone} is an encoder-decoder")
+        self.engine = build_engine(engine, engine_options, bb)
         self.counts: Counter[str] = Counter()
 
     # ---------------------------------------------------------------- setup
@@ -187,7 +195,7 @@ class TemplateGenerationModule(PredictOnlyModule):
 
     def generation_params(self) -> dict[str, Any]:
         h = self.hparams
-        params = {"backbone": h.backbone, "mode": h.mode, **self.sampling.as_dict(),
+        params = {"backbone": h.backbone, "mode": h.mode, **self.sampling.as_dict(), **self.engine.params(),
                   "use_chat_template": h.use_chat_template, "system_prompt": h.system_prompt}
         if h.mode == "answer":
             params["answer_template"] = self.answer_template
@@ -219,7 +227,8 @@ class TemplateGenerationModule(PredictOnlyModule):
         texts, finished = generate_from_text(
             self.backbone, self.tokenizer, prompts, seeds, max_new_tokens=max_new_tokens or s.max_new_tokens,
             temperature=temperature, top_p=s.top_p, use_chat_template=h.use_chat_template, system=h.system_prompt,
-            max_prompt_tokens=h.max_prompt_tokens, return_finished=True, repetition_penalty=s.repetition_penalty)
+            max_prompt_tokens=h.max_prompt_tokens, return_finished=True, repetition_penalty=s.repetition_penalty,
+            engine=self.engine)
         return texts, [not f for f in finished]
 
     def example(self, example_index: int | None) -> str:

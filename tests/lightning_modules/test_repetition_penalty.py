@@ -4,9 +4,7 @@ import pytest
 import torch
 
 from synthtune.components import sampling
-from synthtune.components import text_generation
 from synthtune.lightning_modules import (DawGenModule, SynAlignGenerationModule, TemplateGenerationModule)
-from synthtune.lightning_modules import dawgen as dawgen_mod
 from synthtune.lightning_modules import synalign_generation as synalign_mod
 from synthtune.lightning_modules import template_generation as template_mod
 
@@ -26,7 +24,7 @@ def spy(monkeypatch, owner, name):
 @pytest.mark.parametrize("build, owner, name, call", [
     (lambda tiny: DawGenModule(backbone=tiny, prompt_length=3, weight_mlp_size=8, max_new_tokens=4,
                                repetition_penalty=1.3),
-     dawgen_mod, "sample_from_prefix", lambda m: m.generate(torch.tensor([0, 1]), [1, 2])),
+     sampling, "sample_from_prefix", lambda m: m.generate(torch.tensor([0, 1]), [1, 2])),
     (lambda tiny: TemplateGenerationModule(backbone=tiny, task=None, question_template="Q {num_questions}",
                                            max_new_tokens=4, repetition_penalty=1.3),
      template_mod, "generate_from_text", lambda m: m.generate(["hi"], [1], 1.0)),
@@ -34,9 +32,8 @@ def spy(monkeypatch, owner, name):
      synalign_mod, "generate_from_text", lambda m: m._sample(["hi"], [1], 4)),
 ], ids=["dawgen", "template_generation", "synalign"])
 def test_every_generator_passes_its_penalty_to_the_sampler(tiny_llama, monkeypatch, build, owner, name, call):
-    inner = spy(monkeypatch, sampling, "sample_from_prefix") if owner is not dawgen_mod else None
-    if inner is not None:  # text prompts go through generate_from_text, which calls the shared sampler
-        monkeypatch.setattr(text_generation, "sample_from_prefix", sampling.sample_from_prefix)
+    # text prompts go through generate_from_text; every generator reaches the shared sampler through its engine
+    inner = spy(monkeypatch, sampling, "sample_from_prefix") if owner is not sampling else None
     seen = spy(monkeypatch, owner, name)
     module = build(tiny_llama)
     call(module)
