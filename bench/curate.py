@@ -1,6 +1,7 @@
 """Benchmark of curation and scoring on this machine (a script, not a test).
 
     python bench/curate.py [--n 100000] [--no-write]
+    python bench/curate.py --scale [--sizes 1000000,5000000,10000000] [--modes memory,streaming,local]
 
 Builds 100K synthetic-looking GSM8K-style questions (word swaps and sentence recombination of
 data/gsm8k/train.jsonl, about 20 % exact duplicates, ~1 % leaked test questions with other numbers),
@@ -72,9 +73,17 @@ def build_corpus(n: int, duplicate_fraction: float = 0.2, leak_fraction: float =
         if rng.random() < 0.5:  # recombine: append a sentence of another question
             base = f"{base} {rng.choice(sentences)}"
         texts.append(base)
-    texts += [rng.choice(texts[:unique]) for _ in range(n - unique)]
+    texts += rng.choices(texts, k=n - unique)  # duplicates of the unique texts, in linear time
     rng.shuffle(texts)
     return texts
+
+
+def write_corpus(path: Path, n: int, seed: int = 0) -> Path:
+    """Write :func:`build_corpus` (``n`` rows) to ``path`` as JSONL rows ``{"text": ...}``."""
+    with path.open("w", encoding="utf-8") as fh:
+        for text in build_corpus(n, seed=seed):
+            fh.write(json.dumps({"text": text}) + "\n")
+    return path
 
 
 def build_references(target: int = 1300, seed: int = 0) -> list[str]:
@@ -99,11 +108,117 @@ def _mauve_version() -> str:
         return "not installed"
 
 
+
+SCALE_SECTION = "## curate at scale (bench/curate.py --scale)"
+MODES = {
+    "in-memory": ["--streaming", "false"],
+    "streaming, 2 workers": ["--streaming", "true", "--workers", "2"],
+    "datatrove local, 2 workers": ["--executor", "local", "--workers", "2"],
+}
+
+
+def timed(command: list[str]) -> tuple[float, float, int, str]:
+    """``command`` under ``/usr/bin/time -v``: wall seconds, peak RSS in GB, exit status, stderr tail."""
+    import subprocess
+
+    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", result.stderr)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr)
+    seconds = 0.0
+    if wall:
+        for part in wall.group(1).split(":"):
+            seconds = seconds * 60 + float(part)
+    return seconds, (int(rss.group(1)) / 1e6 if rss else float("nan")), result.returncode, result.stderr[-2000:]
+
+
+def quiet_cores(pause: bool):
+    """Pause the background experiments (data_efficiency/curve.py) for the block, always resuming them."""
+    import contextlib
+    import signal
+    import subprocess
+
+    @contextlib.contextmanager
+    def block():
+        if not pause:
+            yield
+            return
+        resume = lambda *_: subprocess.run(["pkill", "-CONT", "-f", "data_efficiency/curve.py"])  # noqa: E731
+        previous = signal.signal(signal.SIGTERM, lambda *a: (resume(), sys.exit(143)))
+        subprocess.run(["pkill", "-STOP", "-f", "data_efficiency/curve.py"])
+        try:
+            yield
+        finally:
+            resume()
+            signal.signal(signal.SIGTERM, previous)
+
+    return block()
+
+
+def scale(args: argparse.Namespace) -> int:
+    """Time ``synthtune curate`` (with 13-gram decontamination) at each size and mode; one run each."""
+    data = Path(args.data)
+    data.mkdir(parents=True, exist_ok=True)
+    reference = data / "reference.jsonl"
+    reference.write_text("".join(json.dumps({"text": t}) + "\n" for t in build_references(1300)), encoding="utf-8")
+    import sklearn
+
+    info = machine_info(**{"scikit-learn": sklearn.__version__})
+    for n in [int(x) for x in args.sizes.split(",")]:
+        rows: list[str] = []
+        path = data / f"gen-{n}.jsonl"
+        if not path.is_file():
+            t = time.perf_counter()
+            write_corpus(path, n)
+            print(f"built {path} ({path.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t:.0f} s", flush=True)
+        for mode in args.modes.split(","):
+            name = {"memory": "in-memory", "streaming": "streaming, 2 workers", "local": "datatrove local, 2 workers"}[mode]
+            out = data / f"curated-{n}-{mode}.jsonl"
+            if mode == "memory" and n > args.memory_max:
+                rows.append(f"| {n:,} | {name} | not run | - | - | - | needs more memory than this machine has "
+                            f"(see the growth below) |")
+                continue
+            command = [sys.executable, "-m", "synthtune.cli", "curate", "--input", str(path), "--output", str(out),
+                       "--num_samples", "50000", "--decontaminate", str(reference), "--seed", "0", *MODES[name]]
+            with quiet_cores(not args.no_pause):
+                seconds, rss, code, tail = timed(command)
+            if code != 0:
+                print(tail, flush=True)
+                rows.append(f"| {n:,} | {name} | failed (exit {code}) | {seconds:.0f} | {rss:.2f} | - | - |")
+            else:
+                report = json.loads(Path(f"{out}.report.json").read_text())
+                rows.append(
+                    f"| {n:,} | {name} | {seconds:.0f} | {seconds / 60:.1f} | {rss:.2f} | {report['output']:,} | "
+                    f"after dedup {report['after_dedup']:,}, contaminated {report['decontaminated_dropped']:,}, "
+                    f"clusters used {report['clusters_used']} |")
+            print(rows[-1], flush=True)
+            with (data / "rows.md").open("a", encoding="utf-8") as fh:  # the section keeps earlier invocations' rows
+                fh.write(rows[-1] + "\n")
+            rows = (data / "rows.md").read_text(encoding="utf-8").splitlines()
+            lines = [SCALE_SECTION, "", machine_markdown(info),
+                     "Each cell is one run of `synthtune curate --num_samples 50000 --decontaminate reference.jsonl` "
+                     "(1,300 references) under `/usr/bin/time -v`, the input built by `write_corpus` (20 % exact "
+                     "duplicates, 1 % renumbered test questions). The two data_efficiency experiments were paused "
+                     "(SIGSTOP) during each run; other helpers' tests may have run at the same time.",
+                     "", "| rows | path | wall s | wall min | peak RSS GB | output | detail |",
+                     "|---:|---|---:|---:|---:|---:|---|", *rows]
+            if not args.no_write:
+                write_section(SCALE_SECTION, "\n".join(lines) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="synthetic texts to build (default 100000)")
     parser.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    parser.add_argument("--scale", action="store_true", help="time synthtune curate at --sizes in each of --modes")
+    parser.add_argument("--sizes", default="1000000,5000000,10000000", help="rows per input (--scale)")
+    parser.add_argument("--modes", default="memory,streaming,local", help="memory, streaming, local (--scale)")
+    parser.add_argument("--memory-max", type=int, default=5_000_000, help="largest input the in-memory path gets")
+    parser.add_argument("--data", default="/tmp/synthtune-curate-bench", help="folder for the inputs (--scale)")
+    parser.add_argument("--no-pause", action="store_true", help="do not pause the data_efficiency experiments")
     args = parser.parse_args(argv)
+    if args.scale:
+        return scale(args)
 
     import torch
 
