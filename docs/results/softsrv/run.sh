@@ -12,8 +12,8 @@
 #                      (the test split is not used to choose); the highest MAUVE wins (it rewards quality and
 #                      coverage at once: the paper's "balance of diversity and quality"), ties to the lower
 #                      temperature; writes pt_temperature/choice.json, which pt and pt_sr use;
-#   pt pt_sr           PT (200 requests, the paper's templates, the chosen temperature, sampling seed s; the first 500
-#                      questions) and PT_SR (those questions critiqued and rewritten, Fig. 11, seed s);
+#   pt pt_sr           PT (200 requests, then 100 more at a time until the replies hold 500 questions, at most 1,000;
+#                      the paper's templates, the chosen temperature, sampling seed s; the first 500 questions) and PT_SR (those questions critiqued and rewritten, Fig. 11, seed s);
 #   pt-ours            PT with our earlier templates (template_set synthtune) at temperature 1: the old page's row;
 #   real               the ceiling: draw s of 500 real train questions outside SoftSRV's 1,024;
 #   pt-cool ss-mc-cool PT and each SS_MC fit sampled at temperature 0.7, top-p 0.9;
@@ -37,13 +37,13 @@ cd "$(dirname "$0")/../../.."
 . .venv/bin/activate
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 R="${R:-runs/results-softsrv}"
-N=500 CLUSTERS=32 TEMP_REQUESTS=60 FIGS=docs/results/softsrv
+N=500 CLUSTERS=32 TEMP_REQUESTS=60 FIGS=docs/results/softsrv PT_REQUESTS=200 PT_STEP=100 PT_MAX_REQUESTS=1000
 FIT_EXTRA=() SAMPLE_EXTRA=() PT_EXTRA=() DS_EXTRA=() DS_EVAL=()
 if [ "${SMOKE:-0}" = 1 ]; then
-  N=64 CLUSTERS=8 TEMP_REQUESTS=4 FIGS="$R"
+  N=64 CLUSTERS=8 TEMP_REQUESTS=4 FIGS="$R" PT_REQUESTS=12 PT_STEP=12 PT_MAX_REQUESTS=24
   FIT_EXTRA=(--trainer.max_steps 2)
   SAMPLE_EXTRA=(--data.init_args.num_samples 64 --model.init_args.max_new_tokens 32)
-  PT_EXTRA=(--data.init_args.num_requests 12 --model.init_args.max_new_tokens 160)
+  PT_EXTRA=(--model.init_args.max_new_tokens 160)
   DS_EXTRA=(--steps 5) DS_EVAL=(--eval_limit 50)
 fi
 read -r -a SEED_LIST <<< "${SEEDS:-0 1 2}"
@@ -105,10 +105,26 @@ softsrv() {  # softsrv <np|mp|mc> <seed>: fit 300 steps, sample 500 questions ov
 }
 
 pt_run() {  # pt_run <dir> <seed> [predict options...]: PT requests seeded round-robin with train questions; first N
-  local dir="$1" seed="$2"
+  # Requests are added PT_STEP at a time (predict resumes: only the new requests run) until the replies hold N
+  # questions or PT_MAX_REQUESTS is reached; $dir/requests.done holds the request count finished so far.
+  local dir="$1" seed="$2" done_req=0 req count
   shift 2
-  [ -f "$dir/samples.jsonl.summary.json" ] || synthtune predict --config configs/template_generation/gsm8k_cpu.yaml \
-    --seed_everything "$seed" --model.init_args.seed "$seed" --trainer.default_root_dir "$dir" "$@" "${PT_EXTRA[@]}"
+  [ -f "$dir/requests.done" ] && done_req="$(cat "$dir/requests.done")"
+  while :; do
+    count=0
+    [ -f "$dir/samples.jsonl" ] && count="$(grep -c . "$dir/samples.jsonl" || true)"
+    [ "$count" -ge "$N" ] && break
+    req=$(( done_req == 0 ? PT_REQUESTS : done_req + PT_STEP ))
+    if [ "$req" -gt "$PT_MAX_REQUESTS" ]; then
+      echo "warning: $dir holds $count questions after $done_req requests (PT_MAX_REQUESTS=$PT_MAX_REQUESTS)" >&2
+      break
+    fi
+    synthtune predict --config configs/template_generation/gsm8k_cpu.yaml --seed_everything "$seed" \
+      --model.init_args.seed "$seed" --trainer.default_root_dir "$dir" "$@" "${PT_EXTRA[@]}" \
+      --data.init_args.num_requests "$req"
+    echo "$req" > "$dir/requests.done"
+    done_req="$req"
+  done
   [ -f "$dir/first$N.jsonl" ] || first_n "$dir/samples.jsonl" "$dir/first$N.jsonl"
 }
 
@@ -173,8 +189,7 @@ PY
 }
 
 pt_cool() {  # pt_cool <seed>: PT at temperature 0.7, top-p 0.9, the decoding that suits a small model best
-  pt_run "$R/pt_cool/seed$1" "$1" --model.init_args.temperature 0.7 --model.init_args.top_p 0.9 \
-    --data.init_args.num_requests 140
+  pt_run "$R/pt_cool/seed$1" "$1" --model.init_args.temperature 0.7 --model.init_args.top_p 0.9
   score "$R/pt_cool/seed$1/first$N.jsonl" text example_index data/gsm8k/train.jsonl question
 }
 
