@@ -15,6 +15,7 @@ with its own padding mask and position ids, so a step appends in place instead o
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,13 @@ TRIM_COLUMNS = 32
 #: Rows per thread below which the per-row random draws stay on the calling thread.
 ROWS_PER_DRAW_THREAD = 4
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool) of the draw threads
+
+
+def cache_argument(forward) -> str:
+    """The name under which ``forward`` takes its KV cache: ``cache`` in current transformers, ``past_key_values``
+    in releases before the rename (e.g. the transformers < 5.20 that vLLM 0.32 pins), which ignore ``cache=``
+    silently and would decode every step without the cache."""
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
 def sample_seed(base_seed: int, sample_id: int, *salt: object) -> int:
@@ -325,6 +333,7 @@ def sample_seq2seq(model: nn.Module, prefix: torch.Tensor, mask: torch.Tensor, q
     from transformers.modeling_outputs import BaseModelOutput
 
     start = model.config.decoder_start_token_id
+    cache_name = cache_argument(model.forward)
     while queue:
         rows = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
         enc_mask = mask[rows]
@@ -333,7 +342,7 @@ def sample_seq2seq(model: nn.Module, prefix: torch.Tensor, mask: torch.Tensor, q
         step = torch.full((len(rows), 1), start, dtype=torch.long, device=prefix.device)
         while rows:
             out = model(encoder_outputs=BaseModelOutput(last_hidden_state=encoded), attention_mask=enc_mask,
-                        decoder_input_ids=step, cache=cache, use_cache=True)
+                        decoder_input_ids=step, use_cache=True, **{cache_name: cache})
             logits = penalize_repeats(out.logits[:, -1], [tokens[r] for r in rows], repetition_penalty)
             drawn = next_tokens(logits, temperature, top_p, [generators[r] for r in rows]).tolist()
             ended = set(record(rows, drawn, tokens, finished, caps, eos))
@@ -404,6 +413,7 @@ def sample_from_prefix(
         return Sampled(tokens, finished) if return_finished else tokens
     base, head = model.base_model, model.get_output_embeddings()
     slots = supports_slots(model)
+    cache_name = cache_argument(base.forward)
 
     def prefill(new: list[int]):
         """Run the prefixes of rows ``new`` (cut to their longest real length) into a fresh cache."""
@@ -412,7 +422,7 @@ def sample_from_prefix(
         mask = mask[:, mask.shape[1] - width:]
         cache = SlotCache() if slots else DynamicCache(config=model.config)
         out = base(inputs_embeds=prefix[new][:, -width:], attention_mask=mask,
-                   position_ids=(mask.cumsum(-1) - 1).clamp_min(0), cache=cache, use_cache=True)
+                   position_ids=(mask.cumsum(-1) - 1).clamp_min(0), use_cache=True, **{cache_name: cache})
         return cache, mask, out.last_hidden_state[:, -1], mask.sum(-1)
 
     rows: list[int] = []  # the sample in each slot
@@ -439,7 +449,7 @@ def sample_from_prefix(
         if live:  # one decoding step for every slot (a freed slot's result is overwritten below)
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
             out = base(input_ids=torch.tensor(drawn, device=mask.device).unsqueeze(1), attention_mask=mask,
-                       position_ids=position.unsqueeze(1), cache=cache, use_cache=True)
+                       position_ids=position.unsqueeze(1), use_cache=True, **{cache_name: cache})
             last, position = out.last_hidden_state[:, -1], position + 1
         if free:  # refill freed slots with waiting rows, drop the slots left over
             new = [queue.popleft() for _ in range(min(len(free), len(queue)))]

@@ -101,3 +101,18 @@ def test_ranks_on_one_node_are_counted_so_vllm_runs_one_engine_per_node():
     out = mp.get_context("spawn").Manager().dict()
     mp.start_processes(_count_ranks, args=(2, port, out), nprocs=2, start_method="spawn")
     assert dict(out) == {0: 2, 1: 2}
+
+
+def test_the_sampler_hands_its_cache_to_transformers_before_and_after_the_rename():
+    """vLLM 0.32 pins transformers < 5.20, whose forward takes ``past_key_values`` and silently ignores ``cache=``:
+    the native sampler then decoded every step without its KV cache (test_engines_vllm.py's greedy comparisons
+    caught it). It now passes the cache under the name the forward takes."""
+    from synthtune.components.sampling import cache_argument
+
+    def before(input_ids=None, past_key_values=None, use_cache=None, **kwargs):
+        return None
+
+    def after(input_ids=None, cache=None, use_cache=None, **kwargs):
+        return None
+
+    assert cache_argument(before) == "past_key_values" and cache_argument(after) == "cache"

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 RESERVED_OPTIONS = frozenset({"model", "tokenizer", "dtype", "enable_prompt_embeds", "logits_processors",
                               "skip_tokenizer_init"})
 #: The logits processor that applies the native sampler's repetition penalty (see ``repetition_penalty.py``).
-REPETITION_PENALTY_PROCESSOR = "synthtune.components.engines.repetition_penalty.GeneratedTokensRepetitionPenalty"
+REPETITION_PENALTY_PROCESSOR = "synthtune.components.engines.repetition_penalty:GeneratedTokensRepetitionPenalty"
 #: KV cache of an engine on a CPU-only machine, unless the options size it.
 CPU_KV_CACHE_BYTES = 2**30
 VLLM_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
