@@ -2,8 +2,21 @@
 # Set up, check that every test can fail, then run the whole test suite (CPU only, nothing downloaded).
 # Extra arguments go to pytest. Two pytest-xdist workers use both cores of a 2-core machine (each test
 # runs torch on one thread); pass e.g. `-n 0` to run in one process.
+#
+# `bash scripts/test.sh --engine vllm [pytest args]` sets up .venv-vllm (scripts/setup.sh --engine vllm) and runs
+# the engine tests there: the vLLM engine against the native sampler, and the native sampler under the
+# transformers release vLLM pins. They run in one process (each pytest-xdist worker would start its own vLLM
+# engine). Elsewhere the vLLM tests are skipped with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--engine" ] && [ "${2:-}" = "vllm" ]; then
+  shift 2
+  bash scripts/setup.sh --engine vllm
+  # shellcheck disable=SC1091
+  . .venv-vllm/bin/activate
+  exec python -m pytest -q -p no:cacheprovider tests/components/test_engines.py tests/components/test_engines_vllm.py \
+    tests/components/test_sampling.py "$@"
+fi
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
