@@ -36,11 +36,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             with atomic_write(path) as fh:
                 torch.save(checkpoint, fh)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - torch turns a failed write into "RuntimeError: unexpected pos"
+            cause = os_error_in(exc)
+            if cause is None:
+                raise
             raise SynthtuneError(
-                f"cannot write checkpoint {path} ({exc.strerror or exc}); the previous checkpoint there is "
+                f"cannot write checkpoint {path} ({cause.strerror or cause}); the previous checkpoint there is "
                 "unchanged: free some space (or pass --checkpoint.dirpath on another disk), then resume "
                 "with --ckpt_path last") from exc
+
+
+def os_error_in(exc: BaseException) -> Optional[OSError]:
+    """The ``OSError`` behind ``exc`` (itself, its cause or its context), if any: torch's writer reports a
+    full disk or a file size limit as ``RuntimeError: ... unexpected pos`` raised while handling it."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def use_atomic_checkpoints(trainer: Any) -> None:

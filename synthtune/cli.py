@@ -6,8 +6,11 @@ A user mistake in either ends as one line ``error: <what is wrong>; <how to fix>
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import signal
+from pathlib import Path
 import sys
 import warnings
 
@@ -15,6 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from synthtune.commands import COMMANDS, command_lines, run_command
 from synthtune.lightning_cli import LIGHTNING_COMMANDS, run_cli, user_error
+from synthtune.paths import CACHE_FIX, cache_root
 
 #: Subcommands that are plain functions over files, not Lightning runs.
 DATA_COMMANDS = COMMANDS
@@ -62,6 +66,40 @@ def _fail(message: str) -> None:
 
 #: Exit status of a run stopped by SIGTERM (128 + the signal, as a shell reports a killed command).
 SIGTERM_STATUS = 128 + signal.SIGTERM
+#: Exit status of a data command stopped by Ctrl-C (128 + SIGINT).
+INTERRUPTED_STATUS = 128 + signal.SIGINT
+#: OS errors a user fixes (a full disk, a file size limit, a quota, a read-only disk or folder), and the fix.
+_SPACE = "free some space (or write to another disk)"
+OS_ERROR_FIXES = {errno.ENOSPC: _SPACE, errno.EDQUOT: _SPACE,
+                  errno.EFBIG: "raise the file size limit (ulimit -f) or write to another disk",
+                  errno.EROFS: "write to a disk that is not read-only",
+                  errno.EACCES: "check its permissions or use another path",
+                  errno.EPERM: "check its permissions or use another path"}
+
+
+def os_error_line(exc: BaseException) -> str | None:
+    """One line for an OS error behind ``exc`` that the user fixes (:data:`OS_ERROR_FIXES`), wherever it
+    happened (config, checkpoint, shard, merge, report, cache); None for any other error. Files are written
+    atomically and shards keep finished batches, so the line can say that nothing written before is lost."""
+    found, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in OS_ERROR_FIXES:
+            found.append(exc)
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    if not found:
+        return None
+    # the one that names its file (a cleanup that failed the same way while handling it often names none)
+    error = next((e for e in found if e.filename), found[0])
+    fix = OS_ERROR_FIXES[error.errno]
+    if error.filename and _under(error.filename, cache_root()):
+        fix = CACHE_FIX
+    return (f"{error.filename or 'a file'}: {error.strerror or os.strerror(error.errno)}; files written before are "
+            f"unchanged: {fix}, then run the same command again")
+
+
+def _under(path: str, folder: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(Path(os.path.abspath(folder)))
 
 
 def _stopped(argv: list[str], exc: SIGTERMException) -> None:
@@ -101,8 +139,14 @@ def main(argv: list[str] | None = None) -> None:
         run_cli(None if from_command_line else argv)
     except SIGTERMException as exc:  # Lightning's stop on SIGTERM, a SystemExit with status 0
         _stopped(argv, exc)
+    except KeyboardInterrupt:  # Ctrl-C in a data command (Lightning runs handle their own)
+        print("interrupted (Ctrl-C): every output is written atomically, so each is its old version or absent, "
+              "never half-written; run the same command again", file=sys.stderr)
+        sys.exit(INTERRUPTED_STATUS)
     except Exception as exc:  # noqa: BLE001 - only user errors are shortened; bugs keep their traceback
         cause = user_error(exc)
+        if cause is None:
+            cause = os_error_line(exc)
         if cause is None:
             raise
         _fail(str(cause))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import glob
 import json
@@ -15,11 +16,23 @@ from typing import Any, BinaryIO, Iterable, Iterator
 from synthtune.errors import SynthtuneError
 
 
+#: What a cache that cannot be written is told to do.
+CACHE_FIX = "set SYNTHTUNE_CACHE to a folder you can write to (or pass --no_cache where a command has it)"
+
+
+def cache_root() -> Path:
+    """``$SYNTHTUNE_CACHE`` (default ``~/.cache/synthtune``)."""
+    return Path(os.environ.get("SYNTHTUNE_CACHE", Path.home() / ".cache" / "synthtune")).expanduser()
+
+
 def cache_dir(*parts: str) -> Path:
-    """``$SYNTHTUNE_CACHE/<parts>`` (default ``~/.cache/synthtune``), created on demand."""
-    root = Path(os.environ.get("SYNTHTUNE_CACHE", Path.home() / ".cache" / "synthtune")).expanduser()
-    path = root.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    """``$SYNTHTUNE_CACHE/<parts>`` (default ``~/.cache/synthtune``), created on demand; one line naming the
+    folder and :data:`CACHE_FIX` when it cannot be created (a read-only disk, a file in the way)."""
+    path = cache_root().joinpath(*parts)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SynthtuneError(f"cannot create the cache folder {path} ({exc.strerror or exc}); {CACHE_FIX}") from None
     return path
 
 
@@ -95,22 +108,45 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     file is deleted and ``path`` is as it was.
 
     The file gets the usual permissions (0666 minus the umask), not ``mkstemp``'s 0600. The temporary
-    file is named ``.<name>.<pid>.<random>.tmp``; ones left by a killed process are deleted here."""
+    file is named ``.<name>.<pid>.<random>.tmp``; ones left by a killed process are deleted here.
+
+    A symbolic link ``path`` is written through: its target gets the new file and the link stays a link.
+    An ``OSError`` (a full disk, a file size limit, a read-only folder) names ``path`` as its ``filename``,
+    so the CLI's one line says which file could not be written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temp_files(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temp_files(path)
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise with_filename(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        named = with_filename(exc, path)
+        if named is exc:
+            raise
+        raise named from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def with_filename(exc: OSError, path: str | os.PathLike) -> OSError:
+    """``exc`` with ``path`` as its filename when it names none (``write``/``fsync`` errors do not), so the
+    CLI's one line says which file could not be written."""
+    if exc.filename is not None or not exc.errno:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, str(path))
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -133,17 +169,35 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         fh.write(data)
 
 
-def ensure_writable_dir(path: str | os.PathLike, what: str, fix: str) -> Path:
-    """Create folder ``path`` if needed and check that files can be created in it, before any work
-    starts; one line naming ``what`` it is for and the ``fix`` otherwise."""
+#: Bytes the write check of a folder writes (and fsyncs) before any work: room for a first shard, a config, a
+#: report. An empty probe file passes on a full disk (it needs an inode, no data block); this one does not.
+FIRST_WRITE_BYTES = 1 << 16
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str, fix: str, room: int = FIRST_WRITE_BYTES) -> Path:
+    """Create folder ``path`` if needed and check, before any work starts, that a file of ``room`` bytes
+    can be written in it (so a full disk or a file size limit fails here, not after the work); one line
+    naming ``what`` it is for and the ``fix`` otherwise.
+
+    Args:
+        path: the folder.
+        what: what will be written there (for the message).
+        fix: what to do instead (for the message).
+        room: bytes to write into the probe file (0: only create it).
+    """
     path = Path(path).expanduser()
+    probe = path / f".synthtune-write-test.{os.getpid()}"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".synthtune-write-test.{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        with probe.open("wb") as fh:
+            fh.write(bytes(room))
+            fh.flush()
+            os.fsync(fh.fileno())
     except OSError as exc:
         raise SynthtuneError(f"cannot write {what} to {path} ({exc.strerror or exc}); {fix}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
     return path
 
 
@@ -171,7 +225,10 @@ class OutputLock:
     def acquire(self) -> None:
         if self._fd is not None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise with_filename(exc, self.path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -181,8 +238,13 @@ class OutputLock:
                 f"{self.output} is being written by {holder} (lock {self.path}); wait for it to finish, "
                 f"or {self.fix}"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        except OSError as exc:  # a full disk: the lock holds without the holder's name in it
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                os.close(fd)
+                raise with_filename(exc, self.path) from None
         self._fd = fd
 
     def release(self) -> None:

@@ -1,15 +1,21 @@
-"""Checks that run before a Lightning run does any work or writes anything: the run folder can be
-written, and ``--ckpt_path`` is a readable Lightning checkpoint (its signature is checked when it loads)."""
+"""Checks that run before a command does any work or writes anything: the run folder and every output
+file can be written (a directory, a read-only file, a read-only or full disk are refused; a symbolic link
+is written through to its target), ``--ckpt_path`` is a readable Lightning checkpoint (its signature is
+checked when it loads), and a data command's outputs are locked against a second run writing them."""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
+import stat
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from jsonargparse import Namespace
 
 from synthtune.errors import SynthtuneError
-from synthtune.paths import ensure_writable_dir, run_folder_lock
+from synthtune.paths import OutputLock, ensure_writable_dir, run_folder_lock
 
 #: ``--ckpt_path`` values Lightning resolves itself.
 SPECIAL_CKPT = {"last", "best", "hpc", "registry"}
@@ -33,6 +39,11 @@ def preflight(subcommand: str, config: Namespace) -> None:
                                  f"--ckpt_path <file.ckpt>")
     elif ckpt and ckpt not in SPECIAL_CKPT:
         check_checkpoint_file(Path(ckpt))
+    if subcommand == "predict":
+        num_samples = config.get("data.init_args.num_samples")
+        if isinstance(num_samples, int) and num_samples < 1:
+            raise SynthtuneError(f"--data.init_args.num_samples is {num_samples}, so `synthtune predict` would write "
+                                 f"nothing; pass 1 or more")
     if subcommand == "fit":
         refuse_a_second_fit(config)  # after the checkpoint: a broken one is the first thing to fix
 
@@ -73,3 +84,65 @@ def check_checkpoint_file(path: Path) -> None:
                              f"or a full disk: pass another .ckpt (e.g. an earlier one in checkpoints/)") from None
     if not isinstance(checkpoint, dict) or not {"state_dict", "pytorch-lightning_version"} <= set(checkpoint):
         raise SynthtuneError(f"{path} is not a Lightning checkpoint; pass a .ckpt written by `synthtune fit`")
+
+
+def check_output_file(path: str | os.PathLike, option: str, example: str = "samples.jsonl", what: str = "") -> Path:
+    """Refuse, in one line and before any work, an output file that cannot be written: an existing
+    directory, a read-only file (no write bit, even for root: it was made read-only on purpose), a folder
+    that cannot be written or has no room for a first write (:func:`synthtune.paths.ensure_writable_dir`).
+    A symbolic link is checked at its target, which is what gets written (``atomic_write`` writes through).
+    Returns the file that will be written.
+
+    Args:
+        path: the output file as given.
+        option: the option that named it (``--output``), for the message.
+        example: a file name to suggest when ``path`` is a directory.
+        what: what the file holds, for the message (default: the option and the file).
+    """
+    given = Path(path).expanduser()
+    target = Path(os.path.realpath(given))
+    shown = f"{given} (a link to {target})" if given.is_symlink() else str(given)
+    if target.is_dir():
+        raise SynthtuneError(f"{option} {shown} is a directory; pass a file in it, e.g. {option} {given / example}")
+    if target.exists() and not target.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise SynthtuneError(f"{option} {shown} is read-only; make it writable (chmod u+w {target}) to replace it, "
+                             f"or pass another {option}")
+    ensure_writable_dir(target.parent, what or f"{option} {shown}",
+                        f"pass another {option} in a folder you can write to")
+    return target
+
+
+#: Parameters of a data command that name a file it writes (``--output``, ``--plot``, ``--report``).
+OUTPUT_PARAMETERS = ("output", "plot", "report")
+#: A file name to suggest in a folder given as such an output.
+EXAMPLE_NAMES = {"--plot": "map.png", "--report": "report.json"}
+#: Data commands whose ``output`` is a folder they fill, not a file.
+FOLDER_OUTPUTS = {"export_prompt"}
+
+
+def command_outputs(function: Callable[..., Any], kwargs: dict[str, Any]) -> list[tuple[str, Path]]:
+    """``(option, file)`` of every output file a data command was given (its ``str`` output parameters)."""
+    if function.__name__ in FOLDER_OUTPUTS:
+        return []
+    parameters = inspect.signature(function).parameters
+    return [(f"--{name}", Path(kwargs[name])) for name in OUTPUT_PARAMETERS
+            if name in parameters and isinstance(kwargs.get(name), str) and kwargs[name]]
+
+
+@contextlib.contextmanager
+def claimed_outputs(function: Callable[..., Any], kwargs: dict[str, Any]) -> Iterator[None]:
+    """Check every output file of a data command (:func:`check_output_file`) before it starts, and hold an
+    exclusive lock on each (``<output>.lock``, :class:`synthtune.paths.OutputLock`) while it runs, so a
+    second run writing the same file is refused at once in one line naming the first, instead of the two
+    leaving rows of one run beside the report of the other."""
+    locks = []
+    try:
+        for option, path in command_outputs(function, kwargs):
+            target = check_output_file(path, option, example=EXAMPLE_NAMES.get(option, "rows.jsonl"))
+            lock = OutputLock(target, fix=f"pass another {option}")
+            lock.acquire()
+            locks.append(lock)
+        yield
+    finally:
+        for lock in reversed(locks):
+            lock.release()

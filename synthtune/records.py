@@ -12,7 +12,7 @@ import json
 import logging
 import string
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from synthtune.errors import SynthtuneError
 
@@ -26,40 +26,92 @@ def _line_list(numbers: list[int], most: int = 10) -> str:
     return shown + (f" (+{len(numbers) - most} more)" if len(numbers) > most else "")
 
 
-def read_jsonl(path: str | Path, strict: bool = False) -> list[dict[str, Any]]:
-    """Rows of a JSONL file. Broken lines (not JSON, not an object, or not valid UTF-8) are skipped
-    with a warning naming their line numbers, or raise when ``strict``. Each line is decoded on its
-    own, so a truncated last line (a crash mid-write, even inside a multi-byte character) is just
-    one broken line."""
+#: The first bytes of a gzip file (``rows.jsonl.gz``, or a compressed file without the suffix).
+GZIP_MAGIC = b"\x1f\x8b"
+NEWLINE = b"\n"
+
+
+def _raw_bytes_lines(path: Path) -> Iterator[bytes]:
+    """The lines of ``path`` as bytes, decompressed when it is a gzip file (whatever its suffix)."""
+    with path.open("rb") as fh:
+        compressed = fh.read(2) == GZIP_MAGIC
+    if not compressed:
+        with path.open("rb") as fh:
+            yield from fh
+        return
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as fh:
+            yield from fh
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise SynthtuneError(f"{path}: a gzip file that is cut off or corrupt ({exc}); "
+                             f"re-create it, or pass the uncompressed file") from None
+
+
+def _json_array_rows(path: Path, text: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The objects of a file that holds one JSON array (``[{...}, {...}]``) and the 1-based positions of
+    its items that are not objects."""
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SynthtuneError(f"{path}: starts with '[' but is not a valid JSON array ({exc.msg} at line "
+                             f"{exc.lineno}); fix the file, or write one JSON object per line (JSONL)") from None
+    rows = [item for item in items if isinstance(item, dict)]
+    return rows, [number for number, item in enumerate(items, start=1) if not isinstance(item, dict)]
+
+
+def read_jsonl_lines(path: str | Path, strict: bool = False) -> tuple[list[dict[str, Any]], list[int]]:
+    """Rows of a JSONL file and the numbers of its broken lines (skipped with a warning, or one line naming
+    them when ``strict``). The file may also be gzip-compressed, or hold one JSON array of objects (a
+    ``.json`` export), whose items that are not objects count as broken. Each line is decoded on its own,
+    so a line that is not valid UTF-8, or a truncated last line (a crash mid-write, even inside a
+    multi-byte character), is just one broken line; a UTF-8 byte order mark is not part of the first row."""
     path = Path(path)
     if not path.is_file():
         raise SynthtuneError(f"data file not found: {path}; check the path")
-    rows, bad = [], []
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
+    rows, bad, unit = [], [], "line"
+    lines = _raw_bytes_lines(path)
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            bad.append(number)
+            continue
+        if number == 1 and line.lstrip().startswith("["):  # one JSON array, not JSON lines
+            rest = b"".join(lines)
             try:
-                # a UTF-8 byte order mark (Windows editors write one) is not part of the first row
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError:
-                bad.append(number)
-                continue
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                bad.append(number)
-                continue
-            if not isinstance(row, dict):
-                bad.append(number)
-                continue
-            rows.append(row)
+                text = line + rest.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                where = rest.count(NEWLINE, 0, exc.start) + 2  # rest starts at line 2
+                raise SynthtuneError(f"{path}: line {where} is not valid UTF-8 "
+                                     f"(a JSON array is read whole); re-save the file as UTF-8") from None
+            rows, bad = _json_array_rows(path, text)
+            unit = "item"
+            break
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(number)
+            continue
+        if not isinstance(row, dict):
+            bad.append(number)
+            continue
+        rows.append(row)
     if bad:
-        message = f"{path}: {len(bad)} broken JSON line(s) at line {_line_list(bad)}"
+        message = f"{path}: {len(bad)} broken JSON {unit}(s) at {unit} {_line_list(bad)}"
         if strict:
             raise SynthtuneError(message + "; fix or remove them, or drop --strict to skip them")
         log.warning("%s; skipped them", message)
-    return rows
+    return rows, bad
+
+
+def read_jsonl(path: str | Path, strict: bool = False) -> list[dict[str, Any]]:
+    """Rows of a JSONL file (:func:`read_jsonl_lines`, without the broken line numbers)."""
+    return read_jsonl_lines(path, strict)[0]
 
 
 def _read_text(path: Path) -> str:
@@ -83,6 +135,8 @@ def read_records(
     none of those suffixes and is not a file, from the Hugging Face dataset named ``path``."""
     p = Path(str(path)).expanduser()
     suffix = p.suffix.lower()
+    if suffix == ".gz" and p.with_suffix("").suffix.lower() == ".jsonl":  # rows.jsonl.gz: read_jsonl decompresses
+        suffix = ".jsonl"
     if suffix in FILE_SUFFIXES or p.exists():
         if not p.is_file():
             raise SynthtuneError(f"data file not found: {p}; check the path")
@@ -151,8 +205,27 @@ def require_fields(rows: Iterable[dict[str, Any]], fields: Iterable[str], source
 
 
 def template_fields(template: str) -> list[str]:
-    """The ``{field}`` names a ``str.format`` template uses (the fields it needs from a row)."""
+    """The ``{field}`` names a ``str.format`` template uses (the fields it needs from a row). A template that
+    cannot fill a row's text is one line: a positional field (``{}``, ``{0}``: rows are filled by name) or a
+    format spec that text does not take (``{question:d}``, ``{n:.2f}``; every field is text)."""
     try:
-        return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        parts = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise SynthtuneError(f"text_template {template!r} is not a valid format string ({exc})") from None
+        raise SynthtuneError(f"text_template {template!r} is not a valid format string ({exc}); "
+                             "write a literal brace as {{ or }}") from None
+    names = []
+    for _, name, spec, _ in parts:
+        if name is None:
+            continue
+        field = f"{{{name}{':' + spec if spec else ''}}}"
+        if name == "" or name.isdigit():
+            raise SynthtuneError(f"text_template {template!r} has a positional field {field}; name the row's field "
+                                 "in it, e.g. {question}, and write a literal brace as {{ or }}")
+        if spec:
+            try:
+                format("text", spec)
+            except ValueError:
+                raise SynthtuneError(f"text_template {template!r}: field {field} has the format spec {spec!r}, which "
+                                     f"text does not take (every field is text); drop it: {{{name}}}") from None
+        names.append(name)
+    return names

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
+from pathlib import Path
 from typing import NoReturn
 
 from jsonargparse import ArgumentParser
@@ -12,14 +14,64 @@ from lightning.pytorch.cli import LightningArgumentParser
 from synthtune.errors import SynthtuneError
 
 
-class SynthtuneArgumentParser(LightningArgumentParser):
-    """The CLI's parser: a bad option is one line (``error: model.init_args: unknown option
-    'prompt_lenght' (did you mean 'prompt_length'?); ...``) instead of the whole usage text."""
+#: The arguments the last top-level parse was given (to name a config file jsonargparse calls "<unicode string>").
+_given_args: list[str] = []
+
+
+class NamedConfigErrors:
+    """Mixin of a jsonargparse parser: a ``--config`` file that is not valid YAML is one line naming the file,
+    the line and the fix (jsonargparse names it ``"<unicode string>"``)."""
+
+    def parse_args(self, args=None, *rest, **kwargs):
+        global _given_args
+        _given_args = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        return super().parse_args(args, *rest, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if self.exit_on_error and "<unicode string>" in message:
+            broken = broken_yaml_config(_given_args)
+            if broken:
+                raise SynthtuneError(broken)
+        super().error(message, ex)
+
+
+class SynthtuneArgumentParser(NamedConfigErrors, LightningArgumentParser):
+    """The parser of ``synthtune fit/validate/test/predict``: a bad option is one line (``error:
+    model.init_args: unknown option 'prompt_lenght' (did you mean 'prompt_length'?); ...``) instead of the
+    whole usage text; a config file that is not valid YAML is named (:class:`NamedConfigErrors`)."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # jsonargparse trying alternatives internally: keep its behaviour
             super().error(message, ex)
-        raise SynthtuneError(usage_error_line(message, getattr(ex, "subcommand_parser", None) or self))
+        broken = broken_yaml_config(_given_args) if "<unicode string>" in message else None
+        raise SynthtuneError(broken or usage_error_line(message, getattr(ex, "subcommand_parser", None) or self))
+
+
+class CommandArgumentParser(NamedConfigErrors, ArgumentParser):
+    """The parser of the data commands (``synthtune curate``, ...): jsonargparse's, with a config file that is
+    not valid YAML named in one line (:class:`NamedConfigErrors`)."""
+
+
+def broken_yaml_config(args: list[str]) -> str | None:
+    """One line naming the first ``--config`` file in ``args`` that is not valid YAML, where and why (a tab
+    in the indentation gets its fix), or None when every one parses."""
+    import yaml
+
+    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
+    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for name in files:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            continue
+        try:
+            yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            fix = "indent with spaces, not tabs" if "tab" in problem or "\\t" in problem else "fix the YAML there"
+            return f"{path}: not valid YAML{where} ({problem}); {fix}"
+    return None
 
 
 def _option_names(parser: ArgumentParser, section: str) -> list[str]:

@@ -73,3 +73,72 @@ class StepFile(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         Path(self.path).write_text(str(trainer.global_step))
+
+
+# ------------------------------------------------------------------ real filesystems: a small tmpfs, a full disk
+def mount_tmpfs(folder, size: str = "8m", read_only: bool = False) -> bool:
+    """Mount a tmpfs of ``size`` on ``folder`` (read-only with ``read_only``); False where mounting is not
+    allowed (not root, no CAP_SYS_ADMIN), so a test can fall back to ``ulimit -f`` or skip."""
+    import subprocess
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    return done.returncode == 0
+
+
+def remount_read_only(folder) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, capture_output=True)
+
+
+def unmount(folder) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill(folder) -> Path:
+    """Write ``<folder>/filler`` until the filesystem is full (ENOSPC); returns it (delete it to free the disk)."""
+    filler = Path(folder) / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        for size in (1 << 16, 512, 1):  # big chunks, then what is left is smaller than one
+            while True:
+                try:
+                    os.write(fd, bytes(size))
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+class FillDisk(Callback):
+    """Fills the filesystem of ``folder`` (:func:`fill`) at one point of a run: ``hook`` is a Lightning
+    callback hook name (``on_fit_start``, ``on_train_batch_end``, ``on_predict_epoch_end``, ...); with
+    ``batch``, only at that batch index. Another process filling the disk mid-run, on a real filesystem."""
+
+    def __init__(self, folder: str, hook: str, batch: int = -1) -> None:
+        self.folder, self.hook, self.batch = folder, hook, batch
+        self.done = False
+
+    def _maybe(self, hook: str, batch_idx: int = -1) -> None:
+        if not self.done and hook == self.hook and self.batch in (-1, batch_idx):
+            fill(self.folder)
+            self.done = True
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._maybe("on_fit_start")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._maybe("on_train_batch_end", batch_idx)
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._maybe("on_predict_batch_start", batch_idx)
+
+    def on_predict_epoch_end(self, trainer, pl_module) -> None:
+        self._maybe("on_predict_epoch_end")

@@ -31,7 +31,8 @@ from rich.console import Console
 from rich.text import Text
 
 from synthtune.errors import SynthtuneError
-from synthtune.paths import OutputLock, atomic_write_json, atomic_write_jsonl, ensure_writable_dir
+from synthtune.paths import OutputLock, atomic_write_json, atomic_write_jsonl, with_filename
+from synthtune.preflight import check_output_file
 from synthtune.records import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,7 @@ class JsonlPredictionWriter(BasePredictionWriter):
             atomic_write_jsonl(output, merged)
             for path in shards:
                 path.unlink(missing_ok=True)
+            self._report_length_cap(output, merged)  # the summary counts the folded rows too, not an older run's
         trainer.strategy.barrier("synthtune_writer_consolidated")
 
         if self._done:
@@ -217,10 +219,7 @@ class JsonlPredictionWriter(BasePredictionWriter):
 
     def _claim(self, output: Path) -> None:
         """Check that ``output`` can be written and take its lock, before any sample is generated."""
-        if output.is_dir():
-            raise SynthtuneError(f"--writer.output_path {output} is a directory; pass a file in it, "
-                                 f"e.g. --writer.output_path {output / DEFAULT_FILE_NAME}")
-        ensure_writable_dir(output.parent, "samples", "pass --writer.output_path in a folder you can write to")
+        check_output_file(output, "--writer.output_path", DEFAULT_FILE_NAME, "samples")  # a link is written through
         self._lock = OutputLock(output)
         self._lock.acquire()
 
@@ -320,11 +319,14 @@ class JsonlPredictionWriter(BasePredictionWriter):
             lines.append(json.dumps(clean, ensure_ascii=False) + "\n")
         if not lines:
             return
-        if self._handle is None:
-            self._handle = self._shard.open("a", encoding="utf-8")
-        self._handle.write("".join(lines))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        try:
+            if self._handle is None:
+                self._handle = self._shard.open("a", encoding="utf-8")
+            self._handle.write("".join(lines))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:  # a full disk: the batches before this one stay, and the next run resumes after them
+            raise with_filename(exc, self._shard) from exc
 
     def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                              batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -351,8 +353,8 @@ class JsonlPredictionWriter(BasePredictionWriter):
 
     def _close(self) -> None:
         if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None  # closed once, even when the close fails (a full disk)
+            handle.close()
 
     # ----------------------------------------------------------------- end of prediction
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -412,9 +414,14 @@ class JsonlPredictionWriter(BasePredictionWriter):
             console.print(Text(f"[{row['id']}] ", style="cyan") + Text(text))
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        """Close the shard so what was written so far stays on disk for the next resume."""
-        self._close()
-        self._release()
+        """Close the shard so what was written so far stays on disk for the next resume; release the lock even
+        when the close fails too (the disk that stopped the run is full)."""
+        try:
+            self._close()
+        except OSError:
+            pass  # the batch that failed is the only unflushed text; the rows before it are on disk
+        finally:
+            self._release()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._close()

@@ -25,6 +25,8 @@ from synthtune.commands.score import mauve, novelty
 from synthtune.commands.sweep import sweep
 from synthtune.commands.synalign import evaluate, select
 from synthtune.errors import SynthtuneError
+from synthtune.preflight import claimed_outputs
+from synthtune.usage_errors import CommandArgumentParser
 
 Command = Callable[..., Any]
 
@@ -59,7 +61,7 @@ def command_lines() -> list[tuple[str, str]]:
 def function_parser(function: Command, prog: str) -> ArgumentParser:
     """A jsonargparse parser of ``function``'s typed arguments, with ``--config`` and ``--print_config``."""
     doc = inspect.getdoc(function) or ""
-    parser = ArgumentParser(prog=prog, description=doc.split("\n\nArgs:")[0])
+    parser = CommandArgumentParser(prog=prog, description=doc.split("\n\nArgs:")[0])
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
     parser.add_function_arguments(function, as_group=False)
     hints = typing.get_type_hints(function)
@@ -75,7 +77,7 @@ def build_parser(name: str) -> ArgumentParser:
     if not isinstance(target, dict):
         return function_parser(target, f"synthtune {name}")
     module_doc = sys.modules[next(iter(target.values())).__module__].__doc__ or ""
-    parser = ArgumentParser(prog=f"synthtune {name}", description=module_doc.split("\n")[0])
+    parser = CommandArgumentParser(prog=f"synthtune {name}", description=module_doc.split("\n")[0])
     subcommands = parser.add_subcommands(required=True, dest="subcommand")
     for sub, function in target.items():
         subcommands.add_subcommand(sub, function_parser(function, f"synthtune {name} {sub}"), help=summary(function))
@@ -99,4 +101,5 @@ def run_command(name: str, argv: list[str]) -> Any:
         if EXTRA not in parameters:
             raise SynthtuneError(f"`synthtune {name}` takes no arguments after --; remove `-- {' '.join(tail)}`")
         kwargs[EXTRA] = [*kwargs.get(EXTRA, []), *tail]
-    return function(**kwargs)
+    with claimed_outputs(function, kwargs):  # every output checked and locked before any work
+        return function(**kwargs)

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from synthtune.curation.cluster_select import field_texts
 from synthtune.errors import SynthtuneError
-from synthtune.records import read_jsonl, require_fields
+from synthtune.records import read_jsonl_lines, require_fields
 
 
 def report_path(output: str | Path) -> Path:
@@ -17,11 +17,10 @@ def report_path(output: str | Path) -> Path:
 
 
 def read_rows(path: str | Path, strict: bool) -> tuple[list[dict[str, Any]], int]:
-    """Rows of a JSONL file and how many non-blank lines were broken (skipped by ``read_jsonl``)."""
-    rows = read_jsonl(path, strict=strict)
-    with Path(path).open("r", encoding="utf-8") as fh:
-        nonblank = sum(1 for line in fh if line.strip())
-    return rows, nonblank - len(rows)
+    """Rows of a JSONL file (gzip and a JSON array too) and how many broken lines ``read_jsonl_lines`` skipped
+    (a line that is not valid UTF-8 among them)."""
+    rows, broken = read_jsonl_lines(path, strict=strict)
+    return rows, len(broken)
 
 
 def read_input(path: str | Path, field: str, strict: bool, verb: str) -> tuple[list[dict[str, Any]], int]:
