@@ -143,7 +143,7 @@ def lora_tune(model: torch.nn.Module, sequences: Sequence[Sequence[int]], pad_id
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
             print(f"  step {step + 1}/{steps} loss {sum(losses[-log_every:]) / log_every:.4f}", flush=True)
     model.eval()
