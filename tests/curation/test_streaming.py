@@ -252,3 +252,62 @@ def test_unit_reader_matches_read_jsonl(small):
     units = plan_units(str(folder / "gen.jsonl"), 10_000)
     texts = [t for unit in units for t in read_unit(unit, "text").texts]
     assert texts == [r["text"] for r in read_jsonl(folder / "gen.jsonl")]
+
+
+def _doc_yaml() -> str:
+    """The Slurm engine config shown in docs/curation.md (the first ```yaml block)."""
+    text = (REPO / "docs/curation.md").read_text(encoding="utf-8")
+    return text.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+FAKE_SBATCH = """#!/bin/bash
+# records each submission (arguments and script) and answers like sbatch
+n=$(ls "$SUBMITTED" | grep -c args)
+echo "$@" > "$SUBMITTED/$n.args"
+cp "${@: -1}" "$SUBMITTED/$n.slurm"
+echo "Submitted batch job $((1000 + n))"
+"""
+
+
+def test_slurm_executor_submits_four_chained_jobs_that_finish_the_curation(small, tmp_path, monkeypatch):
+    folder, _ = small
+    bin_dir, submitted = tmp_path / "bin", tmp_path / "submitted"
+    bin_dir.mkdir()
+    submitted.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    (bin_dir / "sbatch").chmod(0o755)
+    (bin_dir / "scontrol").write_text("#!/bin/bash\necho node1\n")  # `scontrol show hostnames` on one node
+    (bin_dir / "scontrol").chmod(0o755)
+    config = tmp_path / "slurm.yaml"
+    config.write_text(_doc_yaml())
+    out, work = tmp_path / "out.jsonl", tmp_path / "work"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SUBMITTED": str(submitted)}
+    args = ["--input", str(folder / "gen.jsonl"), "--output", str(out), "--num_samples", "400", "--clusters", "25",
+            "--svd_components", "12", "--seed", "5", "--executor", "slurm", "--engine_config", str(config),
+            "--work_dir", str(work)]
+    result = subprocess.run([sys.executable, "-m", "synthtune.cli", "curate", *args], cwd=REPO, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "submitted to Slurm" in result.stdout and not out.exists()
+    count = len(list(submitted.glob("*.args")))
+    submissions = [(submitted / f"{i}.args").read_text() + (submitted / f"{i}.slurm").read_text() for i in range(count)]
+    job_of = {}
+    for stage in ("scan", "fit", "assign", "write"):
+        [index] = [i for i, text in enumerate(submissions) if f"logs/{stage}/executor.pik" in text]
+        job_of[stage] = 1000 + index
+        assert "#SBATCH --partition=cpu" in submissions[index] and "#SBATCH --time=02:00:00" in submissions[index]
+    for stage, before in (("fit", "scan"), ("assign", "fit"), ("write", "assign")):  # each waits for the one before
+        text = submissions[job_of[stage] - 1000]
+        assert f"--dependency=afterok:{job_of[before]}" in text, stage
+    # play the cluster: run each stage's array tasks in order, as Slurm would
+    for stage in ("scan", "fit", "assign", "write"):
+        ranks = json.loads((work / "logs" / stage / "ranks_to_run.json").read_text())
+        for task in range(len(ranks)):
+            subprocess.run(["launch_pickled_pipeline", str(work / "logs" / stage / "executor.pik")], cwd=REPO,
+                           env={**env, "SLURM_ARRAY_TASK_ID": str(task), "RUN_OFFSET": "0",
+                                "SLURM_NODELIST": "node1"}, check=True,
+                           capture_output=True)
+    streaming_curate(str(folder / "gen.jsonl"), str(tmp_path / "s.jsonl"), CurateSettings(**SETTINGS), workers=1)
+    assert out.read_text() == (tmp_path / "s.jsonl").read_text()
+    report = json.loads(report_path(out).read_text())
+    assert report["executor"] == "datatrove-slurm" and report["output"] == 400
