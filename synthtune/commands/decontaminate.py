@@ -9,6 +9,8 @@ from typing import Any, Optional
 from synthtune.commands.files import check_distinct, print_table, read_input, reference_texts, report_path
 from synthtune.curation.cluster_select import field_texts
 from synthtune.curation.decontaminate import DEFAULT_NGRAM, decontaminate as drop_contaminated
+from synthtune.curation.streaming_command import streaming_decontaminate, use_scaled_path
+from synthtune.curation.streaming_curate import CurateSettings
 from synthtune.paths import atomic_write_json, atomic_write_jsonl
 
 
@@ -20,6 +22,8 @@ def decontaminate(
     reference_field: Optional[str] = None,
     ngram: int = DEFAULT_NGRAM,
     strict: bool = False,
+    streaming: Optional[bool] = None,
+    workers: Optional[int] = None,
 ) -> dict[str, Any]:
     """Drop rows that share a word n-gram with a reference set (SoftSRV App. A.3).
 
@@ -33,10 +37,22 @@ def decontaminate(
         reference_field: text field of the reference rows (default: field).
         ngram: n-gram length.
         strict: fail on broken JSON lines instead of skipping them.
+        streaming: bounded-memory path (docs/curation.md); default: for inputs over 256 MB, folders, globs, Parquet.
+        workers: processes of the streaming path (default: every CPU).
     """
     start = time.perf_counter()
     out = Path(output)
     check_distinct(out, input, reference)
+    if use_scaled_path(input, streaming, None):
+        reference_field = reference_field or field
+        base = {"command": "decontaminate", "input_path": str(input), "reference_path": str(reference),
+                "output_path": str(out), "field": field, "reference_field": reference_field, "ngram": ngram,
+                "num_references": len(reference_texts(reference, reference_field, strict))}
+        settings = CurateSettings(field=field, ngram=ngram, strict=strict, reference_path=str(reference),
+                                  reference_field=reference_field)
+        report = streaming_decontaminate(str(input), str(out), settings, base, str(report_path(out)), workers)
+        _print_summary(input, out, report)
+        return report
     rows, broken = read_input(input, field, strict, "decontaminate")
     texts = field_texts(rows, field, str(input))
     reference_field = reference_field or field
@@ -61,13 +77,19 @@ def decontaminate(
         "output": len(result.kept),
         "seconds": round(time.perf_counter() - start, 3),
     }
+    report["executor"] = "in-memory"
     atomic_write_json(report_path(out), report)
+    _print_summary(input, out, report)
+    return report
+
+
+def _print_summary(input: str, out: Path, report: dict[str, Any]) -> None:
+    ngram, broken = report["ngram"], report["broken_lines_skipped"]
     print_table(f"decontaminate ({ngram}-grams): {input} -> {out}", [
         ("input lines", report["input"]),
         ("broken lines skipped", broken),
-        ("references", len(references)),
+        ("references", report["num_references"]),
         ("dropped", report["decontaminated_dropped"]),
         ("contamination rate", report["contamination_rate"]),
         ("output", report["output"]),
     ])
-    return report

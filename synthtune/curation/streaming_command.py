@@ -74,3 +74,52 @@ def run_scaled(input: str, output: str, settings: CurateSettings, report_base: d
     report = compose_report(report_base, counts, started)
     atomic_write_json(report_path, report)
     return report
+
+
+def streaming_decontaminate(input: str, output: str, settings: CurateSettings, report_base: dict[str, Any],
+                            report_path: str, workers: Optional[int]) -> dict[str, Any]:
+    """``synthtune decontaminate`` on the streaming path: every row without a reference n-gram, in input order.
+
+    Args:
+        input: the input spec.
+        output: the JSONL output (written atomically).
+        settings: field, n-gram length, reference and strictness (``select`` is set False here).
+        report_base: the command's own report entries.
+        report_path: where the report goes.
+        workers: worker processes (None or 0: every CPU).
+    """
+    import numpy as np
+
+    from synthtune.curation.engine_datatrove import compose_report
+    from synthtune.curation.streaming_curate import (
+        SampleKeeper,
+        _map,
+        _scan_task,
+        load_reference,
+        merge_scans,
+        resolve_workers,
+        write_chosen,
+    )
+    from synthtune.curation.streaming_input import plan_units
+    from synthtune.paths import atomic_write_json
+
+    started = time.time()
+    settings.select, settings.sample_size, settings.n_clusters = False, 1, 1
+    workers = resolve_workers(workers)
+    units = plan_units(input)
+    reference = load_reference(settings)
+    scans = []
+    for scan in _map(_scan_task, units, workers, (settings, reference, None)):
+        scan.sample_keys, scan.sample_rows, scan.sample_texts = np.empty(0, np.uint64), np.empty(0, np.int64), []
+        scans.append(scan)
+    merged = merge_scans(scans, SampleKeeper(1), settings)
+    if merged.counts["rows_read"] == 0:
+        raise SynthtuneError(f"{input}: no rows to decontaminate; check the input file")
+    written = write_chosen(units, [s.offsets for s in scans], merged.unit_rows, np.flatnonzero(merged.pool), output)
+    counts = {key: merged.counts[key] for key in ("input", "broken_lines_skipped", "decontaminated_dropped",
+                                                  "contamination_rate")}
+    counts.update(num_reference_ngrams=int(len(reference)), dropped_rows=np.flatnonzero(~merged.pool)[:100].tolist(),
+                  output=written, executor="streaming", workers=workers, units=len(units))
+    report = compose_report(report_base, counts, started)
+    atomic_write_json(report_path, report)
+    return report

@@ -311,3 +311,18 @@ def test_slurm_executor_submits_four_chained_jobs_that_finish_the_curation(small
     assert out.read_text() == (tmp_path / "s.jsonl").read_text()
     report = json.loads(report_path(out).read_text())
     assert report["executor"] == "datatrove-slurm" and report["output"] == 400
+
+
+def test_cli_decontaminate_streaming_equals_in_memory(small, tmp_path):
+    folder, _ = small
+    out_memory, out_streaming = tmp_path / "m.jsonl", tmp_path / "s.jsonl"
+    common = ["--input", str(folder / "gen.jsonl"), "--reference", str(folder / "ref.jsonl")]
+    run_command("decontaminate", [*common, "--output", str(out_memory)])
+    run_command("decontaminate", [*common, "--output", str(out_streaming), "--streaming", "true", "--workers", "1"])
+    assert out_memory.read_text() == out_streaming.read_text()
+    memory = json.loads(report_path(out_memory).read_text())
+    streamed = json.loads(report_path(out_streaming).read_text())
+    assert streamed["executor"] == "streaming" and set(memory) <= set(streamed)
+    for key in ("input", "broken_lines_skipped", "num_references", "num_reference_ngrams", "decontaminated_dropped",
+                "contamination_rate", "dropped_rows", "output"):
+        assert memory[key] == streamed[key], key
