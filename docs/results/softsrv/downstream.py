@@ -159,7 +159,7 @@ def main(
     evaluation_field: str = "question",
     backbone: str = DEFAULT_BACKBONE,
     rows: int = 500,
-    steps: int = 250,
+    steps: int = 100,
     batch_size: int = 8,
     lr: float = 1e-3,
     lora_r: int = 8,
