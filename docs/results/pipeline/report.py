@@ -4,8 +4,8 @@ S is the SoftSRV comparison's run root (its SS_MC runs ``ss_mc/seed<s>`` are the
 (runs/results-pipeline, one folder ``seed<s>`` per SS_MC fit). For every set it reads the MAUVE reports with
 MiniLM features (the space the MMD weights were fitted in) and with SmolLM2-135M features (a space they were not
 fitted in) and counts the distinct rows; a cell is the mean ± sample std over the seeds, with the mean k-means
-spread beside it. Prints the markdown table, writes ``combinations.png`` (FIG_DIR, default next to this file) and
-``summary.json`` into R; unfinished rows show as pending.
+spread beside it. Prints the markdown table and writes ``combinations.png`` and ``summary.json`` (every per-run
+number, to commit beside the page) into FIG_DIR (default: next to this file); unfinished rows show as pending.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def main(softsrv_root: str, root: str, figures: str = str(HERE)) -> None:
             bars[bar] = {"MiniLM": [x["mauve_minilm"] for x in runs],
                          "SmolLM2-135M": [x["mauve_smollm2"] for x in runs if x["mauve_smollm2"] is not None]}
     print("\n".join(lines))
-    atomic_write_json(r / "summary.json", table)
+    atomic_write_json(Path(figures) / "summary.json", table)  # committed next to the page
     if bars:
         path = Path(figures) / "combinations.png"
         plot_grouped_bars(bars, path, ylabel="MAUVE vs GSM8K test",

@@ -6,7 +6,7 @@ MiniLM (``<stem>.mauve.json``) and SmolLM2-135M features (``<stem>.mauve-smollm2
 (``<stem>.novelty.json``) and the samples (EOS, '?'), and for the downstream table ``downstream/<row>.seed<s>.json``
 and ``downstream/untuned.json``. A MAUVE cell is the mean ± sample std over the runs, with the mean of the runs'
 own k-means spreads beside it. Prints the markdown tables, writes ``mauve.png`` and ``downstream.png`` next to this
-file and ``summary.json`` (every per-run number the tables are computed from) into RUN_ROOT. A row with no finished
+file, and ``summary.json`` (every per-run number the tables are computed from, to commit beside the page) there too. A row with no finished
 run is shown as pending.
 """
 
@@ -126,7 +126,8 @@ def main(root: str, figures: str = str(HERE)) -> None:
             out.append(f"| {label} | {spread(runs, 'nll_per_token', digits=4)} | {mean_of(runs, 'train_loss_first', 3)} "
                        f"→ {mean_of(runs, 'train_loss_last', 3)} |")
     print("\n".join(out))
-    atomic_write_json(base / "summary.json", {"mauve_and_novelty": table, "downstream": tuned, "untuned": floor})
+    # every per-run number the tables come from, committed next to the page (FIG_DIR)
+    atomic_write_json(fig_dir / "summary.json", {"mauve_and_novelty": table, "downstream": tuned, "untuned": floor})
     bars = {label.replace(" (ceiling)", "\n(ceiling)").replace(", ", "\n"):
             {"MiniLM": values(runs, "mauve_minilm"), "SmolLM2-135M": values(runs, "mauve_smollm2")}
             for label, runs in table.items() if runs}
