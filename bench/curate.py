@@ -117,8 +117,9 @@ MODES = {
 }
 
 
-def timed(command: list[str]) -> tuple[float, float, int, str]:
-    """``command`` under ``/usr/bin/time -v``: wall seconds, peak RSS in GB, exit status, stderr tail."""
+def timed(command: list[str]) -> tuple[float, float, int, str, float]:
+    """``command`` under ``/usr/bin/time -v``: wall seconds, peak RSS in GB (of the largest process: the
+    main one or a worker), exit status, stderr tail, and CPU seconds (user + system, workers included)."""
     import subprocess
 
     result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
@@ -128,7 +129,8 @@ def timed(command: list[str]) -> tuple[float, float, int, str]:
     if wall:
         for part in wall.group(1).split(":"):
             seconds = seconds * 60 + float(part)
-    return seconds, (int(rss.group(1)) / 1e6 if rss else float("nan")), result.returncode, result.stderr[-2000:]
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): (\S+)", result.stderr))
+    return seconds, (int(rss.group(1)) / 1e6 if rss else float("nan")), result.returncode, result.stderr[-2000:], cpu
 
 
 def quiet_cores(pause: bool):
@@ -174,20 +176,20 @@ def scale(args: argparse.Namespace) -> int:
             name = {"memory": "in-memory", "streaming": "streaming, 2 workers", "local": "datatrove local, 2 workers"}[mode]
             out = data / f"curated-{n}-{mode}.jsonl"
             if mode == "memory" and n > args.memory_max:
-                rows.append(f"| {n:,} | {name} | not run | - | - | - | needs more memory than this machine has "
+                rows.append(f"| {n:,} | {name} | not run | - | - | - | - | needs more memory than this machine has "
                             f"(see the growth below) |")
                 continue
             command = [sys.executable, "-m", "synthtune.cli", "curate", "--input", str(path), "--output", str(out),
                        "--num_samples", "50000", "--decontaminate", str(reference), "--seed", "0", *MODES[name]]
             with quiet_cores(not args.no_pause):
-                seconds, rss, code, tail = timed(command)
+                seconds, rss, code, tail, cpu = timed(command)
             if code != 0:
                 print(tail, flush=True)
-                rows.append(f"| {n:,} | {name} | failed (exit {code}) | {seconds:.0f} | {rss:.2f} | - | - |")
+                rows.append(f"| {n:,} | {name} | failed (exit {code}) | {seconds / 60:.1f} | {cpu:.0f} | {rss:.2f} | - | - |")
             else:
                 report = json.loads(Path(f"{out}.report.json").read_text())
                 rows.append(
-                    f"| {n:,} | {name} | {seconds:.0f} | {seconds / 60:.1f} | {rss:.2f} | {report['output']:,} | "
+                    f"| {n:,} | {name} | {seconds:.0f} | {seconds / 60:.1f} | {cpu:.0f} | {rss:.2f} | {report['output']:,} | "
                     f"after dedup {report['after_dedup']:,}, contaminated {report['decontaminated_dropped']:,}, "
                     f"clusters used {report['clusters_used']} |")
             print(rows[-1], flush=True)
@@ -199,8 +201,9 @@ def scale(args: argparse.Namespace) -> int:
                      "(1,300 references) under `/usr/bin/time -v`, the input built by `write_corpus` (20 % exact "
                      "duplicates, 1 % renumbered test questions). The two data_efficiency experiments were paused "
                      "(SIGSTOP) during each run; other helpers' tests may have run at the same time.",
-                     "", "| rows | path | wall s | wall min | peak RSS GB | output | detail |",
-                     "|---:|---|---:|---:|---:|---:|---|", *rows]
+                     "", "| rows | path | wall s | wall min | CPU s (user+sys, workers too) | peak RSS GB (largest process) "
+                     "| output | detail |",
+                     "|---:|---|---:|---:|---:|---:|---:|---|", *rows]
             if not args.no_write:
                 write_section(SCALE_SECTION, "\n".join(lines) + "\n")
     return 0
