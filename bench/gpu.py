@@ -8,6 +8,9 @@ bf16 autocast, SDPA attention; optionally activation checkpointing and torch.com
 2. Prompt-tuning training step (forward + backward + SGD): PromptTuningModule's ``loss_on``, the
    verbalizer cross-entropy of its supervised step.
 3. Generation: ``sample_from_prefix`` (synthtune's sampler, the predict path) from SoftSRV prompts.
+4. With ``--vllm``: the same generation through ``engine: vllm`` (the prompts as ``prompt_embeds``, ``max_num_seqs``
+   = the batch, rows run to ``--new-tokens``); the engine's start-up is reported apart, not in the timed run.
+   Needs vLLM (on a GPU machine ``bash scripts/setup.sh --engine vllm`` installs the ``vllm`` package in .venv-vllm).
 
 MFU (model FLOPs utilisation) = model FLOP/s ÷ the device's peak bf16 FLOP/s (a table of known GPUs,
 else a measured bf16 matmul). Model FLOPs count the matmul weights N (every 2-D weight but the input
@@ -19,6 +22,7 @@ these lengths), as is common for MFU.
     python bench/gpu.py                                   # SmolLM2-135M on the GPU it finds
     python bench/gpu.py --backbone Qwen/Qwen2.5-7B --gradient-checkpointing --compile
     python bench/gpu.py --device cpu --quick --backbone <folder>   # smoke test (tests run this)
+    .venv-vllm/bin/python bench/gpu.py --vllm                     # adds the vLLM engine's generation row
 
 Without a GPU (and without ``--device cpu``) it prints one line saying so and exits.
 """
@@ -179,6 +183,34 @@ def generation(args: argparse.Namespace) -> dict:
             "positions": tokens}
 
 
+def vllm_generation(args: argparse.Namespace) -> dict:
+    """:func:`generation` through the vLLM engine: the same SoftSRV prompts, computed by the module on the CPU,
+    go to vLLM as ``prompt_embeds``; vLLM holds its own copy of the backbone on the device."""
+    from synthtune.components.sampling_settings import SamplingSettings
+    from synthtune.lightning_modules import SoftSRVModule
+
+    options = {"max_num_seqs": args.gen_batch, "max_model_len": args.prompt_length + args.new_tokens + 8}
+    if args.device.startswith("cuda"):
+        options["gpu_memory_utilization"] = args.vllm_gpu_memory
+    module = SoftSRVModule(backbone=args.backbone, dtype=args.dtype, parameterization="np",
+                           prompt_length=args.prompt_length, engine="vllm", engine_options=options).eval()
+    prefix = module.prompts(torch.arange(args.gen_batch)).detach()
+    seeds = list(range(args.gen_batch))
+    settings = SamplingSettings(max_new_tokens=args.new_tokens)
+
+    def run() -> list[list[int]]:  # no EOS: every row runs its new tokens, as in the native row
+        return module.engine.sample_embeds(module.backbone, prefix, seeds, settings, eos_token_ids=[]).tokens
+
+    module.engine.llm()  # start-up, timed by the engine
+    run()  # warm-up
+    start = time.perf_counter()
+    out = run()
+    seconds = time.perf_counter() - start
+    tokens = sum(len(o) for o in out)
+    return {"what": f"generation, vLLM (batch {args.gen_batch})", "seconds": seconds, "tokens": tokens,
+            "positions": tokens, "startup": module.engine.startup_seconds}
+
+
 def with_rates(row: dict, n: int, peak: float, flops_per_position: int) -> dict:
     """Add tokens/s, model FLOP/s and MFU to a measurement."""
     flops = flops_per_position * n * row["positions"] / row["seconds"]
@@ -190,6 +222,8 @@ def markdown(rows: list[dict], header: dict) -> str:
              "| measurement | s per step/run | real tokens/s | model TFLOP/s | MFU |", "|---|---|---|---|---|"]
     lines += [f"| {r['what']} | {r['seconds']:.4f} | {r['tokens_per_s']:.0f} | {r['model_flops'] / 1e12:.3f} "
               f"| {r['mfu']:.1%} |" for r in rows]
+    lines += [f"\n{r['what']}: the engine started in {r['startup']:.1f} s (not in the timed run)" for r in rows
+              if r.get("startup") is not None]
     return "\n".join(lines) + "\n"
 
 
@@ -208,7 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", action="store_true", help="torch.compile the backbone's forward")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the whole script")
     ap.add_argument("--json", type=Path, default=None, help="also write the measurements to this file")
+    ap.add_argument("--vllm", action="store_true", help="also time generation through the vLLM engine")
+    ap.add_argument("--vllm-gpu-memory", type=float, default=0.5,
+                    help="vLLM's gpu_memory_utilization (the other rows' models share the GPU)")
     args = ap.parse_args(argv)
+    if args.vllm:
+        from synthtune.components.engines.vllm_engine import INSTALL_HINT, vllm_installed
+
+        if not vllm_installed():
+            print(f"error: --vllm needs vLLM, which is not installed in this environment; {INSTALL_HINT}",
+                  file=sys.stderr)
+            return 2
     if args.device is None:
         if not torch.cuda.is_available():
             print("no GPU found: bench/gpu.py measures CUDA devices (use --device cpu --quick for a smoke test)")
@@ -232,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [with_rates(softsrv_step(args, ids, mask), n, peak, train_flops),
             with_rates(prompt_tuning_step(args, ids, mask, bb.tokenizer), n, peak, train_flops),
             with_rates(generation(args), n, peak, 2)]
+    if args.vllm:
+        rows.append(with_rates(vllm_generation(args), n, peak, 2))
     header = machine_info(device=args.device, backbone=args.backbone, dtype=args.dtype,
                           matmul_params=f"{n / 1e6:.1f}M", peak=f"{peak / 1e12:.3g} TFLOP/s ({source})",
                           batch=str(args.batch), seq=str(args.seq), prompt_length=str(args.prompt_length),
