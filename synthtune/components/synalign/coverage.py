@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from synthtune.curation.embedding_map import project_2d
+from synthtune.components.projection import project_2d
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_png
 
