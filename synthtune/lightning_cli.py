@@ -31,8 +31,8 @@ from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
 from synthtune.callbacks.progress import use_run_progress_bar
 from synthtune.callbacks.run_config import RELATIVE_FLAG, RunConfigSaver, resolve_run_paths
 from synthtune.errors import SynthtuneError
-from synthtune.paths import local_path
 from synthtune.preflight import SPECIAL_CKPT, preflight
+from synthtune.records import FILE_SUFFIXES
 from synthtune.templates import verbatim_templates
 from synthtune.usage_errors import SynthtuneArgumentParser
 
@@ -122,9 +122,47 @@ class SynthtuneCLI(LightningCLI):
             log.warning("predicting without --ckpt_path: samples come from an untrained prompt")
 
 
+def _model_aliases() -> set[str]:
+    """Names a backbone option takes that are aliases, never folders (bundled GGUF models, MiniLM)."""
+    from synthtune.components.backbone import BUNDLED_MODELS
+    from synthtune.components.encoders import MINILM_NAMES
+
+    return {*BUNDLED_MODELS, *MINILM_NAMES}
+
+
+def local_path(key: str, value: str, cwd: str | os.PathLike) -> str:
+    """``value`` of config option ``key`` as the one absolute path of the local file or folder it names
+    relative to ``cwd``, or ``value`` unchanged when it names none. A run's checkpoint signature, its
+    saved ``config.yaml`` and its samples' ``params`` all record this form, so ``./tiny``, ``tiny`` and
+    ``/abs/tiny`` are one backbone, and a run folder works from any working directory.
+
+    A ``backbone`` option names a local folder whenever one exists there (as the loader reads it), unless
+    it is a bundled alias; any other option only when it reads as a path (a separator, a data-file
+    suffix): a split ``train`` stays a split even beside a folder ``train``. ``~`` is expanded, ``.``
+    and ``..`` are folded, symbolic links are kept (``models/current`` stays that link).
+
+    Args:
+        key: the dotted option name (``model.init_args.backbone``).
+        value: its value as given.
+        cwd: the folder relative paths are relative to (the working directory).
+    """
+    if not value or "://" in value:
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return os.path.normpath(path)
+    if key.rsplit(".", 1)[-1].endswith("backbone"):
+        if value in _model_aliases():
+            return value
+    elif not (os.sep in value or path.suffix.lower() in FILE_SUFFIXES):
+        return value
+    full = Path(cwd) / path
+    return os.path.normpath(full) if full.exists() else value
+
+
 def absolute_local_paths(config: Namespace) -> None:
     """Give every model/data option that names a local file or folder by a relative path (``./tiny``,
-    ``tiny``, ``data/train.jsonl``) its one absolute form (:func:`synthtune.paths.local_path`), in place,
+    ``tiny``, ``data/train.jsonl``) its one absolute form (:func:`local_path`), in place,
     before anything is built: the checkpoint signature, the saved ``config.yaml`` and the samples'
     ``params`` then agree, so ``predict --config <run>/config.yaml --ckpt_path last`` works from any
     working directory, as does ``fit --ckpt_path last`` with the relative path it was trained with."""

@@ -36,46 +36,6 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
-def _model_aliases() -> set[str]:
-    """Names a backbone option takes that are aliases, never folders (bundled GGUF models, MiniLM)."""
-    from synthtune.components.backbone import BUNDLED_MODELS
-    from synthtune.components.encoders import MINILM_NAMES
-
-    return {*BUNDLED_MODELS, *MINILM_NAMES}
-
-
-def local_path(key: str, value: str, cwd: str | os.PathLike) -> str:
-    """``value`` of config option ``key`` as the one absolute path of the local file or folder it names
-    relative to ``cwd``, or ``value`` unchanged when it names none. A run's checkpoint signature, its
-    saved ``config.yaml`` and its samples' ``params`` all record this form, so ``./tiny``, ``tiny`` and
-    ``/abs/tiny`` are one backbone, and a run folder works from any working directory.
-
-    A ``backbone`` option names a local folder whenever one exists there (as the loader reads it), unless
-    it is a bundled alias; any other option only when it reads as a path (a separator, a data-file
-    suffix): a split ``train`` stays a split even beside a folder ``train``. ``~`` is expanded, ``.``
-    and ``..`` are folded, symbolic links are kept (``models/current`` stays that link).
-
-    Args:
-        key: the dotted option name (``model.init_args.backbone``).
-        value: its value as given.
-        cwd: the folder relative paths are relative to (the working directory).
-    """
-    from synthtune.records import FILE_SUFFIXES
-
-    if not value or "://" in value:
-        return value
-    path = Path(value).expanduser()
-    if path.is_absolute():
-        return os.path.normpath(path)
-    if key.rsplit(".", 1)[-1].endswith("backbone"):
-        if value in _model_aliases():
-            return value
-    elif not (os.sep in value or path.suffix.lower() in FILE_SUFFIXES):
-        return value
-    full = Path(cwd) / path
-    return os.path.normpath(full) if full.exists() else value
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

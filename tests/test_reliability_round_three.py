@@ -67,7 +67,7 @@ def test_a_run_trained_on_relative_paths_predicts_and_resumes_from_anywhere(back
 
 
 def test_local_path_is_one_form_for_every_spelling(tmp_path):
-    from synthtune.paths import local_path
+    from synthtune.lightning_cli import local_path
 
     (tmp_path / "tiny").mkdir()
     (tmp_path / "train").mkdir()
