@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
@@ -68,12 +68,23 @@ class DataInfo:
         return "text_a" in self.text_fields
 
 
+@runtime_checkable
+class DescribesData(Protocol):
+    """The datamodule's side of the contract (what ``SynthtuneDataModule`` implements): a datamodule with
+    both methods, synthtune's or a user's own, is connected; the contract names no datamodule class, so
+    it sits below the datamodules that import it."""
+
+    def describe(self) -> DataInfo:
+        """What a model may need from this data (after ``setup``)."""
+
+    def set_ids_per_item(self, n: int) -> None:
+        """The model's output ids per predict item (for resume skipping)."""
+
+
 def connect(model: pl.LightningModule, datamodule: Any) -> DataInfo:
     """Hand ``datamodule``'s :class:`DataInfo` to ``model`` and tell the datamodule the model's
-    ``ids_per_item``. Without a synthtune datamodule the model gets an empty ``DataInfo``."""
-    from synthtune.datamodules.base import SynthtuneDataModule
-
-    synthtune_data = isinstance(datamodule, SynthtuneDataModule)
+    ``ids_per_item``. Without a datamodule that :class:`DescribesData` the model gets an empty ``DataInfo``."""
+    synthtune_data = isinstance(datamodule, DescribesData)
     info = datamodule.describe() if synthtune_data else DataInfo()
     model.connect(info)
     if synthtune_data:
