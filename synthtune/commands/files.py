@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from synthtune.curation.cluster_select import field_texts
+from synthtune.curation.reference import reference_texts  # noqa: F401 (the commands import it from here)
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_jsonl_lines, require_fields
 
@@ -30,15 +30,6 @@ def read_input(path: str | Path, field: str, strict: bool, verb: str) -> tuple[l
         raise SynthtuneError(f"{path}: no rows to {verb}; check the input file")
     require_fields(rows, [field], str(path))
     return rows, broken
-
-
-def reference_texts(path: str | Path, field: str, strict: bool) -> list[str]:
-    """The ``field`` texts of a non-empty reference file."""
-    rows, _ = read_rows(path, strict)
-    if not rows:
-        raise SynthtuneError(f"{path}: the reference file has no rows; pass a non-empty reference set")
-    require_fields(rows, [field], str(path))
-    return field_texts(rows, field, str(path))
 
 
 def check_distinct(output: Path, *inputs: str | Path | None) -> None:

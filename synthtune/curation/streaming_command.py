@@ -60,7 +60,7 @@ def run_scaled(input: str, output: str, settings: CurateSettings, report_base: d
     from synthtune.paths import atomic_write_json
 
     if settings.reference_path is not None:
-        from synthtune.commands.files import reference_texts
+        from synthtune.curation.reference import reference_texts
 
         report_base["num_references"] = len(
             reference_texts(settings.reference_path, settings.reference_field or settings.field, settings.strict))

@@ -138,7 +138,7 @@ def load_reference(settings: CurateSettings) -> Optional[np.ndarray]:
     """The hashed n-gram set of the reference file, or None without one."""
     if settings.reference_path is None:
         return None
-    from synthtune.commands.files import reference_texts
+    from synthtune.curation.reference import reference_texts
 
     texts = reference_texts(settings.reference_path, settings.reference_field or settings.field, settings.strict)
     return reference_ngram_hashes(texts, settings.ngram)
