@@ -12,8 +12,8 @@ from synthtune.commands.files import check_distinct, read_input, reference_texts
 from synthtune.components.encoders import DEFAULT_FEATURIZER, featurize
 from synthtune.curation.cluster_select import field_texts
 from synthtune.curation.embedding_map import plot_embedding_map
-from synthtune.curation.mauve_score import (AUTO_CLUSTERS, AUTO_CLUSTERS_RULE, DEFAULT_MAUVE_CLUSTERS, auto_clusters,
-                                            mauve_score, require_mauve)
+from synthtune.curation.mauve_score import (AUTO_CLUSTERS, AUTO_CLUSTERS_RULE, DEFAULT_MAUVE_CLUSTERS, SPREAD_NOTE,
+                                            auto_clusters, mauve_score, require_mauve)
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_json
 
@@ -23,9 +23,6 @@ def _subsample(texts: list[str], max_samples: int | None, rng: np.random.Generat
         return texts
     return [texts[i] for i in np.sort(rng.choice(len(texts), size=max_samples, replace=False))]
 
-
-#: What the ± of a MAUVE score is, said wherever one is shown.
-SPREAD_NOTE = "± is the spread over k-means seeds only, not over which rows were drawn"
 
 
 def ceiling_score(q: np.ndarray, texts: list[str], size: int, draws: int, clusters: int, seeds: int, seed: int,

@@ -18,6 +18,8 @@ DEFAULT_MAUVE_CLUSTERS = 32
 DEFAULT_MAUVE_SEEDS = (0, 1, 2)
 AUTO_CLUSTERS = "auto"
 AUTO_CLUSTERS_RULE = "max(2, round(n / 10)), n the smaller set's rows (mauve-text's own 'auto' heuristic)"
+#: What the ± of a MAUVE score is, said wherever one is shown.
+SPREAD_NOTE = "± is the spread over k-means seeds only, not over which rows were drawn"
 
 
 def auto_clusters(n_p: int, n_q: int) -> int:

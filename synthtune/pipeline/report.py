@@ -8,14 +8,19 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-from synthtune.commands.score import SPREAD_NOTE
+from synthtune.curation.mauve_score import SPREAD_NOTE
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes, atomic_write_png
-from synthtune.pipeline.runner import label_of
 from synthtune.records import read_jsonl
 
 LOSS_TAG = "train/loss"
 SAMPLE_CHARS = 300
+
+
+def label_of(row: dict[str, Any]) -> Optional[str]:
+    """A row's label as shown to people: its ``label_name``, else its ``label``, else None."""
+    label = row.get("label_name", row.get("label"))
+    return None if label is None else str(label)
 
 
 def _figure(width: float = 5.0, height: float = 3.5):

@@ -23,6 +23,7 @@ from synthtune.errors import SynthtuneError
 from synthtune.pipeline.lock import RootLock
 from synthtune.pipeline.manifest import (MANIFEST, UnreadableManifest, fingerprint, is_current, read_manifest, stage_key,
                                          versions, write_manifest)
+from synthtune.pipeline.report import label_of
 from synthtune.pipeline.stages import ORDER, ROWS, STAGES, Context
 from synthtune.records import read_jsonl
 
@@ -43,12 +44,6 @@ def selected_stages(enabled: list[str], stages: Optional[str], from_stage: Optio
     if from_stage:
         return enabled[enabled.index(from_stage):]
     return [name for name in enabled if name in names] if names else list(enabled)
-
-
-def label_of(row: dict[str, Any]) -> Optional[str]:
-    """A row's label as shown to people: its ``label_name``, else its ``label``, else None."""
-    label = row.get("label_name", row.get("label"))
-    return None if label is None else str(label)
 
 
 def row_counts(path: Path) -> dict[str, Any]:
