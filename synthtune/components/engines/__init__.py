@@ -5,7 +5,8 @@ tokenized text) built by :func:`build_engine` from ``--model.init_args.engine`` 
 imported only when it is chosen.
 """
 
-from synthtune.components.engines.engine import Engine, EngineName, build_engine
+from synthtune.components.engines.build import build_engine
+from synthtune.components.engines.engine import Engine, EngineName
 from synthtune.components.engines.sampling_params import sampling_params_kwargs
 
 __all__ = ["Engine", "EngineName", "build_engine", "sampling_params_kwargs"]

@@ -1,7 +1,7 @@
 """The one interface through which every generator samples, whatever runs the decoding.
 
 A generator (SoftSRV, DawGen, the template baselines and answers, SynAlign) builds its engine once with
-:func:`build_engine` and then asks it for tokens in one of two ways:
+:func:`~synthtune.components.engines.build.build_engine` and then asks it for tokens in one of two ways:
 
 * :meth:`Engine.sample_embeds`: input vectors (a soft prompt, or a label prompt followed by embedded
   context tokens), computed by the LightningModule, which stays the owner of its prompts;
@@ -16,14 +16,13 @@ does not depend on the batch it ran in, the number of ranks, or a resume.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import torch
 from torch import nn
 
 from synthtune.components.sampling import Sampled
 from synthtune.components.sampling_settings import SamplingSettings
-from synthtune.errors import SynthtuneError
 
 #: What ``--model.init_args.engine`` accepts.
 EngineName = Literal["native", "vllm"]
@@ -72,27 +71,3 @@ class Engine(ABC):
         files written before engines existed still resume; ``engine: vllm`` otherwise, so a resume never
         mixes the two engines' texts in one file)."""
         return {} if self.name == "native" else {"engine": self.name}
-
-
-def build_engine(name: str, options: Mapping[str, Any] | None, backbone) -> Engine:
-    """The engine ``name`` for ``backbone`` (a :class:`~synthtune.components.backbone.Backbone`).
-
-    Args:
-        name: ``native`` (synthtune's sampler) or ``vllm``.
-        options: keyword arguments of ``vllm.LLM`` for ``vllm`` (``tensor_parallel_size``, ``data_parallel_size``,
-            ``gpu_memory_utilization``, ``max_model_len``, ``max_num_seqs``, ...); must be empty for ``native``.
-        backbone: the frozen model the generator loaded (its folder and dtype are what vLLM loads).
-    """
-    options = dict(options or {})
-    if name == "native":
-        if options:
-            raise SynthtuneError(f"engine_options {sorted(options)} are vLLM's; drop --model.init_args.engine_options "
-                                 f"or pass --model.init_args.engine vllm")
-        from synthtune.components.engines.native import NativeEngine
-
-        return NativeEngine()
-    if name == "vllm":
-        from synthtune.components.engines.vllm_engine import VLLMEngine
-
-        return VLLMEngine(backbone, options)
-    raise SynthtuneError(f"unknown engine {name!r}; use native or vllm")
