@@ -27,6 +27,7 @@ cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 S="${S:-runs/results-softsrv}"   # the SoftSRV comparison's runs
 R="${R:-runs/results-pipeline}"
+FIGS="${FIGS:-docs/results/pipeline}"   # where report.py writes combinations.png and summary.json
 read -r -a SEED_LIST <<< "${SEEDS:-0 1 2}"
 mkdir -p "$R"
 
@@ -116,7 +117,7 @@ for job in "${jobs[@]}"; do
   echo "=== $job $(date -u +%FT%TZ)"
   case "$job" in
     gp|mmd|uniform|controls) per_seed "$job" ;;
-    report) python docs/results/pipeline/report.py "$S" "$R" ;;
+    report) python docs/results/pipeline/report.py "$S" "$R" "$FIGS" ;;
     *) echo "unknown job $job (jobs: gp mmd uniform controls report)" >&2; exit 2 ;;
   esac
 done
