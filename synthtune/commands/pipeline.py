@@ -8,8 +8,17 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.table import Table
 
+from synthtune.commands.curate import curate as curate_rows
+from synthtune.commands.decontaminate import decontaminate as decontaminate_rows
+from synthtune.commands.filter import filter_rows
+from synthtune.commands.score import mauve
+from synthtune.commands.synalign import select as select_demos
 from synthtune.errors import SynthtuneError
 from synthtune.pipeline import run_pipeline
+
+#: The data command each data stage runs (the pipeline imports no command; it is handed these).
+STEPS = {"select": select_demos, "filter": filter_rows, "curate": curate_rows, "decontaminate": decontaminate_rows,
+         "score": mauve}
 
 
 def pipeline(
@@ -62,7 +71,7 @@ def pipeline(
     done = run_pipeline(root, {"select": select, "fit": fit, "contexts": contexts, "predict": predict,
                                "filter": filter, "curate": curate, "decontaminate": decontaminate,
                                "answers": answers, "align": align, "score": score, "export": export, "report": report},
-                        stages=stages, from_stage=from_stage)
+                        stages=stages, from_stage=from_stage, steps=STEPS)
     table = Table(title=f"pipeline {root}")
     for column in ("stage", "status", "rows", "seconds"):
         table.add_column(column)

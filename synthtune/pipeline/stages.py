@@ -31,11 +31,22 @@ class Context:
         root: the pipeline's root folder (one sub-folder per stage).
         sections: enabled stage name -> its YAML section.
         done: stage name -> manifest of the stages finished so far (this run or an earlier one).
+        steps: stage name -> the data command it runs (``select``, ``filter``, ``curate``, ``decontaminate``,
+            ``score``), handed in by ``synthtune pipeline`` (:data:`synthtune.commands.pipeline.STEPS`): the
+            pipeline sits below the commands and imports none of them.
     """
 
     root: Path
     sections: dict[str, dict[str, Any]]
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    steps: dict[str, Callable[..., dict[str, Any]]] = field(default_factory=dict)
+
+    def step(self, stage: str) -> Callable[..., dict[str, Any]]:
+        """The data command ``stage`` runs."""
+        if stage not in self.steps:
+            raise SynthtuneError(f"the pipeline was given no command for its {stage} stage; run it with "
+                                 "`synthtune pipeline` (or pass steps=synthtune.commands.pipeline.STEPS)")
+        return self.steps[stage]
 
     def folder(self, stage: str) -> Path:
         """The folder ``stage`` writes into."""
@@ -247,10 +258,8 @@ def _select_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
 
 def _select_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
     """``synthtune synalign select``: GP exploration-aware demonstrations into ``demos.jsonl``."""
-    from synthtune.commands.synalign import select
-
     kwargs = command_kwargs(section, "select", ("output", "coverage_png"))
-    report = select(output=str(folder / DEMOS), **kwargs)
+    report = ctx.step("select")(output=str(folder / DEMOS), **kwargs)
     return {"demos": DEMOS}, report
 
 
@@ -306,29 +315,23 @@ def _filter_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
 def _filter_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
     """``synthtune filter``: keep the rows whose text agrees with their label, per label (the fit's DawGen
     prompts score them unless ``scorer: classifier``)."""
-    from synthtune.commands.filter import filter_rows
-
     kwargs = command_kwargs(section, "filter", ("input", "output", "report"))
     run = filter_run_folder(ctx, section)
     if run is not None:
         kwargs["run"] = str(run)
-    report = filter_rows(input=str(ctx.rows_before("filter")), output=str(folder / ROWS), **kwargs)
+    report = ctx.step("filter")(input=str(ctx.rows_before("filter")), output=str(folder / ROWS), **kwargs)
     return {"rows": ROWS}, report
 
 
 def _curate_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
-    from synthtune.commands.curate import curate
-
     kwargs = command_kwargs(section, "curate", ("input", "output"))
-    return {"rows": ROWS}, curate(input=str(ctx.rows_before("curate")), output=str(folder / ROWS), **kwargs)
+    return {"rows": ROWS}, ctx.step("curate")(input=str(ctx.rows_before("curate")), output=str(folder / ROWS), **kwargs)
 
 
 def _decontaminate_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
-    from synthtune.commands.decontaminate import decontaminate
-
     require(section, "decontaminate", "reference")
     kwargs = command_kwargs(section, "decontaminate", ("input", "output"))
-    report = decontaminate(input=str(ctx.rows_before("decontaminate")), output=str(folder / ROWS), **kwargs)
+    report = ctx.step("decontaminate")(input=str(ctx.rows_before("decontaminate")), output=str(folder / ROWS), **kwargs)
     return {"rows": ROWS}, report
 
 
@@ -357,8 +360,6 @@ def _score_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dic
     """MAUVE of the final rows (``mauve.json``, with the map) and, with ``raw_field``, of every raw sample
     (``mauve_raw.json``, its ``raw``), each against the same reference and, with ``ceiling``, next to as many real
     rows scored the same way."""
-    from synthtune.commands.score import mauve
-
     require(section, "score", "reference")
     kwargs = command_kwargs(section, "score", ("synthetic", "output", "plot"))
     raw_field = kwargs.pop("raw_field", None)  # PIPELINE_KEYS["score"]
@@ -366,9 +367,9 @@ def _score_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dic
     raw = None
     if raw_field:
         raw_kwargs = {**kwargs, "field": raw_field, "no_plot": True}
-        raw = mauve(synthetic=str(raw_rows(ctx)), output=str(folder / "mauve_raw.json"), **raw_kwargs)
+        raw = ctx.step("score")(synthetic=str(raw_rows(ctx)), output=str(folder / "mauve_raw.json"), **raw_kwargs)
         outputs["mauve_raw"] = "mauve_raw.json"
-    report = mauve(synthetic=str(ctx.rows_before("score")), output=str(folder / "mauve.json"),
+    report = ctx.step("score")(synthetic=str(ctx.rows_before("score")), output=str(folder / "mauve.json"),
                    plot=str(folder / "embedding_map.png"), **kwargs)
     if report.get("plot"):
         outputs["embedding_map"] = "embedding_map.png"
