@@ -5,16 +5,20 @@ YAML before it knows the option's type, so ``"Review ({stars} stars): {review_bo
 and is refused, and a leading ``- `` makes a list. :func:`verbatim_templates` rewrites every template option
 on the command line into the form a config file gives (``--data '{"init_args": {"text_template": VALUE}}'``,
 JSON-quoted), where the value is read as the string it is, exactly as in a YAML config. The options it
-rewrites are the ``__init__`` arguments annotated ``Template`` in :mod:`synthtune.lightning_modules` and
-:mod:`synthtune.datamodules`.
+rewrites are the ``__init__`` arguments annotated ``Template`` of the model and data classes the command line
+selects by ``class_path`` (directly or in its ``--config`` files): synthtune's or a user's own, found by type,
+never from a list of synthtune's classes, so this module imports none of them.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import typing
-from functools import cache
-from typing import NewType
+from pathlib import Path
+from typing import Any, NewType
+
+import yaml
 
 #: A text template with ``str.format`` fields in braces, e.g. ``"Question: {question}\nAnswer:"``.
 Template = NewType("Template", str)
@@ -28,35 +32,131 @@ def is_template(hint: typing.Any) -> bool:
     return hint is Template or Template in typing.get_args(hint)
 
 
-@cache
-def template_options() -> frozenset[str]:
-    """Names of the ``__init__`` arguments annotated ``Template`` in synthtune's models and datamodules."""
-    from synthtune import datamodules, lightning_modules
-
-    names = set()
-    for package in (lightning_modules, datamodules):
-        for cls in (getattr(package, name) for name in package.__all__):
-            hints = typing.get_type_hints(cls.__init__)
-            names.update(name for name, hint in hints.items() if is_template(hint))
-    return frozenset(names)
+def template_options(cls: type) -> frozenset[str]:
+    """Names of ``cls.__init__``'s arguments annotated ``Template`` (any class: synthtune's or a user's own)."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # hints that do not resolve name no template; jsonargparse reports the class itself
+        return frozenset()
+    return frozenset(name for name, hint in hints.items() if is_template(hint))
 
 
-def _template_option(arg: str) -> tuple[str, str] | None:
+def _read_yaml(path: Path) -> Any:
+    """A YAML file's content, or None when it cannot be read (the parser then reports it)."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+
+
+def _section_class_path(value: Any, cwd: Path) -> str | None:
+    """The class path a section's value names: ``ClassName``/``pkg.Class``, ``{class_path: ...}``, or a YAML
+    file holding either."""
+    if isinstance(value, dict):
+        found = value.get("class_path")
+        return found if isinstance(found, str) else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if value.endswith((".yaml", ".yml")) and (cwd / value).is_file():
+        return _section_class_path(_read_yaml(cwd / value), (cwd / value).parent)
+    if value.lstrip().startswith("{"):
+        try:
+            return _section_class_path(yaml.safe_load(value), cwd)
+        except yaml.YAMLError:
+            return None
+    return value.strip()
+
+
+def _config_class_paths(path: Path, found: dict[str, str], seen: frozenset[Path] = frozenset()) -> None:
+    """Record in ``found`` the class path of each section that the config file ``path`` sets, following its own
+    ``config:`` files first (relative to its folder), as jsonargparse reads them."""
+    path = path.resolve()
+    content = _read_yaml(path) if path not in seen else None
+    if not isinstance(content, dict):
+        return
+    inner = content.get("config")
+    for name in (inner if isinstance(inner, list) else [inner] if isinstance(inner, str) else []):
+        _config_class_paths(path.parent / name, found, seen | {path})
+    for section in SECTIONS:
+        for value in (content.get(section), content.get(f"{section}.class_path")):
+            class_path = _section_class_path(value, path.parent)
+            if class_path:
+                found[section] = class_path
+
+
+def class_paths(argv: list[str], cwd: str | Path = ".") -> dict[str, str]:
+    """``section -> class path`` of the model and data classes ``argv`` selects, directly (``--model X``,
+    ``--model.class_path X``, ``--model '{class_path: X}'``) or in a ``--config`` file; the last one given wins."""
+    cwd = Path(cwd)
+    found: dict[str, str] = {}
+    args = iter(argv)
+    for arg in args:
+        option, has_value, value = arg.partition("=")
+        if not option.startswith("--"):
+            continue
+        name = option[2:]
+        if name not in ("config", *SECTIONS, *(f"{s}.class_path" for s in SECTIONS)):
+            continue
+        if not has_value:
+            value = next(args, None)
+            if value is None:
+                break
+        if name == "config":
+            _config_class_paths(cwd / value, found)
+        else:
+            class_path = _section_class_path(value, cwd)
+            if class_path:
+                found[name.removesuffix(".class_path")] = class_path
+    return found
+
+
+def _subclass_named(base: type, name: str) -> type | None:
+    """An imported subclass of ``base`` called ``name`` (how a bare class name on the command line resolves)."""
+    stack = [base]
+    while stack:
+        cls = stack.pop()
+        if cls.__name__ == name:
+            return cls
+        stack += cls.__subclasses__()
+    return None
+
+
+def resolve_class(section: str, class_path: str) -> type | None:
+    """The class ``class_path`` names (``package.module.Class``, or a bare name of an imported model or
+    datamodule class), or None when nothing by that name can be imported (the parser then says so)."""
+    module, _, name = class_path.rpartition(".")
+    if not module:
+        import lightning.pytorch as pl
+
+        return _subclass_named(pl.LightningModule if section == "model" else pl.LightningDataModule, name)
+    try:
+        found = getattr(importlib.import_module(module), name, None)
+    except Exception:  # not importable here: jsonargparse reports the class path in one line
+        return None
+    return found if isinstance(found, type) else None
+
+
+def _template_option(arg: str, options: dict[str, frozenset[str]]) -> tuple[str, str] | None:
     """``(section, name)`` when ``arg`` (without ``=value``) names a template option, else None."""
     section, _, rest = arg[2:].partition(".") if arg.startswith("--") else ("", "", "")
     name = rest.removeprefix("init_args.")
-    return (section, name) if section in SECTIONS and name in template_options() else None
+    return (section, name) if name in options.get(section, ()) else None
 
 
-def verbatim_templates(argv: list[str]) -> list[str]:
+def verbatim_templates(argv: list[str], cwd: str | Path = ".") -> list[str]:
     """``argv`` with every ``--<section>[.init_args].<template> VALUE`` (or ``=VALUE``) given as
     ``--<section> '{"init_args": {"<template>": VALUE}}'``, so that VALUE reaches the option unchanged;
-    the order of the options, and every other argument, stay as they are."""
+    the order of the options, and every other argument, stay as they are. The template options are those of
+    the classes ``argv`` selects (:func:`class_paths`, config files read relative to ``cwd``)."""
+    options = {}
+    for section, class_path in class_paths(argv, cwd).items():
+        cls = resolve_class(section, class_path)
+        options[section] = template_options(cls) if cls is not None else frozenset()
     out: list[str] = []
     args = iter(argv)
     for arg in args:
         option, has_value, value = arg.partition("=")
-        found = _template_option(option)
+        found = _template_option(option, options)
         if found is None:
             out.append(arg)
             continue

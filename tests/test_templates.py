@@ -1,12 +1,15 @@
 """Every template option takes the user's text verbatim on the command line, as a YAML config would give it."""
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from synthtune import datamodules, lightning_modules
 from synthtune.cli import main, run_cli
-from synthtune.templates import template_options, verbatim_templates
+from synthtune.templates import class_paths, template_options, verbatim_templates
 
 REPO = Path(__file__).resolve().parents[1]
 # ": " (a YAML mapping), "{" (a flow mapping and a format field), "#" (a YAML comment), a leading "- " (a YAML
@@ -37,7 +40,9 @@ def printed_config(argv: list[str], capsys) -> dict:
 
 
 def test_every_template_option_has_a_case():
-    assert {option for _, _, option in CASES} == template_options()
+    found = {option for package in (lightning_modules, datamodules) for name in package.__all__
+             for option in template_options(getattr(package, name))}
+    assert {option for _, _, option in CASES} == found
 
 
 @pytest.mark.parametrize("config, section, option", CASES, ids=[option for _, _, option in CASES])
@@ -70,16 +75,56 @@ def test_the_datamodule_receives_the_template_and_renders_the_users_columns(tiny
     assert cli.datamodule.load_texts()[0] == "Review (1 stars): Review text number 0"
 
 
+PROMPT_TUNING = ["--model", "synthtune.lightning_modules.PromptTuningModule"]
+QA = ["--data.class_path", "synthtune.datamodules.QADataModule"]
+
+
 def test_verbatim_templates_rewrites_only_template_options_and_keeps_the_order():
-    argv = ["fit", "--config", "c.yaml", "--model.init_args.template", "a: b", "--data.init_args.limit", "3",
+    argv = ["fit", *PROMPT_TUNING, *QA, "--model.init_args.template", "a: b", "--data.init_args.limit", "3",
             "--data.prompt_template=Q: {question}", "--trainer.max_steps", "2"]
     assert verbatim_templates(argv) == [
-        "fit", "--config", "c.yaml", "--model", '{"init_args": {"template": "a: b"}}',
+        "fit", *PROMPT_TUNING, *QA, "--model", '{"init_args": {"template": "a: b"}}',
         "--data.init_args.limit", "3", "--data", '{"init_args": {"prompt_template": "Q: {question}"}}',
         "--trainer.max_steps", "2"]
+    text = ["--data=synthtune.datamodules.TextDataModule"]
     # A value that looks like an option is still the template's value; a missing value is left to argparse.
-    assert verbatim_templates(["--data.text_template", "-x"]) == ["--data", '{"init_args": {"text_template": "-x"}}']
-    assert verbatim_templates(["--data.text_template"]) == ["--data.text_template"]
-    # Names that are not template options, or not under model/data, are untouched.
-    assert verbatim_templates(["--trainer.template", "a: b", "--model.init_args.lr", "0.1"]) == [
-        "--trainer.template", "a: b", "--model.init_args.lr", "0.1"]
+    assert verbatim_templates([*text, "--data.text_template", "-x"]) == [
+        *text, "--data", '{"init_args": {"text_template": "-x"}}']
+    assert verbatim_templates([*text, "--data.text_template"]) == [*text, "--data.text_template"]
+    # Names that are not template options of the selected class, or not under model/data, are untouched.
+    assert verbatim_templates([*PROMPT_TUNING, "--trainer.template", "a: b", "--model.init_args.lr", "0.1",
+                               "--data.init_args.prompt_template", "a: b"]) == [
+        *PROMPT_TUNING, "--trainer.template", "a: b", "--model.init_args.lr", "0.1",
+        "--data.init_args.prompt_template", "a: b"]
+    # An option of another class than the one selected is not a template option here.
+    assert verbatim_templates([*text, "--data.prompt_template", "a: b"]) == [*text, "--data.prompt_template", "a: b"]
+
+
+USER_MODULE = """
+import lightning.pytorch as pl
+from synthtune.templates import Template
+
+
+class ReviewModule(pl.LightningModule):
+    def __init__(self, review_template: Template = "{text}", lr: float = 0.1):
+        super().__init__()
+        self.review_template = review_template
+"""
+
+
+def test_a_users_own_class_given_by_class_path_gets_its_template_options_verbatim(tmp_path, monkeypatch):
+    (tmp_path / "user_reviews.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "user_reviews", raising=False)
+    (tmp_path / "base.yaml").write_text("model:\n  class_path: user_reviews.ReviewModule\n")
+    (tmp_path / "task.yaml").write_text("config: base.yaml\nmodel.init_args.lr: 0.2\n")
+    # Found through a config file that reads another one, as jsonargparse reads them (relative to the file).
+    assert class_paths(["fit", "--config", str(tmp_path / "task.yaml")]) == {"model": "user_reviews.ReviewModule"}
+    argv = ["fit", "--config", "task.yaml", "--model.init_args.review_template", TRICKY, "--model.init_args.lr", "1"]
+    assert verbatim_templates(argv, cwd=tmp_path) == [
+        "fit", "--config", "task.yaml", "--model", json.dumps({"init_args": {"review_template": TRICKY}}),
+        "--model.init_args.lr", "1"]
+    # Given directly, and by its bare name once imported (as the parser resolves one).
+    for selected in (["--model.class_path", "user_reviews.ReviewModule"], ["--model", "ReviewModule"]):
+        assert verbatim_templates([*selected, "--model.review_template", "a: b"]) == [
+            *selected, "--model", '{"init_args": {"review_template": "a: b"}}']
