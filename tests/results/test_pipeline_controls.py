@@ -31,7 +31,8 @@ def test_matched_draw_holds_exactly_the_distinct_count(distinct, size):
 
 def test_main_writes_uniform_and_eos_controls(tmp_path):
     rows = [{"id": i, "text": f"q{i}", "hit_cap": i % 3 == 0} for i in range(30)]
-    mmd = [rows[i % 7] for i in range(30)]  # 7 distinct of 30
+    # an MMD draw: 7 distinct samples of 30 rows, each row renumbered with the sample it copies as synthetic_id
+    mmd = [{**rows[i % 7], "id": i, "synthetic_id": i % 7} for i in range(30)]
     (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mmd))
     report = controls.main(str(tmp_path / "s.jsonl"), str(tmp_path / "m.jsonl"), str(tmp_path / "out"))

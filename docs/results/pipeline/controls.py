@@ -50,9 +50,15 @@ def matched_draw(candidates: Sequence[int], distinct: int, size: int, seed: int)
     return rng.permutation(picks).tolist()
 
 
+def source_key(row: dict[str, Any]) -> Any:
+    """Which sample a row is: an MMD draw's ``synthetic_id`` (its own ``id`` is its position in the draw), else the
+    row's ``id``, else its text."""
+    return row.get("synthetic_id", row.get("id", row.get("text")))
+
+
 def distinct_ids(rows: Sequence[dict[str, Any]]) -> int:
-    """How many different samples a resampled file holds (by ``id``, else by text)."""
-    return len({r["id"] if "id" in r else r["text"] for r in rows})
+    """How many different samples a resampled file holds."""
+    return len({source_key(r) for r in rows})
 
 
 def read(path: str | Path) -> list[dict[str, Any]]:

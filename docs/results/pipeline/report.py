@@ -43,7 +43,9 @@ def numbers(rows_file: Path) -> Optional[dict[str, Any]]:
     if minilm is None:
         return None
     rows = [json.loads(line) for line in rows_file.read_text(encoding="utf-8").split("\n") if line.strip()]
-    return {"file": str(rows_file), "rows": len(rows), "distinct": len({r.get("id", r["text"]) for r in rows}),
+    # an MMD draw's rows carry the sample they copy as synthetic_id (their own id is the draw position)
+    distinct = len({r.get("synthetic_id", r.get("id", r["text"])) for r in rows})
+    return {"file": str(rows_file), "rows": len(rows), "distinct": distinct,
             "mauve_minilm": minilm["mean"], "kmeans_std_minilm": minilm["std"],
             "mauve_smollm2": smol["mean"] if smol else None, "kmeans_std_smollm2": smol["std"] if smol else None}
 
