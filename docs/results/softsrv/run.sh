@@ -29,7 +29,7 @@
 # Every job resumes: a fit continues from its last checkpoint, predict generates only the missing ids, and a
 # finished step (its output file exists) is skipped. Outputs go to runs/results-softsrv/ (override with R=...).
 # SMOKE=1 runs the same chain at toy size to check it end to end (2 fit steps, 64 samples of 32 tokens, 8 MAUVE
-# buckets, 5 downstream steps, 50 test questions; figures go to R, not next to this script):
+# buckets, 12 PT requests, 5 downstream steps, 50 test questions; figures go to R, not next to this script):
 #   SMOKE=1 SEEDS=0 R=/tmp/softsrv-smoke bash docs/results/softsrv/run.sh ss-mc real pt-temperature pt downstream report
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -40,7 +40,7 @@ R="${R:-runs/results-softsrv}"
 N=500 CLUSTERS=32 TEMP_REQUESTS=60 FIGS=docs/results/softsrv PT_REQUESTS=200 PT_STEP=100 PT_MAX_REQUESTS=1000
 FIT_EXTRA=() SAMPLE_EXTRA=() PT_EXTRA=() DS_EXTRA=() DS_EVAL=()
 if [ "${SMOKE:-0}" = 1 ]; then
-  N=64 CLUSTERS=8 TEMP_REQUESTS=4 FIGS="$R" PT_REQUESTS=12 PT_STEP=12 PT_MAX_REQUESTS=24
+  N=64 CLUSTERS=8 TEMP_REQUESTS=12 FIGS="$R" PT_REQUESTS=12 PT_STEP=12 PT_MAX_REQUESTS=24
   FIT_EXTRA=(--trainer.max_steps 2)
   SAMPLE_EXTRA=(--data.init_args.num_samples 64 --model.init_args.max_new_tokens 32)
   PT_EXTRA=(--model.init_args.max_new_tokens 160)
