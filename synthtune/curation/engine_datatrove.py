@@ -86,6 +86,9 @@ class _CurationStep(_PipelineStep):
     """
 
     type = "synthtune curate"
+    # per-unit tasks run side by side, one BLAS/OpenMP thread each; the one-task stages keep the process's
+    # threads, as the streaming path's fit does (k-means' early stop can see the thread count's rounding)
+    threads: Optional[int] = 1
 
     def __init__(self, work: str):
         super().__init__()
@@ -94,7 +97,10 @@ class _CurationStep(_PipelineStep):
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(int(os.environ.get("SYNTHTUNE_TASK_THREADS", "1"))):
+        if self.threads is None:
+            self.work_on(_load(self.work / JOB), rank)
+            return None
+        with threadpool_limits(self.threads):
             self.work_on(_load(self.work / JOB), rank)
         return None
 
@@ -118,6 +124,7 @@ class FitSample(_CurationStep):
     """One task: dedup over all units, the pool, the seeded sample and the fitted TF-IDF/SVD/k-means."""
 
     name = "fit sample"
+    threads = None
 
     def work_on(self, job: dict[str, Any], rank: int) -> None:
         settings: CurateSettings = job["settings"]
@@ -153,6 +160,7 @@ class SelectAndWrite(_CurationStep):
     """One task: the round-robin draw over the labels, the chosen rows and the report, each written atomically."""
 
     name = "select and write"
+    threads = None
 
     def work_on(self, job: dict[str, Any], rank: int) -> None:
         settings: CurateSettings = job["settings"]
