@@ -62,7 +62,8 @@ def test_overlaps_and_copy_shares_match_brute_force_counts(n):
                       else any(ngram_tokens(s) == ngram_tokens(t) for t in train) for s in samples)
     assert report["train"]["copies"] == brute_train
     # the verbatim copies (every 4th sample) are copies of their context; the made-up ones mostly not
-    assert all(c_exact[i] for i in range(0, 60, 4)) and 15 <= brute_ctx < 60
+    copied = [c_exact[i] for i in range(0, 60, 4)]
+    assert len(copied) == 15 and all(copied) and 15 <= brute_ctx < 60
     assert report["distinct_rows"] == len({" ".join(s.lower().split()) for s in samples})
 
 

@@ -26,7 +26,7 @@ def test_nll_per_token_is_the_mean_of_each_tokens_negative_log_probability(tiny_
     tok = load_tokenizer(tiny_llama)
     model = load_trainable_lm(tiny_llama, "fp32").eval()
     seqs = downstream.encode(tok, QUESTIONS, max_length=64)
-    assert all(s[-1] == tok.eos_token_id for s in seqs)
+    assert len(seqs) == len(QUESTIONS) and all(s[-1] == tok.eos_token_id for s in seqs)
     total, count = 0.0, 0
     with torch.no_grad():
         for s in seqs:
