@@ -227,6 +227,10 @@ downstream() {  # every finished run's first 500 questions through downstream.py
     [ -f "${rows%.jsonl}.mauve.json" ] || continue
     seed="$(basename "$(dirname "$rows")")"; seed="${seed#seed}"
     name="$(basename "$(dirname "$(dirname "$rows")")")"
+    if [ "$(grep -c . "$rows" || true)" -lt "$N" ]; then  # e.g. PT that stopped at PT_MAX_REQUESTS
+      echo "warning: $rows holds fewer than $N rows; not tuned on (every method gets the same rows)" >&2
+      continue
+    fi
     python docs/results/softsrv/downstream.py --train "$rows" --field "$([ "$name" = real ] && echo question || echo text)" \
       --rows "$N" --seed "$seed" --output "$d/$name.seed$seed.json" "${DS_EXTRA[@]}" "${DS_EVAL[@]}"
   done
