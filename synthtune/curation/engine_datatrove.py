@@ -24,6 +24,7 @@ filesystem every node sees for Slurm and Ray; it is deleted after a successful l
 from __future__ import annotations
 
 import hashlib
+from abc import abstractmethod
 import json
 import os
 import pickle
@@ -104,8 +105,9 @@ class _CurationStep(_PipelineStep):
             self.work_on(_load(self.work / JOB), rank)
         return None
 
+    @abstractmethod
     def work_on(self, job: dict[str, Any], rank: int) -> None:
-        raise NotImplementedError
+        """Do task ``rank`` of this stage for ``job`` (each subclass is one stage of the curation)."""
 
 
 class ScanUnits(_CurationStep):
