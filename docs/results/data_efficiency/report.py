@@ -44,7 +44,8 @@ def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def summarize(lines: list[dict], task: str) -> list[dict]:
+def grouped(lines: list[dict], task: str) -> tuple[np.ndarray, dict[tuple, dict[int, dict]]]:
+    """The test labels of ``task`` and the result lines as (tag, k, condition) -> seed -> line."""
     from synthtune.tasks import load_task, read_labeled
 
     spec = load_task(task)
@@ -52,6 +53,11 @@ def summarize(lines: list[dict], task: str) -> list[dict]:
     cells: dict[tuple, dict[int, dict]] = defaultdict(dict)
     for line in lines:
         cells[(line["tag"], line["k"], line["condition"])][line["seed"]] = line
+    return labels, cells
+
+
+def summarize(lines: list[dict], task: str) -> list[dict]:
+    labels, cells = grouped(lines, task)
     rows = []
     rng = np.random.default_rng(0)
     for (tag, k, condition), by_seed in sorted(cells.items(), key=lambda c: (c[0][0], c[0][1], ORDER.index(c[0][2]))):
@@ -83,13 +89,7 @@ CONTRASTS = [("real+filtered", "real+random", "the filter's choice (kept rows vs
 
 def contrasts(lines: list[dict], task: str) -> list[dict]:
     """Paired differences between two synthetic conditions of one syn set (its filter tag) on the same seeds."""
-    from synthtune.tasks import load_task, read_labeled
-
-    spec = load_task(task)
-    labels = np.array([r["label"] for r in read_labeled(spec.eval_path(), spec)])
-    cells: dict[tuple, dict[int, dict]] = defaultdict(dict)
-    for line in lines:
-        cells[(line["tag"], line["k"], line["condition"])][line["seed"]] = line
+    labels, cells = grouped(lines, task)
     rng = np.random.default_rng(1)
     out = []
     for tag, k in sorted({(t, k) for t, k, _ in cells if "/" in t}):
@@ -114,13 +114,7 @@ def worth(lines: list[dict], task: str) -> list[dict]:
     (linear in log2 k between its measured points) reaches the condition's mean accuracy, with a 95 % interval
     from the same two-level bootstrap (seeds resampled per cell, test rows shared by every cell of a replicate).
     k* below the smallest or above the largest measured k is reported as censored (< or >)."""
-    from synthtune.tasks import load_task, read_labeled
-
-    spec = load_task(task)
-    labels = np.array([r["label"] for r in read_labeled(spec.eval_path(), spec)])
-    cells: dict[tuple, dict[int, dict]] = defaultdict(dict)
-    for line in lines:
-        cells[(line["tag"], line["k"], line["condition"])][line["seed"]] = line
+    labels, cells = grouped(lines, task)
     mats = {key: np.stack([correctness(by_seed[s], "best", labels) for s in sorted(by_seed)]).astype(float)
             for key, by_seed in cells.items() if len(by_seed) >= 3}
     real_ks = sorted(k for tag, k, c in mats if c == "real" and tag == "")
