@@ -72,7 +72,10 @@ class StepFile(Callback):
         self.path = path
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        Path(self.path).write_text(str(trainer.global_step))
+        # write-then-rename: a SIGKILL between truncate and write must not leave an empty file for the test to read
+        tmp = Path(f"{self.path}.tmp")
+        tmp.write_text(str(trainer.global_step))
+        os.replace(tmp, self.path)
 
 
 # ------------------------------------------------------------------ real filesystems: a small tmpfs, a full disk

@@ -14,7 +14,8 @@
 #                              classifier filter's kept rows and their matched random subset (synthtune sweep)
 #   report                     tables and figure (report.py)
 # A curve job takes LANE=i/n to run every n-th cell (two lanes for two cores), KS and SEEDS to narrow the grid,
-# FILTERS (default "clf gen") to pick the filters whose kept rows it trains on.
+# FILTERS (default "clf gen") to pick the filters whose kept rows it trains on, CONDITIONS (default
+# real+syn,real+filtered,real+random,paired+filtered) to run only some of the synthetic conditions.
 # Every job resumes: a fit continues from its last checkpoint, predict writes only the missing ids, the curve
 # skips the cells already in its results.jsonl, and a finished step is skipped.
 # Outputs go to runs/results-data-efficiency/ (override with R=...).
@@ -30,8 +31,11 @@ mkdir -p "$R"
 # A new checkout has no runs/: start from the committed state (each generator's config, checkpoint, samples and
 # kept rows under state/, the curve's finished cells in results-<task>.jsonl), so a later session resumes the grid
 # instead of retraining. Nothing already in $R is overwritten.
-for saved in "$HERE"/state/dawgen-*; do
-  [ -d "$saved" ] && [ ! -e "$R/$(basename "$saved")" ] && cp -r "$saved" "$R/"
+for saved in "$HERE"/state/dawgen-*; do  # copied aside, then renamed: two lanes starting at once don't race
+  [ -d "$saved" ] && [ ! -e "$R/$(basename "$saved")" ] || continue
+  aside="$(mktemp -d "$R/.state.XXXXXX")"
+  cp -r "$saved" "$aside/" && { mv -T "$aside/$(basename "$saved")" "$R/$(basename "$saved")" 2>/dev/null || true; }
+  rm -rf "$aside"
 done
 for saved in "$HERE"/results-*.jsonl; do
   [ -f "$saved" ] || continue
@@ -70,11 +74,17 @@ curve() {  # curve <task> [uniform|eos|real]: the small student's cells (resumes
   if [ "$gen" = real ]; then python "$HERE/curve.py" "${common[@]}" --conditions real; return; fi
   local dir="$R/dawgen-$task${gen:+-$gen}" tag="dawgen${gen:+-$gen}"
   # every synthetic row (tag dawgen-<gen>), then the filter's kept rows and their controls (tag dawgen-<gen>/<filter>)
-  python "$HERE/curve.py" "${common[@]}" --conditions real+syn --synthetic "$dir/samples.jsonl" --tag "$tag"
+  local conditions="${CONDITIONS:-real+syn,real+filtered,real+random,paired+filtered}" picked c
+  case ",$conditions," in *,real+syn,*)
+    python "$HERE/curve.py" "${common[@]}" --conditions real+syn --synthetic "$dir/samples.jsonl" --tag "$tag" ;;
+  esac
+  picked=""  # the filter conditions asked for, in CONDITIONS' order
+  for c in ${conditions//,/ }; do [ "$c" = real+syn ] || picked="${picked:+$picked,}$c"; done
+  [ -n "$picked" ] || return 0
   local filter kept
   for filter in ${FILTERS:-clf gen}; do
     kept="$dir/kept.jsonl"; [ "$filter" = clf ] && kept="$dir/kept-clf.jsonl"
-    python "$HERE/curve.py" "${common[@]}" --conditions real+filtered,real+random,paired+filtered \
+    python "$HERE/curve.py" "${common[@]}" --conditions "$picked" \
       --synthetic "$dir/samples.jsonl" --filtered "$kept" --tag "$tag/$filter"
   done
 }
