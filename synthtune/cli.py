@@ -7,56 +7,20 @@ A user mistake in either ends as one line ``error: <what is wrong>; <how to fix>
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import signal
 from pathlib import Path
 import sys
-import warnings
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from synthtune.api.quiet import configure_logging
 from synthtune.commands import COMMANDS, command_lines, run_command
 from synthtune.lightning_cli import LIGHTNING_COMMANDS, run_cli, user_error
 from synthtune.paths import CACHE_FIX, cache_root
 
 #: Subcommands that are plain functions over files, not Lightning runs.
 DATA_COMMANDS = COMMANDS
-
-
-def _quiet_known_noise() -> None:
-    """Hide messages that are expected by design and would only confuse a user."""
-    # The frozen backbone is in eval mode on purpose; validation is optional; advertising tips.
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
-    warnings.filterwarnings("ignore", message=r".*Total length of `.*` across ranks is zero.*")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    warnings.filterwarnings("ignore", message=r".*does not have many workers which may be a bottleneck.*")
-    # DawGen steps its optimizers by hand; a checkpoint holding the state after the step is what resume needs.
-    warnings.filterwarnings("ignore", message=r".*Using ModelCheckpoint with manual optimization and every_n_train_steps.*")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: not str(record.getMessage()).startswith("💡 Tip"))
-
-
-def _configure_logging() -> None:
-    _quiet_known_noise()
-    logger = logging.getLogger("synthtune")
-    if not logger.handlers:
-        try:
-            from rich.logging import RichHandler
-
-            handler: logging.Handler = RichHandler(show_time=False, show_path=False, markup=False)
-        except ImportError:  # pragma: no cover - rich is a dependency
-            handler = logging.StreamHandler()
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    try:
-        import transformers
-
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def _fail(message: str) -> None:
@@ -128,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``synthtune`` console script."""
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    _configure_logging()
+    configure_logging()
     try:
         if argv[:1] in (["-h"], ["--help"]):
             print(usage())

@@ -11,13 +11,12 @@ Run layout (all under ``--trainer.default_root_dir``, set by every config)::
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Union
 
 import yaml
 from jsonargparse import Namespace
@@ -47,6 +46,46 @@ LIGHTNING_COMMANDS = {
 }
 
 
+@dataclass(frozen=True)
+class Request:
+    """A Lightning run asked for from Python: what ``synthtune <subcommand> --config <file> ...`` asks for from
+    the command line, as values instead of words.
+
+    Args:
+        subcommand: fit, validate, test or predict.
+        configs: config files (or mappings) applied in order, as repeated ``--config`` options are; a file may
+            pull in a base with ``config: base.yaml``.
+        overrides: dotted keys (``trainer.max_steps``, ``model.init_args.lr``, ``ckpt_path``) and their values,
+            applied after the configs, as the task configs write them.
+        arguments: command-line words applied last (the deprecated list form of pipeline ``overrides``).
+    """
+
+    subcommand: str
+    configs: tuple[Union[str, os.PathLike, Mapping[str, Any]], ...] = ()
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    arguments: tuple[str, ...] = ()
+
+    def parse(self, parser) -> Namespace:
+        """The whole config of the run (``subcommand`` and its section), parsed and checked by the subcommand's
+        ``parser`` of :class:`SynthtuneCLI`; a mistake is one line (``SynthtuneError``)."""
+        if self.subcommand not in LIGHTNING_COMMANDS:
+            raise SynthtuneError(f"unknown Lightning subcommand {self.subcommand!r}; use one of "
+                                 f"{', '.join(LIGHTNING_COMMANDS)}")
+        config = parser.get_defaults()
+        for source in self.configs:
+            if isinstance(source, Mapping):
+                config = parser.parse_object(dict(source), namespace=config)
+            else:
+                if not Path(source).is_file():
+                    raise SynthtuneError(f"config file not found: {source}; check the path")
+                config = parser.parse_object({"config": str(source)}, namespace=config)
+        if self.overrides:
+            config = parser.parse_object(dict(self.overrides), namespace=config)
+        if self.arguments:
+            config = parser.parse_args(verbatim_templates(list(self.arguments)), namespace=config)
+        return Namespace({"config": None, "subcommand": self.subcommand, self.subcommand: config})
+
+
 class SynthtuneCLI(LightningCLI):
     """LightningCLI with a checkpoint section, a sample writer section and the backbone shared by
     the model and the data."""
@@ -68,7 +107,11 @@ class SynthtuneCLI(LightningCLI):
                                  "folder, so the run folder can be moved")
 
     def parse_arguments(self, parser, args) -> None:
-        """Parse as LightningCLI does, with every template option's value taken verbatim (``synthtune.templates``)."""
+        """Parse as LightningCLI does, with every template option's value taken verbatim (``synthtune.templates``);
+        a :class:`Request` (a run asked for from Python) is parsed by the same parser without any command line."""
+        if isinstance(args, Request):
+            self.config = args.parse(self._parser(args.subcommand))
+            return
         if isinstance(args, (dict, Namespace)):
             return super().parse_arguments(parser, args)
         self.config = parser.parse_args(verbatim_templates(list(sys.argv[1:] if args is None else args)))
@@ -185,9 +228,28 @@ def user_error(exc: BaseException) -> SynthtuneError | None:
     return None
 
 
-def run_cli(args: list[str] | None = None) -> SynthtuneCLI:
-    """Build and run the LightningCLI (used by ``main`` and by tests)."""
-    return SynthtuneCLI(
+class ComposingCLI(SynthtuneCLI):
+    """:class:`SynthtuneCLI` that stops once the config is parsed: nothing is seeded, built or run."""
+
+    def _set_seed(self) -> None:
+        pass
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+    def after_instantiate_classes(self) -> None:
+        pass
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        pass
+
+
+def run_cli(args: Union[list[str], Request, None] = None, cli_class: type[SynthtuneCLI] = SynthtuneCLI) -> SynthtuneCLI:
+    """Build and run the LightningCLI (``main`` passes the command line, :mod:`synthtune.api` a :class:`Request`)."""
+    return cli_class(
         LightningModule,
         None,
         subclass_mode_model=True,
@@ -200,14 +262,17 @@ def run_cli(args: list[str] | None = None) -> SynthtuneCLI:
     )
 
 
-def compose(args: list[str]) -> dict[str, Any]:
-    """The config ``synthtune <args>`` would run with (``--print_config``: base files and dotted keys applied)."""
-    out = io.StringIO()
+def compose(args: Union[list[str], Request]) -> dict[str, Any]:
+    """The config a run would run with, as ``--print_config`` shows it (base files and dotted keys applied, the
+    run's paths as given), parsed by the CLI's own parser without running anything. ``args``: a :class:`Request`,
+    or the words after ``synthtune`` (``["predict", "--config", "<run>/config.yaml"]``)."""
     try:
-        with contextlib.redirect_stdout(out):
-            run_cli([*args, "--print_config"])
+        cli = run_cli(args, cli_class=ComposingCLI)
     except SystemExit as exc:
-        if exc.code not in (0, None):
-            raise SynthtuneError(f"`synthtune {' '.join(args)}` is not a valid command line (see the lines above); "
-                                 "fix the config or its overrides") from None
-    return yaml.safe_load(out.getvalue())
+        if exc.code in (0, None):
+            raise
+        shown = args.subcommand if isinstance(args, Request) else " ".join(args)
+        raise SynthtuneError(f"`synthtune {shown}` is not a valid command line (see the lines above); "
+                             "fix the config or its overrides") from None
+    subcommand = cli.config["subcommand"]
+    return yaml.safe_load(cli._parser(subcommand).dump(cli.config[subcommand], skip_unset=False))

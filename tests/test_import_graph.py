@@ -28,6 +28,7 @@ LAYERS = [
     ["synthtune.datamodules|synthtune.lightning_modules|synthtune.callbacks"],
     ["synthtune.lightning_cli"],
     ["synthtune.curation"],
+    ["synthtune.api"],
     ["synthtune.pipeline"],
     ["synthtune.commands"],
     ["synthtune.cli"],
