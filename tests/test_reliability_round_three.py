@@ -227,7 +227,7 @@ def no_work(monkeypatch):
         raise AssertionError("curate started its work")
     import synthtune.commands  # noqa: F401 - loads the module, whose name the package shadows with the function
 
-    monkeypatch.setattr(sys.modules["synthtune.commands.curate"], "read_input", started)
+    monkeypatch.setattr(sys.modules["synthtune.api.curate"], "read_input", started)
 
 
 # ------------------------------------------------------------------ 8. output paths checked before any work
@@ -548,7 +548,7 @@ def test_two_concurrent_curates_into_one_output_are_refused(tmp_path, capsys):
     hold.touch()
     script = ("import pathlib, sys, time\n"  # the first curate pauses in its work until the test lets it go
               "import synthtune.commands\n"
-              "module = sys.modules['synthtune.commands.curate']\n"
+              "module = sys.modules['synthtune.api.curate']\n"
               "real = module.select_diverse\n"
               "def paused(*a, **k):\n"
               f"    pathlib.Path({str(inside)!r}).touch()\n"

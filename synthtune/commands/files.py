@@ -1,42 +1,15 @@
-"""What the data commands share: reading their JSONL inputs, naming their reports, printing a summary."""
+"""What the data commands share: printing a summary of what their function in :mod:`synthtune.api` returned.
+
+Reading inputs and naming reports moved to :mod:`synthtune.api.files`; the old names still import from here."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Sequence
+import functools
+import inspect
+from typing import Any, Callable, Sequence
 
-from synthtune.curation.reference import reference_texts  # noqa: F401 (the commands import it from here)
-from synthtune.errors import SynthtuneError
-from synthtune.records import read_jsonl_lines, require_fields
-
-
-def report_path(output: str | Path) -> Path:
-    """Where the JSON report of ``output`` goes: ``<output>.report.json``."""
-    output = Path(output)
-    return output.with_name(output.name + ".report.json")
-
-
-def read_rows(path: str | Path, strict: bool) -> tuple[list[dict[str, Any]], int]:
-    """Rows of a JSONL file (gzip and a JSON array too) and how many broken lines ``read_jsonl_lines`` skipped
-    (a line that is not valid UTF-8 among them)."""
-    rows, broken = read_jsonl_lines(path, strict=strict)
-    return rows, len(broken)
-
-
-def read_input(path: str | Path, field: str, strict: bool, verb: str) -> tuple[list[dict[str, Any]], int]:
-    """Rows of a command's input file (at least one, each with ``field``) and the number of broken lines."""
-    rows, broken = read_rows(path, strict)
-    if not rows:
-        raise SynthtuneError(f"{path}: no rows to {verb}; check the input file")
-    require_fields(rows, [field], str(path))
-    return rows, broken
-
-
-def check_distinct(output: Path, *inputs: str | Path | None) -> None:
-    """Refuse an output path that is also one of the inputs (it would be overwritten)."""
-    for other in inputs:
-        if other is not None and Path(other).resolve() == output.resolve():
-            raise SynthtuneError(f"--output {output} is also an input; write to a different file")
+from synthtune.api.files import (check_distinct, read_input, read_rows, reference_texts,  # noqa: F401 (old paths)
+                                  report_path)
 
 
 def fmt(value: Any) -> str:
@@ -55,3 +28,20 @@ def print_table(title: str, rows: Sequence[tuple[str, Any]]) -> None:
     for name, value in rows:
         table.add_row(name, fmt(value))
     Console().print(table)
+
+
+def printed(function: Callable[..., Any], show: Callable[[Any, dict[str, Any]], None]) -> Callable[..., Any]:
+    """The command of an API ``function``: the same signature and docstring (its ``--help``), and it prints what
+    the function returns with ``show(result, arguments)`` (``arguments``: every parameter's value, defaults too)."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        result = function(*args, **kwargs)
+        if result is not None:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            show(result, dict(bound.arguments))
+        return result
+
+    return command

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +146,9 @@ class HashFeaturizer:
 def test_score_mauve_writes_report_and_plot(tmp_path, monkeypatch):
     import mauve
 
-    from synthtune.commands import score as commands
+    import synthtune.api.score  # noqa: F401 - the package shadows the module's name with the function
+
+    commands = sys.modules["synthtune.api.score"]
 
     register_featurizer("hash-test", HashFeaturizer)
     featurized = []  # (p, q): what the command scored

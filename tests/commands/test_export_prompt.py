@@ -39,7 +39,7 @@ def _softsrv(tmp_path: Path, capsys, tiny_llama: str, parameterization: str) -> 
 
 
 def _module(run: Path):
-    from synthtune.commands.export_prompt import load_run
+    from synthtune.api.export_prompt import load_run
 
     return load_run(run, run / "checkpoints" / "last.ckpt")[0]
 

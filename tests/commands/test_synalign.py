@@ -66,7 +66,7 @@ def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
         embedded.append((list(texts), out))
         return out
 
-    monkeypatch.setattr("synthtune.commands.synalign.featurize", recording_featurize)
+    monkeypatch.setattr("synthtune.api.synalign.featurize", recording_featurize)
     # 1. GP selection of 24 demonstrations from 300 pool rows (embedder: the tiny model, for speed)
     report = select_main(["--task", "sst2", "--pool", str(POOL), "--pool_limit", "300", "--budget", "24",
                           "--featurizer", tiny_llama, "--output", str(demos), "--random_trials", "2"])
@@ -138,7 +138,7 @@ def test_the_four_steps_end_to_end(tiny_llama, tmp_path, monkeypatch, capsys):
         test_labels.append(list(y_test))
         return train_and_score(x, y, x_test, y_test, *args)
 
-    monkeypatch.setattr("synthtune.commands.synalign.train_and_score", recording_train_and_score)
+    monkeypatch.setattr("synthtune.api.synalign.train_and_score", recording_train_and_score)
     monkeypatch.setattr(LogisticRegression, "predict", lambda clf, x: predictions.append(predict(clf, x)) or predictions[-1])
     evaluate_main(["--task", "sst2", "--real", str(demos), "--synthetic", str(synthetic),
                    "--resampled", str(resampled_path), "--test_limit", "100", "--featurizer", tiny_llama,
@@ -175,7 +175,7 @@ def test_select_sweeps_tau_and_reports_ball_and_hull_coverage_of_each_selection(
 
     pool = write(tmp_path / "pool.jsonl", [{"text": f"row {i}", "label": i % 2} for i in range(80)])
     emb = np.random.default_rng(0).normal(size=(80, 5)).astype(np.float32)
-    monkeypatch.setattr("synthtune.commands.synalign.featurize", lambda texts, *a, **k: emb[[int(t.split()[1]) for t in texts]])
+    monkeypatch.setattr("synthtune.api.synalign.featurize", lambda texts, *a, **k: emb[[int(t.split()[1]) for t in texts]])
     out = tmp_path / "demos.jsonl"
     report = select_main(["--task", "sst2", "--pool", str(pool), "--budget", "16", "--tau", "1.5", "--r", "1.2",
                           "--tau_sweep", "[0.5, 1, 4]", "--output", str(out), "--random_trials", "2"])
@@ -288,7 +288,7 @@ def test_evaluate_can_train_a_soft_prompt_per_training_set(tiny_llama, tmp_path,
 
 
 def test_prompt_tuning_classifier_reads_a_task_config_as_fit_composes_it():
-    from synthtune.commands.synalign_prompt_tuning import PromptTuningClassifier
+    from synthtune.api.synalign_prompt_tuning import PromptTuningClassifier
 
     # configs/prompt_tuning/rte.yaml only names the task; the prompt, steps and batch sizes come from base.yaml
     tuner = PromptTuningClassifier.from_config(str(REPO / "configs/prompt_tuning/rte.yaml"), None, seed=3)
