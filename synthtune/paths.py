@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import glob
 import json
 import os
@@ -12,6 +11,8 @@ import secrets
 import socket
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
+
+import filelock
 
 from synthtune.errors import SynthtuneError
 
@@ -164,10 +165,10 @@ def ensure_writable_dir(path: str | os.PathLike, what: str, fix: str, room: int 
 class OutputLock:
     """An exclusive lock on one output file, held by one process at a time.
 
-    ``acquire`` takes ``fcntl.flock`` on ``<output>.lock`` without waiting and writes the holder
-    (``pid@host``) into it; a second process gets a :class:`SynthtuneError` naming the holder. The
-    kernel drops the lock when the holder exits, even on ``kill -9``, so a stale lock file never
-    blocks a later run.
+    ``acquire`` locks ``<output>.lock`` without waiting, through ``filelock``'s native primitive
+    (``flock`` on Unix, ``LockFileEx`` on Windows), and writes the holder (``pid N on host``) into it; a
+    second process gets a :class:`SynthtuneError` naming the holder. The operating system drops the lock
+    when the holder exits, even on ``kill -9``, so a stale lock file never blocks a later run.
 
     Args:
         output: the file (or folder) the lock protects.
@@ -189,29 +190,46 @@ class OutputLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
             raise with_filename(exc, self.path) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip() or "another process"
+        if not filelock.lock_descriptor(fd, blocking=False):
+            holder = _read_holder(fd) or "another process"
             os.close(fd)
-            raise SynthtuneError(
-                f"{self.output} is being written by {holder} (lock {self.path}); wait for it to finish, "
-                f"or {self.fix}"
-            ) from None
+            raise SynthtuneError(self.refusal(holder)) from None
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
         except OSError as exc:  # a full disk: the lock holds without the holder's name in it
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 os.close(fd)
                 raise with_filename(exc, self.path) from None
         self._fd = fd
 
+    def refusal(self, holder: str) -> str:
+        """The one line a second process gets while ``holder`` (``pid N on host``) holds the lock."""
+        return f"{self.output} is being written by {holder} (lock {self.path}); wait for it to finish, or {self.fix}"
+
+    def __enter__(self) -> "OutputLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            filelock.unlock_descriptor(self._fd)
             os.close(self._fd)
             self._fd = None
+
+
+def _read_holder(fd: int) -> str:
+    """The holder line a lock file's owner wrote (empty if none): read at offset 0, portably (no ``pread``
+    on Windows)."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 256).decode("utf-8", "replace").strip()
+    except OSError:  # Windows: the holder's lock covers the byte it wrote
+        return ""
 
 
 def run_folder_lock(root: str | os.PathLike) -> OutputLock:
