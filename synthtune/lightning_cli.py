@@ -11,6 +11,7 @@ Run layout (all under ``--trainer.default_root_dir``, set by every config)::
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -24,6 +25,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningCLI
 
+from synthtune.components.backbone_spec import backbone_name
 from synthtune.callbacks.checkpoint import RunCheckpoint
 from synthtune.checkpoint_io import use_atomic_checkpoints
 from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
@@ -55,9 +57,10 @@ class Request:
         subcommand: fit, validate, test or predict.
         configs: config files (or mappings) applied in order, as repeated ``--config`` options are; a file may
             pull in a base with ``config: base.yaml``.
+        arguments: command-line words applied after the configs (the deprecated list form of pipeline
+            ``overrides``, a sweep's words after ``--``).
         overrides: dotted keys (``trainer.max_steps``, ``model.init_args.lr``, ``ckpt_path``) and their values,
-            applied after the configs, as the task configs write them.
-        arguments: command-line words applied last (the deprecated list form of pipeline ``overrides``).
+            applied last, as the task configs write them.
     """
 
     subcommand: str
@@ -74,15 +77,15 @@ class Request:
         config = parser.get_defaults()
         for source in self.configs:
             if isinstance(source, Mapping):
-                config = parser.parse_object(dict(source), namespace=config)
+                config = parser.parse_object(copy.deepcopy(dict(source)), namespace=config)
             else:
                 if not Path(source).is_file():
                     raise SynthtuneError(f"config file not found: {source}; check the path")
                 config = parser.parse_object({"config": str(source)}, namespace=config)
-        if self.overrides:
-            config = parser.parse_object(dict(self.overrides), namespace=config)
         if self.arguments:
             config = parser.parse_args(verbatim_templates(list(self.arguments)), namespace=config)
+        if self.overrides:
+            config = parser.parse_object(copy.deepcopy(dict(self.overrides)), namespace=config)  # it edits nested values
         return Namespace({"config": None, "subcommand": self.subcommand, self.subcommand: config})
 
 
@@ -97,7 +100,7 @@ class SynthtuneCLI(LightningCLI):
         # The one value the user sets once for both sides. What the model needs from the data is not
         # linked here: it exists only after the datamodule's setup, so it reaches the model through
         # synthtune.contract (DataInfo -> connect), for CLI and Python runs alike.
-        parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
+        parser.link_arguments("model.init_args.backbone", "data.init_args.backbone", compute_fn=backbone_name)
         parser.add_argument("--synthtune_subcommand", type=Optional[str], default=None,
                             help="the subcommand a config is written for (e.g. predict for generation-only "
                                  "methods); running it with another subcommand is refused")
@@ -194,7 +197,7 @@ def local_path(key: str, value: str, cwd: str | os.PathLike) -> str:
     path = Path(value).expanduser()
     if path.is_absolute():
         return os.path.normpath(path)
-    if key.rsplit(".", 1)[-1].endswith("backbone"):
+    if key.rsplit(".", 1)[-1].endswith("backbone") or key.endswith(("backbone.name", "backbone.init_args.name")):
         if value in _model_aliases():
             return value
     elif not (os.sep in value or path.suffix.lower() in FILE_SUFFIXES):
@@ -242,6 +245,13 @@ class ComposingCLI(SynthtuneCLI):
 
     def after_instantiate_classes(self) -> None:
         pass
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        pass
+
+
+class BuildingCLI(SynthtuneCLI):
+    """:class:`SynthtuneCLI` that builds the model, data and trainer as a run would, then stops before running."""
 
     def _run_subcommand(self, subcommand: str) -> None:
         pass

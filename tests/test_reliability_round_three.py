@@ -158,12 +158,12 @@ def test_a_deleted_last_ckpt_resumes_from_the_newest_checkpoint_left(pipeline_ru
     assert {"last.ckpt", "epoch=0-step=2.ckpt", "epoch=0-step=4.ckpt"} <= set(kept), kept
     (folder / "last.ckpt").unlink()
     ran = []
-    monkeypatch.setattr(stages, "run_lightning", lambda args, real=stages.run_lightning: (ran.append(args), real(args)))
+    monkeypatch.setattr(stages, "execute", lambda asked, real=stages.execute: (ran.append(asked), real(asked))[1])
     code, err = run_main(["pipeline", "--config", "pipeline.yaml"], capsys)
     assert code == 0, err
-    fit_args = ran[0]
-    resumed = Path(fit_args[fit_args.index("--ckpt_path") + 1]).resolve()
-    assert fit_args[0] == "fit" and resumed == folder / "epoch=0-step=4.ckpt"
+    fit_run = ran[0]  # the synthtune.api request the fit stage ran
+    resumed = Path(fit_run.overrides["ckpt_path"]).resolve()
+    assert fit_run.subcommand == "fit" and resumed == folder / "epoch=0-step=4.ckpt"
     after = checkpoints(folder)
     # the other checkpoints are the same files (not wiped and retrained), and last.ckpt is back at step 4
     assert {k: v for k, v in after.items() if k != "last.ckpt"} == {k: v for k, v in kept.items() if k != "last.ckpt"}

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from synthtune.api.quiet import configure_logging
-from synthtune.lightning_cli import Request, compose as compose_request, run_cli
+from synthtune.api.quiet import quiet_known_noise
+from synthtune.lightning_cli import BuildingCLI, Request, compose as compose_request, run_cli
 
 #: A config: a YAML file (which may pull in a base with ``config: base.yaml``), a mapping, a :class:`Run` (its
 #: saved ``config.yaml``) or several of them, applied in order.
@@ -49,8 +49,8 @@ class Run:
 
 def request(subcommand: str, config: Config, overrides: Optional[Mapping[str, Any]] = None,
             arguments: Sequence[str] = (), **more: Any) -> Request:
-    """What :func:`run` and :func:`compose` parse: ``config`` then ``overrides`` then ``more`` (dotted keys), then
-    ``arguments`` (command-line words; only for configs written in that older form)."""
+    """What :func:`run` and :func:`compose` parse: ``config``, then ``arguments`` (command-line words; only for
+    settings written in that older form), then ``overrides`` and ``more`` (dotted keys)."""
     if isinstance(config, Run):
         configs: tuple = (config.config,)
     elif isinstance(config, (str, os.PathLike, Mapping)):
@@ -66,14 +66,29 @@ def compose(subcommand: str, config: Config, overrides: Optional[Mapping[str, An
     return compose_request(request(subcommand, config, overrides, **more))
 
 
+def instantiate(subcommand: str, config: Config, overrides: Optional[Mapping[str, Any]] = None,
+                **more: Any) -> tuple[Any, Any]:
+    """The model and the datamodule ``subcommand`` would run with, built as the CLI builds them (the backbone
+    linked from the model to the data, local paths made absolute); nothing is run."""
+    quiet_known_noise()
+    cli = run_cli(request(subcommand, config, overrides, **more), cli_class=BuildingCLI)
+    return cli.model, cli.datamodule
+
+
 def run(subcommand: str, config: Config, overrides: Optional[Mapping[str, Any]] = None, arguments: Sequence[str] = (),
         **more: Any) -> Run:
     """Run ``synthtune <subcommand>`` on ``config`` and dotted-key ``overrides``; returns the run's folder, files
     and metrics. A user mistake raises :class:`~synthtune.errors.SynthtuneError` with one line."""
+    return execute(request(subcommand, config, overrides, arguments, **more))
+
+
+def execute(asked: Request) -> Run:
+    """Run a :class:`~synthtune.lightning_cli.Request` (what :func:`run` does after building it)."""
     from synthtune.callbacks.jsonl_writer import JsonlPredictionWriter
 
-    configure_logging()
-    cli = run_cli(request(subcommand, config, overrides, arguments, **more))
+    quiet_known_noise()
+    cli = run_cli(asked)
+    subcommand = asked.subcommand
     settings = cli.config[subcommand]
     folder = Path(cli.trainer.default_root_dir)
     rows = next((Path(cb.output_file) for cb in cli.trainer.callbacks

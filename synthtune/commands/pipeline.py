@@ -8,17 +8,8 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.table import Table
 
-from synthtune.commands.curate import curate as curate_rows
-from synthtune.commands.decontaminate import decontaminate as decontaminate_rows
-from synthtune.commands.filter import filter_rows
-from synthtune.commands.score import mauve
-from synthtune.commands.synalign import select as select_demos
 from synthtune.errors import SynthtuneError
 from synthtune.pipeline import run_pipeline
-
-#: The data command each data stage runs (the pipeline imports no command; it is handed these).
-STEPS = {"select": select_demos, "filter": filter_rows, "curate": curate_rows, "decontaminate": decontaminate_rows,
-         "score": mauve}
 
 
 def pipeline(
@@ -48,16 +39,18 @@ def pipeline(
         root: the pipeline's folder (one sub-folder per stage).
         select: options of ``synthtune synalign select`` (task, budget, cluster_size, ...): GP-chosen
             demonstrations that the predict stage generates from (SynAlign).
-        fit: ``{config: <synthtune fit config>, overrides: [--key, value, ...]}``.
+        fit: ``{config: <synthtune fit config>, overrides: {<dotted key>: <value>, ...}}`` (the keys of a task
+            config, e.g. ``trainer.max_steps: 50``; the older list of command-line words still works, with a
+            deprecation warning).
         contexts: ``{tau: null, noise: 1e-4, seed: 0}``: generate from the fit's training contexts in GP
             max-variance order over E(x) instead of round-robin (SoftSRV).
-        predict: ``{overrides: [...]}`` (predicts from the fit), or ``{config: ..., overrides: [...]}`` without fit.
+        predict: ``{overrides: {...}}`` (predicts from the fit), or ``{config: ..., overrides: {...}}`` without fit.
         filter: options of ``synthtune filter`` (scorer, keep_fraction, ...): keep the labelled rows whose text
             agrees with their label, per label; the generator scorer uses the fit stage's DawGen run.
         curate: options of ``synthtune curate`` (num_samples, clusters, field, ...).
         decontaminate: options of ``synthtune decontaminate`` (reference: the task's evaluation split, ...).
-        answers: ``{config: <predict config>, field: text, overrides: [...]}``: answer the questions (QA tasks).
-        align: ``{config: <MMD weights config>, real: <real rows>, overrides: [...]}``: fit SynAlign's MMD sample
+        answers: ``{config: <predict config>, field: text, overrides: {...}}``: answer the questions (QA tasks).
+        align: ``{config: <MMD weights config>, real: <real rows>, overrides: {...}}``: fit SynAlign's MMD sample
             weights of the rows so far against the real rows and resample them (real defaults to select's demos).
         score: options of ``synthtune score mauve`` (reference, featurizer, clusters, ...).
         export: ``{name: <card title>, push_to_hub: <repo id>, private: false}``.
@@ -71,7 +64,7 @@ def pipeline(
     done = run_pipeline(root, {"select": select, "fit": fit, "contexts": contexts, "predict": predict,
                                "filter": filter, "curate": curate, "decontaminate": decontaminate,
                                "answers": answers, "align": align, "score": score, "export": export, "report": report},
-                        stages=stages, from_stage=from_stage, steps=STEPS)
+                        stages=stages, from_stage=from_stage)
     table = Table(title=f"pipeline {root}")
     for column in ("stage", "status", "rows", "seconds"):
         table.add_column(column)

@@ -1,7 +1,8 @@
 """The contexts stage: SoftSRV's training contexts in GP max-variance order over E(x) instead of round-robin.
 
-The fit's own data module gives the training texts and its model's ``context_encoder`` gives E(x) (the same
-vectors SoftSRV conditions on); :func:`~synthtune.components.synalign.gp_sampler.gp_select` then orders every
+The fit's own model and data module, built from its config by the CLI's parser (:func:`synthtune.api.runs.instantiate`),
+give the training texts and E(x) (the model's own ``context_encoder``, default included: the same vectors SoftSRV
+conditions on); :func:`~synthtune.components.synalign.gp_sampler.gp_select` then orders every
 training example by exploration (each next one of largest GP posterior variance given those before it), so the
 first ``num_samples`` generations use contexts spread over the data rather than the first rows of the file.
 """
@@ -10,25 +11,16 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from lightning.pytorch.cli import instantiate_class
-
+from synthtune.api.runs import instantiate
 from synthtune.errors import SynthtuneError
 
 
-def training_texts(composed: dict[str, Any]) -> list[str]:
-    """The training texts a composed fit config trains on (its data module, set up as the fit sets it up)."""
-    data, model = composed.get("data") or {}, composed.get("model") or {}
-    if not data.get("class_path"):
-        raise SynthtuneError("the fit's config has no data class; the contexts stage needs SoftSRV's TextDataModule")
-    init = {**(data.get("init_args") or {})}
-    backbone = (model.get("init_args") or {}).get("backbone")
-    if backbone:
-        init["backbone"] = backbone  # linked from the model by the CLI
-    datamodule = instantiate_class((), {"class_path": data["class_path"], "init_args": init})
+def training_texts(datamodule: Any) -> list[str]:
+    """The training texts of a fit's data module, set up as the fit sets it up."""
     datamodule.setup("fit")
     texts = list(getattr(datamodule, "train_texts", []))
     if not texts:
-        raise SynthtuneError(f"{data['class_path']} gives no training texts; the contexts stage orders the "
+        raise SynthtuneError(f"{type(datamodule).__name__} gives no training texts; the contexts stage orders the "
                              "contexts of SoftSRV's TextDataModule")
     return texts
 
@@ -49,13 +41,22 @@ def gp_context_order(composed: dict[str, Any], tau: Optional[float] = None, nois
     from synthtune.components.synalign.coverage import kth_neighbour_scale
     from synthtune.components.synalign.gp_sampler import gp_select
 
-    model = (composed.get("model") or {}).get("init_args") or {}
-    texts = training_texts(composed)
-    backbone = load_backbone(model["backbone"], model.get("dtype", "fp32")) if model.get("backbone") else load_backbone()
-    encoder = build_context_encoder(model.get("context_encoder", "backbone"), backbone)
+    if not (composed.get("data") or {}).get("class_path"):
+        raise SynthtuneError("the fit's config has no data class; the contexts stage needs SoftSRV's TextDataModule")
+    model, datamodule = instantiate("fit", composed)  # built by the fit's own parser: links, paths, defaults
+    kind = getattr(model, "context_kind", None)
+    if not kind:
+        raise SynthtuneError(f"{type(model).__name__} conditions on no context E(x); the contexts stage orders the "
+                             "training contexts of a SoftSRV mp or mc fit")
+    texts = training_texts(datamodule)
+    spec = getattr(model, "backbone_spec", None)  # the model's loaded backbone: load_backbone returns it from its cache
+    backbone = (load_backbone(spec.name, spec.dtype, gradient_checkpointing=spec.gradient_checkpointing,
+                              compile=spec.compile) if spec else
+                load_backbone(model.hparams.backbone, model.hparams.get("dtype", "fp32")))
+    encoder = build_context_encoder(kind, backbone)
     emb = cached_encode(encoder, texts)
     scale = tau if tau is not None else kth_neighbour_scale(emb, 1, seed=seed)
     selection = gp_select(emb, len(texts), tau=scale, noise=noise, seed=seed)
     order = [int(i) for i in selection.indices]
     return order, {"contexts": len(order), "tau": float(scale), "noise": noise, "seed": seed,
-                   "context_encoder": model.get("context_encoder", "backbone"), "first": order[:10]}
+                   "context_encoder": kind, "first": order[:10]}

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from synthtune.errors import SynthtuneError
 from synthtune.pipeline.lock import RootLock
@@ -136,10 +136,9 @@ def run_stage(ctx: Context, name: str, named: bool = False) -> dict[str, Any]:
 
 
 def run_pipeline(root: str | Path, sections: dict[str, Optional[dict[str, Any]]], stages: Optional[str] = None,
-                 from_stage: Optional[str] = None,
-                 steps: Optional[dict[str, Callable[..., dict[str, Any]]]] = None) -> dict[str, dict[str, Any]]:
-    """Run the enabled stages of ``sections`` (stage name -> YAML section or None) under ``root``, each data
-    stage through its command in ``steps`` (``Context.steps``; ``synthtune pipeline`` hands in all of them).
+                 from_stage: Optional[str] = None) -> dict[str, dict[str, Any]]:
+    """Run the enabled stages of ``sections`` (stage name -> YAML section or None) under ``root``, each through
+    its :mod:`synthtune.api` function.
 
     Stages before the selected ones must have finished already (their manifests are read, not checked).
     Returns stage name -> manifest (with ``ran``) of every stage read or run.
@@ -157,7 +156,7 @@ def run_pipeline(root: str | Path, sections: dict[str, Optional[dict[str, Any]]]
         from synthtune.pipeline.export import refuse_offline
 
         refuse_offline(repo_id)  # before any stage runs, so a refused push changes nothing on disk
-    ctx = Context(Path(root), {name: dict(sections[name] or {}) for name in enabled}, steps=dict(steps or {}))
+    ctx = Context(Path(root), {name: dict(sections[name] or {}) for name in enabled})
     with RootLock(ctx.root):
         for name in enabled:
             if name in chosen:

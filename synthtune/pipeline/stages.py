@@ -1,4 +1,5 @@
-"""The pipeline's stages, each a thin call of the existing command or Lightning run, in :data:`ORDER`.
+"""The pipeline's stages, each a thin call of a :mod:`synthtune.api` function (a data step or a Lightning run),
+in :data:`ORDER`.
 
 A :class:`Stage` says what it reads (``inputs``: name -> path, fingerprinted into its key), what settings it
 runs with (``settings``: the YAML section, and for Lightning stages the config as the CLI composes it) and how
@@ -10,12 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
+from synthtune.api.curate import curate
+from synthtune.api.decontaminate import decontaminate
+from synthtune.api.filter import filter_rows
+from synthtune.api.runs import execute, predict
+from synthtune.api.score import mauve
+from synthtune.api.synalign import select
 from synthtune.checkpoint_io import resume_checkpoint
 from synthtune.errors import SynthtuneError
+from synthtune.lightning_cli import Request, compose
 from synthtune.paths import atomic_write_json, atomic_write_jsonl
 from synthtune.records import read_jsonl
 
@@ -31,22 +39,11 @@ class Context:
         root: the pipeline's root folder (one sub-folder per stage).
         sections: enabled stage name -> its YAML section.
         done: stage name -> manifest of the stages finished so far (this run or an earlier one).
-        steps: stage name -> the data command it runs (``select``, ``filter``, ``curate``, ``decontaminate``,
-            ``score``), handed in by ``synthtune pipeline`` (:data:`synthtune.commands.pipeline.STEPS`): the
-            pipeline sits below the commands and imports none of them.
     """
 
     root: Path
     sections: dict[str, dict[str, Any]]
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
-    steps: dict[str, Callable[..., dict[str, Any]]] = field(default_factory=dict)
-
-    def step(self, stage: str) -> Callable[..., dict[str, Any]]:
-        """The data command ``stage`` runs."""
-        if stage not in self.steps:
-            raise SynthtuneError(f"the pipeline was given no command for its {stage} stage; run it with "
-                                 "`synthtune pipeline` (or pass steps=synthtune.commands.pipeline.STEPS)")
-        return self.steps[stage]
 
     def folder(self, stage: str) -> Path:
         """The folder ``stage`` writes into."""
@@ -107,41 +104,69 @@ ALIGN_FIT, ALIGN_PREDICT, WEIGHTS = "weights", "resample", "weights.jsonl"
 ALL_ANSWERS, CAPPED = "all_answers.jsonl", "capped.jsonl"
 
 
-def lightning_args(ctx: Context, stage: str, section: dict[str, Any], folder: Path) -> list[str]:
-    """The ``synthtune fit/predict`` arguments of a Lightning stage, its folder as ``default_root_dir``."""
+def stage_overrides(section: dict[str, Any], stage: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """A Lightning stage's ``overrides``: a mapping of dotted keys (``trainer.max_steps: 3``), as the task configs
+    write them; the older list of command-line words still works, with a deprecation warning that shows the
+    mapping to write instead. Returns (mapping, words)."""
+    given = section.get("overrides") or {}
+    if isinstance(given, Mapping):
+        return dict(given), ()
+    if not isinstance(given, (list, tuple)):
+        raise SynthtuneError(f"{stage}.overrides takes a mapping of dotted keys (trainer.max_steps: 3), got "
+                             f"{type(given).__name__}")
+    words = tuple(str(word) for word in given)
+    if not words:
+        return {}, ()
+    as_keys = words_as_keys(words)
+    shown = ", ".join(f"{key}: {value}" for key, value in as_keys.items()) if as_keys else "trainer.max_steps: 3"
+    log.warning("pipeline: %s.overrides as a list of command-line words is deprecated and goes in a later release; "
+                "write a mapping of dotted keys instead: overrides: {%s}", stage, shown)
+    return {}, words
+
+
+def words_as_keys(words: tuple[str, ...]) -> dict[str, str]:
+    """``--key value`` pairs as ``{key: value}``, for the deprecation message; {} when the words are not pairs."""
+    if len(words) % 2 or not all(word.startswith("--") for word in words[::2]):
+        return {}
+    return {key[2:]: value for key, value in zip(words[::2], words[1::2])}
+
+
+def lightning_request(ctx: Context, stage: str, section: dict[str, Any], folder: Path) -> Request:
+    """The ``synthtune fit/predict`` run of a Lightning stage, its folder as ``default_root_dir``: the stage's
+    config, then what the pipeline feeds it from the stages before (rows, contexts, demonstrations), then the
+    section's ``overrides``, then the stage's own folder and output."""
     allowed = LIGHTNING_KEYS[stage]
     unknown = sorted(set(section) - allowed)
     if unknown:
         raise SynthtuneError(f"unknown {stage} setting {unknown[0]!r}; {stage} takes {', '.join(sorted(allowed))} "
-                             "(put Lightning options in overrides: [--key, value])")
-    overrides = [str(a) for a in section.get("overrides", [])]
-    root = ["--trainer.default_root_dir", str(folder)]
+                             "(put Lightning options in overrides: {key: value})")
+    overrides, words = stage_overrides(section, stage)
+    root = {"trainer.default_root_dir": str(folder)}
     if stage == "fit":
         require(section, stage, "config")
-        return ["fit", "--config", str(section["config"]), *overrides, *root]
-    writer = ["--writer.output_path", str(folder / ROWS)]
+        return Request("fit", (section["config"],), {**overrides, **root}, words)
+    writer = {"writer.output_path": str(folder / ROWS)}
     if stage == "answers":  # every answer goes to all_answers.jsonl; rows.jsonl gets those not cut at the cap
-        writer = ["--writer.output_path", str(folder / ALL_ANSWERS)]
         require(section, stage, "config")
-        rows = ["--data.init_args.path", str(ctx.rows_before(stage)),
-                "--data.init_args.field", str(section.get("field", "text"))]
-        return ["predict", "--config", str(section["config"]), *rows, *overrides, *root, *writer]
+        rows = {"data.init_args.path": str(ctx.rows_before(stage)), "data.init_args.field": str(section.get("field", "text"))}
+        return Request("predict", (section["config"], rows), {**overrides, **root,
+                                                                "writer.output_path": str(folder / ALL_ANSWERS)}, words)
     if stage == "align":  # MMD weights fitted on the rows so far against the real set; predict resamples
         require(section, stage, "config")
-        rows = ["--data.init_args.synthetic", str(ctx.rows_before(stage)), "--data.init_args.real",
-                str(align_real(ctx, section)), "--model.init_args.resample_output", str(folder.parent / ROWS)]
-        return ["fit", "--config", str(section["config"]), *rows, *overrides, *root]
-    chosen = []  # what the stages before predict made: GP-chosen contexts, selected demonstrations
+        rows = {"data.init_args.synthetic": str(ctx.rows_before(stage)), "data.init_args.real": str(align_real(ctx, section)),
+                "model.init_args.resample_output": str(folder.parent / ROWS)}
+        return Request("fit", (section["config"], rows), {**overrides, **root}, words)
+    chosen = {}  # what the stages before predict made: GP-chosen contexts, selected demonstrations
     if "contexts" in ctx.sections:
-        chosen += ["--data.init_args.context_indices", str(ctx.folder("contexts") / CONTEXTS)]
+        chosen["data.init_args.context_indices"] = str(ctx.folder("contexts") / CONTEXTS)
     if "select" in ctx.sections:
-        chosen += ["--data.init_args.path", str(ctx.folder("select") / DEMOS)]
+        chosen["data.init_args.path"] = str(ctx.folder("select") / DEMOS)
     if "fit" in ctx.sections:  # predict from the fitted run, as its own config says
         fit = ctx.folder("fit")
-        return ["predict", "--config", str(fit / "config.yaml"), "--ckpt_path", str(fit / "checkpoints" / "last.ckpt"),
-                *chosen, *overrides, *root, *writer]
+        chosen = {"ckpt_path": str(fit / "checkpoints" / "last.ckpt"), **chosen}
+        return Request("predict", (fit / "config.yaml", chosen), {**overrides, **root, **writer}, words)
     require(section, stage, "config")
-    return ["predict", "--config", str(section["config"]), *chosen, *overrides, *root, *writer]
+    return Request("predict", (section["config"], chosen), {**overrides, **root, **writer}, words)
 
 
 def align_real(ctx: Context, section: dict[str, Any]) -> Path:
@@ -156,10 +181,8 @@ def align_real(ctx: Context, section: dict[str, Any]) -> Path:
 
 def lightning_settings(stage: str) -> Callable[[Context, dict], dict[str, Any]]:
     def settings(ctx: Context, section: dict[str, Any]) -> dict[str, Any]:
-        from synthtune.lightning_cli import compose
-
         folder = ctx.folder(stage) / ALIGN_FIT if stage == "align" else ctx.folder(stage)
-        return {**section, "composed": compose(lightning_args(ctx, stage, section, folder))}
+        return {**section, "composed": compose(lightning_request(ctx, stage, section, folder))}
     return settings
 
 
@@ -169,10 +192,9 @@ def data_path(composed: dict[str, Any]) -> Optional[Path]:
     return Path(path) if isinstance(path, str) and Path(path).is_file() else None
 
 
-def run_lightning(args: list[str]) -> None:
-    from synthtune.lightning_cli import run_cli
-
-    run_cli(args)
+def resumed(asked: Request, checkpoint: Optional[Path]) -> Request:
+    """``asked`` resuming from ``checkpoint`` (``ckpt_path``), or as it is when there is none."""
+    return replace(asked, overrides={**asked.overrides, "ckpt_path": str(checkpoint)}) if checkpoint else asked
 
 
 def _data_input(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
@@ -181,9 +203,8 @@ def _data_input(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
 
 
 def _fit_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
-    args = lightning_args(ctx, "fit", section, folder)
     resume = resume_checkpoint(folder / "checkpoints")  # last.ckpt, or the newest left if it was deleted
-    run_lightning([*args, "--ckpt_path", str(resume)] if resume else args)  # a killed fit resumes
+    execute(resumed(lightning_request(ctx, "fit", section, folder), resume))  # a killed fit resumes
     return {"config": "config.yaml", "checkpoint": "checkpoints/last.ckpt"}, {}
 
 
@@ -200,7 +221,7 @@ def _predict_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
 
 
 def _predict_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
-    run_lightning(lightning_args(ctx, "predict", section, folder))  # the JSONL writer resumes a killed predict
+    execute(lightning_request(ctx, "predict", section, folder))  # the JSONL writer resumes a killed predict
     return {"rows": ROWS}, {}
 
 
@@ -218,7 +239,7 @@ def split_capped(source: Path, kept: Path, capped: Path, keep_capped: bool = Fal
 
 def _answers_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
     """Answer the rows so far (the JSONL writer resumes a killed predict), then drop the answers cut at the cap."""
-    run_lightning(lightning_args(ctx, "answers", section, folder))
+    execute(lightning_request(ctx, "answers", section, folder))
     report = split_capped(folder / ALL_ANSWERS, folder / ROWS, folder / CAPPED, bool(section.get("keep_capped")))
     summary = folder / f"{ALL_ANSWERS}.summary.json"  # the JSONL writer's count of rows ended at EOS / at the cap
     cap = json.loads(summary.read_text(encoding="utf-8")).get("max_new_tokens") if summary.is_file() else None
@@ -238,12 +259,10 @@ def _align_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dic
     """Fit the MMD weights into ``weights/`` (resuming a killed fit), then predict them and resample into
     ``rows.jsonl`` (``resample/`` holds the predict run; the JSONL writer resumes a killed predict)."""
     fit = folder / ALIGN_FIT
-    args = lightning_args(ctx, "align", section, fit)
     last, resume = fit / "checkpoints" / "last.ckpt", resume_checkpoint(fit / "checkpoints")
-    run_lightning([*args, "--ckpt_path", str(resume)] if resume else args)
-    run_lightning(["predict", "--config", str(fit / "config.yaml"), "--ckpt_path", str(last),
-                   "--trainer.default_root_dir", str(folder / ALIGN_PREDICT),
-                   "--writer.output_path", str(folder / WEIGHTS)])
+    execute(resumed(lightning_request(ctx, "align", section, fit), resume))
+    predict(fit / "config.yaml", {"ckpt_path": str(last), "trainer.default_root_dir": str(folder / ALIGN_PREDICT),
+                                  "writer.output_path": str(folder / WEIGHTS)})
     report = json.loads((folder / f"{ROWS}.report.json").read_text(encoding="utf-8"))
     return {"rows": ROWS, "weights": WEIGHTS, "checkpoint": f"{ALIGN_FIT}/checkpoints/last.ckpt"}, report
 
@@ -259,7 +278,7 @@ def _select_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Path]:
 def _select_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
     """``synthtune synalign select``: GP exploration-aware demonstrations into ``demos.jsonl``."""
     kwargs = command_kwargs(section, "select", ("output", "coverage_png"))
-    report = ctx.step("select")(output=str(folder / DEMOS), **kwargs)
+    report = select(output=str(folder / DEMOS), **kwargs)
     return {"demos": DEMOS}, report
 
 
@@ -319,19 +338,19 @@ def _filter_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[di
     run = filter_run_folder(ctx, section)
     if run is not None:
         kwargs["run"] = str(run)
-    report = ctx.step("filter")(input=str(ctx.rows_before("filter")), output=str(folder / ROWS), **kwargs)
+    report = filter_rows(input=str(ctx.rows_before("filter")), output=str(folder / ROWS), **kwargs)
     return {"rows": ROWS}, report
 
 
 def _curate_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
     kwargs = command_kwargs(section, "curate", ("input", "output"))
-    return {"rows": ROWS}, ctx.step("curate")(input=str(ctx.rows_before("curate")), output=str(folder / ROWS), **kwargs)
+    return {"rows": ROWS}, curate(input=str(ctx.rows_before("curate")), output=str(folder / ROWS), **kwargs)
 
 
 def _decontaminate_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
     require(section, "decontaminate", "reference")
     kwargs = command_kwargs(section, "decontaminate", ("input", "output"))
-    report = ctx.step("decontaminate")(input=str(ctx.rows_before("decontaminate")), output=str(folder / ROWS), **kwargs)
+    report = decontaminate(input=str(ctx.rows_before("decontaminate")), output=str(folder / ROWS), **kwargs)
     return {"rows": ROWS}, report
 
 
@@ -367,9 +386,9 @@ def _score_run(ctx: Context, section: dict[str, Any], folder: Path) -> tuple[dic
     raw = None
     if raw_field:
         raw_kwargs = {**kwargs, "field": raw_field, "no_plot": True}
-        raw = ctx.step("score")(synthetic=str(raw_rows(ctx)), output=str(folder / "mauve_raw.json"), **raw_kwargs)
+        raw = mauve(synthetic=str(raw_rows(ctx)), output=str(folder / "mauve_raw.json"), **raw_kwargs)
         outputs["mauve_raw"] = "mauve_raw.json"
-    report = ctx.step("score")(synthetic=str(ctx.rows_before("score")), output=str(folder / "mauve.json"),
+    report = mauve(synthetic=str(ctx.rows_before("score")), output=str(folder / "mauve.json"),
                    plot=str(folder / "embedding_map.png"), **kwargs)
     if report.get("plot"):
         outputs["embedding_map"] = "embedding_map.png"

@@ -43,10 +43,11 @@ def test_keep_capped_keeps_them_flagged(tmp_path):
 
 def test_the_demo_caps_answers_from_gsm8k_answer_lengths_and_drops_cut_ones():
     answers = yaml.safe_load((REPO / "configs/template_generation/answers_gsm8k.yaml").read_text())
-    assert answers["model"]["init_args"]["max_new_tokens"] == 320  # p99 292 of GSM8K train answers, plus 10 %
+    init = answers["model"]["init_args"]
+    assert init.get("sampling", init)["max_new_tokens"] == 320  # p99 292 of GSM8K train answers, plus 10 %
     demo = yaml.safe_load((REPO / "pipelines/gsm8k_softsrv.yaml").read_text())
     assert demo["answers"]["keep_capped"] is False
-    assert "--model.init_args.max_new_tokens" not in demo["answers"]["overrides"]  # the config's cap, not 192
+    assert "model.init_args.max_new_tokens" not in demo["answers"]["overrides"]  # the config's cap, not 192
     assert demo["score"]["clusters"] == "auto" and demo["score"]["ceiling"] == "data/gsm8k/train.jsonl"
     assert demo["score"]["raw_field"] == "text"
 
@@ -79,11 +80,10 @@ def test_the_answers_stage_exports_no_answer_cut_at_the_cap(tiny_llama, tmp_path
     write(files / "train.jsonl", [{"question": q} for q in QUESTIONS])
     write(files / "test.jsonl", [{"question": q} for q in QUESTIONS[:4]])
     found = sections(files, tiny_llama)
-    fit = {**found["fit"], "overrides": ["--trainer.enable_progress_bar", "true"]}  # the tiny config turns it off
+    fit = {**found["fit"], "overrides": {"trainer.enable_progress_bar": True}}  # the tiny config turns it off
     config = {"fit": fit, "predict": found["predict"],
               "answers": {"config": str(REPO / "configs/template_generation/answers_gsm8k.yaml"), "field": "text",
-                          "overrides": ["--model.init_args.backbone", tiny_llama, "--model.init_args.max_new_tokens",
-                                        "4"]},
+                          "overrides": {"model.init_args.backbone": tiny_llama, "model.init_args.max_new_tokens": 4}},
               "export": {"name": "tiny"}}
     monkeypatch.chdir(tmp_path)
     caplog.set_level("INFO", logger="synthtune")

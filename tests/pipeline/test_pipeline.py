@@ -49,7 +49,7 @@ def sections(files: Path, tiny: str, **edits) -> dict:
     found = {
         "fit": {"config": str(files / "fit.yaml")},
         "contexts": {},
-        "predict": {"overrides": []},
+        "predict": {"overrides": {}},
         "curate": {"num_samples": 8, "clusters": 2, "svd_components": 4},
         "decontaminate": {"reference": str(files / "test.jsonl"), "reference_field": "question", "ngram": 8},
         "align": {"config": str(files / "weights.yaml"), "real": str(files / "train.jsonl")},
@@ -207,8 +207,8 @@ def test_editing_curate_reruns_curate_and_what_follows_only(finished, files, tin
 
 def test_killed_in_every_stage_resumes_to_the_same_rows(finished, files, tiny_llama, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    crash = {"overrides": ["--trainer.callbacks", json.dumps([{"class_path": "pipeline.crash.CrashOnce",
-                                                                 "init_args": {"marker": str(tmp_path / "crashed")}}])]}
+    crash = {"overrides": {"trainer.callbacks": [{"class_path": "pipeline.crash.CrashOnce",
+                                                  "init_args": {"marker": str(tmp_path / "crashed")}}]}}
     config = sections(files, tiny_llama, predict=crash)
     for number, stage in enumerate(s for s in ORDER if s in config):
         if stage == "predict":  # a real crash mid-predict first: one batch of rows is on disk

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from synthtune.commands import build_parser
-from synthtune.commands.curate import curate
-from synthtune.commands.decontaminate import decontaminate
-from synthtune.commands.score import mauve
-from synthtune.commands.synalign import select
+from synthtune.api.curate import curate
+from synthtune.api.decontaminate import decontaminate
+from synthtune.api.score import mauve
+from synthtune.api.synalign import select
 from synthtune.lightning_cli import compose
-from synthtune.pipeline.stages import PIPELINE_KEYS, Context, lightning_args
+from synthtune.pipeline.stages import PIPELINE_KEYS, Context, lightning_request
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "pipelines").glob("*.yaml"))
@@ -38,17 +38,33 @@ def test_shipped_pipeline_parses_and_its_stages_compose(path, monkeypatch):
             assert (REPO / config[stage]["reference"]).is_file()
     ctx = Context(REPO / config["root"], {k: v for k, v in config.items() if isinstance(v, dict)})
     first = "fit" if config.get("fit") else "predict"
-    composed = compose(lightning_args(ctx, first, config[first], ctx.folder(first)))
+    composed = compose(lightning_request(ctx, first, config[first], ctx.folder(first)))
     assert composed["trainer"]["default_root_dir"] == str(ctx.folder(first))
     if config.get("select"):  # generation reads the selected demonstrations
         assert composed["data"]["init_args"]["path"] == str(ctx.folder("select") / "demos.jsonl")
     else:
         assert (REPO / composed["data"]["init_args"].get("path", "data")).exists()
     if config.get("align"):
-        align = compose(lightning_args(ctx, "align", config["align"], ctx.folder("align") / "weights"))
+        align = compose(lightning_request(ctx, "align", config["align"], ctx.folder("align") / "weights"))
         assert align["model"]["class_path"].endswith("MMDWeightModule")
         real = align["data"]["init_args"]["real"]
         assert real == str(ctx.folder("select") / "demos.jsonl") if config.get("select") else (REPO / real).is_file()
     if config.get("answers"):
-        answers = compose(lightning_args(ctx, "answers", config["answers"], ctx.folder("answers")))
+        answers = compose(lightning_request(ctx, "answers", config["answers"], ctx.folder("answers")))
         assert answers["data"]["init_args"]["path"] == str(ctx.folder("decontaminate") / "rows.jsonl")
+
+
+def test_overrides_as_a_list_of_words_still_compose_the_same_with_a_deprecation_warning(tmp_path, caplog):
+    ctx = Context(tmp_path / "pipe", {"fit": {}})
+    config = str(REPO / "configs/dawgen/rte.yaml")
+    keys = {"config": config, "overrides": {"trainer.max_steps": 3, "model.init_args.lam": 0.5}}
+    words = {"config": config, "overrides": ["--trainer.max_steps", "3", "--model.init_args.lam", "0.5"]}
+    by_keys = compose(lightning_request(ctx, "fit", keys, ctx.folder("fit")))
+    assert "deprecated" not in caplog.text
+    by_words = compose(lightning_request(ctx, "fit", words, ctx.folder("fit")))
+    assert by_words == by_keys and by_keys["trainer"]["max_steps"] == 3 and by_keys["model"]["init_args"]["lam"] == 0.5
+    # the warning shows the mapping to write instead
+    assert "fit.overrides as a list of command-line words is deprecated" in caplog.text
+    assert "{trainer.max_steps: 3, model.init_args.lam: 0.5}" in caplog.text
+    # the stage's own folder wins over an override, as the command line's last word did
+    assert by_keys["trainer"]["default_root_dir"] == str(ctx.folder("fit"))
