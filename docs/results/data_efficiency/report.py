@@ -13,6 +13,7 @@ summaries, so every number can be recomputed.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from collections import defaultdict
@@ -52,8 +53,28 @@ def grouped(lines: list[dict], task: str) -> tuple[np.ndarray, dict[tuple, dict[
     labels = np.array([r["label"] for r in read_labeled(spec.eval_path(), spec)])
     cells: dict[tuple, dict[int, dict]] = defaultdict(dict)
     for line in lines:
-        cells[(line["tag"], line["k"], line["condition"])][line["seed"]] = line
+        for tag in tags_of(line, lines):
+            cells[(tag, line["k"], line["condition"])][line["seed"]] = line
     return labels, cells
+
+
+#: the tag of a generator trained on another seed's split than 42: ``<gen>-s<seed>[/<filter>]`` (run.sh GEN_SEED)
+SEEDED = re.compile(r"^(?P<gen>.+)-s(?P<seed>\d+)(?P<filter>/.+)?$")
+DEFAULT_GEN_SEED = 42  # the generator without a seed suffix is trained on the seed-42 split
+
+
+def tags_of(line: dict, lines: list[dict]) -> list[str]:
+    """The groups a result line belongs to. A cell whose generator was trained on the student's own seed
+    (``<gen>-s<seed>`` with that seed) goes to ``<gen>@own``; a seed-42 cell of the default generator goes to its
+    own tag and, once other seeds have their own generators, to ``<gen>@own`` too (it is seed 42's own)."""
+    tag, match = line["tag"], SEEDED.match(line["tag"])
+    if match and int(match["seed"]) == line["seed"]:
+        return [f"{match['gen']}@own{match['filter'] or ''}"]
+    gen, _, filt = tag.partition("/")
+    seeded = {m["gen"] for m in map(SEEDED.match, (x["tag"] for x in lines)) if m}
+    if line["seed"] == DEFAULT_GEN_SEED and gen in seeded:
+        return [tag, f"{gen}@own{'/' + filt if filt else ''}"]
+    return [tag]
 
 
 def summarize(lines: list[dict], task: str) -> list[dict]:

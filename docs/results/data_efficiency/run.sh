@@ -16,6 +16,10 @@
 # A curve job takes LANE=i/n to run every n-th cell (two lanes for two cores), KS and SEEDS to narrow the grid,
 # FILTERS (default "clf gen") to pick the filters whose kept rows it trains on, CONDITIONS (default
 # real+syn,real+filtered,real+random,paired+filtered) to run only some of the synthetic conditions.
+# GEN_SEED=S (gen-, filter-, curve- jobs) trains and uses the generator of seed S's 16-shot split
+# (runs/.../dawgen-<task>[-eos]-s<S>, cells tagged dawgen[-eos]-s<S>); OWN=1 runs each seed's curve cells on its
+# own seed's generator (the student, the generator and the filter then see the same real rows; report.py shows
+# them as dawgen[-eos]@own, with seed 42's cells taken from the default generator, which is seed 42's).
 # Every job resumes: a fit continues from its last checkpoint, predict writes only the missing ids, the curve
 # skips the cells already in its results.jsonl, and a finished step is skipped.
 # Outputs go to runs/results-data-efficiency/ (override with R=...).
@@ -43,10 +47,17 @@ for saved in "$HERE"/results-*.jsonl; do
   [ -e "$R/curve-$t/results.jsonl" ] || { mkdir -p "$R/curve-$t"; cp "$saved" "$R/curve-$t/results.jsonl"; }
 done
 
-gen() {  # gen <task> [uniform|eos]: fit the DawGen generator, then N samples per label
-  local task="$1" dir="$R/dawgen-$1${2:+-$2}" extra=()
-  [ "${2:-}" = uniform ] && extra=(--model.init_args.weight_mode uniform --model.init_args.lam 0)
-  [ "${2:-}" = eos ] && extra=(--model.init_args.pin_eos_weight true)
+gendir() {  # gendir <task> [uniform|eos] [seed]: a generator's folder (the seed-42 split's has no suffix)
+  local seed="${3:-42}"
+  echo "$R/dawgen-$1${2:+-$2}$([ "$seed" = 42 ] || echo "-s$seed")"
+}
+
+gen() {  # gen <task> [uniform|eos]: fit the DawGen generator on the 16-shot split of GEN_SEED (default 42), then
+  #                                  N samples per label
+  local task="$1" dir extra=(--data.init_args.seed "${GEN_SEED:-42}")
+  dir="$(gendir "$1" "${2:-}" "${GEN_SEED:-42}")"
+  [ "${2:-}" = uniform ] && extra+=(--model.init_args.weight_mode uniform --model.init_args.lam 0)
+  [ "${2:-}" = eos ] && extra+=(--model.init_args.pin_eos_weight true)
   [ "$task" = ag_news ] && extra+=(--model.init_args.num_labels 4 --data.init_args.max_length 96
     --model.init_args.max_new_tokens 96)
   if [ ! -f "$dir/fit.done" ]; then
@@ -61,7 +72,7 @@ gen() {  # gen <task> [uniform|eos]: fit the DawGen generator, then N samples pe
 
 filt() {  # filt <task> [uniform|eos]: keep half of each label, by the generator's own likelihood ratio (kept.jsonl)
   #                                     and by a classifier trained on the 16 real shots (kept-clf.jsonl)
-  local dir="$R/dawgen-$1${2:+-$2}"
+  local dir; dir="$(gendir "$1" "${2:-}" "${GEN_SEED:-42}")"
   [ -f "$dir/kept.jsonl" ] || synthtune filter --input "$dir/samples.jsonl" --output "$dir/kept.jsonl" \
     --run "$dir" --scorer generator --keep_fraction 0.5
   [ -f "$dir/kept-clf.jsonl" ] || synthtune filter --input "$dir/samples.jsonl" --output "$dir/kept-clf.jsonl" \
@@ -72,7 +83,17 @@ curve() {  # curve <task> [uniform|eos|real]: the small student's cells (resumes
   local task="$1" gen="${2:-}" common=(--task "$1" --out "$R/curve-$1/results.jsonl" --lane "${LANE:-0/1}"
     --ks "${KS:-16,4,64,8,32}" --seeds "${SEEDS:-13,21,42,87,100}")
   if [ "$gen" = real ]; then python "$HERE/curve.py" "${common[@]}" --conditions real; return; fi
-  local dir="$R/dawgen-$task${gen:+-$gen}" tag="dawgen${gen:+-$gen}"
+  if [ -n "${OWN:-}" ]; then  # each seed's cells on the generator trained on that seed's own 16-shot split
+    local seed
+    for seed in $(echo "${SEEDS:-13,21,87,100}" | tr , ' '); do
+      [ "$seed" = 42 ] && continue  # seed 42's own generator is the default one: its cells are under its tag
+      SEEDS="$seed" OWN= GEN_SEED="$seed" curve "$task" "$gen"
+    done
+    return 0
+  fi
+  local dir tag="dawgen${gen:+-$gen}"
+  dir="$(gendir "$task" "$gen" "${GEN_SEED:-42}")"
+  [ "${GEN_SEED:-42}" = 42 ] || tag="$tag-s$GEN_SEED"
   # every synthetic row (tag dawgen-<gen>), then the filter's kept rows and their controls (tag dawgen-<gen>/<filter>)
   local conditions="${CONDITIONS:-real+syn,real+filtered,real+random,paired+filtered}" picked c
   case ",$conditions," in *,real+syn,*)
