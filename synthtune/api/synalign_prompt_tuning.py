@@ -43,12 +43,12 @@ class PromptTuningClassifier:
     def from_config(cls, path: str, steps: int | None, seed: int) -> PromptTuningClassifier:
         """Read ``model.init_args`` (a PromptTuningModule), ``trainer.max_steps`` and the data batch sizes of the
         config as ``synthtune fit`` composes it."""
-        from synthtune.lightning_cli import compose
+        from synthtune.api.runs import compose
 
         if not Path(path).is_file():
             raise SynthtuneError(f"prompt-tuning config {path} not found; pass --prompt_tuning_config "
                                  f"configs/prompt_tuning/<task>.yaml (or any config whose model is a {MODULE})")
-        config = compose(["fit", "--config", str(path)]) or {}  # base files and dotted keys applied, as fit would
+        config = compose("fit", path)  # base files and dotted keys applied, as fit would
         model = config.get("model") or {}
         if not str(model.get("class_path", "")).endswith(MODULE):
             raise SynthtuneError(f"{path}: model.class_path is {model.get('class_path')!r}, not a {MODULE}; "

@@ -1,7 +1,7 @@
 """``synthtune sweep``: the prompt-tuning ablation grid, strategy × {GS on, off} × seeds, as a Markdown table.
 
-Every cell of the grid is a ``synthtune fit`` on the task's config (k-shot seed, strategy and gradient
-surgery overridden) followed by one ``synthtune test`` of its best checkpoint (dev accuracy; the last
+Every cell of the grid is a fit on the task's config (k-shot seed, strategy and gradient surgery set as dotted
+keys, run by :mod:`synthtune.api`) followed by one test of its best checkpoint (dev accuracy; the last
 checkpoint when the run has no dev set). Reference rows (``zero_shot``, ``in_context``) are a single
 ``synthtune test`` of the frozen LM. Gradient surgery only exists in the ``paired`` strategy (it needs a
 real and a synthetic batch in the same step), so the other strategies run once per seed whatever the
@@ -27,10 +27,9 @@ import logging
 import subprocess
 import sys
 import time
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
 
@@ -117,44 +116,57 @@ def plot_table(results: list[dict[str, Any]], tasks: list[str], rows: list[str],
     return plot_grouped_bars(values, path, f"test {label}", title="mean ± std over seeds; dots: seeds")
 
 
-def run_and_dump(cli_args: list[str], out_json: str) -> int:
-    """Run one synthtune Lightning command in this process and write its final metrics to ``out_json``."""
-    from synthtune.lightning_cli import run_cli, user_error  # Lightning loads only when a sweep runs
+def cell_request(subcommand: str, config: str, overrides: dict[str, Any], words: Sequence[str] = ()) -> Any:
+    """One fit or test of the grid: ``config``, then ``words`` (the user's arguments after ``--``), then the cell's
+    own dotted keys (seed, strategy, run folder), which win."""
+    from synthtune.lightning_cli import Request
 
-    # The sweep passes its runs' arguments explicitly; sys.argv holds the sweep's own arguments.
-    warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
-    try:
-        cli = run_cli(cli_args)
-    except SystemExit as exc:  # jsonargparse rejects bad arguments this way
-        return int(exc.code or 2)
-    except Exception as exc:
-        cause = user_error(exc)
-        if cause is None:
-            raise
-        print(f"error: {cause}", file=sys.stderr)
-        return 2
-    atomic_write_json(out_json, {k: float(v) for k, v in cli.trainer.callback_metrics.items()})
-    return 0
+    return Request(subcommand, (config,), overrides, tuple(words))
+
+
+def run_and_dump(request: Any, out_json: str) -> dict[str, float]:
+    """Run one cell through :func:`synthtune.api.runs.execute` in this process and write its final metrics to
+    ``out_json``."""
+    from synthtune.api.runs import execute  # Lightning loads only when a sweep runs
+
+    metrics = execute(request).metrics
+    atomic_write_json(out_json, metrics)
+    return metrics
 
 
 class _Runner:
     def __init__(self, use_subprocess: bool) -> None:
         self.use_subprocess = use_subprocess
 
-    def __call__(self, cli_args: list[str], out_json: Path) -> dict[str, float]:
+    def __call__(self, request: Any, out_json: Path) -> dict[str, float]:
         out_json.parent.mkdir(parents=True, exist_ok=True)
-        if self.use_subprocess:
-            cmd = [sys.executable, "-m", "synthtune.commands.sweep", str(out_json), *cli_args]
-            done = subprocess.run(cmd, check=False, capture_output=True, text=True)
-            if done.returncode != 0:
-                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-                raise SynthtuneError(f"`synthtune {' '.join(cli_args[:3])} ...` failed: {last}")
-        else:
-            code = run_and_dump(cli_args, str(out_json))
-            if code != 0:
-                raise SynthtuneError(f"`synthtune {' '.join(cli_args)}` failed with exit code {code}; "
-                                     f"run it alone to see why")
+        if not self.use_subprocess:
+            return run_and_dump(request, str(out_json))
+        asked = {"subcommand": request.subcommand, "configs": [str(c) for c in request.configs],
+                 "overrides": dict(request.overrides), "arguments": list(request.arguments)}
+        cmd = [sys.executable, "-m", "synthtune.commands.sweep", str(out_json), json.dumps(asked)]
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SynthtuneError(f"`synthtune {request.subcommand} --config {request.configs[0]} ...` failed: {last}")
         return json.loads(out_json.read_text())
+
+
+def _subprocess_cell(out_json: str, asked: str) -> int:
+    """A --subprocess sweep's cell in its own process: run it, one line for a user's mistake (exit status 2)."""
+    from synthtune.lightning_cli import Request, user_error
+
+    request = json.loads(asked)
+    try:
+        run_and_dump(Request(request["subcommand"], tuple(request["configs"]), request["overrides"],
+                             tuple(request["arguments"])), out_json)
+    except Exception as exc:  # noqa: BLE001 - only user errors are shortened; bugs keep their traceback
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _parse_synthetic(items: list[str]) -> dict[str, str]:
@@ -323,32 +335,31 @@ def _run_grid(grid: _Grid, run: _Runner, run_missing: bool = True) -> list[dict[
                     _append(results_path, done[key])
                     continue
                 run_dir = grid.root / task / row.replace("/", "-gs-").replace(">", "").replace("@", "-") / f"seed{seed}"
-                seeded = ["--data.init_args.seed", str(seed), "--model.init_args.seed", str(seed),
-                          "--trainer.default_root_dir", str(run_dir)]
-                common = ["--config", config, *seeded]
+                seeded = {"data.init_args.seed": seed, "model.init_args.seed": seed,
+                          "trainer.default_root_dir": str(run_dir)}
                 started = time.time()
                 fitted: dict[str, float] = {}
                 if row in REFERENCES:
-                    metrics = run(["test", *common, "--model.init_args.mode", row, *grid.extra], run_dir / "test.json")
+                    metrics = run(cell_request("test", config, {**seeded, "model.init_args.mode": row}, grid.extra),
+                                  run_dir / "test.json")
                 else:
                     if row in BASELINES:  # full-model fine-tuning on the real shots
-                        fit = ["fit", "--config", grid.baseline_config.format(task=task), *seeded,
-                               "--model.init_args.mode", BASELINES[row], "--data.init_args.strategy", "real",
-                               *grid.baseline_extra]
+                        fit = cell_request("fit", grid.baseline_config.format(task=task), {
+                            **seeded, "model.init_args.mode": BASELINES[row], "data.init_args.strategy": "real"},
+                            grid.baseline_extra)
                     else:
                         strategy, gs, variant = split_row(row)
-                        fit = ["fit", *common, "--data.init_args.strategy", strategy,
-                               "--model.init_args.gradient_surgery", str(gs != "off").lower()]
+                        keys = {**seeded, "data.init_args.strategy": strategy, "model.init_args.gradient_surgery": gs != "off"}
                         if needs_synthetic(strategy):
-                            fit += ["--data.init_args.synthetic", grid.synthetic[f"{task}@{variant}" if variant else task]]
-                        fit += grid.extra
-                    if (run_dir / "checkpoints" / "last.ckpt").is_file():
-                        fit += ["--ckpt_path", "last"]  # a cell killed during or after its fit resumes it
+                            keys["data.init_args.synthetic"] = grid.synthetic[f"{task}@{variant}" if variant else task]
+                        fit = cell_request("fit", config, keys, grid.extra)
+                    if (run_dir / "checkpoints" / "last.ckpt").is_file():  # a cell killed during or after its fit resumes
+                        fit = replace(fit, overrides={**fit.overrides, "ckpt_path": "last"})
                     fitted = run(fit, run_dir / "fit.json")
                     ckpt_dir = run_dir / "checkpoints"
                     ckpt = ckpt_dir / "best.ckpt" if (ckpt_dir / "best.ckpt").is_file() else ckpt_dir / "last.ckpt"
-                    metrics = run(["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(ckpt),
-                                   "--trainer.default_root_dir", str(run_dir)], run_dir / "test.json")
+                    metrics = run(cell_request("test", str(run_dir / "config.yaml"), {
+                        "ckpt_path": str(ckpt), "trainer.default_root_dir": str(run_dir)}), run_dir / "test.json")
                 if "test/acc" not in metrics:
                     raise SynthtuneError(f"run {key} reported no test/acc; check {run_dir}")
                 record = {"key": key, "task": task, "row": row, "seed": seed, "acc": metrics["test/acc"],
@@ -361,5 +372,5 @@ def _run_grid(grid: _Grid, run: _Runner, run_missing: bool = True) -> list[dict[
     return [r for r in done.values() if r["task"] in grid.tasks and r["row"] in grid.rows and r["seed"] in grid.seeds]
 
 
-if __name__ == "__main__":  # internal: one Lightning run of a --subprocess sweep: OUT_JSON CLI_ARGS...
-    sys.exit(run_and_dump(sys.argv[2:], sys.argv[1]))
+if __name__ == "__main__":  # internal: one cell of a --subprocess sweep: OUT_JSON REQUEST_JSON
+    sys.exit(_subprocess_cell(sys.argv[1], sys.argv[2]))
