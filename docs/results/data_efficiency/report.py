@@ -130,6 +130,35 @@ def contrasts(lines: list[dict], task: str) -> list[dict]:
     return out
 
 
+def probes(path: Path, task: str, lines: list[dict]) -> str:
+    """The reference classifiers of probe.py (the filter's own classifier; a linear probe on frozen MiniLM per k),
+    each beside the fine-tuned student's real-only cells, with the same two-level bootstrap and, where the seeds
+    match, the paired difference student − probe."""
+    if not path.is_file():
+        return ""
+    labels, cells = grouped(lines, task)
+    rng = np.random.default_rng(0)
+    found = load(path)
+    right = lambda line: ((np.frombuffer(line["pred"].encode(), dtype=np.uint8) - ord("0")) == labels).astype(float)
+    out = ["| classifier | k | seeds | test acc | fine-tuned student, real only | student − probe (paired) |",
+           "|---|---:|---:|---|---|---|"]
+    for line in (x for x in found if x["kind"] == "filter"):
+        out.append(f"| the classifier filter's scorer (its generator's split, seed {line['seed']}) | {line['k']} | 1 "
+                   f"| {fmt(bootstrap(right(line)[None], rng))} | | |")
+    for k in sorted({x["k"] for x in found if x["kind"] == "probe"}):
+        by_seed = {x["seed"]: x for x in found if x["kind"] == "probe" and x["k"] == k}
+        probe = np.stack([right(by_seed[s]) for s in sorted(by_seed)])
+        student = cells.get(("", k, "real"), {})
+        common = sorted(set(student) & set(by_seed))
+        shown = fmt(bootstrap(np.stack([correctness(student[s], "best", labels) for s in common]).astype(float), rng)) \
+            if common else ""
+        diff = fmt(bootstrap(np.stack([correctness(student[s], "best", labels) - right(by_seed[s]) for s in common]),
+                             rng)) if len(common) >= 3 else ""
+        out.append(f"| linear probe on frozen MiniLM (the same classifier on the cell's real rows) | {k} | "
+                   f"{len(by_seed)} | {fmt(bootstrap(probe, rng))} | {shown} | {diff} |")
+    return "\n".join(out) + "\n"
+
+
 def worth(lines: list[dict], task: str) -> list[dict]:
     """How many real rows per label a synthetic condition is worth: the k* at which the real-only curve
     (linear in log2 k between its measured points) reaches the condition's mean accuracy, with a 95 % interval
@@ -269,6 +298,10 @@ def main() -> None:
             sections.append(f"#### {task}: what the synthetic rows are worth in real rows per label (k*, real-only "
                             f"curve measured at k = {', '.join(map(str, equivalent[0]['real_ks']))})\n\n"
                             f"{worth_table(equivalent)}\n")
+        reference = probes(HERE / f"probe-{task}.jsonl", task, lines)
+        if reference:
+            sections.append(f"#### {task}: reference classifiers (probe.py; student = dev-selected weights)\n\n"
+                            f"{reference}")
         paired = contrasts(lines, task)
         if paired:
             sections.append(f"#### {task}: the controls, paired on the same seeds and test rows\n\n"
