@@ -89,7 +89,7 @@ def test_second_predict_into_the_same_file_is_refused_while_the_first_runs(tiny_
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     ids = [r["id"] for r in rows]
     assert ids == list(range(len(ids))) and len(ids) >= 12  # every id once, none lost
-    configured = yaml.safe_load((root / "config.yaml").read_text())["model"]["init_args"]["temperature"]
+    configured = yaml.safe_load((root / "config.yaml").read_text())["model"]["init_args"]["sampling"]["temperature"]
     assert configured != 0.5 and {r["params"]["temperature"] for r in rows} == {configured}  # nothing from the refused run
 
 

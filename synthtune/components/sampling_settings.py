@@ -10,13 +10,13 @@ from synthtune.errors import SynthtuneError
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """Sampling settings of one generation run (built from the module's ``--model.init_args``).
+    """How a generator samples (``--model.init_args.sampling``; every sample's random stream comes from the
+    module's ``seed`` and the sample id).
 
     Args:
         temperature: softmax temperature, ≥ 0 (0 = greedy).
         top_p: nucleus sampling mass, in (0, 1] (1 disables it).
         max_new_tokens: longest generation, in tokens (≥ 1).
-        seed: run seed; every sample's random stream derives from it and the sample id.
         repetition_penalty: CTRL's penalty on tokens a sample has already generated, > 0 (1 disables it;
             1.1-1.3 breaks repetition loops such as "She is 12. She is 18. ..."; below 1 favours repeats).
     """
@@ -24,7 +24,6 @@ class SamplingSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 128
-    seed: int = 0
     repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
@@ -38,12 +37,15 @@ class SamplingSettings:
         if self.max_new_tokens < 1:
             wrong.append(f"max_new_tokens={self.max_new_tokens} (need ≥ 1)")
         if wrong:
-            raise SynthtuneError("bad sampling settings: " + ", ".join(wrong) + "; fix them in --model.init_args")
+            raise SynthtuneError("bad sampling settings: " + ", ".join(wrong) + "; fix them in --model.init_args.sampling")
 
-    def as_dict(self) -> dict[str, float | int]:
-        """The settings as plain values (what each output row records in ``params``). The repetition penalty
-        appears only when it is on, so samples written before it existed still resume under the same params."""
+    def as_dict(self, seed: int | None = None) -> dict[str, float | int]:
+        """The settings as plain values, with the run ``seed`` when given (what each output row records in
+        ``params``). The repetition penalty appears only when it is on, so samples written before it existed
+        still resume under the same params."""
         values = asdict(self)
+        if seed is not None:
+            values["seed"] = seed
         if self.repetition_penalty == 1.0:
             del values["repetition_penalty"]
         return values

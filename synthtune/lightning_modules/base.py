@@ -8,17 +8,24 @@ arrives once, as a :class:`~synthtune.contract.DataInfo`, in :meth:`SynthtuneMod
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 
+from synthtune.components.backbone_spec import BackboneSpec
+from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.contract import ConnectData, DataInfo
 from synthtune.errors import NonFiniteLossError, SynthtuneError
 
 SIGNATURE_KEY = "synthtune"
+#: Flat options of earlier releases, folded into ``backbone`` / ``sampling`` (see ``flat_options``).
+FLAT_OPTIONS = ("dtype", "compile", "gradient_checkpointing", "temperature", "top_p", "max_new_tokens",
+                "repetition_penalty")
 
 
 class SynthtuneModule(pl.LightningModule):
@@ -34,6 +41,21 @@ class SynthtuneModule(pl.LightningModule):
         self.strict_loading = False
         self.data_info = DataInfo()
         self.checkpoint_fingerprint = "untrained"
+
+    def save_hyperparameters(self, *args: Any, ignore: Any = None, frame: Any = None, logger: bool = True) -> None:
+        """Lightning's, with the option bundles kept as plain values: ``backbone`` and ``sampling`` are the
+        module's resolved ``backbone_spec`` / ``sampling`` (flat options of earlier releases folded in), so a
+        checkpoint's hyper-parameters rebuild the module and hold no synthtune class."""
+        super().save_hyperparameters(*args, ignore=ignore, frame=frame or inspect.currentframe().f_back,
+                                     logger=logger)
+        bundles = {"backbone": getattr(self, "backbone_spec", None), "sampling": getattr(self, "sampling", None)}
+        bundles = {key: dataclasses.asdict(b) for key, b in bundles.items() if isinstance(b, (BackboneSpec, SamplingSettings))}
+        own = inspect.signature(type(self).__init__).parameters  # a method's own option of that name stays
+        for hparams in (self._hparams, self._hparams_initial):
+            for key in FLAT_OPTIONS:
+                if key not in own:
+                    hparams.pop(key, None)
+            hparams.update(bundles)
 
     # ----------------------------------------------------------- the data
     def configure_callbacks(self) -> list[pl.Callback]:
@@ -91,7 +113,7 @@ class SynthtuneModule(pl.LightningModule):
             ckpt_dir = Path(self.trainer.default_root_dir) / "checkpoints" if self._trainer else None
             raise NonFiniteLossError(
                 f"{name} is {loss.item()} at step {self.global_step}; the run stopped and the last good "
-                f"checkpoint (in {ckpt_dir}) is untouched. Lower the learning rate or use --model.dtype fp32, "
+                f"checkpoint (in {ckpt_dir}) is untouched. Lower the learning rate or use --model.init_args.backbone.dtype fp32, "
                 f"then resume with --ckpt_path last"
             )
 

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from synthtune.components.backbone import DEFAULT_BACKBONE, embed_tokens
+from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
 from synthtune.components.dawgen.losses import (dawgen_objective, discriminative_loss, distribution_hinge_loss,
                                                 weighted_generation_loss)
 from synthtune.components.dawgen.label_prompts import (LabelPrompts, all_label_logprobs, label_loglik_ratio, label_prefix,
@@ -48,6 +49,7 @@ from synthtune.components.sampling import sample_seed
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
+from synthtune.lightning_modules.flat_options import FlatBackboneOptions, FlatSamplingOptions
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
 
 Batch = dict[str, Any]
@@ -61,12 +63,11 @@ def weight_entropy(weights: Tensor, mask: Tensor) -> Tensor:
     return -(p * p.clamp_min(1e-30).log()).sum() / math.log(n) if n > 1 else w.new_ones(())
 
 
-class DawGenModule(FrozenBackboneModule):
+class DawGenModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModule):
     """DawGen: per-label soft prompts Q and a token weight net Φ_W over a frozen decoder-only LM or T5.
 
     Args:
-        backbone: ``smollm2-135m`` (bundled), a local model folder (decoder-only or T5), a ``.gguf`` or hub id.
-        dtype: weights of the frozen backbone: ``fp32`` or ``bf16`` (Q and Φ_W stay fp32).
+        backbone: the frozen LM (decoder-only or T5): a name or its spec (:class:`BackboneSpec`; Q and Φ_W stay fp32).
         num_labels: L, the task's number of labels (checked against the data's label names).
         prompt_length: t, soft tokens per label.
         lam: λ ≥ 0, weight of the semantic regularizer L_dist in E_l[L_wGen] + λ L_dist (1 = the
@@ -88,14 +89,8 @@ class DawGenModule(FrozenBackboneModule):
         meta_every_n_steps: update Φ_W (steps 1-2) every this many steps; 1 is Alg. 1, larger values
             keep W fixed in between to save the double backward on a CPU.
         init_from_label_names: start each Q_l's last soft tokens at the embeddings of its label name.
-        temperature: sampling temperature for predict (0 = greedy).
-        top_p: nucleus sampling mass for predict.
-        max_new_tokens: longest generated text (``text`` or ``text_b``), in tokens.
+        sampling: how predict samples (:class:`SamplingSettings`; ``max_new_tokens`` caps ``text`` or ``text_b``).
         seed: seed of the initialisation and of every sample's random stream.
-        repetition_penalty: CTRL's penalty on the tokens a sample has already generated (1 disables it).
-        gradient_checkpointing: recompute the frozen backbone's activations in backward instead of storing
-            them (less memory for long prompts on large models, ~1/3 more compute; the gradient is unchanged).
-        compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
         engine: what samples in predict: ``native`` (synthtune's sampler) or ``vllm`` (Q_l and the embedded context
             tokens go to vLLM as ``prompt_embeds``; decoder-only backbones; texts differ from the native sampler's).
         engine_options: ``vllm.LLM`` arguments for ``engine: vllm`` (``tensor_parallel_size``,
@@ -104,8 +99,7 @@ class DawGenModule(FrozenBackboneModule):
 
     def __init__(
         self,
-        backbone: str = DEFAULT_BACKBONE,
-        dtype: Literal["fp32", "bf16"] = "fp32",
+        backbone: BackboneSpec | str = DEFAULT_BACKBONE,
         num_labels: int = 2,
         prompt_length: int = 16,
         lam: float = 1.0,
@@ -120,17 +114,13 @@ class DawGenModule(FrozenBackboneModule):
         inner_lr: float | None = None,
         meta_every_n_steps: int = 1,
         init_from_label_names: bool = True,
-        temperature: float = 1.0,
-        top_p: float = 0.95,
-        max_new_tokens: int = 48,
+        sampling: SamplingSettings = SamplingSettings(top_p=0.95, max_new_tokens=48),
         seed: int = 0,
-        repetition_penalty: float = 1.0,
-        gradient_checkpointing: bool = False,
-        compile: bool = False,
         engine: EngineName = "native",
         engine_options: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
         if not math.isfinite(float(lam)) or lam < 0:
             raise SynthtuneError(f"lam (λ) must be a finite number >= 0, got {lam!r}; pass e.g. --model.init_args.lam 1.0")
         if (inner_lr is not None and inner_lr < 0) or meta_every_n_steps < 1 or lr <= 0:
@@ -138,9 +128,9 @@ class DawGenModule(FrozenBackboneModule):
         for name, value in (("optimizer", optimizer), ("weight_optimizer", weight_optimizer)):
             if value not in ("adam", "sgd"):
                 raise SynthtuneError(f"unknown {name} {value!r}; use adam or sgd")
-        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed, repetition_penalty)
+        self.sampling = self.flat_sampling(sampling)
+        bb = self.load_frozen_backbone(self.flat_backbone(backbone_spec(backbone)))
         self.save_hyperparameters()
-        bb = self.load_frozen_backbone(backbone, dtype, gradient_checkpointing=gradient_checkpointing, compile=compile)
         bb.check_prompt_length(prompt_length)
         self.max_positions = bb.max_positions
         self.engine = build_engine(engine, engine_options, bb)
@@ -154,7 +144,7 @@ class DawGenModule(FrozenBackboneModule):
 
     def checkpoint_signature(self) -> dict[str, Any]:
         h = self.hparams
-        return {"method": "dawgen", "backbone": h.backbone, "num_labels": h.num_labels,
+        return {"method": "dawgen", "backbone": self.backbone_spec.name, "num_labels": h.num_labels,
                 "prompt_length": h.prompt_length, "hidden_size": self.label_prompts.prompts.shape[-1],
                 "weight_mode": h.weight_mode, "weight_mlp_size": h.weight_mlp_size}
 
@@ -278,8 +268,8 @@ class DawGenModule(FrozenBackboneModule):
     # ------------------------------------------------------------- generation
     def generation_params(self) -> dict[str, Any]:
         h = self.hparams
-        return {"backbone": h.backbone, "prompt_length": h.prompt_length, "weight_mode": h.weight_mode,
-                "lam": h.lam, **self.sampling.as_dict(), **self.engine.params(),
+        return {"backbone": self.backbone_spec.name, "prompt_length": h.prompt_length, "weight_mode": h.weight_mode,
+                "lam": h.lam, **self.sampling.as_dict(h.seed), **self.engine.params(),
                 "checkpoint": self.checkpoint_fingerprint}
 
     def _eos_ids(self) -> set[int]:
@@ -329,7 +319,7 @@ class DawGenModule(FrozenBackboneModule):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
         ids = batch["id"].tolist()
-        seeds = [sample_seed(self.sampling.seed, i, "dawgen") for i in ids]
+        seeds = [sample_seed(self.hparams.seed, i, "dawgen") for i in ids]
         texts, hit_cap = self.generate_with_ends(batch["label"], seeds, batch.get("context_ids"), batch.get("context_mask"))
         params = self.generation_params()
         rows = []
@@ -345,7 +335,7 @@ class DawGenModule(FrozenBackboneModule):
     def sample_texts(self, num: int) -> list[str]:
         """A few samples, labels round-robin (pair tasks: over the real first sentences), for logging."""
         labels = torch.arange(num) % self.hparams.num_labels
-        seeds = [sample_seed(self.sampling.seed, i, "dawgen-log") for i in range(num)]
+        seeds = [sample_seed(self.hparams.seed, i, "dawgen-log") for i in range(num)]
         firsts, firsts_ids = self.data_info.first_sentences, self.data_info.first_sentence_ids
         native = NativeEngine()  # a log line during fit never starts an engine beside the training
         if not firsts:

@@ -24,25 +24,27 @@ import torch
 from torch import Tensor
 
 from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone, row_major
+from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
 from synthtune.components.prompt_tuning.combination import check_strategy
 from synthtune.components.prompt_tuning.verbalizer import encode_texts, render_row
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.base import SynthtuneModule
+from synthtune.lightning_modules.flat_options import FlatBackboneOptions
 from synthtune.templates import Template
 from synthtune.lightning_modules.classification import ClassifierSteps
 
 FT_MODES = ("head", "prompt")
 
 
-class FineTuningModule(ClassifierSteps, SynthtuneModule):
+class FineTuningModule(ClassifierSteps, FlatBackboneOptions, SynthtuneModule):
     """Full-model fine-tuning for few-shot classification: a classification head or LM-BFF prompt-based FT.
 
     Args:
         mode: ``head`` (a linear head over the model's representation) or ``prompt`` (template + label
             words, LM-BFF).
-        backbone: ``smollm2-135m`` (bundled), a local model folder (decoder-only or T5), a ``.gguf`` or a hub id.
-        dtype: weights of the trained copy of the backbone (``fp32`` or ``bf16``).
+        backbone: the model to fine-tune (decoder-only or T5): a name or its spec (:class:`BackboneSpec`; ``dtype``
+            is that of the trained copy; ``compile`` and ``gradient_checkpointing`` are not supported here).
         num_labels: number of classes of the head (``head`` mode; checked against the task).
         template: ``prompt`` mode: the template, ``None`` for the task's default of ``template_style``.
         label_words: ``prompt`` mode: one word per label, ``None`` for the task's default.
@@ -58,8 +60,7 @@ class FineTuningModule(ClassifierSteps, SynthtuneModule):
     def __init__(
         self,
         mode: Literal["head", "prompt"] = "prompt",
-        backbone: str = DEFAULT_BACKBONE,
-        dtype: Literal["fp32", "bf16"] = "fp32",
+        backbone: BackboneSpec | str = DEFAULT_BACKBONE,
         num_labels: int = 2,
         template: Template | None = None,
         label_words: list[str] | None = None,
@@ -70,8 +71,9 @@ class FineTuningModule(ClassifierSteps, SynthtuneModule):
         weight_decay: float = 0.0,
         label_smoothing: float = 0.1,
         seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
         if mode not in FT_MODES:
             raise SynthtuneError(f"unknown mode {mode!r}; use one of {', '.join(FT_MODES)}")
         if num_labels < 2 or max_field_tokens < 1 or not lr > 0 or weight_decay < 0:
@@ -79,8 +81,9 @@ class FineTuningModule(ClassifierSteps, SynthtuneModule):
                                  f"{num_labels}, {max_field_tokens}, {lr}, {weight_decay}; fix --model.init_args")
         if not 0.0 <= label_smoothing < 1.0:
             raise SynthtuneError(f"label_smoothing must be in [0, 1), got {label_smoothing}; pass e.g. 0.1")
+        self.backbone_spec = self.flat_backbone(backbone_spec(backbone)).name_and_dtype_only("fine_tuning")
         self.save_hyperparameters()
-        bb = load_backbone(backbone, dtype)
+        bb = load_backbone(self.backbone_spec.name, self.backbone_spec.dtype)
         # A private, trainable copy: the loader shares its frozen model within the process.
         self.model = row_major(copy.deepcopy(bb.model)).requires_grad_(True)
         self.tokenizer = bb.tokenizer
@@ -94,7 +97,7 @@ class FineTuningModule(ClassifierSteps, SynthtuneModule):
 
     def checkpoint_signature(self) -> dict[str, Any]:
         h = self.hparams
-        return {"method": "fine_tuning", "mode": h.mode, "backbone": h.backbone, "num_labels": h.num_labels,
+        return {"method": "fine_tuning", "mode": h.mode, "backbone": self.backbone_spec.name, "num_labels": h.num_labels,
                 "label_words": list(self.verbalizer.label_words) if h.mode == "prompt" else None}
 
     def connect(self, info: DataInfo) -> None:

@@ -3,10 +3,10 @@
 The frozen backbone never enters a checkpoint (a checkpoint holds the prompts and whatever else
 trains); loading rebuilds it from its spec, and the signature check refuses a mismatched checkpoint.
 
-Each method takes two speed options for large backbones on GPUs as ordinary ``__init__`` arguments and
-passes them to :meth:`FrozenBackboneModule.load_frozen_backbone`: ``gradient_checkpointing`` (recompute
-the frozen layers' activations in backward, so a long soft prompt on a multi-billion-parameter model
-fits; training methods only) and ``compile`` (``torch.compile`` the backbone's forward). See ``docs/gpu.md``.
+Each method takes its backbone as one :class:`~synthtune.components.backbone_spec.BackboneSpec`
+(``--model.init_args.backbone``: the name, ``dtype`` and two speed options for large backbones on GPUs,
+``gradient_checkpointing`` and ``compile``; see ``docs/gpu.md``) and passes it to
+:meth:`FrozenBackboneModule.load_frozen_backbone`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
 from synthtune.components.backbone import Backbone, load_backbone, random_token_embeddings, set_frozen_mode
+from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.base import SynthtuneModule
 
@@ -36,10 +37,12 @@ class FrozenBackboneModule(SynthtuneModule):
     def frozen_prefixes(self) -> tuple[str, ...]:
         return tuple(f"{name}." for name in self.frozen_modules)
 
-    def load_frozen_backbone(self, backbone: str, dtype: str, gradient_checkpointing: bool = False,
-                             compile: bool = False) -> Backbone:
-        """Load (once per process and setting) the frozen LM and register it as ``self.backbone``."""
-        bb = load_backbone(backbone, dtype, gradient_checkpointing=gradient_checkpointing, compile=compile)
+    def load_frozen_backbone(self, spec: BackboneSpec) -> Backbone:
+        """Load (once per process and setting) the frozen LM ``spec`` names and register it as ``self.backbone``
+        (its spec as ``self.backbone_spec``)."""
+        self.backbone_spec = spec
+        bb = load_backbone(spec.name, spec.dtype, gradient_checkpointing=spec.gradient_checkpointing,
+                           compile=spec.compile)
         self.backbone = bb.model
         self.tokenizer = bb.tokenizer
         return bb
@@ -54,7 +57,7 @@ class FrozenBackboneModule(SynthtuneModule):
         if self.trainer.state.fn == TrainerFn.FITTING and precision in _TRUE_HALF:
             raise SynthtuneError(
                 f"--trainer.precision {precision} casts the trainable prompts to half precision; use "
-                f"--trainer.precision bf16-mixed (add --model.init_args.dtype bf16 to halve the frozen weights)")
+                f"--trainer.precision bf16-mixed (add --model.init_args.backbone.dtype bf16 to halve the frozen weights)")
         return super().configure_callbacks()
 
     def train(self, mode: bool = True) -> "FrozenBackboneModule":

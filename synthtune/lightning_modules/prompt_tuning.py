@@ -32,6 +32,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
+from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
 from synthtune.components.prompt_tuning.combination import check_strategy
 from synthtune.components.prompt_tuning.gradient_surgery import surgery_step
 from synthtune.components.prompt_tuning.prompt_format import LabelWordReader
@@ -39,6 +40,7 @@ from synthtune.components.softsrv.soft_prompts import NonParametricPrompt
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.classification import ClassifierSteps
+from synthtune.lightning_modules.flat_options import FlatBackboneOptions
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
 from synthtune.templates import Template
 
@@ -49,7 +51,7 @@ LR_SGD = 0.3
 _COUNTERS_KEY = "prompt_tuning_counters"
 
 
-class PromptTuningModule(ClassifierSteps, FrozenBackboneModule):
+class PromptTuningModule(ClassifierSteps, FlatBackboneOptions, FrozenBackboneModule):
     """A soft prompt P tuned on a frozen LM for few-shot classification.
 
     Args:
@@ -61,8 +63,7 @@ class PromptTuningModule(ClassifierSteps, FrozenBackboneModule):
         template_style: which task default fills a ``None`` template / label words: ``decoder`` (an
             instruction, the input and an answer cue, for instruction-tuned decoders) or ``lmbff``
             (the LM-BFF manual templates); see ``synthtune/tasks.py``.
-        backbone: ``smollm2-135m`` (bundled), a local model folder (decoder-only or T5), a ``.gguf`` or a hub id.
-        dtype: weights of the frozen backbone (``fp32`` or ``bf16``; P stays fp32).
+        backbone: the frozen LM (decoder-only or T5): a name or its spec (:class:`BackboneSpec`; P stays fp32).
         prompt_length: number of soft tokens in P (100 in the paper).
         mode: ``train`` (prompt tuning), ``zero_shot`` or ``in_context`` (reference rows, test only).
         gradient_surgery: project conflicting synthetic gradients (``paired`` strategy only).
@@ -79,9 +80,6 @@ class PromptTuningModule(ClassifierSteps, FrozenBackboneModule):
         demonstrations_per_class: labelled demonstrations per class in ``in_context`` mode.
         demo_separator: text between demonstrations (and before the query) in ``in_context`` mode.
         seed: seed of P's initialisation and of the choice of demonstrations.
-        gradient_checkpointing: recompute the frozen backbone's activations in backward instead of storing
-            them (less memory for long prompts on large models, ~1/3 more compute; the gradient is unchanged).
-        compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
     """
 
     def __init__(
@@ -89,8 +87,7 @@ class PromptTuningModule(ClassifierSteps, FrozenBackboneModule):
         template: Template | None = None,
         label_words: list[str] | None = None,
         template_style: Literal["decoder", "lmbff"] = "decoder",
-        backbone: str = DEFAULT_BACKBONE,
-        dtype: Literal["fp32", "bf16"] = "fp32",
+        backbone: BackboneSpec | str = DEFAULT_BACKBONE,
         prompt_length: int = 100,
         mode: Literal["train", "zero_shot", "in_context"] = "train",
         gradient_surgery: bool = True,
@@ -105,10 +102,9 @@ class PromptTuningModule(ClassifierSteps, FrozenBackboneModule):
         demonstrations_per_class: int = 1,
         demo_separator: str = "\n",
         seed: int = 0,
-        gradient_checkpointing: bool = False,
-        compile: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
         if mode not in MODES:
             raise SynthtuneError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         if prompt_length < 1:
@@ -125,8 +121,8 @@ class PromptTuningModule(ClassifierSteps, FrozenBackboneModule):
                                  f"{weight_decay}; fix --model.init_args")
         if max_field_tokens < 1 or demonstrations_per_class < 0:
             raise SynthtuneError("max_field_tokens must be >= 1 and demonstrations_per_class >= 0")
+        bb = self.load_frozen_backbone(self.flat_backbone(backbone_spec(backbone)))
         self.save_hyperparameters()
-        bb = self.load_frozen_backbone(backbone, dtype, gradient_checkpointing=gradient_checkpointing, compile=compile)
         self.is_encoder_decoder = bb.is_encoder_decoder
         bb.check_prompt_length(prompt_length)
         self.hidden_size = bb.hidden_size
@@ -143,7 +139,7 @@ class PromptTuningModule(ClassifierSteps, FrozenBackboneModule):
     # ------------------------------------------------------------ set-up
     def checkpoint_signature(self) -> dict[str, Any]:
         h = self.hparams
-        return {"method": "prompt_tuning", "backbone": h.backbone, "prompt_length": h.prompt_length,
+        return {"method": "prompt_tuning", "backbone": self.backbone_spec.name, "prompt_length": h.prompt_length,
                 "hidden_size": self.hidden_size, "label_words": list(self.verbalizer.label_words)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -25,10 +25,12 @@ from synthtune.components.backbone import (
     parse_dtype,
     resolve_backbone,
 )
+from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
 from synthtune.components.gsm8k_eval import extract_final_number
 from synthtune.components.text_generation import generate_from_text
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.base import SynthtuneModule
+from synthtune.lightning_modules.flat_options import FlatBackboneOptions
 from synthtune.paths import atomic_write_jsonl
 
 log = logging.getLogger(__name__)
@@ -73,12 +75,12 @@ def add_lora(model: torch.nn.Module, r: int, alpha: int, dropout: float, targets
     return model
 
 
-class SFTModule(SynthtuneModule):
+class SFTModule(FlatBackboneOptions, SynthtuneModule):
     """Supervised fine-tuning of a causal LM on (question, answer) pairs, scored by GSM8K exact match.
 
     Args:
-        backbone: the model to fine-tune: ``smollm2-135m`` (bundled), a local folder, a ``.gguf`` or a hub id.
-        dtype: weights: ``fp32`` (CPU) or ``bf16``.
+        backbone: the model to fine-tune: a name or its spec (:class:`BackboneSpec`; ``dtype`` ``fp32`` on a CPU or
+            ``bf16``; ``compile`` and ``gradient_checkpointing`` are not supported here).
         finetune: ``full`` (every weight trains; checkpoints hold the whole model) or ``lora``
             (adapters only; checkpoints hold only the adapters).
         lora_r: LoRA rank r.
@@ -96,8 +98,7 @@ class SFTModule(SynthtuneModule):
 
     def __init__(
         self,
-        backbone: str = DEFAULT_BACKBONE,
-        dtype: Literal["fp32", "bf16"] = "fp32",
+        backbone: BackboneSpec | str = DEFAULT_BACKBONE,
         finetune: Literal["full", "lora"] = "lora",
         lora_r: int = 8,
         lora_alpha: int = 16,
@@ -108,16 +109,18 @@ class SFTModule(SynthtuneModule):
         warmup_steps: int = 0,
         max_new_tokens: int = 256,
         predictions_file: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
         if finetune not in ("full", "lora"):
             raise SynthtuneError(f"finetune must be full or lora, got {finetune!r}")
         if lora_r < 1 or lora_alpha <= 0 or not 0.0 <= lora_dropout < 1.0:
             raise SynthtuneError("need lora_r ≥ 1, lora_alpha > 0 and 0 ≤ lora_dropout < 1")
         if lr <= 0 or warmup_steps < 0 or max_new_tokens < 1:
             raise SynthtuneError("need lr > 0, warmup_steps ≥ 0 and max_new_tokens ≥ 1")
+        self.backbone_spec = self.flat_backbone(backbone_spec(backbone)).name_and_dtype_only("sft")
         self.save_hyperparameters()
-        model = load_trainable_lm(backbone, dtype)
+        model = load_trainable_lm(self.backbone_spec.name, self.backbone_spec.dtype)
         if finetune == "lora":
             targets = list(lora_target_modules) if lora_target_modules else default_lora_targets(model)
             self.lora_targets = targets
@@ -126,7 +129,7 @@ class SFTModule(SynthtuneModule):
             self.lora_targets = []
             model.requires_grad_(True)
         self.model = model
-        self.tokenizer = load_tokenizer(backbone)
+        self.tokenizer = load_tokenizer(self.backbone_spec.name)
         # Full fine-tuning: a checkpoint must hold every weight; LoRA: only the adapters.
         self.strict_loading = finetune == "full"
         self._test_rows: list[dict[str, Any]] = []
@@ -134,7 +137,7 @@ class SFTModule(SynthtuneModule):
     # ------------------------------------------------------------ checkpoints
     def checkpoint_signature(self) -> dict[str, Any]:
         h = self.hparams
-        signature = {"method": "sft", "backbone": h.backbone, "finetune": h.finetune}
+        signature = {"method": "sft", "backbone": self.backbone_spec.name, "finetune": h.finetune}
         if h.finetune == "lora":
             signature.update(lora_r=h.lora_r, lora_targets=sorted(self.lora_targets))
         return signature

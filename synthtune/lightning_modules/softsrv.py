@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
+from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
 from synthtune.components.encoders import (
     DEFAULT_CONTEXT_ENCODER,
     build_context_encoder,
@@ -30,15 +31,16 @@ from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.softsrv.soft_prompts import build_soft_prompt
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
+from synthtune.lightning_modules.flat_options import FlatBackboneOptions, FlatSamplingOptions
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
 
 
-class SoftSRVModule(FrozenBackboneModule):
+class SoftSRVModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModule):
     """SoftSRV: a trainable soft prompt P_θ(z) steering a frozen causal LM.
 
     Args:
-        backbone: ``smollm2-135m`` (bundled), a local model folder, a ``.gguf`` file or a hub id.
-        dtype: weights of the frozen backbone: ``fp32`` or ``bf16`` (the prompt stays fp32).
+        backbone: the frozen LM: a name (``smollm2-135m``, bundled; a local folder, a ``.gguf`` file or a hub
+            id) or its spec with ``dtype``, ``compile`` and ``gradient_checkpointing`` (:class:`BackboneSpec`).
         parameterization: ``np`` (SS_NP, one shared prompt), ``mp`` (SS_MPk, mixture of k bases) or
             ``mc`` (SS_MC, one MLP per soft token).
         prompt_length: number of soft tokens t.
@@ -52,15 +54,8 @@ class SoftSRVModule(FrozenBackboneModule):
             its last hidden states). z is standardised per dimension over the training contexts.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
-        temperature: sampling temperature for predict (0 = greedy).
-        top_p: nucleus sampling mass for predict (1 disables it).
-        max_new_tokens: longest synthetic sample, in tokens.
+        sampling: how predict samples (:class:`SamplingSettings`).
         seed: seed of the prompt initialisation and of every sample's random stream.
-        repetition_penalty: CTRL's penalty on the tokens a sample has already generated (1 disables it;
-            about 1.1 breaks the repetition loops that otherwise run to ``max_new_tokens``).
-        gradient_checkpointing: recompute the frozen backbone's activations in backward instead of storing
-            them (less memory for long prompts on large models, ~1/3 more compute; the gradient is unchanged).
-        compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
         engine: what samples in predict: ``native`` (synthtune's sampler) or ``vllm`` (the soft prompts go to vLLM
             as ``prompt_embeds``; needs vLLM installed; texts differ from the native sampler's, see the README).
         engine_options: ``vllm.LLM`` arguments for ``engine: vllm`` (``tensor_parallel_size``,
@@ -69,8 +64,7 @@ class SoftSRVModule(FrozenBackboneModule):
 
     def __init__(
         self,
-        backbone: str = DEFAULT_BACKBONE,
-        dtype: Literal["fp32", "bf16"] = "fp32",
+        backbone: BackboneSpec | str = DEFAULT_BACKBONE,
         parameterization: Literal["np", "mp", "mc"] = "mc",
         prompt_length: int = 128,
         num_basis: int = 2,
@@ -79,22 +73,18 @@ class SoftSRVModule(FrozenBackboneModule):
         context_encoder: str = DEFAULT_CONTEXT_ENCODER,
         lr: float = 5e-6,
         weight_decay: float = 0.0,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        max_new_tokens: int = 128,
+        sampling: SamplingSettings = SamplingSettings(),
         seed: int = 0,
-        repetition_penalty: float = 1.0,
-        gradient_checkpointing: bool = False,
-        compile: bool = False,
         engine: EngineName = "native",
         engine_options: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
         if prompt_length <= 0:
             raise SynthtuneError(f"prompt_length must be a positive number of soft tokens, got {prompt_length}")
-        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed, repetition_penalty)
+        self.sampling = self.flat_sampling(sampling)
+        bb = self.load_frozen_backbone(self.flat_backbone(backbone_spec(backbone)))
         self.save_hyperparameters()
-        bb = self.load_frozen_backbone(backbone, dtype, gradient_checkpointing=gradient_checkpointing, compile=compile)
         bb.check_prompt_length(prompt_length)
         self._bb = bb
         self.engine = build_engine(engine, engine_options, bb)
@@ -112,7 +102,7 @@ class SoftSRVModule(FrozenBackboneModule):
     # ------------------------------------------------------------ contexts
     def checkpoint_signature(self) -> dict[str, Any]:
         h = self.hparams
-        return {"method": "softsrv", "backbone": h.backbone, "parameterization": h.parameterization,
+        return {"method": "softsrv", "backbone": self.backbone_spec.name, "parameterization": h.parameterization,
                 "prompt_length": h.prompt_length, "context_encoder": self.context_kind,
                 "context_dim": self.context_dim, "num_basis": h.num_basis, "mlp_hidden": h.mlp_hidden,
                 "mlp_layers": h.mlp_layers}
@@ -160,8 +150,8 @@ class SoftSRVModule(FrozenBackboneModule):
     # ----------------------------------------------------------- generation
     def generation_params(self) -> dict[str, Any]:
         h = self.hparams
-        return {"backbone": h.backbone, "parameterization": h.parameterization, "prompt_length": h.prompt_length,
-                **self.sampling.as_dict(), **self.engine.params(), "checkpoint": self.checkpoint_fingerprint}
+        return {"backbone": self.backbone_spec.name, "parameterization": h.parameterization,
+                "prompt_length": h.prompt_length, **self.sampling.as_dict(h.seed), **self.engine.params(), "checkpoint": self.checkpoint_fingerprint}
 
     def generate(self, context_index: torch.Tensor, seeds: list[int], engine: Engine | None = None) -> list[str]:
         """Sample one text per (context, seed) pair."""
@@ -178,7 +168,7 @@ class SoftSRVModule(FrozenBackboneModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
         ids = batch["id"].tolist()
-        seeds = [sample_seed(self.sampling.seed, i, "softsrv") for i in ids]
+        seeds = [sample_seed(self.hparams.seed, i, "softsrv") for i in ids]
         texts, hit_cap = self.generate_with_ends(batch["context_index"], seeds)
         params = self.generation_params()
         return [{"id": i, "text": text, "context_index": c, "seed": s, "hit_cap": cap, "method": "softsrv",
@@ -194,7 +184,7 @@ class SoftSRVModule(FrozenBackboneModule):
         self.eval()
         try:
             # the native sampler: a log line during fit never starts an engine beside the training
-            return self.generate(index, [sample_seed(self.sampling.seed, i, "softsrv-log") for i in range(num)],
+            return self.generate(index, [sample_seed(self.hparams.seed, i, "softsrv-log") for i in range(num)],
                                  NativeEngine())
         finally:
             self.train(was_training)

@@ -35,11 +35,13 @@ from synthtune.components.synalign.attribute_prompts import (
     read_attributes,
 )
 from synthtune.components.backbone import DEFAULT_BACKBONE
+from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
 from synthtune.components.sampling import sample_seed
 from synthtune.components.engines import EngineName, build_engine
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import generate_from_text
 from synthtune.errors import SynthtuneError
+from synthtune.lightning_modules.flat_options import FlatBackboneOptions, FlatSamplingOptions
 from synthtune.lightning_modules.predict_only import PredictOnlyModule
 from synthtune.paths import atomic_write_json
 from synthtune.templates import Template
@@ -49,12 +51,11 @@ log = logging.getLogger(__name__)
 STATS_FILE = "synalign_generation_stats.json"
 
 
-class SynAlignGenerationModule(PredictOnlyModule):
+class SynAlignGenerationModule(FlatSamplingOptions, FlatBackboneOptions, PredictOnlyModule):
     """Two-stage attribute prompting of a frozen causal LM over selected demonstration clusters.
 
     Args:
-        backbone: ``smollm2-135m`` (bundled), a local model folder, a ``.gguf`` file or a hub id.
-        dtype: weights of the frozen backbone: ``fp32`` or ``bf16``.
+        backbone: the frozen LM (decoder-only): a name or its spec (:class:`BackboneSpec`).
         task_description: what one example is, as the prompts name it (e.g. ``movie review``).
         attribute_mode: ``found``: the model names the attributes that matter for the demonstrations;
             ``fixed``: it fills the keys topic, style, tone and length (other keys are dropped).
@@ -66,13 +67,9 @@ class SynAlignGenerationModule(PredictOnlyModule):
         count_policy: ``drop`` a stage-2 reply with the wrong number of items, or ``truncate`` it
             to its first ``gen_size`` items (it is counted either way).
         attribute_max_new_tokens: length limit of stage-1 replies.
-        max_new_tokens: length limit of stage-2 replies.
-        temperature: sampling temperature (0 = greedy).
-        top_p: nucleus sampling mass.
+        sampling: how both stages sample (:class:`SamplingSettings`; ``max_new_tokens`` limits stage-2 replies).
         use_chat_template: wrap prompts in the tokenizer's chat template.
         seed: run seed; every job's two sampling streams depend only on it and the job id.
-        repetition_penalty: CTRL's penalty on the tokens a sample has already generated (1 disables it).
-        compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
         engine: what samples: ``native`` (synthtune's sampler) or ``vllm`` (the tokenized prompts go to vLLM; needs
             vLLM installed; texts differ from the native sampler's, see the README).
         engine_options: ``vllm.LLM`` arguments for ``engine: vllm`` (``tensor_parallel_size``,
@@ -81,8 +78,7 @@ class SynAlignGenerationModule(PredictOnlyModule):
 
     def __init__(
         self,
-        backbone: str = DEFAULT_BACKBONE,
-        dtype: Literal["fp32", "bf16"] = "fp32",
+        backbone: BackboneSpec | str = DEFAULT_BACKBONE,
         task_description: str = "text",
         attribute_mode: AttributeMode = "found",
         attribute_template: Template | None = None,
@@ -90,17 +86,14 @@ class SynAlignGenerationModule(PredictOnlyModule):
         gen_size: int = 5,
         count_policy: CountPolicy = "drop",
         attribute_max_new_tokens: int = 64,
-        max_new_tokens: int = 256,
-        temperature: float = 0.8,
-        top_p: float = 0.95,
+        sampling: SamplingSettings = SamplingSettings(temperature=0.8, top_p=0.95, max_new_tokens=256),
         use_chat_template: bool = True,
         seed: int = 0,
-        repetition_penalty: float = 1.0,
-        compile: bool = False,
         engine: EngineName = "native",
         engine_options: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
         if gen_size < 1:
             raise SynthtuneError(f"gen_size must be >= 1, got {gen_size}")
         if count_policy not in ("drop", "truncate"):
@@ -109,27 +102,27 @@ class SynAlignGenerationModule(PredictOnlyModule):
             raise SynthtuneError(f"attribute_max_new_tokens must be >= 1, got {attribute_max_new_tokens}")
         if attribute_mode not in ATTRIBUTE_TEMPLATES:
             raise SynthtuneError(f"attribute_mode must be 'found' or 'fixed', got {attribute_mode!r}")
-        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed, repetition_penalty)
+        self.sampling = self.flat_sampling(sampling)
         self.attribute_template = attribute_template or ATTRIBUTE_TEMPLATES[attribute_mode]
         check_template(self.attribute_template, "attribute_template", ("text",))
         check_template(generation_template, "generation_template", ("attributes", "gen_size"))
+        bb = self.load_frozen_backbone(self.flat_backbone(backbone_spec(backbone)))
         self.save_hyperparameters()
-        bb = self.load_frozen_backbone(backbone, dtype, compile=compile)
         if bb.is_encoder_decoder:
-            raise SynthtuneError(f"SynAlign generation needs a decoder-only backbone; {backbone} is encoder-decoder")
+            raise SynthtuneError(f"SynAlign generation needs a decoder-only backbone; {bb.name} is encoder-decoder")
         self.engine = build_engine(engine, engine_options, bb)
         self.stats = ParseStats()
 
     def checkpoint_signature(self) -> dict[str, Any]:
-        return {"method": "synalign_generation", "backbone": self.hparams.backbone}
+        return {"method": "synalign_generation", "backbone": self.backbone_spec.name}
 
     def generation_params(self) -> dict[str, Any]:
         """Settings identical for every row of a run (written into each row's ``params``)."""
         h = self.hparams
-        return {"backbone": h.backbone, "task_description": h.task_description, "attribute_mode": h.attribute_mode,
+        return {"backbone": self.backbone_spec.name, "task_description": h.task_description, "attribute_mode": h.attribute_mode,
                 "gen_size": h.gen_size,
                 "count_policy": h.count_policy, "attribute_max_new_tokens": h.attribute_max_new_tokens,
-                **self.sampling.as_dict(), **self.engine.params(), "use_chat_template": h.use_chat_template,
+                **self.sampling.as_dict(h.seed), **self.engine.params(), "use_chat_template": h.use_chat_template,
                 "attribute_template": self.attribute_template, "generation_template": h.generation_template}
 
     def _sample(self, prompts: list[str], seeds: list[int], max_new_tokens: int) -> tuple[list[str], list[bool]]:
@@ -147,7 +140,7 @@ class SynAlignGenerationModule(PredictOnlyModule):
         h = self.hparams
         prompts = [fill(self.attribute_template, text=format_demonstrations(d), label_name=n, task=h.task_description)
                    for d, n in zip(demonstrations, label_names)]
-        replies, _ = self._sample(prompts, [sample_seed(self.sampling.seed, j, "synalign-attributes") for j in jobs],
+        replies, _ = self._sample(prompts, [sample_seed(self.hparams.seed, j, "synalign-attributes") for j in jobs],
                                   h.attribute_max_new_tokens)
         out = []
         for reply in replies:
@@ -168,7 +161,7 @@ class SynAlignGenerationModule(PredictOnlyModule):
         prompts = [fill(h.generation_template, text=format_demonstrations(d), label_name=n, task=h.task_description,
                         attributes=format_attributes(a), gen_size=h.gen_size)
                    for d, n, a in zip(demonstrations, label_names, attributes)]
-        replies, capped = self._sample(prompts, [sample_seed(self.sampling.seed, j, "synalign-generation") for j in jobs],
+        replies, capped = self._sample(prompts, [sample_seed(self.hparams.seed, j, "synalign-generation") for j in jobs],
                                        self.sampling.max_new_tokens)
         out, cut = [], []
         for reply, cap in zip(replies, capped):

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
+from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
 from synthtune.components.softsrv.template_prompts import (
     ParsedList,
     parse_list,
@@ -35,6 +36,7 @@ from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import generate_from_text
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
+from synthtune.lightning_modules.flat_options import FlatBackboneOptions, FlatSamplingOptions
 from synthtune.lightning_modules.predict_only import PredictOnlyModule
 from synthtune.templates import Template
 
@@ -54,12 +56,11 @@ def stage_seed(base_seed: int, item: int, stage: str, round_index: int = 0) -> i
     return sample_seed(base_seed, item, "template", stage, round_index)
 
 
-class TemplateGenerationModule(PredictOnlyModule):
+class TemplateGenerationModule(FlatSamplingOptions, FlatBackboneOptions, PredictOnlyModule):
     """PT / PT_SR question generation and answer generation from natural-language templates.
 
     Args:
-        backbone: ``smollm2-135m`` (bundled), a local model folder, a ``.gguf`` file or a hub id.
-        dtype: weights of the frozen backbone: ``fp32`` or ``bf16``.
+        backbone: the frozen LM (decoder-only): a name or its spec (:class:`BackboneSpec`).
         mode: ``pt`` (template with a training example → list of new questions), ``pt_sr`` (PT, then
             critique-and-rewrite of each question) or ``answer`` (answer the input questions of the data).
         task: preset (``gsm8k``, ``mbpp``, ``boolq``) that fills every template left ``None``;
@@ -77,18 +78,15 @@ class TemplateGenerationModule(PredictOnlyModule):
             it is ``None`` (the PT baseline); ``False`` passes bare questions (SoftSRV step 3).
         num_questions: questions asked for per PT request (the paper asks for 10).
         max_rounds: most critique-and-rewrite rounds per PT_SR question.
-        temperature: sampling temperature of PT questions and of answers (0 = greedy).
-        top_p: nucleus sampling mass (1 disables it).
-        critique_temperature: temperature of the PT_SR critique and rewrite; ``None`` uses ``temperature``.
-        max_new_tokens: longest generation, in tokens (a PT reply holds a whole list of questions).
+        sampling: how PT questions and answers are sampled (:class:`SamplingSettings`; a PT reply holds a whole
+            list of questions within ``max_new_tokens``).
+        critique_temperature: temperature of the PT_SR critique and rewrite; ``None`` uses ``sampling.temperature``.
         critique_max_new_tokens: longest PT_SR critique or rewrite of one question; ``None`` uses
-            ``max_new_tokens`` (one question needs far fewer tokens than a list of ``num_questions``).
+            ``sampling.max_new_tokens`` (one question needs far fewer tokens than a list of ``num_questions``).
         max_prompt_tokens: prompts are cut to their last this many tokens.
         use_chat_template: render prompts with the tokenizer's chat template (when it has one).
         system_prompt: optional system turn for chat models.
         seed: seed of every sample's random stream.
-        repetition_penalty: CTRL's penalty on the tokens a sample has already generated (1 disables it).
-        compile: ``torch.compile`` the frozen backbone's forward (pays off on GPUs for long runs).
         engine: what samples: ``native`` (synthtune's sampler) or ``vllm`` (the tokenized prompts go to vLLM; needs
             vLLM installed; texts differ from the native sampler's, see the README).
         engine_options: ``vllm.LLM`` arguments for ``engine: vllm`` (``tensor_parallel_size``,
@@ -97,8 +95,7 @@ class TemplateGenerationModule(PredictOnlyModule):
 
     def __init__(
         self,
-        backbone: str = DEFAULT_BACKBONE,
-        dtype: Literal["fp32", "bf16"] = "fp32",
+        backbone: BackboneSpec | str = DEFAULT_BACKBONE,
         mode: Literal["pt", "pt_sr", "answer"] = "pt",
         task: str | None = "gsm8k",
         template_set: Literal["paper", "paper_undiversified", "synthtune"] = "paper",
@@ -109,21 +106,18 @@ class TemplateGenerationModule(PredictOnlyModule):
         use_answer_template: bool = False,
         num_questions: int = 10,
         max_rounds: int = 3,
-        temperature: float = 2.0,
-        top_p: float = 1.0,
+        sampling: SamplingSettings = SamplingSettings(temperature=2.0, max_new_tokens=512),
         critique_temperature: float | None = None,
-        max_new_tokens: int = 512,
         critique_max_new_tokens: int | None = None,
         max_prompt_tokens: int = 1024,
         use_chat_template: bool = True,
         system_prompt: str | None = None,
         seed: int = 0,
-        repetition_penalty: float = 1.0,
-        compile: bool = False,
         engine: EngineName = "native",
         engine_options: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
         if mode not in MODE_TEMPLATES:
             raise SynthtuneError(f"mode must be pt, pt_sr or answer, got {mode!r}")
         if num_questions < 1 or max_rounds < 0 or max_prompt_tokens < 1:
@@ -132,8 +126,8 @@ class TemplateGenerationModule(PredictOnlyModule):
             raise SynthtuneError(f"critique_temperature must be ≥ 0 or null, got {critique_temperature}")
         if critique_max_new_tokens is not None and critique_max_new_tokens < 1:
             raise SynthtuneError(f"critique_max_new_tokens must be ≥ 1 or null, got {critique_max_new_tokens}")
-        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens, seed, repetition_penalty)
-        self.save_hyperparameters()
+        self.sampling = self.flat_sampling(sampling)
+        spec = self.flat_backbone(backbone_spec(backbone))
         if template_set == "paper_undiversified" and task and num_questions != 1:
             raise SynthtuneError(f"template_set paper_undiversified asks for one question per request (Fig. 10); "
                                  f"set --model.init_args.num_questions 1, got {num_questions}")
@@ -157,15 +151,16 @@ class TemplateGenerationModule(PredictOnlyModule):
                 self.answer_template = value
         self.uses_example = any("example" in placeholders(t, kind) for kind, t in self.templates.items())
         self.examples: tuple[str, ...] = ()
-        bb = self.load_frozen_backbone(backbone, dtype, compile=compile)
+        bb = self.load_frozen_backbone(spec)
+        self.save_hyperparameters()
         if bb.is_encoder_decoder:
-            raise SynthtuneError(f"template generation needs a decoder-only LM; {backbone} is an encoder-decoder")
+            raise SynthtuneError(f"template generation needs a decoder-only LM; {spec.name} is an encoder-decoder")
         self.engine = build_engine(engine, engine_options, bb)
         self.counts: Counter[str] = Counter()
 
     # ---------------------------------------------------------------- setup
     def checkpoint_signature(self) -> dict[str, Any]:
-        return {"method": "template_generation", "backbone": self.hparams.backbone}
+        return {"method": "template_generation", "backbone": self.backbone_spec.name}
 
     @property
     def ids_per_item(self) -> int:
@@ -195,7 +190,7 @@ class TemplateGenerationModule(PredictOnlyModule):
 
     def generation_params(self) -> dict[str, Any]:
         h = self.hparams
-        params = {"backbone": h.backbone, "mode": h.mode, **self.sampling.as_dict(), **self.engine.params(),
+        params = {"backbone": self.backbone_spec.name, "mode": h.mode, **self.sampling.as_dict(h.seed), **self.engine.params(),
                   "use_chat_template": h.use_chat_template, "system_prompt": h.system_prompt}
         if h.mode == "answer":
             params["answer_template"] = self.answer_template
@@ -271,7 +266,7 @@ class TemplateGenerationModule(PredictOnlyModule):
                 break
             critiques, _ = self.generate(
                 [self.templates["critique"].format(question=texts[k], example=examples[k]) for k in active],
-                [stage_seed(self.sampling.seed, ids[k], "critique", round_index) for k in active],
+                [stage_seed(self.hparams.seed, ids[k], "critique", round_index) for k in active],
                 self._critique_temperature, self._critique_max_new_tokens)
             going = []
             for k, critique in zip(active, critiques):
@@ -284,7 +279,7 @@ class TemplateGenerationModule(PredictOnlyModule):
                 break
             rewrites, rewrite_capped = self.generate(
                 [self.templates["refine"].format(question=texts[k], critique=c, example=examples[k]) for k, c in going],
-                [stage_seed(self.sampling.seed, ids[k], "refine", round_index) for k, _ in going],
+                [stage_seed(self.hparams.seed, ids[k], "refine", round_index) for k, _ in going],
                 self._critique_temperature, self._critique_max_new_tokens)
             still = []
             for (k, _), rewrite, cap in zip(going, rewrites, rewrite_capped):
@@ -349,7 +344,7 @@ class TemplateGenerationModule(PredictOnlyModule):
     def answers_for(self, items: list[int], questions: list[str], source_ids: list[Any]) -> list[dict[str, Any]]:
         """One answer row per question; empty answers are counted and dropped."""
         prompts = [self.answer_template.format(question=q) if self.answer_template else q for q in questions]
-        answers, hit_cap = self.generate(prompts, [stage_seed(self.sampling.seed, i, "answer") for i in items],
+        answers, hit_cap = self.generate(prompts, [stage_seed(self.hparams.seed, i, "answer") for i in items],
                                          self.sampling.temperature)
         params = self.generation_params()
         rows = []
@@ -373,7 +368,7 @@ class TemplateGenerationModule(PredictOnlyModule):
             return self.answers_for(items, list(batch["question"]), list(batch["source_id"]))
         example_indices = list(batch.get("example_index") or [None] * len(items))
         drafts, hit_cap = self.generate(self.question_prompts(example_indices),
-                                        [stage_seed(self.sampling.seed, i, "question") for i in items],
+                                        [stage_seed(self.hparams.seed, i, "question") for i in items],
                                         self.sampling.temperature)
         rows = self.questions_from(items, drafts, example_indices, hit_cap)
         return rows if h.mode == "pt" else self.refine_rows(rows)

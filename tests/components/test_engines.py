@@ -22,7 +22,7 @@ from synthtune.lightning_modules import DawGenModule, SoftSRVModule, SynAlignGen
 
 
 def test_every_sampling_option_reaches_sampling_params():
-    settings = SamplingSettings(temperature=0.7, top_p=0.9, max_new_tokens=33, seed=5, repetition_penalty=1.2)
+    settings = SamplingSettings(temperature=0.7, top_p=0.9, max_new_tokens=33, repetition_penalty=1.2)
     kwargs = sampling_params_kwargs(settings, seed=123456789012345, eos_token_ids=[7, 2, 7])
     assert kwargs["temperature"] == 0.7 and kwargs["top_p"] == 0.9 and kwargs["max_tokens"] == 33
     assert kwargs["seed"] == 123456789012345  # the sample's own seed, not the run seed

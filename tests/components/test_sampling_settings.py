@@ -5,8 +5,10 @@ from synthtune.errors import SynthtuneError
 
 
 def test_valid_settings_are_kept_as_given():
-    s = SamplingSettings(temperature=0.0, top_p=1.0, max_new_tokens=1, seed=5)
-    assert s.as_dict() == {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 1, "seed": 5}
+    s = SamplingSettings(temperature=0.0, top_p=1.0, max_new_tokens=1)
+    assert s.as_dict() == {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 1}
+    # a row's params record the run seed beside the settings (the keys rows have always carried)
+    assert s.as_dict(seed=5) == {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 1, "seed": 5}
 
 
 def test_a_repetition_penalty_is_recorded_only_when_it_is_on():
@@ -27,4 +29,4 @@ def test_a_repetition_penalty_is_recorded_only_when_it_is_on():
 def test_each_bad_value_is_named_in_one_line(kwargs, needle):
     with pytest.raises(SynthtuneError, match=needle) as info:
         SamplingSettings(**kwargs)
-    assert "\n" not in str(info.value) and "--model.init_args" in str(info.value)
+    assert "\n" not in str(info.value) and "--model.init_args.sampling" in str(info.value)

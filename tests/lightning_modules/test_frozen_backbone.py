@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Callback
 import helpers
 from cli_runner import run_synthtune
 from synthtune import lightning_modules
+from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.datamodules import TextDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules import SoftSRVModule
@@ -33,23 +34,25 @@ def frozen_lm_methods():
                   key=lambda cls: cls.__name__)
 
 
-def test_every_frozen_lm_method_takes_the_speed_options():
+def test_every_frozen_lm_method_takes_one_backbone_spec_with_the_speed_options():
     methods = frozen_lm_methods()
     assert {m.__name__ for m in methods} >= {"SoftSRVModule", "PromptTuningModule", "DawGenModule",
                                              "TemplateGenerationModule", "SynAlignGenerationModule"}
     for method in methods:
         params = inspect.signature(method.__init__).parameters
-        # generation-only methods never run a backward pass, so only the training methods checkpoint
-        names = ("compile",) if method.__name__ in ("TemplateGenerationModule", "SynAlignGenerationModule") \
-            else ("gradient_checkpointing", "compile")
-        for name in names:
-            assert params[name].default is False and params[name].annotation in (bool, "bool"), method
-            assert f"{name}: " in method.__doc__, method  # the CLI help line
+        assert params["backbone"].annotation in (BackboneSpec | str, "BackboneSpec | str"), method
+        assert "backbone: " in method.__doc__, method  # the CLI help line
+        assert not {"dtype", "compile", "gradient_checkpointing"} & set(params), method  # only as deprecated flat keys
+    spec = inspect.signature(BackboneSpec).parameters
+    for name in ("gradient_checkpointing", "compile"):
+        assert spec[name].default is False and f"{name}: " in BackboneSpec.__doc__
 
 
 def test_speed_options_reach_the_backbone_and_the_hparams(tiny_llama):
-    module = SoftSRVModule(backbone=tiny_llama, parameterization="np", prompt_length=4, gradient_checkpointing=True)
-    assert module.hparams.gradient_checkpointing is True and module.hparams.compile is False
+    module = SoftSRVModule(backbone=BackboneSpec(tiny_llama, gradient_checkpointing=True), parameterization="np",
+                           prompt_length=4)
+    assert module.hparams.backbone == {"name": tiny_llama, "dtype": "fp32", "compile": False,
+                                       "gradient_checkpointing": True}
     assert module.hparams.prompt_length == 4
     layer = module.backbone.model.layers[0]
     assert layer.gradient_checkpointing
@@ -58,7 +61,8 @@ def test_speed_options_reach_the_backbone_and_the_hparams(tiny_llama):
     again = SoftSRVModule(**module.hparams)  # what load_from_checkpoint does
     assert again.backbone.model.layers[0].gradient_checkpointing
     plain = SoftSRVModule(backbone=tiny_llama, parameterization="np", prompt_length=4)
-    assert not plain.backbone.model.layers[0].gradient_checkpointing and plain.hparams.gradient_checkpointing is False
+    assert not plain.backbone.model.layers[0].gradient_checkpointing
+    assert plain.hparams.backbone["gradient_checkpointing"] is False
 
 
 class AutocastProbe(Callback):
@@ -77,8 +81,8 @@ class AutocastProbe(Callback):
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_bf16_mixed_runs_the_backbone_in_bf16_and_keeps_the_prompt_fp32(tiny_llama, data_path, tmp_path, dtype):
-    module = SoftSRVModule(backbone=tiny_llama, dtype=dtype, parameterization="np", prompt_length=4, lr=1e-2,
-                           gradient_checkpointing=True)
+    module = SoftSRVModule(backbone=BackboneSpec(tiny_llama, dtype=dtype, gradient_checkpointing=True),
+                           parameterization="np", prompt_length=4, lr=1e-2)
     before = [p.detach().clone() for p in module.soft_prompt.parameters()]
     probe = AutocastProbe()
     dm = TextDataModule(data_path, "{question}", backbone=tiny_llama, batch_size=4)
@@ -101,17 +105,17 @@ def test_true_half_precision_is_refused_before_training(tiny_llama, data_path, t
 def test_cli_flags_checkpoint_holds_only_the_prompt(tiny_llama, data_path, tmp_path, capsys):
     root = tmp_path / "run"
     code, err = run_synthtune([
-        "fit", "--config", str(helpers.REPO / "configs/softsrv/demo.yaml"), "--model.init_args.backbone", tiny_llama,
-        "--model.init_args.prompt_length", "4", "--model.init_args.gradient_checkpointing", "true",
+        "fit", "--config", str(helpers.REPO / "configs/softsrv/demo.yaml"), "--model.init_args.backbone.name", tiny_llama,
+        "--model.init_args.prompt_length", "4", "--model.init_args.backbone.gradient_checkpointing", "true",
         "--data.init_args.path", data_path, "--data.init_args.limit", "null", "--data.init_args.batch_size", "4",
         "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false", "--trainer.callbacks", "[]",
         "--trainer.logger", "false", "--trainer.max_steps", "2", "--trainer.precision", "bf16-mixed"], capsys)
     assert code == 0, err
     saved = yaml.safe_load((root / "config.yaml").read_text())
-    assert saved["model"]["init_args"]["gradient_checkpointing"] is True
-    assert saved["model"]["init_args"]["compile"] is False
-    ckpt = torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["hyper_parameters"]["gradient_checkpointing"] is True
+    assert saved["model"]["init_args"]["backbone"]["gradient_checkpointing"] is True
+    assert saved["model"]["init_args"]["backbone"]["compile"] is False
+    ckpt = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)  # plain values only: no synthtune class
+    assert ckpt["hyper_parameters"]["backbone"]["gradient_checkpointing"] is True
     assert ckpt["state_dict"] and all(k.startswith(("soft_prompt.", "context_norm.")) for k in ckpt["state_dict"])  # prompt + z statistics
     assert all(v.dtype == torch.float32 for k, v in ckpt["state_dict"].items() if k.startswith("soft_prompt."))
     code, err = run_synthtune(["fit", "--config", str(root / "config.yaml"), "--trainer.precision", "bf16-true",

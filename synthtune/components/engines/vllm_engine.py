@@ -122,7 +122,7 @@ class VLLMEngine(Engine):
                                  f"tensor_parallel_size, data_parallel_size, gpu_memory_utilization, max_model_len")
         weight = backbone.model.get_input_embeddings().weight
         if weight.dtype not in VLLM_DTYPES:
-            raise SynthtuneError(f"engine vllm cannot run a {weight.dtype} backbone; use --model.init_args.dtype fp32 or bf16")
+            raise SynthtuneError(f"engine vllm cannot run a {weight.dtype} backbone; use --model.init_args.backbone.dtype fp32 or bf16")
         self.folder = str(backbone.folder)
         self.torch_dtype = weight.dtype
         self.options = options

@@ -1,0 +1,68 @@
+"""The flat model options of earlier releases (``--model.init_args.temperature``, ``dtype``, ...), still accepted
+for one release: each given one moves into its nested bundle (``sampling.temperature``, ``backbone.dtype``) with a
+one-line deprecation warning that names the new key. A flat option overrides the bundle's field (it is what an
+old config or command line meant).
+
+A method takes them by inheriting the mixin and passing ``**kwargs`` on to ``super().__init__``; jsonargparse
+follows that call, so the old keys still parse from configs and the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Literal, TypeVar
+
+log = logging.getLogger(__name__)
+
+Bundle = TypeVar("Bundle")
+
+
+def _moved(bundle: Bundle, section: str, flat: dict[str, Any]) -> Bundle:
+    """``bundle`` with the given flat options set, each announced in one line."""
+    given = {key: value for key, value in flat.items() if value is not None}
+    for key, value in given.items():
+        log.warning("--model.init_args.%s is deprecated and goes in the next release: use --model.init_args.%s.%s "
+                    "(in a config, %s: {%s: %s})", key, section, key, section, key, value)
+    return dataclasses.replace(bundle, **given) if given else bundle
+
+
+class FlatBackboneOptions:
+    """Accepts the old flat backbone options and moves them into ``backbone``."""
+
+    def __init__(self, *, dtype: Literal["fp32", "bf16"] | None = None, compile: bool | None = None,
+                 gradient_checkpointing: bool | None = None, **kwargs: Any) -> None:
+        """
+        Args:
+            dtype: deprecated: use ``backbone.dtype``.
+            compile: deprecated: use ``backbone.compile``.
+            gradient_checkpointing: deprecated: use ``backbone.gradient_checkpointing``.
+        """
+        super().__init__(**kwargs)
+        self._flat_backbone = {"dtype": dtype, "compile": compile, "gradient_checkpointing": gradient_checkpointing}
+
+    def flat_backbone(self, spec: Bundle) -> Bundle:
+        """``spec`` with the flat backbone options given to ``__init__`` moved in."""
+        return _moved(spec, "backbone", self._flat_backbone)
+
+
+class FlatSamplingOptions:
+    """Accepts the old flat sampling options and moves them into ``sampling``."""
+
+    def __init__(self, *, temperature: float | None = None, top_p: float | None = None,
+                 max_new_tokens: int | None = None, repetition_penalty: float | None = None, **kwargs: Any) -> None:
+        """
+        Args:
+            temperature: deprecated: use ``sampling.temperature``.
+            top_p: deprecated: use ``sampling.top_p``.
+            max_new_tokens: deprecated: use ``sampling.max_new_tokens``.
+            repetition_penalty: deprecated: use ``sampling.repetition_penalty``.
+        """
+        super().__init__(**kwargs)
+        self._flat_sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
+                               "repetition_penalty": repetition_penalty}
+
+    def flat_sampling(self, settings: Bundle) -> Bundle:
+        """``settings`` with the flat sampling options given to ``__init__`` moved in."""
+        return _moved(settings, "sampling", self._flat_sampling)
+
