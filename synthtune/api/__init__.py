@@ -14,6 +14,7 @@ as attributes of this package some of those names are the functions, so reach a 
 
 from synthtune.api.curate import curate
 from synthtune.api.decontaminate import decontaminate
+from synthtune.api.export import export
 from synthtune.api.export_prompt import export_prompt
 from synthtune.api.filter import filter_rows as filter
 from synthtune.api.generate import generate
@@ -21,5 +22,5 @@ from synthtune.api.runs import Run, compose, fit, predict, run, test, validate
 from synthtune.api.score import mauve as score, novelty
 from synthtune.api.synalign import evaluate, select
 
-__all__ = ["Run", "compose", "curate", "decontaminate", "evaluate", "export_prompt", "filter", "fit", "generate",
+__all__ = ["Run", "compose", "curate", "decontaminate", "evaluate", "export", "export_prompt", "filter", "fit", "generate",
            "novelty", "predict", "run", "score", "select", "test", "validate"]

@@ -77,11 +77,11 @@ def export_prompt(run: str, output: str, checkpoint: Optional[str] = None, conte
     from synthtune.components.backbone import resolve_backbone
     from synthtune.lightning_modules.base import file_fingerprint
 
-    base = resolve_backbone(h.backbone)
+    base = resolve_backbone(module.backbone_spec.name)
     base = str(Path(base).resolve()) if Path(base).is_dir() else base
     info: dict[str, Any] = {
         "command": "export-prompt", "run": str(run_dir), "checkpoint": str(ckpt),
-        "checkpoint_sha256_16": file_fingerprint(str(ckpt)), "backbone": h.backbone, "base_model": base,
+        "checkpoint_sha256_16": file_fingerprint(str(ckpt)), "backbone": module.backbone_spec.name, "base_model": base,
         "tokenization": tokenization_note(module.tokenizer),
     }
     tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"

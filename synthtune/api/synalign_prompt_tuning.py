@@ -77,7 +77,7 @@ class PromptTuningClassifier:
         if len({r["label"] for r in train_rows}) < 2:
             return None
         model = PromptTuningModule(**{**self.init_args, "seed": self.seed})
-        data = GivenRowsDataModule(str(task.folder), train_rows, test_rows, backbone=model.hparams.backbone,
+        data = GivenRowsDataModule(str(task.folder), train_rows, test_rows, backbone=model.backbone_spec.name,
                                    seed=self.seed, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size)
         trainer = pl.Trainer(default_root_dir=str(root), max_steps=self.steps, accelerator="auto", devices=1,
                              logger=False, enable_checkpointing=False, enable_progress_bar=False,

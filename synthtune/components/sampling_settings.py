@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from synthtune.errors import SynthtuneError
 
@@ -49,3 +51,14 @@ class SamplingSettings:
         if self.repetition_penalty == 1.0:
             del values["repetition_penalty"]
         return values
+
+
+def sampling_settings(value: SamplingSettings | Mapping[str, Any]) -> SamplingSettings:
+    """``value`` as :class:`SamplingSettings`; a mapping (a config read without the command-line parser, or a
+    checkpoint's hyper-parameters) gives its fields."""
+    if isinstance(value, SamplingSettings):
+        return value
+    if isinstance(value, Mapping):
+        return SamplingSettings(**value)
+    raise SynthtuneError(f"sampling must be a mapping of sampling settings, got {value!r}; "
+                         f"set --model.init_args.sampling.temperature and the like")

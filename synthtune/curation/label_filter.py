@@ -175,13 +175,15 @@ def run_datamodule(composed: dict[str, Any]) -> Any:
     """The data module of a composed run config, its backbone linked from the model as the CLI links it."""
     from lightning.pytorch.cli import instantiate_class
 
+    from synthtune.components.backbone_spec import backbone_name
+
     data, model = composed.get("data") or {}, composed.get("model") or {}
     if not data.get("class_path"):
         raise SynthtuneError("the run's config has no data class; pass the folder of a DawGen fit")
     init = {**(data.get("init_args") or {})}
     backbone = (model.get("init_args") or {}).get("backbone")
     if backbone:
-        init["backbone"] = backbone
+        init["backbone"] = backbone_name(backbone)  # a name, or a spec with one
     return instantiate_class((), {"class_path": data["class_path"], "init_args": init})
 
 

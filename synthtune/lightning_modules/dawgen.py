@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from synthtune.components.backbone import DEFAULT_BACKBONE, embed_tokens
-from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
+from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.components.dawgen.losses import (dawgen_objective, discriminative_loss, distribution_hinge_loss,
                                                 weighted_generation_loss)
 from synthtune.components.dawgen.label_prompts import (LabelPrompts, all_label_logprobs, label_loglik_ratio, label_prefix,
@@ -129,7 +129,7 @@ class DawGenModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModul
             if value not in ("adam", "sgd"):
                 raise SynthtuneError(f"unknown {name} {value!r}; use adam or sgd")
         self.sampling = self.flat_sampling(sampling)
-        bb = self.load_frozen_backbone(self.flat_backbone(backbone_spec(backbone)))
+        bb = self.load_frozen_backbone(self.flat_backbone(backbone))
         self.save_hyperparameters()
         bb.check_prompt_length(prompt_length)
         self.max_positions = bb.max_positions

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone, row_major
-from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
+from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.components.prompt_tuning.combination import check_strategy
 from synthtune.components.prompt_tuning.verbalizer import encode_texts, render_row
 from synthtune.contract import DataInfo
@@ -81,7 +81,7 @@ class FineTuningModule(ClassifierSteps, FlatBackboneOptions, SynthtuneModule):
                                  f"{num_labels}, {max_field_tokens}, {lr}, {weight_decay}; fix --model.init_args")
         if not 0.0 <= label_smoothing < 1.0:
             raise SynthtuneError(f"label_smoothing must be in [0, 1), got {label_smoothing}; pass e.g. 0.1")
-        self.backbone_spec = self.flat_backbone(backbone_spec(backbone)).name_and_dtype_only("fine_tuning")
+        self.backbone_spec = self.flat_backbone(backbone).name_and_dtype_only("fine_tuning")
         self.save_hyperparameters()
         bb = load_backbone(self.backbone_spec.name, self.backbone_spec.dtype)
         # A private, trainable copy: the loader shares its frozen model within the process.

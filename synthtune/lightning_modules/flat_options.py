@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
+
+from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
+from synthtune.components.sampling_settings import SamplingSettings, sampling_settings
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +45,9 @@ class FlatBackboneOptions:
         super().__init__(**kwargs)
         self._flat_backbone = {"dtype": dtype, "compile": compile, "gradient_checkpointing": gradient_checkpointing}
 
-    def flat_backbone(self, spec: Bundle) -> Bundle:
-        """``spec`` with the flat backbone options given to ``__init__`` moved in."""
-        return _moved(spec, "backbone", self._flat_backbone)
+    def flat_backbone(self, backbone: BackboneSpec | str | Mapping[str, Any]) -> BackboneSpec:
+        """The ``backbone`` option as a spec, with the flat backbone options given to ``__init__`` moved in."""
+        return _moved(backbone_spec(backbone), "backbone", self._flat_backbone)
 
 
 class FlatSamplingOptions:
@@ -62,7 +66,7 @@ class FlatSamplingOptions:
         self._flat_sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
                                "repetition_penalty": repetition_penalty}
 
-    def flat_sampling(self, settings: Bundle) -> Bundle:
-        """``settings`` with the flat sampling options given to ``__init__`` moved in."""
-        return _moved(settings, "sampling", self._flat_sampling)
+    def flat_sampling(self, sampling: SamplingSettings | Mapping[str, Any]) -> SamplingSettings:
+        """The ``sampling`` option as settings, with the flat sampling options given to ``__init__`` moved in."""
+        return _moved(sampling_settings(sampling), "sampling", self._flat_sampling)
 

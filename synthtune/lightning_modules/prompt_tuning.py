@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
-from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
+from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.components.prompt_tuning.combination import check_strategy
 from synthtune.components.prompt_tuning.gradient_surgery import surgery_step
 from synthtune.components.prompt_tuning.prompt_format import LabelWordReader
@@ -121,7 +121,7 @@ class PromptTuningModule(ClassifierSteps, FlatBackboneOptions, FrozenBackboneMod
                                  f"{weight_decay}; fix --model.init_args")
         if max_field_tokens < 1 or demonstrations_per_class < 0:
             raise SynthtuneError("max_field_tokens must be >= 1 and demonstrations_per_class >= 0")
-        bb = self.load_frozen_backbone(self.flat_backbone(backbone_spec(backbone)))
+        bb = self.load_frozen_backbone(self.flat_backbone(backbone))
         self.save_hyperparameters()
         self.is_encoder_decoder = bb.is_encoder_decoder
         bb.check_prompt_length(prompt_length)

@@ -25,7 +25,7 @@ from synthtune.components.backbone import (
     parse_dtype,
     resolve_backbone,
 )
-from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
+from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.components.gsm8k_eval import extract_final_number
 from synthtune.components.text_generation import generate_from_text
 from synthtune.errors import SynthtuneError
@@ -118,7 +118,7 @@ class SFTModule(FlatBackboneOptions, SynthtuneModule):
             raise SynthtuneError("need lora_r ≥ 1, lora_alpha > 0 and 0 ≤ lora_dropout < 1")
         if lr <= 0 or warmup_steps < 0 or max_new_tokens < 1:
             raise SynthtuneError("need lr > 0, warmup_steps ≥ 0 and max_new_tokens ≥ 1")
-        self.backbone_spec = self.flat_backbone(backbone_spec(backbone)).name_and_dtype_only("sft")
+        self.backbone_spec = self.flat_backbone(backbone).name_and_dtype_only("sft")
         self.save_hyperparameters()
         model = load_trainable_lm(self.backbone_spec.name, self.backbone_spec.dtype)
         if finetune == "lora":

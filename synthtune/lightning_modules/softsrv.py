@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
-from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
+from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.components.encoders import (
     DEFAULT_CONTEXT_ENCODER,
     build_context_encoder,
@@ -83,7 +83,7 @@ class SoftSRVModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModu
         if prompt_length <= 0:
             raise SynthtuneError(f"prompt_length must be a positive number of soft tokens, got {prompt_length}")
         self.sampling = self.flat_sampling(sampling)
-        bb = self.load_frozen_backbone(self.flat_backbone(backbone_spec(backbone)))
+        bb = self.load_frozen_backbone(self.flat_backbone(backbone))
         self.save_hyperparameters()
         bb.check_prompt_length(prompt_length)
         self._bb = bb

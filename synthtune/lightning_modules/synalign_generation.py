@@ -35,7 +35,7 @@ from synthtune.components.synalign.attribute_prompts import (
     read_attributes,
 )
 from synthtune.components.backbone import DEFAULT_BACKBONE
-from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
+from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.components.sampling import sample_seed
 from synthtune.components.engines import EngineName, build_engine
 from synthtune.components.sampling_settings import SamplingSettings
@@ -106,7 +106,7 @@ class SynAlignGenerationModule(FlatSamplingOptions, FlatBackboneOptions, Predict
         self.attribute_template = attribute_template or ATTRIBUTE_TEMPLATES[attribute_mode]
         check_template(self.attribute_template, "attribute_template", ("text",))
         check_template(generation_template, "generation_template", ("attributes", "gen_size"))
-        bb = self.load_frozen_backbone(self.flat_backbone(backbone_spec(backbone)))
+        bb = self.load_frozen_backbone(self.flat_backbone(backbone))
         self.save_hyperparameters()
         if bb.is_encoder_decoder:
             raise SynthtuneError(f"SynAlign generation needs a decoder-only backbone; {bb.name} is encoder-decoder")

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
-from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
+from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.components.softsrv.template_prompts import (
     ParsedList,
     parse_list,
@@ -127,7 +127,7 @@ class TemplateGenerationModule(FlatSamplingOptions, FlatBackboneOptions, Predict
         if critique_max_new_tokens is not None and critique_max_new_tokens < 1:
             raise SynthtuneError(f"critique_max_new_tokens must be ≥ 1 or null, got {critique_max_new_tokens}")
         self.sampling = self.flat_sampling(sampling)
-        spec = self.flat_backbone(backbone_spec(backbone))
+        spec = self.flat_backbone(backbone)
         if template_set == "paper_undiversified" and task and num_questions != 1:
             raise SynthtuneError(f"template_set paper_undiversified asks for one question per request (Fig. 10); "
                                  f"set --model.init_args.num_questions 1, got {num_questions}")

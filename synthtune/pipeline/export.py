@@ -10,13 +10,12 @@ from typing import Any, Optional
 
 import yaml
 
+from synthtune.api.export import DATASET_DIR, PARQUET, export as save_dataset
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes
 from synthtune.pipeline.dataset_card import card_data, licenses_line, merge_hub_metadata, relative
 from synthtune.records import read_jsonl
 
-DATASET_DIR = "dataset"
-PARQUET = "data.parquet"
 CARD = "README.md"
 EXPORT_KEYS = ("name", "push_to_hub", "private", "license", "source_license", "language")
 
@@ -150,8 +149,6 @@ def export(ctx, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], 
     backbone's and source data's licenses stated), ``source_license`` (the source data's, when no task
     ``meta.json`` says it), ``language`` (a code or a list; default ``en`` for the bundled tasks).
     """
-    from datasets import Dataset
-
     unknown = sorted(set(section) - set(EXPORT_KEYS))
     if unknown:
         raise SynthtuneError(f"unknown export setting {unknown[0]!r}; export takes {', '.join(EXPORT_KEYS)}")
@@ -161,9 +158,7 @@ def export(ctx, section: dict[str, Any], folder: Path) -> tuple[dict[str, str], 
     rows = read_jsonl(ctx.rows_before("export"))
     if not rows:
         raise SynthtuneError(f"no rows left to export in {ctx.rows_before('export')}; loosen curation or make more rows")
-    dataset = Dataset.from_list(rows)
-    dataset.save_to_disk(str(folder / DATASET_DIR))
-    dataset.to_parquet(str(folder / PARQUET))
+    save_dataset(rows, folder)
     facts = provenance(ctx)
     settings = {name: ctx.sections[name] for name in ctx.sections}
     curation = ctx.done.get("curate", {}).get("report")

@@ -74,3 +74,13 @@ def test_methods_that_train_their_own_copy_refuse_the_speed_options_in_one_line(
     with pytest.raises(SynthtuneError, match=f"does not support backbone.{option}; drop "
                                              f"--model.init_args.backbone.{option}"):
         FineTuningModule(backbone=BackboneSpec(tiny_llama, **{option: True}), mode="head")
+
+
+def test_bundles_given_as_plain_mappings_are_read(tiny_llama):
+    # what a config read without the command-line parser (or a checkpoint's hyper-parameters) passes
+    module = SoftSRVModule(backbone={"name": tiny_llama, "dtype": "bf16"}, sampling={"temperature": 0.2},
+                           parameterization="np", prompt_length=2)
+    assert module.backbone_spec == BackboneSpec(tiny_llama, dtype="bf16")
+    assert module.sampling == SamplingSettings(temperature=0.2)
+    with pytest.raises(SynthtuneError, match="sampling must be a mapping"):
+        SoftSRVModule(backbone=tiny_llama, sampling=0.2, parameterization="np", prompt_length=2)
