@@ -28,7 +28,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
@@ -221,14 +220,12 @@ class PromptTuningModule(ClassifierSteps, FlatBackboneOptions, FrozenBackboneMod
         self.check_finite(loss_syn, "synthetic loss")
         params = [p for p in self.soft_prompt.parameters() if p.requires_grad]
         eps = float(self.hparams.eps)
-        if self.hparams.gradient_surgery:
-            # Under DDP, surgery_step all-reduces δ_real and δ_syn BEFORE the conflict test and the
-            # projection: the projection is non-linear, so projecting per rank and averaging would not
-            # equal projecting the global-batch gradient; averaging first makes N processes with
-            # batches b_1..b_N equal one process with the global batch (equal, mean-reduced shards).
-            stats = surgery_step(params, loss_real, loss_syn, eps)
-        else:
-            stats = _summed_step(params, loss_real, loss_syn, eps)
+        # Under DDP, surgery_step all-reduces δ_real and δ_syn BEFORE the conflict test and the
+        # projection: the projection is non-linear, so projecting per rank and averaging would not
+        # equal projecting the global-batch gradient; averaging first makes N processes with
+        # batches b_1..b_N equal one process with the global batch (equal, mean-reduced shards).
+        # Without surgery it is the same update with δ_syn added as it is.
+        stats = surgery_step(params, loss_real, loss_syn, eps, project=bool(self.hparams.gradient_surgery))
         stats["loss_real"], stats["loss_syn"] = float(loss_real.detach()), float(loss_syn.detach())
         return stats
 
@@ -250,26 +247,6 @@ class PromptTuningModule(ClassifierSteps, FlatBackboneOptions, FrozenBackboneMod
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return build_optimizer(self.hparams.optimizer, self.soft_prompt.parameters(), self.hparams.lr,
                                self.hparams.momentum, self.hparams.weight_decay)
-
-
-def _summed_step(params: list[Tensor], loss_real: Tensor, loss_syn: Tensor, eps: float) -> dict[str, float | bool]:
-    """The paired update without surgery, δ = δ_real + ε·δ_syn (averaged over ranks), written to ``.grad``.
-    ``conflict`` reports whether surgery would have projected (δ_syn·δ_real < 0)."""
-    g_real = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_real, params, retain_graph=True)]).float()
-    g_syn = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_syn, params)]).float()
-    if dist.is_available() and dist.is_initialized():
-        stacked = torch.stack([g_real, g_syn])
-        dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
-        stacked /= dist.get_world_size()
-        g_real, g_syn = stacked[0], stacked[1]
-    delta = g_real + eps * g_syn
-    offset = 0
-    for p in params:
-        p.grad = delta[offset:offset + p.numel()].reshape(p.shape).to(p.dtype).clone()
-        offset += p.numel()
-    dot = float(torch.dot(g_real, g_syn))
-    denom = float(g_real.norm()) * float(g_syn.norm())
-    return {"conflict": dot < 0, "cosine": dot / denom if denom > 0 else 0.0}
 
 
 def build_optimizer(name: str, params: Any, lr: float, momentum: float = 0.0,

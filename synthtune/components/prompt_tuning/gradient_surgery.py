@@ -99,8 +99,12 @@ def surgery_step(
     loss_syn: Tensor,
     eps: float,
     all_reduce: bool = True,
+    project: bool = True,
 ) -> dict[str, float | bool]:
     """Compute the gradient-surgery update and write it into each parameter's ``.grad``.
+
+    With ``project=False`` it is the paired update without surgery, ``δ = δ_real + ε·δ_syn``, computed the
+    same way (flat gradients, averaged across ranks); ``conflict`` then says whether surgery would have projected.
 
     The gradients are taken with :func:`torch.autograd.grad` over ``params`` only, so frozen modules
     receive no gradient and nothing is accumulated by the two backward passes themselves. Existing
@@ -116,6 +120,7 @@ def surgery_step(
         loss_syn: scalar loss on the synthetic batch (a mean over the batch).
         eps: weight ε ≥ 0 of the projected synthetic gradient.
         all_reduce: average δ_real and δ_syn across ranks when ``torch.distributed`` is initialised.
+        project: project a conflicting δ_syn (Alg. 2's surgery); ``False`` adds it as it is.
 
     Returns:
         ``{"conflict", "cosine", "dot", "norm_real", "norm_syn", "norm_syn_projected", "norm_update"}``
@@ -151,6 +156,8 @@ def surgery_step(
         g_real, g_syn = stacked[0], stacked[1]
 
     projected, conflicted = project_conflicting(g_syn, g_real)
+    if not project:
+        projected = g_syn
     # Alg. 2, combined update: δ = δ_real + ε δ'_syn
     delta = g_real + eps * projected
 

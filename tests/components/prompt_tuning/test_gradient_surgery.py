@@ -108,6 +108,23 @@ def test_surgery_step_writes_delta_and_leaves_frozen_params_alone():
     assert model.frozen.weight.grad is None and model.frozen.bias.grad is None
 
 
+def test_without_projection_a_conflicting_step_is_the_plain_weighted_sum():
+    # the paired update without surgery (prompt tuning's gradient_surgery: false) goes through the same function
+    model = _PromptOnFrozen()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 4, generator=gen)
+    y_real = torch.randn(6, 2, generator=gen)
+    params = [model.prompt, model.bias]
+    loss_real, loss_syn = model.loss(x, y_real), model.loss(x, -3 * y_real)
+    gr = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_real, params, retain_graph=True)])
+    gs = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_syn, params, retain_graph=True)])
+    stats = surgery_step(params, loss_real, loss_syn, eps=0.7, project=False)
+    assert stats["conflict"] is True  # what surgery would have projected
+    assert stats["norm_syn_projected"] == pytest.approx(stats["norm_syn"])
+    written = torch.cat([model.prompt.grad.reshape(-1), model.bias.grad.reshape(-1)])
+    torch.testing.assert_close(written, gr + 0.7 * gs)
+
+
 def test_surgery_step_without_conflict_is_plain_sum():
     model = _PromptOnFrozen()
     x = torch.randn(5, 4)
