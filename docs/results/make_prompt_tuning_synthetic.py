@@ -18,6 +18,7 @@ import argparse
 from pathlib import Path
 
 from synthtune.components.backbone import load_backbone
+from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import generate_from_text
 from synthtune.paths import atomic_write_jsonl
 
@@ -34,8 +35,8 @@ def _generate(bb, prompts: list[str], seed0: int, max_new_tokens: int, batch: in
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]
         seeds = [seed0 + start + i for i in range(len(chunk))]
-        out.extend(generate_from_text(bb.model, bb.tokenizer, chunk, seeds, max_new_tokens=max_new_tokens,
-                                      temperature=0.9, top_p=0.95))
+        settings = SamplingSettings(temperature=0.9, top_p=0.95, max_new_tokens=max_new_tokens)
+        out.extend(generate_from_text(bb.model, bb.tokenizer, chunk, seeds, settings)[0])
     return [_clean(t) for t in out]
 
 

@@ -43,13 +43,15 @@ from synthtune.components.dawgen.lookahead import (MetaGradient, VirtualUpdate, 
                                                    optimizer_update)
 from synthtune.components.dawgen.token_weights import TokenWeightNet
 from synthtune.components.padding import right_pad
-from synthtune.components.engines import Engine, EngineName, build_engine
+from synthtune.components.engines import Engine
 from synthtune.components.engines.native import NativeEngine
 from synthtune.components.sampling import sample_seed
 from synthtune.components.sampling_settings import SamplingSettings
+from synthtune.components.text_generation import eos_token_ids
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
-from synthtune.lightning_modules.flat_options import FlatBackboneOptions, FlatSamplingOptions
+from synthtune.lightning_modules.flat_options import FlatBackboneOptions
+from synthtune.lightning_modules.generator_options import GeneratorOptions
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
 
 Batch = dict[str, Any]
@@ -63,7 +65,7 @@ def weight_entropy(weights: Tensor, mask: Tensor) -> Tensor:
     return -(p * p.clamp_min(1e-30).log()).sum() / math.log(n) if n > 1 else w.new_ones(())
 
 
-class DawGenModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModule):
+class DawGenModule(GeneratorOptions, FlatBackboneOptions, FrozenBackboneModule):
     """DawGen: per-label soft prompts Q and a token weight net Φ_W over a frozen decoder-only LM or T5.
 
     Args:
@@ -91,10 +93,6 @@ class DawGenModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModul
         init_from_label_names: start each Q_l's last soft tokens at the embeddings of its label name.
         sampling: how predict samples (:class:`SamplingSettings`; ``max_new_tokens`` caps ``text`` or ``text_b``).
         seed: seed of the initialisation and of every sample's random stream.
-        engine: what samples in predict: ``native`` (synthtune's sampler) or ``vllm`` (Q_l and the embedded context
-            tokens go to vLLM as ``prompt_embeds``; decoder-only backbones; texts differ from the native sampler's).
-        engine_options: ``vllm.LLM`` arguments for ``engine: vllm`` (``tensor_parallel_size``,
-            ``data_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ...).
     """
 
     def __init__(
@@ -116,8 +114,6 @@ class DawGenModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModul
         init_from_label_names: bool = True,
         sampling: SamplingSettings = SamplingSettings(top_p=0.95, max_new_tokens=48),
         seed: int = 0,
-        engine: EngineName = "native",
-        engine_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -133,7 +129,7 @@ class DawGenModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModul
         self.save_hyperparameters()
         bb.check_prompt_length(prompt_length)
         self.max_positions = bb.max_positions
-        self.engine = build_engine(engine, engine_options, bb)
+        self.start_engine(bb)  # vLLM takes Q_l and the embedded context tokens as prompt_embeds (decoder-only)
         # Each label starts from the input vectors of random vocabulary tokens: a prompt the model can read.
         init = self.random_token_prompt((num_labels, prompt_length), seed)
         self.label_prompts = LabelPrompts(num_labels, prompt_length, bb.hidden_size, init=init)
@@ -272,12 +268,6 @@ class DawGenModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModul
                 "lam": h.lam, **self.sampling.as_dict(h.seed), **self.engine.params(),
                 "checkpoint": self.checkpoint_fingerprint}
 
-    def _eos_ids(self) -> set[int]:
-        eos = {self.tokenizer.eos_token_id}
-        extra = getattr(getattr(self.backbone, "generation_config", None), "eos_token_id", None)
-        eos.update([extra] if isinstance(extra, int) else (extra or []))
-        return eos
-
     def generate(self, labels: Tensor, seeds: list[int], context_ids: Tensor | None = None,
                  context_mask: Tensor | None = None, engine: Engine | None = None) -> list[str]:
         """One text per row, conditioned on the row's label prompt (and its ``text_a`` tokens)."""
@@ -296,11 +286,9 @@ class DawGenModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModul
         cmask = context_mask.to(self.device) if context_mask is not None else None
         if not self.backbone.config.is_encoder_decoder:
             prefix, mask = label_prefix(prompts, ctx, cmask)
-            tokens, finished = (engine or self.engine).sample_embeds(self.backbone, prefix, seeds, s, self._eos_ids(),
-                                                                     attention_mask=mask if ctx is not None else None)
-            return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens], [not f for f in finished]
+            return self.sample(prefix, seeds, engine=engine, attention_mask=mask if ctx is not None else None)
         texts, hit_cap = [], []
-        eos = self._eos_ids()
+        eos = eos_token_ids(self.backbone, self.tokenizer)
         sampling = {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p} if s.temperature > 0 \
             else {"do_sample": False}
         sampling["repetition_penalty"] = s.repetition_penalty  # on inputs_embeds HF counts only new tokens, as ours

@@ -11,7 +11,7 @@ Each method takes its backbone as one :class:`~synthtune.components.backbone_spe
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -19,6 +19,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from synthtune.components.backbone import Backbone, load_backbone, random_token_embeddings, set_frozen_mode
 from synthtune.components.backbone_spec import BackboneSpec
+from synthtune.components.engines import Engine
+from synthtune.components.sampling_settings import SamplingSettings
+from synthtune.components.text_generation import decode_samples, eos_token_ids
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.base import SynthtuneModule
 
@@ -46,6 +49,30 @@ class FrozenBackboneModule(SynthtuneModule):
         self.backbone = bb.model
         self.tokenizer = bb.tokenizer
         return bb
+
+    @torch.no_grad()
+    def sample(self, prompts: torch.Tensor | Sequence[Sequence[int]], seeds: Sequence[int],
+               settings: SamplingSettings | None = None, engine: Engine | None = None,
+               attention_mask: torch.Tensor | None = None) -> tuple[list[str], list[bool]]:
+        """One text per prompt from the frozen backbone, and whether each stopped at ``max_new_tokens`` instead
+        of at EOS (``hit_cap``). The one place a generator's samples end (the tokenizer's and the model's EOS),
+        are decoded and get their ``hit_cap``.
+
+        Args:
+            prompts: input vectors ``[N, t, d]`` (soft prompts, left-padded where ``attention_mask`` is 0) or the
+                token ids of each text prompt.
+            seeds: one seed per prompt.
+            settings: the sampling settings of this call (default: the module's ``sampling``).
+            engine: what decodes (default: the module's ``engine``).
+            attention_mask: ``[N, t]`` for padded input vectors.
+        """
+        engine, settings = engine or self.engine, settings or self.sampling
+        eos = eos_token_ids(self.backbone, self.tokenizer)
+        if isinstance(prompts, torch.Tensor):
+            sampled = engine.sample_embeds(self.backbone, prompts, seeds, settings, eos, attention_mask=attention_mask)
+        else:
+            sampled = engine.sample_ids(self.backbone, prompts, seeds, settings, eos, self.tokenizer.pad_token_id)
+        return decode_samples(self.tokenizer, sampled)
 
     def random_token_prompt(self, shape: tuple[int, ...], seed: int) -> torch.Tensor:
         """A prompt initialisation ``[*shape, d]``: the real input vectors of random vocabulary tokens."""

@@ -27,6 +27,7 @@ from synthtune.components.backbone import (
 )
 from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.components.gsm8k_eval import extract_final_number
+from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import generate_from_text
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.base import SynthtuneModule
@@ -165,10 +166,9 @@ class SFTModule(FlatBackboneOptions, SynthtuneModule):
     def complete(self, prompts: list[str], use_chat_template: bool) -> tuple[list[str], list[bool]]:
         """Greedy completions (pass@1) of the test prompts, and whether each stopped at ``max_new_tokens``
         instead of at EOS (a cut-off answer usually lacks its final number)."""
-        texts, finished = generate_from_text(self.model, self.tokenizer, prompts, seeds=[0] * len(prompts),
-                                             max_new_tokens=self.hparams.max_new_tokens, temperature=0.0,
-                                             use_chat_template=use_chat_template, return_finished=True)
-        return texts, [not f for f in finished]
+        greedy = SamplingSettings(temperature=0.0, max_new_tokens=self.hparams.max_new_tokens)
+        return generate_from_text(self.model, self.tokenizer, prompts, [0] * len(prompts), greedy,
+                                  use_chat_template=use_chat_template)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         completions, capped = self.complete(list(batch["prompt"]), bool(batch["use_chat_template"]))

@@ -24,18 +24,19 @@ from synthtune.components.encoders import (
 )
 from synthtune.components.softsrv.context_standardizer import ContextStandardizer
 from synthtune.components.softsrv.prefix_lm import reconstruction_loss
-from synthtune.components.engines import Engine, EngineName, build_engine
+from synthtune.components.engines import Engine
 from synthtune.components.engines.native import NativeEngine
 from synthtune.components.sampling import sample_seed
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.softsrv.soft_prompts import build_soft_prompt
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
-from synthtune.lightning_modules.flat_options import FlatBackboneOptions, FlatSamplingOptions
+from synthtune.lightning_modules.flat_options import FlatBackboneOptions
+from synthtune.lightning_modules.generator_options import GeneratorOptions
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
 
 
-class SoftSRVModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModule):
+class SoftSRVModule(GeneratorOptions, FlatBackboneOptions, FrozenBackboneModule):
     """SoftSRV: a trainable soft prompt P_θ(z) steering a frozen causal LM.
 
     Args:
@@ -56,10 +57,6 @@ class SoftSRVModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModu
         weight_decay: Adam weight decay.
         sampling: how predict samples (:class:`SamplingSettings`).
         seed: seed of the prompt initialisation and of every sample's random stream.
-        engine: what samples in predict: ``native`` (synthtune's sampler) or ``vllm`` (the soft prompts go to vLLM
-            as ``prompt_embeds``; needs vLLM installed; texts differ from the native sampler's, see the README).
-        engine_options: ``vllm.LLM`` arguments for ``engine: vllm`` (``tensor_parallel_size``,
-            ``data_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ...).
     """
 
     def __init__(
@@ -75,8 +72,6 @@ class SoftSRVModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModu
         weight_decay: float = 0.0,
         sampling: SamplingSettings = SamplingSettings(),
         seed: int = 0,
-        engine: EngineName = "native",
-        engine_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -87,7 +82,7 @@ class SoftSRVModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModu
         self.save_hyperparameters()
         bb.check_prompt_length(prompt_length)
         self._bb = bb
-        self.engine = build_engine(engine, engine_options, bb)
+        self.start_engine(bb)
         self.context_kind = canonical_context_encoder(context_encoder) if parameterization != "np" else ""
         self.context_dim = encoder_dim(self.context_kind, bb) if parameterization != "np" else 0
         # Standardises z with the training contexts' per-dimension mean/std; buffers, so in the checkpoint.
@@ -161,10 +156,7 @@ class SoftSRVModule(FlatSamplingOptions, FlatBackboneOptions, FrozenBackboneModu
                            engine: Engine | None = None) -> tuple[list[str], list[bool]]:
         """Sample one text per (context, seed) pair; also whether each stopped at the length cap, not at EOS.
         ``engine`` defaults to the module's (``--model.init_args.engine``)."""
-        prefix = self.prompts(context_index)
-        tokens, finished = (engine or self.engine).sample_embeds(self.backbone, prefix, seeds, self.sampling,
-                                                                 [self.tokenizer.eos_token_id])
-        return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens], [not f for f in finished]
+        return self.sample(self.prompts(context_index), seeds, engine=engine)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
         ids = batch["id"].tolist()

@@ -17,8 +17,9 @@ Nothing is trained: ``synthtune predict --config configs/synalign/<task>_generat
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 
 from synthtune.components.synalign.attribute_prompts import (
@@ -37,11 +38,11 @@ from synthtune.components.synalign.attribute_prompts import (
 from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.components.sampling import sample_seed
-from synthtune.components.engines import EngineName, build_engine
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import generate_from_text
 from synthtune.errors import SynthtuneError
-from synthtune.lightning_modules.flat_options import FlatBackboneOptions, FlatSamplingOptions
+from synthtune.lightning_modules.flat_options import FlatBackboneOptions
+from synthtune.lightning_modules.generator_options import GeneratorOptions
 from synthtune.lightning_modules.predict_only import PredictOnlyModule
 from synthtune.paths import atomic_write_json
 from synthtune.templates import Template
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 STATS_FILE = "synalign_generation_stats.json"
 
 
-class SynAlignGenerationModule(FlatSamplingOptions, FlatBackboneOptions, PredictOnlyModule):
+class SynAlignGenerationModule(GeneratorOptions, FlatBackboneOptions, PredictOnlyModule):
     """Two-stage attribute prompting of a frozen causal LM over selected demonstration clusters.
 
     Args:
@@ -70,10 +71,6 @@ class SynAlignGenerationModule(FlatSamplingOptions, FlatBackboneOptions, Predict
         sampling: how both stages sample (:class:`SamplingSettings`; ``max_new_tokens`` limits stage-2 replies).
         use_chat_template: wrap prompts in the tokenizer's chat template.
         seed: run seed; every job's two sampling streams depend only on it and the job id.
-        engine: what samples: ``native`` (synthtune's sampler) or ``vllm`` (the tokenized prompts go to vLLM; needs
-            vLLM installed; texts differ from the native sampler's, see the README).
-        engine_options: ``vllm.LLM`` arguments for ``engine: vllm`` (``tensor_parallel_size``,
-            ``data_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ...).
     """
 
     def __init__(
@@ -89,8 +86,6 @@ class SynAlignGenerationModule(FlatSamplingOptions, FlatBackboneOptions, Predict
         sampling: SamplingSettings = SamplingSettings(temperature=0.8, top_p=0.95, max_new_tokens=256),
         use_chat_template: bool = True,
         seed: int = 0,
-        engine: EngineName = "native",
-        engine_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -110,7 +105,7 @@ class SynAlignGenerationModule(FlatSamplingOptions, FlatBackboneOptions, Predict
         self.save_hyperparameters()
         if bb.is_encoder_decoder:
             raise SynthtuneError(f"SynAlign generation needs a decoder-only backbone; {bb.name} is encoder-decoder")
-        self.engine = build_engine(engine, engine_options, bb)
+        self.start_engine(bb)
         self.stats = ParseStats()
 
     def checkpoint_signature(self) -> dict[str, Any]:
@@ -127,12 +122,9 @@ class SynAlignGenerationModule(FlatSamplingOptions, FlatBackboneOptions, Predict
 
     def _sample(self, prompts: list[str], seeds: list[int], max_new_tokens: int) -> tuple[list[str], list[bool]]:
         """One reply per prompt, and whether each stopped at ``max_new_tokens`` instead of at EOS."""
-        s = self.sampling
-        texts, finished = generate_from_text(self.backbone, self.tokenizer, prompts, seeds,
-                                             max_new_tokens=max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                                             use_chat_template=self.hparams.use_chat_template, return_finished=True,
-                                             repetition_penalty=s.repetition_penalty, engine=self.engine)
-        return texts, [not f for f in finished]
+        return generate_from_text(self.backbone, self.tokenizer, prompts, seeds,
+                                  settings=replace(self.sampling, max_new_tokens=max_new_tokens),
+                                  use_chat_template=self.hparams.use_chat_template, engine=self.engine)
 
     def attribute_stage(self, demonstrations: list[list[str]], label_names: list[str],
                         jobs: list[int]) -> list[dict[str, str] | None]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
@@ -31,12 +32,12 @@ from synthtune.components.softsrv.template_prompts import (
     says_stop,
 )
 from synthtune.components.sampling import sample_seed
-from synthtune.components.engines import EngineName, build_engine
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import generate_from_text
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
-from synthtune.lightning_modules.flat_options import FlatBackboneOptions, FlatSamplingOptions
+from synthtune.lightning_modules.flat_options import FlatBackboneOptions
+from synthtune.lightning_modules.generator_options import GeneratorOptions
 from synthtune.lightning_modules.predict_only import PredictOnlyModule
 from synthtune.templates import Template
 
@@ -56,7 +57,7 @@ def stage_seed(base_seed: int, item: int, stage: str, round_index: int = 0) -> i
     return sample_seed(base_seed, item, "template", stage, round_index)
 
 
-class TemplateGenerationModule(FlatSamplingOptions, FlatBackboneOptions, PredictOnlyModule):
+class TemplateGenerationModule(GeneratorOptions, FlatBackboneOptions, PredictOnlyModule):
     """PT / PT_SR question generation and answer generation from natural-language templates.
 
     Args:
@@ -87,10 +88,6 @@ class TemplateGenerationModule(FlatSamplingOptions, FlatBackboneOptions, Predict
         use_chat_template: render prompts with the tokenizer's chat template (when it has one).
         system_prompt: optional system turn for chat models.
         seed: seed of every sample's random stream.
-        engine: what samples: ``native`` (synthtune's sampler) or ``vllm`` (the tokenized prompts go to vLLM; needs
-            vLLM installed; texts differ from the native sampler's, see the README).
-        engine_options: ``vllm.LLM`` arguments for ``engine: vllm`` (``tensor_parallel_size``,
-            ``data_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ...).
     """
 
     def __init__(
@@ -113,8 +110,6 @@ class TemplateGenerationModule(FlatSamplingOptions, FlatBackboneOptions, Predict
         use_chat_template: bool = True,
         system_prompt: str | None = None,
         seed: int = 0,
-        engine: EngineName = "native",
-        engine_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -155,7 +150,7 @@ class TemplateGenerationModule(FlatSamplingOptions, FlatBackboneOptions, Predict
         self.save_hyperparameters()
         if bb.is_encoder_decoder:
             raise SynthtuneError(f"template generation needs a decoder-only LM; {spec.name} is an encoder-decoder")
-        self.engine = build_engine(engine, engine_options, bb)
+        self.start_engine(bb)
         self.counts: Counter[str] = Counter()
 
     # ---------------------------------------------------------------- setup
@@ -219,12 +214,10 @@ class TemplateGenerationModule(FlatSamplingOptions, FlatBackboneOptions, Predict
         """One continuation per prompt (chat template applied for chat models), and whether each one
         stopped at the length cap (``max_new_tokens``, default the run's) instead of at EOS."""
         h, s = self.hparams, self.sampling
-        texts, finished = generate_from_text(
-            self.backbone, self.tokenizer, prompts, seeds, max_new_tokens=max_new_tokens or s.max_new_tokens,
-            temperature=temperature, top_p=s.top_p, use_chat_template=h.use_chat_template, system=h.system_prompt,
-            max_prompt_tokens=h.max_prompt_tokens, return_finished=True, repetition_penalty=s.repetition_penalty,
-            engine=self.engine)
-        return texts, [not f for f in finished]
+        settings = replace(s, temperature=temperature, max_new_tokens=max_new_tokens or s.max_new_tokens)
+        return generate_from_text(self.backbone, self.tokenizer, prompts, seeds, settings=settings,
+                                  use_chat_template=h.use_chat_template, system=h.system_prompt,
+                                  max_prompt_tokens=h.max_prompt_tokens, engine=self.engine)
 
     def example(self, example_index: int | None) -> str:
         """The training example a request inserts (``""`` for unseeded templates)."""

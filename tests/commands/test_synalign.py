@@ -35,7 +35,7 @@ def read(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def fake_llm(model, tokenizer, prompts, seeds, max_new_tokens=128, **kwargs):
+def fake_llm(model, tokenizer, prompts, seeds, settings, **kwargs):
     """A scripted LLM: valid JSON except for every 5th stage-1 seed; numbered lists that echo the label."""
     replies = []
     for prompt, seed in zip(prompts, seeds):
@@ -46,7 +46,7 @@ def fake_llm(model, tokenizer, prompts, seeds, max_new_tokens=128, **kwargs):
             n = int(re.search(r"from 1 to (\d+)", prompt).group(1))
             word = "wonderful lovely great" if label == "positive" else "awful boring dull"
             replies.append("\n".join(f"{k + 1}. a {word} film number {seed % 97} {k}" for k in range(n)))
-    return (replies, [True] * len(replies)) if kwargs.get("return_finished") else replies
+    return replies, [False] * len(replies)  # (texts, hit_cap)
 
 
 

@@ -48,19 +48,20 @@ def test_rows_stop_at_eos_and_exclude_it(tiny_llama):
 
 
 def test_left_padded_prompts_give_the_same_text_as_alone(tiny_llama):
+    from synthtune.components.sampling_settings import SamplingSettings
     from synthtune.components.text_generation import generate_from_text
 
     bb = load_backbone(tiny_llama)
     prompts = ["Write a question about apples", "Hi"]
-    together = generate_from_text(bb.model, bb.tokenizer, prompts, [3, 4], max_new_tokens=8, temperature=0.0)
-    alone = generate_from_text(bb.model, bb.tokenizer, prompts[1:], [4], max_new_tokens=8, temperature=0.0)
+    greedy = SamplingSettings(temperature=0.0, max_new_tokens=8)
+    together, _ = generate_from_text(bb.model, bb.tokenizer, prompts, [3, 4], greedy)
+    alone, _ = generate_from_text(bb.model, bb.tokenizer, prompts[1:], [4], greedy)
     assert together[1] == alone[0]
     ref = bb.model.generate(**bb.tokenizer(["Hi"], return_tensors="pt"), max_new_tokens=8, do_sample=False,
                             eos_token_id=bb.tokenizer.eos_token_id, pad_token_id=bb.tokenizer.pad_token_id)
     assert alone[0] == bb.tokenizer.decode(ref[0, -8:], skip_special_tokens=True).strip()
-    texts, finished = generate_from_text(bb.model, bb.tokenizer, prompts, [3, 4], max_new_tokens=8, temperature=0.0,
-                                         batch_size=1, return_finished=True)
-    assert texts == together and finished == [False, False]  # greedy ran both prompts to the 8-token cap
+    texts, hit_cap = generate_from_text(bb.model, bb.tokenizer, prompts, [3, 4], greedy, batch_size=1)
+    assert texts == together and hit_cap == [True, True]  # greedy ran both prompts to the 8-token cap
 
 
 # Token ids drawn by the sampler as it was before continuous batching (one batch run until its longest

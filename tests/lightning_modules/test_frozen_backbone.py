@@ -121,3 +121,23 @@ def test_cli_flags_checkpoint_holds_only_the_prompt(tiny_llama, data_path, tmp_p
     code, err = run_synthtune(["fit", "--config", str(root / "config.yaml"), "--trainer.precision", "bf16-true",
                                "--trainer.default_root_dir", str(tmp_path / "true")], capsys)
     assert code == 2 and err.strip().startswith("error: --trainer.precision bf16-true casts"), err
+
+
+def test_sample_ends_at_the_tokenizer_and_the_generation_config_eos_and_reports_the_cap(tiny_llama):
+    # the one generation tail every embedding generator goes through (SoftSRV, DawGen)
+    from synthtune.components.sampling_settings import SamplingSettings
+
+    module = SoftSRVModule(backbone=tiny_llama, parameterization="np", prompt_length=3,
+                           sampling=SamplingSettings(temperature=0.0, max_new_tokens=5))
+    prefix = module.soft_prompt(None, batch_size=2)
+    texts, hit_cap = module.sample(prefix, [1, 2])
+    assert hit_cap == [True, True] and all(texts)  # greedy from a random prompt ran to the 5-token cap
+    first = module.engine.sample_embeds(module.backbone, prefix, [1, 2], module.sampling, [-1]).tokens[0][0]
+    config = module.backbone.generation_config
+    old = config.eos_token_id
+    try:
+        config.eos_token_id = [module.tokenizer.eos_token_id, first]  # the model's own EOS list counts too
+        texts, hit_cap = module.sample(prefix, [1, 2])
+    finally:
+        config.eos_token_id = old
+    assert texts == ["", ""] and hit_cap == [False, False]

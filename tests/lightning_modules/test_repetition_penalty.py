@@ -14,7 +14,8 @@ def spy(monkeypatch, owner, name):
     seen, real = [], getattr(owner, name)
 
     def wrapped(*args, **kwargs):
-        seen.append(kwargs.get("repetition_penalty", 1.0))
+        settings = kwargs.get("settings")  # generate_from_text takes the settings, the sampler the value
+        seen.append(settings.repetition_penalty if settings is not None else kwargs.get("repetition_penalty", 1.0))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(owner, name, wrapped)

@@ -30,12 +30,13 @@ class ScriptedLLM:
     def __init__(self, attribute_replies, generation_replies):
         self.attribute_replies, self.generation_replies, self.calls = attribute_replies, generation_replies, []
 
-    def __call__(self, model, tokenizer, prompts, seeds, max_new_tokens=128, **kwargs):
+    def __call__(self, model, tokenizer, prompts, seeds, settings, **kwargs):
+        max_new_tokens = settings.max_new_tokens
         self.calls.append((list(prompts), list(seeds), max_new_tokens))
         table = self.attribute_replies if "JSON" in prompts[0] else self.generation_replies
         replies = [next(v for k, v in table.items() if k in p) for p in prompts]
         # a reply "stops at the cap" when it is as long (in characters) as the cap allows tokens
-        return (replies, [len(r) < max_new_tokens for r in replies]) if kwargs.get("return_finished") else replies
+        return replies, [len(r) >= max_new_tokens for r in replies]  # (texts, hit_cap)
 
 
 def batch_for(dm, jobs):

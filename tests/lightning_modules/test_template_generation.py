@@ -194,9 +194,9 @@ def test_answer_mode_rows_with_and_without_a_template(tiny_llama, monkeypatch):
 def test_generation_goes_through_generate_from_text(tiny_llama, monkeypatch):
     seen = {}
 
-    def fake_generate(model, tokenizer, prompts, seeds, **kw):
-        seen.update(kw, prompts=list(prompts), seeds=list(seeds))
-        return ["1. x"] * len(prompts), [True] * len(prompts)
+    def fake_generate(model, tokenizer, prompts, seeds, settings, **kw):
+        seen.update(kw, prompts=list(prompts), seeds=list(seeds), **vars(settings))
+        return ["1. x"] * len(prompts), [False] * len(prompts)
 
     monkeypatch.setattr(tg, "generate_from_text", fake_generate)
     m = seeded(tiny_llama, top_p=0.9, system_prompt="Be brief.")
@@ -374,7 +374,7 @@ class RecordingLLM:
                 replies.append("Sure! Here they are:\n\n1. new a\n2) new b\n3. \n\nHope this helps.")
             else:  # a rewrite
                 replies.append("Rewritten problem: " + prompt.split("\n\n")[1] + " with 2 apples")
-        return (replies, [True] * len(replies)) if kw.get("return_finished") else replies
+        return replies, [False] * len(replies)  # (texts, hit_cap)
 
 
 @pytest.mark.parametrize("task", sorted(TRAINING_FOLDS))
@@ -449,7 +449,7 @@ class PaperLLM:
             else:
                 question = prompt.split("Question: ")[1].split("\n")[0]
                 replies.append("Stop" if question == "new a?" else f"{question} with 2 apples")
-        return (replies, [False] * len(replies)) if kw.get("return_finished") else replies
+        return replies, [True] * len(replies)  # (texts, hit_cap)
 
 
 def test_cli_paper_templates_keep_question_1_and_stop_at_the_rewrite(tiny_llama, tmp_path, monkeypatch):
