@@ -81,6 +81,10 @@ class TaskSpec:
                 return path
         raise SynthtuneError(f"task {self.name!r} has no test or validation split in {self.folder}")
 
+    def read_labeled(self, path: str | Path) -> list[dict[str, Any]]:
+        """The rows of ``path``, validated against this task (:func:`read_labeled`)."""
+        return read_labeled(path, self)
+
     def label_index(self, label: Any, source: str, row: int) -> int:
         """``label`` (an index or a label name) as an index, or a one-line error."""
         if isinstance(label, bool):

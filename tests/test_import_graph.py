@@ -34,9 +34,11 @@ LAYERS = [
     ["synthtune.cli"],
 ]
 
-#: What components/ may import besides other components and third-party libraries: the floor and the
-#: data vocabulary (rows, tasks) that components read. Never the Lightning side, curation or commands.
-COMPONENTS_MAY_IMPORT = ("synthtune.errors", "synthtune.paths", "synthtune.records", "synthtune.tasks")
+#: What components/ may import besides other components and third-party libraries: the floor only, errors (a
+#: user's mistake is one line) and paths (the model/feature cache folder and atomic writes). Never the data
+#: vocabulary (records, tasks: a component is handed rows, or a task object it reads through its methods), the
+#: Lightning side, curation or commands.
+COMPONENTS_MAY_IMPORT = ("synthtune.errors", "synthtune.paths")
 
 
 def module_name(path: Path) -> str:

@@ -17,9 +17,11 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from synthtune.components.prompt_tuning.combination import smoothed_cross_entropy, smoothing_for_step
 from synthtune.components.prompt_tuning.prompt_format import LabelWordReader, build_reader
-from synthtune.components.prompt_tuning.verbalizer import Verbalizer
+from synthtune.components.prompt_tuning.verbalizer import T5_MASK, Verbalizer
 from synthtune.contract import DataInfo
 from synthtune.errors import SynthtuneError
+from synthtune.records import template_fields
+from synthtune.tasks import default_prompt_format
 
 
 class ClassifierSteps:
@@ -31,8 +33,14 @@ class ClassifierSteps:
     def set_reader(self, task: str) -> None:
         """Resolve the template and label words (``task``'s defaults fill what is ``None``) and the metrics."""
         h = self.hparams
-        self.reader = build_reader(self.tokenizer, self.is_encoder_decoder, h.template, h.label_words, task=task,
-                                   style=h.template_style, multi_token=h.multi_token_labels,
+        template, label_words = h.template, h.label_words
+        if template is None or label_words is None:
+            default = default_prompt_format(task, h.template_style)
+            if template is None:
+                template = default.template + (f" {T5_MASK}" if self.is_encoder_decoder else "")
+            label_words = default.label_words if label_words is None else label_words
+        self.reader = build_reader(self.tokenizer, self.is_encoder_decoder, template, label_words,
+                                   template_fields(template), multi_token=h.multi_token_labels,
                                    max_field_tokens=h.max_field_tokens)
         self.init_metrics(self.reader.verbalizer.num_classes)
 

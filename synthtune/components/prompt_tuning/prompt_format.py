@@ -1,11 +1,10 @@
 """How a classifier reads a row through a frozen (or tuned) LM: a template, label words and the model family.
 
-:func:`build_reader` resolves the template and label words (given, or the task's defaults in
-``synthtune.tasks.TEMPLATES`` for a ``template_style``), checks them against the tokenizer and the
-model family, and returns a :class:`LabelWordReader` that renders rows, encodes them and scores the
-classes with :func:`~synthtune.components.prompt_tuning.verbalizer.class_scores`. For T5 a default
-template gets ``<extra_id_0>`` appended (where the label is read), and the label word is scored
-after the sentinel a span-corruption T5 emits first.
+:func:`build_reader` checks a template and label words (given, or the task's defaults, which the caller
+looks up in ``synthtune.tasks.TEMPLATES``; for T5 a default template gets ``<extra_id_0>`` appended, where the
+label is read) against the tokenizer and the model family, and returns a :class:`LabelWordReader` that renders
+rows, encodes them and scores the classes with :func:`~synthtune.components.prompt_tuning.verbalizer.class_scores`.
+For T5 the label word is scored after the sentinel a span-corruption T5 emits first.
 """
 
 from __future__ import annotations
@@ -26,8 +25,6 @@ from synthtune.components.prompt_tuning.verbalizer import (
     render_row,
 )
 from synthtune.errors import SynthtuneError
-from synthtune.records import template_fields
-from synthtune.tasks import default_prompt_format
 
 
 @dataclass(frozen=True)
@@ -70,28 +67,20 @@ class LabelWordReader:
         return class_scores(model, self.verbalizer, prefix, ids, mask, sentinel_id=self.sentinel_id)
 
 
-def build_reader(tokenizer: Any, is_encoder_decoder: bool, template: str | None, label_words: Sequence[str] | None,
-                 task: str = "", style: str = "decoder", multi_token: bool = False,
-                 max_field_tokens: int = 128) -> LabelWordReader:
-    """Resolve and check a prompt format.
+def build_reader(tokenizer: Any, is_encoder_decoder: bool, template: str, label_words: Sequence[str],
+                 fields: Sequence[str], multi_token: bool = False, max_field_tokens: int = 128) -> LabelWordReader:
+    """Check a prompt format and build its reader.
 
     Args:
         tokenizer: the backbone's tokenizer.
         is_encoder_decoder: the backbone is T5-style.
-        template: the template, or ``None`` for the task's default of ``style``.
-        label_words: one word per label, or ``None`` for the task's default of ``style``.
-        task: the task name, used when ``template`` or ``label_words`` is ``None``.
-        style: ``decoder`` or ``lmbff`` (see ``synthtune.tasks``).
+        template: the template (the task's default already filled in by the caller when none was given).
+        label_words: one word per label.
+        fields: the row fields the template uses (``synthtune.records.template_fields``).
         multi_token: allow label words of several tokens.
         max_field_tokens: each field is cut to this many tokens.
     """
-    if template is None or label_words is None:
-        default = default_prompt_format(task, style)
-        if template is None:
-            template = default.template + (f" {T5_MASK}" if is_encoder_decoder else "")
-        if label_words is None:
-            label_words = default.label_words
-    fields = tuple(template_fields(template))
+    fields = tuple(fields)
     if not fields:
         raise SynthtuneError(f"template {template!r} uses no field; put {{text}} or {{text_a}}/{{text_b}} in it")
     if is_encoder_decoder and T5_MASK not in template:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from synthtune.tasks import TaskSpec, read_labeled
+if TYPE_CHECKING:  # the task is read through its own methods: components import nothing of the data vocabulary
+    from synthtune.tasks import TaskSpec
 
 
 def _per_label(rows: list[dict[str, Any]], num_labels: int, k: int, rng: random.Random,
@@ -18,7 +19,7 @@ def _per_label(rows: list[dict[str, Any]], num_labels: int, k: int, rng: random.
     return sorted(chosen)
 
 
-def curve_split(task: TaskSpec, k: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+def curve_split(task: "TaskSpec", k: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     """``(train, dev, source)``: k rows per label of each, stratified and drawn with ``seed``.
 
     k ≤ 16 with an LM-BFF split for ``seed`` (``kshot/16-<seed>``): the first k rows per label of a seeded
@@ -30,14 +31,14 @@ def curve_split(task: TaskSpec, k: int, seed: int) -> tuple[list[dict[str, Any]]
     if k <= 16 and lmbff.is_file():
         splits = []
         for split in ("train", "dev"):
-            rows = read_labeled(task.kshot_path(seed, split, 16), task)
+            rows = task.read_labeled(task.kshot_path(seed, split, 16))
             rng.shuffle(rows)  # a seeded order; the first k of each label are the point's rows
             by_label: dict[int, list[dict[str, Any]]] = {}
             for row in rows:
                 by_label.setdefault(row["label"], []).append(row)
             splits.append([r for label in sorted(by_label) for r in by_label[label][:k]])
         return splits[0], splits[1], f"LM-BFF {lmbff.parent.name}"
-    rows = read_labeled(task.folder / "train.jsonl", task)
+    rows = task.read_labeled(task.folder / "train.jsonl")
     train_idx = _per_label(rows, task.num_labels, k, rng)
     dev_idx = _per_label(rows, task.num_labels, k, rng, exclude=set(train_idx))
     return [rows[i] for i in train_idx], [rows[i] for i in dev_idx], "train.jsonl"
