@@ -6,7 +6,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from synthtune.contract import ConnectData, DataInfo, connect
+from synthtune.contract import (ConnectData, DataInfo, EmbeddingData, FewShotData, LabeledData, PromptData, TextData,
+                                check_kind, connect)
 from synthtune.datamodules.labeled import LabeledDataModule
 from synthtune.datamodules.prompts import PromptDataModule
 from synthtune.errors import SynthtuneError
@@ -27,7 +28,7 @@ class Recorder(SynthtuneModule):
 
     def connect(self, info: DataInfo) -> None:
         super().connect(info)
-        self.events.append(f"connect:{info.has_questions}")
+        self.events.append(f"connect:{getattr(info, 'has_questions', None)}")
 
     def setup(self, stage: str) -> None:
         self.events.append("setup:" + getattr(stage, "value", stage))
@@ -60,11 +61,35 @@ def test_a_second_run_on_the_same_trainer_connects_again_without_an_override_not
     assert "will override existing callbacks" not in caplog.text
 
 
-def test_without_a_synthtune_datamodule_the_model_gets_an_empty_description(tiny_llama):
+def test_without_a_synthtune_datamodule_the_model_gets_a_bare_description(tiny_llama):
     model = Recorder()
     assert connect(model, None) == DataInfo() and model.data_info == DataInfo()
-    with pytest.raises(SynthtuneError, match="SoftSRV needs training texts"):
+    with pytest.raises(SynthtuneError, match="^SoftSRVModule reads text data, but LightningDataModule describes none; "
+                                             "use TextDataModule as --data$"):
         connect(SoftSRVModule(backbone=tiny_llama, parameterization="np", prompt_length=2), pl.LightningDataModule())
+
+
+@pytest.mark.parametrize("kind, made_by", [(TextData, "TextDataModule"), (LabeledData, "LabeledDataModule"),
+                                           (FewShotData, "FewShotDataModule"), (PromptData, "PromptDataModule"),
+                                           (EmbeddingData, "EmbeddingDataModule")])
+def test_every_kind_refuses_the_others_in_one_line_with_one_wording(kind, made_by):
+    others = [k for k in (TextData, LabeledData, FewShotData, PromptData, EmbeddingData) if k is not kind]
+    for other in others:
+        with pytest.raises(SynthtuneError) as info:
+            check_kind("SomeModule", kind, other(source="x.jsonl"))
+        assert str(info.value) == (f"SomeModule reads {kind.kind} data, but x.jsonl is {other.kind} data; "
+                                   f"use {made_by} as --data")
+    check_kind("SomeModule", kind, kind())  # its own kind passes
+    check_kind("SomeModule", DataInfo, kind())  # a module that reads any data takes every kind
+
+
+def test_a_method_given_another_kind_of_data_stops_before_it_reads_a_field(tiny_llama):
+    dm = PromptDataModule(backbone=tiny_llama, num_requests=2)
+    dm.setup("predict")
+    module = DawGenModule(backbone=tiny_llama, num_labels=2, prompt_length=2)
+    with pytest.raises(SynthtuneError, match="DawGenModule reads labelled data, but requests is prompt data; "
+                                             "use LabeledDataModule as --data"):
+        connect(module, dm)
 
 
 def test_a_pair_task_describes_its_first_sentences_as_the_model_will_read_them(tiny_llama):

@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "synthtune"
 #: imports the other.
 LAYERS = [
     ["synthtune", "synthtune.errors", "synthtune.paths"],
-    ["synthtune.records", "synthtune.tasks", "synthtune.templates", "synthtune.usage_errors",
+    ["synthtune.records", "synthtune.tasks", "synthtune.templates", "synthtune.usage_errors", "synthtune.registry",
      "synthtune.checkpoint_io", "synthtune.preflight"],
     ["synthtune.components"],
     ["synthtune.contract"],

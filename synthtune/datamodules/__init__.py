@@ -1,21 +1,10 @@
-"""Datamodules: files or datasets → batches for fit, ids for predict. Names resolve lazily."""
+"""Datamodules: files or datasets → batches for fit, ids for predict. Each is registered by ``@datamodule``
+(``synthtune.registry``) in its own file; a name resolves on first use, so a new datamodule file needs no entry here."""
 
-from importlib import import_module
-
-_WHERE = {
-    "TextDataModule": "text",
-    "LabeledDataModule": "labeled",
-    "FewShotDataModule": "fewshot",
-    "PromptDataModule": "prompts",
-    "QADataModule": "qa",
-    "DemonstrationDataModule": "synalign_demos",
-    "EmbeddingDataModule": "embeddings",
-    "SynthtuneDataModule": "base",
-}
-__all__ = list(_WHERE)
+from synthtune.registry import datamodule
 
 
 def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name == "__all__":
+        return datamodule.names()
+    return datamodule.resolve(name)

@@ -21,6 +21,7 @@ from synthtune.components.backbone import load_tokenizer
 from synthtune.contract import DataInfo
 from synthtune.datamodules.resumable import ResumableDataLoader, ResumableSampler
 from synthtune.errors import SynthtuneError
+from synthtune.registry import datamodule
 
 
 class ListDataset(Dataset):
@@ -36,6 +37,7 @@ class ListDataset(Dataset):
         return self.items[index]
 
 
+@datamodule
 class SynthtuneDataModule(pl.LightningDataModule):
     """Base class; subclasses set ``self.backbone`` in ``__init__`` after calling ``super().__init__()``."""
 

@@ -21,10 +21,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from synthtune.components.encoders import DEFAULT_FEATURIZER, featurize
-from synthtune.contract import DataInfo
+from synthtune.contract import EmbeddingData
 from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_jsonl, require_fields
+from synthtune.registry import datamodule
 
 
 def _load_npy(path: str, rows: int, what: str) -> torch.Tensor:
@@ -38,6 +39,7 @@ def _load_npy(path: str, rows: int, what: str) -> torch.Tensor:
     return torch.from_numpy(np.asarray(array, dtype=np.float32))
 
 
+@datamodule
 class EmbeddingDataModule(SynthtuneDataModule):
     """Synthetic and real rows with their embeddings, for :class:`~synthtune.lightning_modules.mmd_weight.MMDWeightModule`.
 
@@ -116,8 +118,8 @@ class EmbeddingDataModule(SynthtuneDataModule):
                                  f"embed both sets with the same encoder")
         self.syn_emb, self.real_emb = syn, real
 
-    def describe(self) -> DataInfo:
-        return DataInfo(source=str(self.synthetic), synthetic_rows=tuple(self.synthetic_rows),
+    def describe(self) -> EmbeddingData:
+        return EmbeddingData(source=str(self.synthetic), synthetic_rows=tuple(self.synthetic_rows),
                         real_rows=tuple(self.real_rows), synthetic_embeddings=self.syn_emb,
                         real_embeddings=self.real_emb)
 

@@ -31,12 +31,13 @@ from synthtune.components.prompt_tuning.combination import (
     check_strategy,
     needs_synthetic,
 )
-from synthtune.contract import DataInfo
+from synthtune.contract import FewShotData
 from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.datamodules.resumable import ResumableDataLoader, ResumableSampler
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records
 from synthtune.tasks import TaskSpec, check_label_coverage, load_task, read_labeled
+from synthtune.registry import datamodule
 
 TEXT_FIELDS = ("text", "text_a", "text_b")
 
@@ -121,6 +122,7 @@ class _StepSampler(ResumableSampler):
         return super().__iter__()
 
 
+@datamodule
 class FewShotDataModule(SynthtuneDataModule):
     """k-shot real data, optional synthetic data and a combination strategy.
 
@@ -231,9 +233,9 @@ class FewShotDataModule(SynthtuneDataModule):
         if stage in ("test", None) and not self.test_rows:
             self.load_test()
 
-    def describe(self) -> DataInfo:
+    def describe(self) -> FewShotData:
         task = self.task
-        return DataInfo(source=task.name, label_names=tuple(task.label_names), text_fields=tuple(task.text_fields),
+        return FewShotData(source=task.name, label_names=tuple(task.label_names), text_fields=tuple(task.text_fields),
                         strategy=self.strategy, demonstrations=tuple(self.train_real))
 
     # --------------------------------------------------------------- loaders

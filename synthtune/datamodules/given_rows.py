@@ -14,8 +14,10 @@ from typing import Any
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.datamodules.fewshot import FewShotDataModule
+from synthtune.registry import datamodule
 
 
+@datamodule
 class GivenRowsDataModule(FewShotDataModule):
     """Labelled rows given in memory, trained on as one set and tested on ``test_rows``.
 

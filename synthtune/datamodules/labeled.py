@@ -21,10 +21,11 @@ from torch.utils.data import DataLoader
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.padding import right_pad
-from synthtune.contract import DataInfo
+from synthtune.contract import LabeledData
 from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.tasks import TaskSpec, check_label_coverage, load_task, read_labeled
+from synthtune.registry import datamodule
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def sample_kshot(rows: list[dict[str, Any]], num_labels: int, k: int, seed: int)
 
 
 
+@datamodule
 class LabeledDataModule(SynthtuneDataModule):
     """A labelled task's few-shot examples for DawGen training and per-label generation ids.
 
@@ -159,9 +161,9 @@ class LabeledDataModule(SynthtuneDataModule):
             random.Random(self.seed).shuffle(unique)
             self._first_sentences = unique
 
-    def describe(self) -> DataInfo:
+    def describe(self) -> LabeledData:
         task = self.load_task()
-        return DataInfo(source=task.name, label_names=tuple(task.label_names), text_fields=tuple(task.text_fields),
+        return LabeledData(source=task.name, label_names=tuple(task.label_names), text_fields=tuple(task.text_fields),
                         first_sentences=tuple(self._first_sentences),
                         first_sentence_ids=tuple(tuple(self.encode_context(a)) for a in self._first_sentences),
                         max_length=self.max_length, max_context_length=self.max_context_length)

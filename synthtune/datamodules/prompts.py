@@ -10,7 +10,7 @@ so it is simply generated again with the same seed).
 
 PT requests are seeded like the paper's (App. A.2) and like SoftSRV's contexts: with training
 examples (``train_path`` rows through ``text_template``), round-robin, request ``r`` using example
-``r mod N``. The examples reach the model as ``DataInfo.train_texts``; each batch says which one
+``r mod N``. The examples reach the model as ``PromptData.train_texts``; each batch says which one
 each request uses (``example_index``).
 """
 
@@ -23,11 +23,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
-from synthtune.contract import DataInfo
+from synthtune.contract import PromptData
 from synthtune.datamodules.base import SynthtuneDataModule
 from synthtune.datamodules.text import render
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields
+from synthtune.registry import datamodule
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+@datamodule
 class PromptDataModule(SynthtuneDataModule):
     """What a template generation run works through: ``num_requests`` PT requests, or the questions
     of an input file to answer.
@@ -163,8 +165,8 @@ class PromptDataModule(SynthtuneDataModule):
         self.load_questions()
         self.load_examples()
 
-    def describe(self) -> DataInfo:
-        return DataInfo(source=str(self.path or self.train_path or "requests"), has_questions=self.has_questions,
+    def describe(self) -> PromptData:
+        return PromptData(source=str(self.path or self.train_path or "requests"), has_questions=self.has_questions,
                         train_texts=tuple(self.examples))
 
     def pending_items(self) -> list[int]:

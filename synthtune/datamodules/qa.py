@@ -24,6 +24,7 @@ from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields
 from synthtune.templates import Template
+from synthtune.registry import datamodule
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
@@ -55,6 +56,7 @@ def collate_test(items: list[dict[str, Any]], use_chat_template: bool) -> dict[s
             "use_chat_template": use_chat_template}
 
 
+@datamodule
 class QADataModule(SynthtuneDataModule):
     """Supervised fine-tuning data: (question, answer) rows in, answer-only-loss batches out.
 

@@ -20,8 +20,10 @@ from synthtune.datamodules.base import SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields
 from synthtune.tasks import load_task
+from synthtune.registry import datamodule
 
 
+@datamodule
 class DemonstrationDataModule(SynthtuneDataModule):
     """Labelled demonstration clusters (e.g. the output of ``synthtune synalign select``) as generation jobs.
 

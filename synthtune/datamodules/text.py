@@ -12,11 +12,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.padding import right_pad
-from synthtune.contract import DataInfo
+from synthtune.contract import TextData
 from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.records import read_records, require_fields, template_fields
 from synthtune.templates import Template
+from synthtune.registry import datamodule
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def collate_ints(items: list[dict[str, int]]) -> dict[str, torch.Tensor]:
     return {key: torch.tensor([item[key] for item in items]) for key in items[0]}
 
 
+@datamodule
 class TextDataModule(SynthtuneDataModule):
     """Real examples for SoftSRV-style reconstruction training and round-robin generation.
 
@@ -166,8 +168,8 @@ class TextDataModule(SynthtuneDataModule):
         self._train_ids = self.tokenize(self.train_texts)
         self._val_ids = self.tokenize(self.val_texts) if self.val_texts else []
 
-    def describe(self) -> DataInfo:
-        return DataInfo(source=str(self.path), train_texts=tuple(self.train_texts), val_texts=tuple(self.val_texts),
+    def describe(self) -> TextData:
+        return TextData(source=str(self.path), train_texts=tuple(self.train_texts), val_texts=tuple(self.val_texts),
                         max_length=self.max_length)
 
     # --------------------------------------------------------------- batches

@@ -19,8 +19,9 @@ import torch
 
 from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.components.sampling_settings import SamplingSettings
-from synthtune.contract import ConnectData, DataInfo
+from synthtune.contract import ConnectData, DataInfo, check_kind
 from synthtune.errors import NonFiniteLossError, SynthtuneError
+from synthtune.registry import method
 
 SIGNATURE_KEY = "synthtune"
 #: Flat options of earlier releases, folded into ``backbone`` / ``sampling`` (see ``flat_options``).
@@ -28,18 +29,21 @@ FLAT_OPTIONS = ("dtype", "compile", "gradient_checkpointing", "temperature", "to
                 "repetition_penalty")
 
 
+@method
 class SynthtuneModule(pl.LightningModule):
     """Base class of every method: subclasses describe a compatible checkpoint in
     :meth:`checkpoint_signature` and read their data's description in :meth:`connect`."""
 
     #: Output ids each predict item owns (the datamodule skips an item once any of its ids is written).
     ids_per_item: int = 1
+    #: The kind of data the method reads (a ``DataInfo`` subclass); :meth:`connect` refuses any other in one line.
+    data_kind: type[DataInfo] = DataInfo
 
     def __init__(self) -> None:
         super().__init__()
         # Checkpoints may lack frozen weights on purpose; the signature check replaces strictness.
         self.strict_loading = False
-        self.data_info = DataInfo()
+        self.data_info = self.data_kind()
         self.checkpoint_fingerprint = "untrained"
 
     def save_hyperparameters(self, *args: Any, ignore: Any = None, frame: Any = None, logger: bool = True) -> None:
@@ -67,7 +71,9 @@ class SynthtuneModule(pl.LightningModule):
         return [ConnectData()]
 
     def connect(self, info: DataInfo) -> None:
-        """Receive what the data provides, once per run, before ``setup``; subclasses check and use it."""
+        """Receive what the data provides, once per run, before ``setup``: refuse data of another kind than
+        ``data_kind`` in one line and keep it; subclasses call this first, then check and use the fields."""
+        check_kind(type(self).__name__, self.data_kind, info)
         self.data_info = info
 
     # -------------------------------------------------------- checkpoints

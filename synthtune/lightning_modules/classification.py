@@ -18,7 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from synthtune.components.prompt_tuning.combination import smoothed_cross_entropy, smoothing_for_step
 from synthtune.components.prompt_tuning.prompt_format import LabelWordReader, build_reader
 from synthtune.components.prompt_tuning.verbalizer import T5_MASK, Verbalizer
-from synthtune.contract import DataInfo
+from synthtune.contract import FewShotData
 from synthtune.errors import SynthtuneError
 from synthtune.records import template_fields
 from synthtune.tasks import default_prompt_format
@@ -44,7 +44,7 @@ class ClassifierSteps:
                                    max_field_tokens=h.max_field_tokens)
         self.init_metrics(self.reader.verbalizer.num_classes)
 
-    def connect_reader(self, info: DataInfo) -> None:
+    def connect_reader(self, info: FewShotData) -> None:
         """Resolve the prompt format for the task (unless fully given) and check it against the task."""
         if self.reader is None or self.hparams.template is None or self.hparams.label_words is None:
             self.set_reader(info.source)

@@ -48,11 +48,12 @@ from synthtune.components.engines.native import NativeEngine
 from synthtune.components.sampling import sample_seed
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import eos_token_ids
-from synthtune.contract import DataInfo
+from synthtune.contract import LabeledData
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.flat_options import FlatBackboneOptions
 from synthtune.lightning_modules.generator_options import GeneratorOptions
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
+from synthtune.registry import method
 
 Batch = dict[str, Any]
 
@@ -65,6 +66,7 @@ def weight_entropy(weights: Tensor, mask: Tensor) -> Tensor:
     return -(p * p.clamp_min(1e-30).log()).sum() / math.log(n) if n > 1 else w.new_ones(())
 
 
+@method
 class DawGenModule(GeneratorOptions, FlatBackboneOptions, FrozenBackboneModule):
     """DawGen: per-label soft prompts Q and a token weight net Φ_W over a frozen decoder-only LM or T5.
 
@@ -94,6 +96,8 @@ class DawGenModule(GeneratorOptions, FlatBackboneOptions, FrozenBackboneModule):
         sampling: how predict samples (:class:`SamplingSettings`; ``max_new_tokens`` caps ``text`` or ``text_b``).
         seed: seed of the initialisation and of every sample's random stream.
     """
+
+    data_kind = LabeledData
 
     def __init__(
         self,
@@ -145,10 +149,9 @@ class DawGenModule(GeneratorOptions, FlatBackboneOptions, FrozenBackboneModule):
                 "weight_mode": h.weight_mode, "weight_mlp_size": h.weight_mlp_size}
 
     # ------------------------------------------------------------------ setup
-    def connect(self, info: DataInfo) -> None:
+    def connect(self, info: LabeledData) -> None:
         """Check the task against the prompts and the context length; name each label's prompt."""
-        if not info.label_names:
-            raise SynthtuneError("DawGen needs labelled data; use LabeledDataModule as data")
+        super().connect(info)
         names = list(info.label_names)
         if len(names) != self.hparams.num_labels:
             raise SynthtuneError(f"task {info.source!r} has {len(names)} labels but num_labels="
@@ -159,7 +162,6 @@ class DawGenModule(GeneratorOptions, FlatBackboneOptions, FrozenBackboneModule):
             if need > self.max_positions:
                 raise SynthtuneError(f"prompt_length {self.hparams.prompt_length} + context + text ({need} tokens) "
                                      f"exceeds the model's context of {self.max_positions}; shorten the prompt or max_length")
-        super().connect(info)
         if self.hparams.init_from_label_names and not self._named:
             self.name_prompts(names)
 

@@ -27,16 +27,18 @@ from synthtune.components.backbone import DEFAULT_BACKBONE, load_backbone, row_m
 from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.components.prompt_tuning.combination import check_strategy
 from synthtune.components.prompt_tuning.verbalizer import encode_texts, render_row
-from synthtune.contract import DataInfo
+from synthtune.contract import FewShotData
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.base import SynthtuneModule
 from synthtune.lightning_modules.flat_options import FlatBackboneOptions
 from synthtune.templates import Template
 from synthtune.lightning_modules.classification import ClassifierSteps
+from synthtune.registry import method
 
 FT_MODES = ("head", "prompt")
 
 
+@method
 class FineTuningModule(ClassifierSteps, FlatBackboneOptions, SynthtuneModule):
     """Full-model fine-tuning for few-shot classification: a classification head or LM-BFF prompt-based FT.
 
@@ -56,6 +58,8 @@ class FineTuningModule(ClassifierSteps, FlatBackboneOptions, SynthtuneModule):
         label_smoothing: smoothing of synthetic labels under ``real+syn+ls``.
         seed: seed of the head's initialisation.
     """
+
+    data_kind = FewShotData
 
     def __init__(
         self,
@@ -100,8 +104,9 @@ class FineTuningModule(ClassifierSteps, FlatBackboneOptions, SynthtuneModule):
         return {"method": "fine_tuning", "mode": h.mode, "backbone": self.backbone_spec.name, "num_labels": h.num_labels,
                 "label_words": list(self.verbalizer.label_words) if h.mode == "prompt" else None}
 
-    def connect(self, info: DataInfo) -> None:
+    def connect(self, info: FewShotData) -> None:
         """Check the classes (and the template) against the task; refuse the paired strategy."""
+        super().connect(info)
         if self.hparams.mode == "prompt":
             self.connect_reader(info)
         elif info.label_names and len(info.label_names) != self.hparams.num_labels:
@@ -111,7 +116,6 @@ class FineTuningModule(ClassifierSteps, FlatBackboneOptions, SynthtuneModule):
         if self.combination == "paired":
             raise SynthtuneError("the paired strategy (gradient surgery over a soft prompt) is prompt tuning's; "
                                  "fine-tune with real, syn, real+syn, real+syn+ls, real->syn or syn->real")
-        super().connect(info)
 
     # ----------------------------------------------------------- scoring
     def head_logits(self, rows: list[dict[str, Any]]) -> Tensor:

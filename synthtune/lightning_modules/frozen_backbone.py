@@ -24,12 +24,14 @@ from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import decode_samples, eos_token_ids
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.base import SynthtuneModule
+from synthtune.registry import method
 
 #: Lightning precisions that would cast the trainable prompts themselves to half precision.
 _TRUE_HALF = ("bf16-true", "16-true")
 
 
 
+@method
 class FrozenBackboneModule(SynthtuneModule):
     """Base class: :meth:`load_frozen_backbone` registers the frozen LM as ``self.backbone``."""
 

@@ -42,10 +42,11 @@ from synthtune.components.synalign.mmd import (
 )
 from synthtune.components.synalign.sample_weights import SampleWeightNet, per_label_weights, resample
 from synthtune.components.encoders import DEFAULT_FEATURIZER
-from synthtune.contract import DataInfo
+from synthtune.contract import EmbeddingData
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.base import SynthtuneModule
 from synthtune.paths import atomic_write_json, atomic_write_jsonl
+from synthtune.registry import method
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def label_ids(synthetic_rows: tuple[dict[str, Any], ...], real_rows: tuple[dict[
     return syn, real
 
 
+@method
 class MMDWeightModule(SynthtuneModule):
     """Learned per-sample weights ω = softmax(g_Θ(e)) that minimise MMD² between synthetic and real embeddings.
 
@@ -99,6 +101,8 @@ class MMDWeightModule(SynthtuneModule):
         eval_batches: minibatches averaged for the MMD² in the predict report.
         seed: seed of g_Θ's initialisation, the median-heuristic subsample and the resampling.
     """
+
+    data_kind = EmbeddingData
 
     def __init__(
         self,
@@ -144,12 +148,12 @@ class MMDWeightModule(SynthtuneModule):
             self.net = SampleWeightNet(dim, hidden=self.hparams.hidden)
         self.dim = dim
 
-    def connect(self, info: DataInfo) -> None:
+    def connect(self, info: EmbeddingData) -> None:
         """Build g_Θ for the embeddings' dimension and fix the kernel bandwidths from both sets."""
+        super().connect(info)
         syn, real = info.synthetic_embeddings, info.real_embeddings
         if syn is None or real is None:
-            raise SynthtuneError("MMDWeightModule needs synthetic and real embeddings; use EmbeddingDataModule as data")
-        super().connect(info)
+            raise SynthtuneError(f"{info.source} has no embeddings yet; run the data's setup before connecting")
         self.build(int(syn.shape[1]))
         # Bandwidths are fixed before training from both sets (raises when all embeddings are identical).
         self.bandwidths = resolve_bandwidths(self.hparams.bandwidth, syn, real, seed=self.hparams.seed)

@@ -7,8 +7,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
+from synthtune.registry import method
 
 
+@method
 class PredictOnlyModule(FrozenBackboneModule):
     """A generator without trainable weights: ``predict`` is its only stage, any other is refused
     with one line before Lightning looks for a training step."""

@@ -36,12 +36,13 @@ from synthtune.components.prompt_tuning.combination import check_strategy
 from synthtune.components.prompt_tuning.gradient_surgery import surgery_step
 from synthtune.components.prompt_tuning.prompt_format import LabelWordReader
 from synthtune.components.softsrv.soft_prompts import NonParametricPrompt
-from synthtune.contract import DataInfo
+from synthtune.contract import FewShotData
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.classification import ClassifierSteps
 from synthtune.lightning_modules.flat_options import FlatBackboneOptions
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
 from synthtune.templates import Template
+from synthtune.registry import method
 
 MODES = ("train", "zero_shot", "in_context")
 OPTIMIZERS = ("sgd", "adafactor", "adamw")
@@ -50,6 +51,7 @@ LR_SGD = 0.3
 _COUNTERS_KEY = "prompt_tuning_counters"
 
 
+@method
 class PromptTuningModule(ClassifierSteps, FlatBackboneOptions, FrozenBackboneModule):
     """A soft prompt P tuned on a frozen LM for few-shot classification.
 
@@ -80,6 +82,8 @@ class PromptTuningModule(ClassifierSteps, FlatBackboneOptions, FrozenBackboneMod
         demo_separator: text between demonstrations (and before the query) in ``in_context`` mode.
         seed: seed of P's initialisation and of the choice of demonstrations.
     """
+
+    data_kind = FewShotData
 
     def __init__(
         self,
@@ -151,11 +155,11 @@ class PromptTuningModule(ClassifierSteps, FlatBackboneOptions, FrozenBackboneMod
         self.paired_steps = int(counters.get("paired_steps", 0))
         self.conflicts = int(counters.get("conflicts", 0))
 
-    def connect(self, info: DataInfo) -> None:
+    def connect(self, info: FewShotData) -> None:
         """Check the template and label words against the task; take the strategy and demonstrations."""
+        super().connect(info)
         self.connect_reader(info)
         self.combination = check_strategy(info.strategy)
-        super().connect(info)
         if self.hparams.mode == "in_context":
             self.set_demonstrations(list(info.demonstrations))
 

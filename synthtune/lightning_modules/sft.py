@@ -33,6 +33,7 @@ from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.base import SynthtuneModule
 from synthtune.lightning_modules.flat_options import FlatBackboneOptions
 from synthtune.paths import atomic_write_jsonl
+from synthtune.registry import method
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ def add_lora(model: torch.nn.Module, r: int, alpha: int, dropout: float, targets
     return model
 
 
+@method
 class SFTModule(FlatBackboneOptions, SynthtuneModule):
     """Supervised fine-tuning of a causal LM on (question, answer) pairs, scored by GSM8K exact match.
 

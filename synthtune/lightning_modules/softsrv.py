@@ -29,13 +29,15 @@ from synthtune.components.engines.native import NativeEngine
 from synthtune.components.sampling import sample_seed
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.softsrv.soft_prompts import build_soft_prompt
-from synthtune.contract import DataInfo
+from synthtune.contract import TextData
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.flat_options import FlatBackboneOptions
 from synthtune.lightning_modules.generator_options import GeneratorOptions
 from synthtune.lightning_modules.frozen_backbone import FrozenBackboneModule
+from synthtune.registry import method
 
 
+@method
 class SoftSRVModule(GeneratorOptions, FlatBackboneOptions, FrozenBackboneModule):
     """SoftSRV: a trainable soft prompt P_θ(z) steering a frozen causal LM.
 
@@ -58,6 +60,8 @@ class SoftSRVModule(GeneratorOptions, FlatBackboneOptions, FrozenBackboneModule)
         sampling: how predict samples (:class:`SamplingSettings`).
         seed: seed of the prompt initialisation and of every sample's random stream.
     """
+
+    data_kind = TextData
 
     def __init__(
         self,
@@ -102,13 +106,13 @@ class SoftSRVModule(GeneratorOptions, FlatBackboneOptions, FrozenBackboneModule)
                 "context_dim": self.context_dim, "num_basis": h.num_basis, "mlp_hidden": h.mlp_hidden,
                 "mlp_layers": h.mlp_layers}
 
-    def connect(self, info: DataInfo) -> None:
+    def connect(self, info: TextData) -> None:
         """Compute (or read from the cache) E(x) for the training and validation texts, once; fit the
         standardisation of z on the training contexts unless it is already fitted (an earlier fit in
         this process; a checkpoint loaded afterwards replaces it with the one it was trained with)."""
-        if not info.train_texts:
-            raise SynthtuneError("SoftSRV needs training texts from its data; use TextDataModule as data")
         super().connect(info)
+        if not info.train_texts:
+            raise SynthtuneError(f"{info.source} gives SoftSRV no training texts; point --data.init_args.path at them")
         if self.hparams.parameterization == "np":
             return
         encoder = build_context_encoder(self.context_kind, self._bb)

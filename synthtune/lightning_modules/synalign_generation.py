@@ -46,12 +46,14 @@ from synthtune.lightning_modules.generator_options import GeneratorOptions
 from synthtune.lightning_modules.predict_only import PredictOnlyModule
 from synthtune.paths import atomic_write_json
 from synthtune.templates import Template
+from synthtune.registry import method
 
 log = logging.getLogger(__name__)
 
 STATS_FILE = "synalign_generation_stats.json"
 
 
+@method
 class SynAlignGenerationModule(GeneratorOptions, FlatBackboneOptions, PredictOnlyModule):
     """Two-stage attribute prompting of a frozen causal LM over selected demonstration clusters.
 

@@ -34,12 +34,13 @@ from synthtune.components.softsrv.template_prompts import (
 from synthtune.components.sampling import sample_seed
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.components.text_generation import generate_from_text
-from synthtune.contract import DataInfo
+from synthtune.contract import PromptData
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules.flat_options import FlatBackboneOptions
 from synthtune.lightning_modules.generator_options import GeneratorOptions
 from synthtune.lightning_modules.predict_only import PredictOnlyModule
 from synthtune.templates import Template
+from synthtune.registry import method
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def stage_seed(base_seed: int, item: int, stage: str, round_index: int = 0) -> i
     return sample_seed(base_seed, item, "template", stage, round_index)
 
 
+@method
 class TemplateGenerationModule(GeneratorOptions, FlatBackboneOptions, PredictOnlyModule):
     """PT / PT_SR question generation and answer generation from natural-language templates.
 
@@ -89,6 +91,8 @@ class TemplateGenerationModule(GeneratorOptions, FlatBackboneOptions, PredictOnl
         system_prompt: optional system turn for chat models.
         seed: seed of every sample's random stream.
     """
+
+    data_kind = PromptData
 
     def __init__(
         self,
@@ -161,8 +165,9 @@ class TemplateGenerationModule(GeneratorOptions, FlatBackboneOptions, PredictOnl
     def ids_per_item(self) -> int:
         return 1 if self.hparams.mode == "answer" else self.hparams.num_questions
 
-    def connect(self, info: DataInfo) -> None:
+    def connect(self, info: PromptData) -> None:
         """Answer mode reads questions; PT and PT_SR read the training examples their templates insert."""
+        super().connect(info)
         mode = self.hparams.mode
         if mode == "answer" and not info.has_questions:
             raise SynthtuneError("answer mode needs questions: pass --data.init_args.path questions.jsonl "
@@ -181,7 +186,6 @@ class TemplateGenerationModule(GeneratorOptions, FlatBackboneOptions, PredictOnl
                                  f"has an {{example}} field; add {{example}} to question_template or drop "
                                  f"--data.init_args.train_path")
         self.examples = tuple(info.train_texts)
-        super().connect(info)
 
     def generation_params(self) -> dict[str, Any]:
         h = self.hparams

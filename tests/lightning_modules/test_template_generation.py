@@ -9,7 +9,7 @@ from helpers import composed_config
 from synthtune.callbacks import JsonlPredictionWriter
 from synthtune.components import text_generation
 from synthtune.cli import run_cli
-from synthtune.contract import DataInfo
+from synthtune.contract import PromptData
 from synthtune.datamodules.prompts import PromptDataModule
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_modules import template_generation as tg
@@ -60,7 +60,7 @@ def seeded(tiny, **kw):
     kw = {"question_template": "EX<{example}> give {num_questions}", "critique_template": "CRIT {question} vs {example}",
           "refine_template": "REF {question} || {critique}", **kw}
     m = module(tiny, **kw)
-    m.connect(DataInfo(source="train.jsonl", train_texts=EXAMPLES))
+    m.connect(PromptData(source="train.jsonl", train_texts=EXAMPLES))
     return m
 
 
@@ -305,7 +305,7 @@ def test_modes_must_match_the_data_and_fit_is_refused(tiny_llama, tmp_path):
         run_predict(module(tiny_llama), PromptDataModule(backbone=tiny_llama, train_path=train_file(tmp_path),
                                                          text_template="{question}"), tmp_path)
     with pytest.raises(SynthtuneError, match="answer mode inserts no training examples"):
-        module(tiny_llama, mode="answer").connect(DataInfo(has_questions=True, train_texts=EXAMPLES))
+        module(tiny_llama, mode="answer").connect(PromptData(has_questions=True, train_texts=EXAMPLES))
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, max_steps=1, enable_progress_bar=False)
     with pytest.raises(SynthtuneError, match="nothing to train"):
         trainer.fit(module(tiny_llama), PromptDataModule(backbone=tiny_llama))
