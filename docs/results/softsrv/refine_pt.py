@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from synthtune.contract import DataInfo
+from synthtune.contract import PromptData
 from synthtune.lightning_modules.template_generation import TemplateGenerationModule
 from synthtune.paths import atomic_write_json, atomic_write_jsonl
 from synthtune.lightning_cli import compose
@@ -41,7 +41,7 @@ def main(drafts_file: str, output: str, *overrides: str) -> None:
     data = composed["data"]["init_args"]
     train = [json.loads(line)["question"] for line in Path(data["train_path"]).read_text(encoding="utf-8").split("\n")
              if line.strip()]
-    module.connect(DataInfo(source=data["train_path"], train_texts=tuple(train)))
+    module.connect(PromptData(source=data["train_path"], train_texts=tuple(train)))
     drafts = read(Path(drafts_file))
     out, partial = Path(output), Path(output + ".partial")
     out.parent.mkdir(parents=True, exist_ok=True)
