@@ -162,13 +162,13 @@ def generator_scores(module: Any, datamodule: Any, rows: Sequence[dict[str, Any]
 
 def compose_run(run: str | Path) -> dict[str, Any]:
     """The config a run folder's ``config.yaml`` composes to (as ``synthtune predict --config`` would run it)."""
-    from synthtune.lightning_cli import compose
+    from synthtune.lightning_cli import Request, compose
 
     config = Path(run) / "config.yaml"
     if not config.is_file():
         raise SynthtuneError(f"{run} is not a run folder (no config.yaml); pass the --trainer.default_root_dir "
                              "of a DawGen `synthtune fit`")
-    return compose(["predict", "--config", str(config)])
+    return compose(Request("predict", (config,)))
 
 
 def run_datamodule(composed: dict[str, Any]) -> Any:
