@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from datasets import load_from_disk
+from huggingface_hub import DatasetCard
 
 from helpers import REPO, one_thread  # noqa: F401 - autouse fixture
 
@@ -24,8 +25,8 @@ def walkthrough() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mauve") is None, reason="optional mauve-text not installed")
-def test_the_walkthrough_runs_as_documented(tiny_llama, tmp_path, monkeypatch, capsys):
+def run_walkthrough(tiny_llama: str, tmp_path: Path, monkeypatch) -> dict:
+    """docs/api.md's walk-through on the tiny model in ``tmp_path``; its variables."""
     (tmp_path / "train.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in QUESTIONS))
     tests = [QUESTIONS[0]] + [f"Ann reads {i} pages a day for {i + 3} days. How many pages?" for i in range(11)]
     (tmp_path / "test.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in tests))
@@ -51,11 +52,24 @@ def test_the_walkthrough_runs_as_documented(tiny_llama, tmp_path, monkeypatch, c
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(code, "docs/api.md", "exec"), scope)  # noqa: S102 - the document's own code
+    return scope
 
+
+def check_walkthrough(scope: dict, tmp_path: Path, capsys) -> None:
     run, samples, resumed = scope["run"], scope["samples"], scope["resumed"]
     assert run.checkpoint.is_file() and len(samples) == 12
-    assert scope["curated"]["selected"] == 6 and scope["clean"]["output"] <= 6
+    assert scope["curated"]["selected"] == 6 and len(scope["curated"].rows) == 6
+    assert scope["clean"]["output"] == len(scope["clean"].rows) <= 6
     assert 0.0 <= scope["mauve"]["mean"] <= 1.0
     exported = load_from_disk(str(tmp_path / "runs/nb/export/dataset"))
     assert len(exported) == scope["clean"]["output"] and exported["text"] == scope["dataset"]["text"]
+    card = DatasetCard.load(tmp_path / "runs/nb/export/README.md")
+    assert card.data.to_dict()["task_categories"] == ["text-generation"]
+    assert "SoftSRVModule" in card.text and "decontamination:" in card.text
     assert "resumed at step 2" in capsys.readouterr().out and resumed.checkpoint == run.checkpoint
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mauve") is None, reason="optional mauve-text not installed")
+def test_the_walkthrough_runs_as_documented(tiny_llama, tmp_path, monkeypatch, capsys):
+    check_walkthrough(run_walkthrough(tiny_llama, tmp_path, monkeypatch), tmp_path, capsys)
+

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-from synthtune.api.files import check_distinct, read_input, reference_texts, report_path
+from synthtune.api.files import (Result, Rows, check_distinct, on_disk_only, read_input, reference_rows_texts,
+                                  report_path, source_name, write_kept)
 from synthtune.curation.cluster_select import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CLUSTERS,
@@ -16,20 +17,19 @@ from synthtune.curation.cluster_select import (
     curate as select_diverse,
 )
 from synthtune.curation.decontaminate import DEFAULT_NGRAM
-from synthtune.curation.streaming_command import run_scaled, use_scaled_path
+from synthtune.curation.streaming_command import run_scaled
 from synthtune.curation.streaming_curate import DEFAULT_SAMPLE_SIZE, CurateSettings
 from synthtune.errors import SynthtuneError
-from synthtune.paths import atomic_write_json, atomic_write_jsonl
 
 log = logging.getLogger("synthtune")
 
 
 def curate(
-    input: str,
-    output: str,
+    input: Rows,
+    output: Optional[str] = None,
     num_samples: int = DEFAULT_NUM_SAMPLES,
     field: str = "text",
-    decontaminate: Optional[str] = None,
+    decontaminate: Optional[Rows] = None,
     reference_field: Optional[str] = None,
     ngram: int = DEFAULT_NGRAM,
     svd_components: int = DEFAULT_SVD_COMPONENTS,
@@ -45,14 +45,15 @@ def curate(
     near_dedup_threshold: float = 0.8,
     engine_config: Optional[str] = None,
     work_dir: Optional[str] = None,
-) -> Optional[dict[str, Any]]:
+) -> Optional[Result]:
     """Deduplicate, optionally decontaminate, and cluster-select synthetic rows (SoftSRV App. A.2).
 
-    Writes the kept rows to ``output`` and a JSON report to ``<output>.report.json``.
+    Writes the kept rows to ``output`` and a JSON report to ``<output>.report.json``; returns the report, the
+    kept rows as its ``rows`` (a ``datasets.Dataset``).
 
     Args:
-        input: generated rows (JSONL).
-        output: where to write the curated rows (JSONL).
+        input: generated rows (JSONL; from Python also a ``datasets.Dataset`` or a list of dicts).
+        output: where to write the curated rows (JSONL; from Python it may be left out: nothing is written).
         num_samples: rows to keep.
         field: field holding the text.
         decontaminate: drop rows sharing an n-gram with this reference (test) JSONL file.
@@ -73,11 +74,11 @@ def curate(
         work_dir: the engine's folder for intermediate files (default <output>.work).
     """
     start = time.perf_counter()
-    out = Path(output)
+    out = Path(output) if output is not None else None
     check_distinct(out, input, decontaminate)
     if near_dedup and streaming is None:
         streaming = True
-    if use_scaled_path(input, streaming, executor):
+    if on_disk_only(input, output, streaming, executor):
         settings = CurateSettings(
             field=field, num_samples=num_samples, svd_components=svd_components, n_clusters=clusters, seed=seed,
             ngram=ngram, batch_size=batch_size, sample_size=sample_size, near_dedup=near_dedup,
@@ -91,23 +92,22 @@ def curate(
         if report is None:
             log.info("curate: submitted to Slurm; %s and its report appear when the jobs finish", out)
             return None
-        return report
+        return Result(report, output=out)
     if near_dedup:
         raise SynthtuneError("--near_dedup runs on the streaming path; drop --streaming false")
     rows, broken = read_input(input, field, strict, "curate")
     reference_field = reference_field or field
-    references = reference_texts(decontaminate, reference_field, strict) if decontaminate else None
+    references = reference_rows_texts(decontaminate, reference_field, strict) if decontaminate is not None else None
     kept, stats = select_diverse(
         rows, num_samples=num_samples, field=field, svd_components=svd_components, n_clusters=clusters,
-        seed=seed, references=references, ngram=ngram, batch_size=batch_size, broken_lines=broken, source=str(input),
+        seed=seed, references=references, ngram=ngram, batch_size=batch_size, broken_lines=broken, source=source_name(input),
     )
-    atomic_write_jsonl(out, kept)
     report = {
         "command": "curate",
-        "input_path": str(input),
-        "output_path": str(out),
+        "input_path": source_name(input),
+        "output_path": source_name(output),
         "field": field,
-        "reference_path": decontaminate,
+        "reference_path": source_name(decontaminate),
         "reference_field": reference_field if decontaminate else None,
         "num_references": len(references) if references is not None else 0,
         "svd_components_requested": svd_components,
@@ -116,6 +116,5 @@ def curate(
         "seconds": round(time.perf_counter() - start, 3),
     }
     report["executor"] = "in-memory"
-    atomic_write_json(report_path(out), report)
-    return report
+    return write_kept(output, kept, report)
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import yaml
 
@@ -20,6 +21,9 @@ import yaml
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
                    (10_000_000_000, "1B<n<10B"), (100_000_000_000, "10B<n<100B"), (1_000_000_000_000, "100B<n<1T")]
+
+#: Packages whose versions a card (and every pipeline manifest) records.
+VERSIONED = ("synthtune", "torch", "transformers", "lightning", "datasets")
 
 # Licenses of the backbones synthtune bundles (from their model cards).
 BUNDLED_BACKBONE_LICENSES = {"smollm2-135m": "apache-2.0"}
@@ -127,3 +131,104 @@ def merge_hub_metadata(ours: str, theirs: str) -> str:
         if key in hub.data.to_dict():
             data[key] = hub.data.to_dict()[key]
     return f"---\n{yaml.safe_dump(data, sort_keys=False, allow_unicode=True)}---\n{mine.text}"
+
+
+def versions() -> dict[str, Optional[str]]:
+    """Installed versions of :data:`VERSIONED` (None where one is missing)."""
+    found: dict[str, Optional[str]] = {}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    if found["synthtune"] is None:  # a source checkout without an installed distribution
+        import synthtune
+
+        found["synthtune"] = synthtune.__version__
+    return found
+
+
+def config_facts(composed: Mapping[str, Any]) -> dict[str, Any]:
+    """Method, backbone and source data of the run a Lightning config (``config.yaml``, as composed) describes."""
+    model = composed.get("model") or {}
+    data = composed.get("data") or {}
+    return {
+        "method": model.get("class_path"),
+        "backbone": (model.get("init_args") or {}).get("backbone"),
+        "source_data": {"class_path": data.get("class_path"), **{k: v for k, v in (data.get("init_args") or {}).items()
+                                                                  if k in ("path", "task", "split", "text_template")}},
+    }
+
+
+def decontamination_facts(report: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
+    """What the card says of a ``decontaminate`` report, or None without one."""
+    if not report:
+        return None
+    return {k: report.get(k) for k in ("reference_path", "reference_field", "ngram", "decontaminated_dropped",
+                                       "contamination_rate")}
+
+
+def mauve_facts(report: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
+    """What the card says of a MAUVE (``score``) report, or None without one."""
+    if not report:
+        return None
+    return {**{k: report.get(k) for k in ("mean", "std", "featurizer", "clusters", "num_synthetic", "num_reference",
+                                          "reference_path", "ceiling", "spread")},
+            "raw": {k: report["raw"].get(k) for k in ("mean", "std", "clusters", "num_synthetic", "ceiling")}
+            if report.get("raw") else None}
+
+
+def dataset_card(name: str, facts: dict[str, Any], settings: dict[str, Any], num_rows: int,
+                 labelled: bool = False, section: Optional[dict[str, Any]] = None,
+                 curation: Optional[dict[str, Any]] = None) -> str:
+    """A dataset card (``huggingface_hub.DatasetCard``): front matter the Hub indexes, then the provenance, the
+    rows per stage, the curation report and every setting of the pipeline, with paths made relative."""
+    from huggingface_hub import DatasetCard
+
+    section = section or {}
+    facts, settings = relative(facts), relative(settings)
+    front = card_data(name, facts, num_rows, labelled, section).to_yaml()
+    mauve = facts["mauve"]
+    decon = facts["decontamination"]
+    lines = [f"---\n{front}\n---", f"# {name}", "",
+             f"{num_rows} synthetic rows made by the synthtune pipeline.", "",
+             "## Provenance", "",
+             f"- method: `{facts['method']}`", f"- backbone: `{facts['backbone']}`",
+             f"- source data: `{json.dumps(facts['source_data'])}`", licenses_line(facts, section)]
+    if decon:
+        lines.append(f"- decontamination: {decon['decontaminated_dropped']} rows dropped (rate "
+                     f"{decon['contamination_rate']}) for sharing a {decon['ngram']}-gram with "
+                     f"`{decon['reference_path']}`")
+    align = facts.get("alignment")
+    if align:
+        lines.append(f"- SynAlign MMD resampling toward `{align['real']}`: MMD² {align['mmd2_uniform']:.5f} (uniform) -> "
+                     f"{align['mmd2_weighted']:.5f} (weighted) -> {align['mmd2_resampled']:.5f} (resampled rows), "
+                     f"effective sample size {align['effective_sample_size']:.1f}")
+    cut = facts.get("answers_cut_at_cap")
+    if cut:
+        lines.append(f"- answers: {cut['hit_cap']} of {cut['answers']} stopped at the cap max_new_tokens="
+                     f"{cut['max_new_tokens']} without EOS; "
+                     + (f"{cut['dropped_at_cap']} dropped, none shipped" if cut["dropped_at_cap"] or not cut["hit_cap"]
+                        else "kept, flagged `hit_cap: true`"))
+    if mauve:
+        for label, scored in (("raw samples", mauve.get("raw")), ("final rows", mauve)):
+            if not scored:
+                continue
+            top = scored.get("ceiling")
+            head = f"MAUVE ({label})" if mauve.get("raw") else "MAUVE"
+            lines.append(f"- {head}: {scored['mean']:.4f} ± {scored['std']:.4f} against "
+                         f"`{mauve['reference_path']}` ({mauve['featurizer']}, {scored['clusters']} clusters, "
+                         f"{scored['num_synthetic']} synthetic vs {mauve['num_reference']} real)"
+                         + (f"; {top['size']} real rows of `{top['path']}`: {top['mean']:.4f} ± {top['std']:.4f} "
+                            f"(±{top['std_draws']:.4f} over {top['draws']} draws)" if top else ""))
+        lines.append(f"  ({mauve.get('spread') or 'the ± is over k-means seeds'}; at this size which rows are drawn "
+                     "moves the score more)")
+    lines += ["", "## Rows per stage", "", "| stage | rows |", "|---|---|"]
+    lines += [f"| {stage} | {rows} |" for stage, rows in facts["rows_per_stage"].items()]
+    for stage, labels in facts["labels_per_stage"].items():
+        lines += ["", f"Labels after {stage}: " + ", ".join(f"{k}: {v}" for k, v in labels.items())]
+    if curation:
+        lines += ["", "## Curation report", "", "```json", json.dumps(relative(curation), indent=2), "```"]
+    lines += ["", "## Every setting", "", "```yaml", yaml.safe_dump(settings, sort_keys=False).rstrip(), "```",
+              "", "## Versions", "", "```json", json.dumps(facts["versions"], indent=2), "```", ""]
+    return str(DatasetCard("\n".join(lines)))

@@ -1,13 +1,71 @@
-"""What the data steps share: reading their JSONL inputs, naming their reports, refusing an output that is an input."""
+"""What the data steps share: their input rows (a file, or rows given in memory), their kept rows as a
+``datasets.Dataset``, naming their reports, refusing an output that is an input."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from synthtune.curation.reference import reference_texts  # noqa: F401 (the data steps import it from here)
 from synthtune.errors import SynthtuneError
-from synthtune.records import read_jsonl_lines, require_fields
+from synthtune.records import read_jsonl, read_jsonl_lines, require_fields
+
+#: Input rows of a data step: a rows file, a ``datasets.Dataset`` or a list of dicts. A command's ``--help``
+#: shows such a parameter as a path (``str``).
+Rows = Union[str, os.PathLike, "datasets.Dataset", Sequence[Mapping[str, Any]]]  # noqa: F821
+GIVEN = "the rows given"
+
+
+def is_path(source: Any) -> bool:
+    """Whether ``source`` names a file (or folder, or dataset name) rather than holding rows."""
+    return isinstance(source, (str, os.PathLike))
+
+
+def source_name(source: Any) -> Optional[str]:
+    """How reports and messages name ``source``: its path, or "the rows given"."""
+    return None if source is None else str(source) if is_path(source) else GIVEN
+
+
+def given_rows(source: Any, what: str = "input") -> list[dict[str, Any]]:
+    """Rows held in memory (a ``datasets.Dataset``, or a list of dicts) as a list of dicts."""
+    rows = source.to_list() if hasattr(source, "to_list") and hasattr(source, "column_names") else source
+    if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
+        raise SynthtuneError(f"{what} takes a rows file, a datasets.Dataset or a list of dicts, got "
+                             f"{type(source).__name__}")
+    bad = next((i for i, row in enumerate(rows) if not isinstance(row, Mapping)), None)
+    if bad is not None:
+        raise SynthtuneError(f"{what}: row {bad} is a {type(rows[bad]).__name__}, not a dict of fields; "
+                             "pass a list of dicts")
+    return [dict(row) for row in rows]
+
+
+def rows_dataset(source: Rows) -> "datasets.Dataset":  # noqa: F821
+    """``source`` as a ``datasets.Dataset`` (a file is read, rows given are converted)."""
+    from datasets import Dataset
+
+    if isinstance(source, Dataset):
+        return source
+    return Dataset.from_list(read_jsonl(source) if is_path(source) else given_rows(source))
+
+
+class Result(dict):
+    """A data step's JSON report (a dict, as ``<output>.report.json`` holds it), with the rows it kept as
+    ``result.rows``, a ``datasets.Dataset`` (read from ``output`` when they went to a file only)."""
+
+    def __init__(self, report: Mapping[str, Any], kept: Optional[list[dict[str, Any]]] = None,
+                 output: Optional[Union[str, Path]] = None) -> None:
+        super().__init__(report)
+        self._kept, self._output = kept, output
+
+    @property
+    def rows(self) -> "datasets.Dataset":  # noqa: F821
+        """The kept rows."""
+        from datasets import Dataset
+
+        if self._kept is not None:
+            return Dataset.from_list(self._kept)
+        return rows_dataset(self._output)
 
 
 def report_path(output: str | Path) -> Path:
@@ -16,24 +74,62 @@ def report_path(output: str | Path) -> Path:
     return output.with_name(output.name + ".report.json")
 
 
-def read_rows(path: str | Path, strict: bool) -> tuple[list[dict[str, Any]], int]:
+def read_rows(source: Rows, strict: bool) -> tuple[list[dict[str, Any]], int]:
     """Rows of a JSONL file (gzip and a JSON array too) and how many broken lines ``read_jsonl_lines`` skipped
-    (a line that is not valid UTF-8 among them)."""
-    rows, broken = read_jsonl_lines(path, strict=strict)
+    (a line that is not valid UTF-8 among them); rows given in memory as they are (none broken)."""
+    if not is_path(source):
+        return given_rows(source), 0
+    rows, broken = read_jsonl_lines(source, strict=strict)
     return rows, len(broken)
 
 
-def read_input(path: str | Path, field: str, strict: bool, verb: str) -> tuple[list[dict[str, Any]], int]:
-    """Rows of a command's input file (at least one, each with ``field``) and the number of broken lines."""
-    rows, broken = read_rows(path, strict)
+def read_input(source: Rows, field: str, strict: bool, verb: str) -> tuple[list[dict[str, Any]], int]:
+    """Rows of a command's input (at least one, each with ``field``) and the number of broken lines."""
+    rows, broken = read_rows(source, strict)
     if not rows:
-        raise SynthtuneError(f"{path}: no rows to {verb}; check the input file")
-    require_fields(rows, [field], str(path))
+        raise SynthtuneError(f"{source_name(source)}: no rows to {verb}; check the input")
+    require_fields(rows, [field], source_name(source))
     return rows, broken
 
 
-def check_distinct(output: Path, *inputs: str | Path | None) -> None:
+def check_distinct(output: Optional[Path], *inputs: Any) -> None:
     """Refuse an output path that is also one of the inputs (it would be overwritten)."""
     for other in inputs:
-        if other is not None and Path(other).resolve() == output.resolve():
+        if output is not None and is_path(other) and Path(other).resolve() == output.resolve():
             raise SynthtuneError(f"--output {output} is also an input; write to a different file")
+
+
+def reference_rows_texts(source: Rows, field: str, strict: bool) -> list[str]:
+    """The ``field`` texts of a non-empty reference set: a file, or rows given in memory."""
+    if is_path(source):
+        return reference_texts(source, field, strict)
+    from synthtune.curation.cluster_select import field_texts
+
+    rows = given_rows(source, "reference")
+    if not rows:
+        raise SynthtuneError("the reference rows given are empty; pass a non-empty reference set")
+    require_fields(rows, [field], GIVEN)
+    return field_texts(rows, field, GIVEN)
+
+
+def on_disk_only(source: Any, output: Optional[str], streaming: Optional[bool], executor: Optional[str] = None) -> bool:
+    """Whether the streaming path applies (:func:`use_scaled_path`); rows given in memory, or no ``output``,
+    run in memory, and asking them to stream is one line."""
+    from synthtune.curation.streaming_command import use_scaled_path
+
+    if is_path(source) and output is not None:
+        return use_scaled_path(source, streaming, executor)
+    if streaming or executor:
+        raise SynthtuneError("the streaming path reads a rows file and writes output; pass input as a path and an "
+                             "output, or drop streaming/executor")
+    return False
+
+
+def write_kept(output: Optional[str], kept: list[dict[str, Any]], report: dict[str, Any]) -> Result:
+    """Write the kept rows to ``output`` and the report beside it (nothing without ``output``); the result."""
+    from synthtune.paths import atomic_write_json, atomic_write_jsonl
+
+    if output is not None:
+        atomic_write_jsonl(Path(output), kept)
+        atomic_write_json(report_path(output), report)
+    return Result(report, kept=kept)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 import numpy as np
 
-from synthtune.api.files import check_distinct, read_rows, report_path
+from synthtune.api.files import Result, Rows, check_distinct, read_rows, report_path, source_name
 from synthtune.curation.label_filter import (check_keep_rule, classifier_scores, compose_run, generator_logprobs,
                                              label_margin, label_ratio,
                                              judge_for_task, keep_per_label, load_dawgen_run, row_text,
@@ -24,8 +24,8 @@ def _mean(values: np.ndarray) -> Optional[float]:
 
 
 def filter_rows(
-    input: str,
-    output: str,
+    input: Rows,
+    output: Optional[str] = None,
     scorer: Literal["generator", "classifier"] = "generator",
     run: Optional[str] = None,
     task: Optional[str] = None,
@@ -41,17 +41,19 @@ def filter_rows(
     device: str = "cpu",
     seed: int = 0,
     strict: bool = False,
-) -> dict[str, Any]:
+) -> Result:
     """Keep the labelled synthetic rows whose text agrees with their label, per label (label-consistency filter).
 
     Scores every row, then keeps, within each label, the best-scoring keep_fraction of its rows (round half
     up: 7 rows at 0.5 keep 4; equal scores keep the earlier row) or every row scoring >= threshold. Writes the
     kept rows (each with its fields and a ``filter_score``) to ``output`` and a JSON report (rows and kept rows
-    per label, the rule, and the on-label rate before/after under an independent judge) to ``report``.
+    per label, the rule, and the on-label rate before/after under an independent judge) to ``report``; returns
+    the report, the kept rows as its ``rows`` (a ``datasets.Dataset``).
 
     Args:
-        input: labelled synthetic rows (JSONL): ``text`` (pair tasks: ``text_a``, ``text_b``) and a label.
-        output: where to write the kept rows (JSONL).
+        input: labelled synthetic rows (JSONL; from Python also a ``datasets.Dataset`` or a list of dicts):
+            ``text`` (pair tasks: ``text_a``, ``text_b``) and a label.
+        output: where to write the kept rows (JSONL; from Python it may be left out: nothing is written).
         scorer: ``generator``: the DawGen run's own per-label prompts, log p(x|Q_y) − log Σ_l p(x|Q_l) (needs
             --run); ``classifier``: log p(y|x) of a logistic regression on MiniLM embeddings of the real rows.
         run: a DawGen run folder (``config.yaml``, ``checkpoints/last.ckpt``): the generator scorer's model;
@@ -63,7 +65,7 @@ def filter_rows(
         judge: report the on-label rate before and after under a TF-IDF + logistic-regression judge trained on
             the task's full train split (used only for the report).
         judge_train: the judge's training rows (default: the task's train.jsonl).
-        report: where to write the JSON report (default: <output>.report.json).
+        report: where to write the JSON report (default: <output>.report.json; none without output).
         label_field: the field holding each row's label (an index or a label name).
         featurizer: the classifier scorer's sentence embedder (``minilm``, or a featurizer name).
         batch_size: rows per forward pass of the generator scorer.
@@ -73,15 +75,15 @@ def filter_rows(
     """
     start = time.perf_counter()
     check_keep_rule(keep_fraction, threshold)
-    out = Path(output)
-    report_file = Path(report) if report else report_path(out)
+    out = Path(output) if output is not None else None
+    report_file = Path(report) if report else report_path(out) if out is not None else None
     check_distinct(out, input, real, judge_train)
     check_distinct(report_file, input, real, judge_train, output)
     if scorer not in ("generator", "classifier"):
         raise SynthtuneError(f"unknown scorer {scorer!r}; use --scorer generator or --scorer classifier")
     rows, broken = read_rows(input, strict)
     if not rows:
-        raise SynthtuneError(f"{input}: no rows to filter; check the input file")
+        raise SynthtuneError(f"{source_name(input)}: no rows to filter; check the input")
     if scorer == "generator" and not run:
         raise SynthtuneError("the generator scorer needs the DawGen run that made the rows; pass --run <run folder> "
                              "(or --scorer classifier)")
@@ -104,9 +106,9 @@ def filter_rows(
                              f"{spec.num_labels} labels; pass the run's own task (or none)")
 
     fields = spec.text_fields
-    require_fields(rows, (*fields, label_field), str(input))
-    require_fields(rows, fields, str(input), text=True)
-    labels = np.array([spec.label_index(r[label_field], str(input), i) for i, r in enumerate(rows)], dtype=np.int64)
+    require_fields(rows, (*fields, label_field), source_name(input))
+    require_fields(rows, fields, source_name(input), text=True)
+    labels = np.array([spec.label_index(r[label_field], source_name(input), i) for i, r in enumerate(rows)], dtype=np.int64)
     texts = [row_text(r, fields) for r in rows]
 
     real_path, margins = None, None
@@ -127,7 +129,9 @@ def filter_rows(
     # the generator's ratios saturate at 0 on its own samples; its margins (the same order) keep the rows apart
     kept = keep_per_label(scores, labels, keep_fraction, threshold, rank_by=margins)
     extra = (lambda i: {"filter_margin": float(margins[i])}) if margins is not None else (lambda i: {})
-    atomic_write_jsonl(out, [{**rows[i], "filter_score": float(scores[i]), **extra(i)} for i in kept])
+    kept_rows = [{**rows[i], "filter_score": float(scores[i]), **extra(i)} for i in kept]
+    if out is not None:
+        atomic_write_jsonl(out, kept_rows)
 
     kept_mask = np.zeros(len(rows), dtype=bool)
     kept_mask[kept] = True
@@ -163,8 +167,8 @@ def filter_rows(
             if keep_fraction is not None else {"threshold": float(threshold)})
     result = {
         "command": "filter",
-        "input_path": str(input),
-        "output_path": str(out),
+        "input_path": source_name(input),
+        "output_path": source_name(output),
         "scorer": scorer,
         "score": ("log p(x|Q_y) - log sum_l p(x|Q_l)" if scorer == "generator"
                   else f"log p(y|x), logistic regression on {featurizer} embeddings of the real rows"),
@@ -179,6 +183,7 @@ def filter_rows(
         "judge": judged,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    atomic_write_json(report_file, result)
-    return result
+    if report_file is not None:
+        atomic_write_json(report_file, result)
+    return Result(result, kept=kept_rows)
 

@@ -8,7 +8,8 @@ from typing import Any, Literal, Optional, Union
 
 import numpy as np
 
-from synthtune.api.files import check_distinct, read_input, reference_texts
+from synthtune.api.files import (Rows, check_distinct, is_path, read_input, reference_rows_texts, reference_texts,
+                                  source_name)
 from synthtune.components.encoders import DEFAULT_FEATURIZER, featurize
 from synthtune.curation.cluster_select import field_texts
 from synthtune.curation.embedding_map import plot_embedding_map
@@ -25,9 +26,12 @@ def _subsample(texts: list[str], max_samples: int | None, rng: np.random.Generat
 
 
 
-def mauve_report_path(synthetic: str, output: Optional[str]) -> Path:
-    """Where ``score mauve`` writes its report: ``output``, or ``<synthetic without suffix>.mauve.json``."""
-    return Path(output) if output else Path(f"{Path(synthetic).with_suffix('')}.mauve.json")
+def mauve_report_path(synthetic: Rows, output: Optional[str]) -> Optional[Path]:
+    """Where ``score mauve`` writes its report: ``output``, or ``<synthetic without suffix>.mauve.json`` (none for
+    rows given in memory without ``output``)."""
+    if output:
+        return Path(output)
+    return Path(f"{Path(synthetic).with_suffix('')}.mauve.json") if is_path(synthetic) else None
 
 
 def novelty_report_path(synthetic: str, output: Optional[str]) -> Path:
@@ -57,8 +61,8 @@ def ceiling_score(q: np.ndarray, texts: list[str], size: int, draws: int, cluste
 
 
 def mauve(
-    synthetic: str,
-    reference: str,
+    synthetic: Rows,
+    reference: Rows,
     field: str = "text",
     reference_field: Optional[str] = None,
     featurizer: str = DEFAULT_FEATURIZER,
@@ -85,8 +89,8 @@ def mauve(
     synthetic ones, over ``ceiling_draws`` seeded draws, against the same reference rows and features.
 
     Args:
-        synthetic: synthetic rows (JSONL).
-        reference: real rows to compare with (JSONL).
+        synthetic: synthetic rows (JSONL; from Python also a ``datasets.Dataset`` or a list of dicts).
+        reference: real rows to compare with (JSONL; from Python also a ``datasets.Dataset`` or a list of dicts).
         field: text field of the synthetic rows.
         reference_field: text field of the reference rows (default: field).
         featurizer: minilm, smollm2-135m, or a causal LM name/folder.
@@ -99,8 +103,8 @@ def mauve(
         ceiling: real rows (not the reference's) to score the same way at the synthetic set's size.
         ceiling_field: text field of the ceiling rows (default: reference_field).
         ceiling_draws: seeded draws of real rows for the ceiling (their spread is the sampling noise).
-        output: JSON report (default: <synthetic>.mauve.json).
-        plot: 2-D embedding map PNG (default: <synthetic>.mauve.png).
+        output: JSON report (default: <synthetic>.mauve.json; none for rows given from Python).
+        plot: 2-D embedding map PNG (default: <synthetic>.mauve.png; none for rows given from Python).
         no_plot: skip the embedding map.
         no_cache: recompute features instead of using the cache.
         strict: fail on broken JSON lines instead of skipping them.
@@ -115,15 +119,15 @@ def mauve(
     if clusters != AUTO_CLUSTERS and (isinstance(clusters, bool) or not isinstance(clusters, int)):
         raise SynthtuneError(f"--clusters takes a number or auto, got {clusters!r}")
     require_mauve()  # fail before any featurisation when the optional extra is missing
-    synthetic_path = Path(synthetic)
     report_file = mauve_report_path(synthetic, output)
-    png = None if no_plot else (Path(plot) if plot else Path(f"{synthetic_path.with_suffix('')}.mauve.png"))
+    default_png = Path(f"{Path(synthetic).with_suffix('')}.mauve.png") if is_path(synthetic) else None
+    png = None if no_plot else (Path(plot) if plot else default_png)
     check_distinct(report_file, synthetic, reference, ceiling)
     reference_field = reference_field or field
 
-    rows, broken = read_input(synthetic_path, field, strict, "score")
-    synthetic_texts = field_texts(rows, field, str(synthetic_path))
-    real_texts = reference_texts(reference, reference_field, strict)
+    rows, broken = read_input(synthetic, field, strict, "score")
+    synthetic_texts = field_texts(rows, field, source_name(synthetic))
+    real_texts = reference_rows_texts(reference, reference_field, strict)
     ceiling_texts = reference_texts(ceiling, ceiling_field or reference_field, strict) if ceiling else None
     rng = np.random.default_rng(seed)
     synthetic_texts = _subsample(synthetic_texts, max_samples, rng)
@@ -151,7 +155,7 @@ def mauve(
                             not no_cache, kmeans_num_redo, kmeans_max_iter)
         top.update(path=str(ceiling), field=ceiling_field or reference_field)
     if png is not None:
-        title = f"{synthetic_path.name} vs {Path(reference).name} ({featurizer})"
+        title = f"{Path(source_name(synthetic)).name} vs {Path(source_name(reference)).name} ({featurizer})"
         plot_embedding_map(q, {"synthetic": p}, png, title=title, seed=seed)
     report = {
         "command": "score mauve",
@@ -170,14 +174,15 @@ def mauve(
         "ceiling": top,
         "broken_lines_skipped": broken,
         "max_samples": max_samples,
-        "synthetic_path": str(synthetic_path),
-        "reference_path": str(reference),
+        "synthetic_path": source_name(synthetic),
+        "reference_path": source_name(reference),
         "field": field,
         "reference_field": reference_field,
         "plot": str(png) if png is not None else None,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    atomic_write_json(report_file, report)
+    if report_file is not None:
+        atomic_write_json(report_file, report)
     return report
 
 

@@ -21,4 +21,4 @@ def show(report: dict[str, Any], arguments: dict[str, Any]) -> None:
     ])
 
 
-curate = printed(curate_rows, show)
+curate = printed(curate_rows, show, required=("output",))

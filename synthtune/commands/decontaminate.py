@@ -19,4 +19,4 @@ def show(report: dict[str, Any], arguments: dict[str, Any]) -> None:
     ])
 
 
-decontaminate = printed(decontaminate_rows, show)
+decontaminate = printed(decontaminate_rows, show, required=("output",))

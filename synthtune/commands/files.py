@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from synthtune.api.files import (check_distinct, read_input, read_rows, reference_texts,  # noqa: F401 (old paths)
                                   report_path)
@@ -30,9 +30,26 @@ def print_table(title: str, rows: Sequence[tuple[str, Any]]) -> None:
     Console().print(table)
 
 
-def printed(function: Callable[..., Any], show: Callable[[Any, dict[str, Any]], None]) -> Callable[..., Any]:
-    """The command of an API ``function``: the same signature and docstring (its ``--help``), and it prints what
-    the function returns with ``show(result, arguments)`` (``arguments``: every parameter's value, defaults too)."""
+def command_signature(function: Callable[..., Any], required: Sequence[str] = ()) -> inspect.Signature:
+    """``function``'s signature as its command takes it: a parameter of rows (``Rows``: a file, or from Python a
+    dataset or a list of rows) is a path (``str``), and those in ``required`` lose their default (an ``output``
+    Python may leave out is one the command line must name)."""
+    parameters = []
+    for parameter in inspect.signature(function).parameters.values():
+        hint = str(parameter.annotation)
+        if hint in ("Rows", "Optional[Rows]"):
+            parameter = parameter.replace(annotation=str if hint == "Rows" else Optional[str])
+        if parameter.name in required:
+            parameter = parameter.replace(annotation=str, default=inspect.Parameter.empty)
+        parameters.append(parameter)
+    return inspect.signature(function).replace(parameters=parameters)
+
+
+def printed(function: Callable[..., Any], show: Callable[[Any, dict[str, Any]], None],
+            required: Sequence[str] = ()) -> Callable[..., Any]:
+    """The command of an API ``function``: the same docstring (its ``--help``) and signature
+    (:func:`command_signature`), and it prints what the function returns with ``show(result, arguments)``
+    (``arguments``: every parameter's value, defaults too)."""
     signature = inspect.signature(function)
 
     @functools.wraps(function)
@@ -44,4 +61,7 @@ def printed(function: Callable[..., Any], show: Callable[[Any, dict[str, Any]], 
             show(result, dict(bound.arguments))
         return result
 
+    command.__signature__ = command_signature(function, required)
+    command.__annotations__ = {**function.__annotations__, **{name: parameter.annotation for name, parameter in
+                                                              command.__signature__.parameters.items()}}
     return command

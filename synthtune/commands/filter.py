@@ -18,4 +18,4 @@ def show(result: dict[str, Any], arguments: dict[str, Any]) -> None:
     print_table(f"filter ({result['scorer']}): {result['input_path']} -> {result['output_path']}", lines)
 
 
-filter_rows = printed(filter_labelled_rows, show)
+filter_rows = printed(filter_labelled_rows, show, required=("output",))

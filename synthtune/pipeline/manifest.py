@@ -1,8 +1,9 @@
 """A stage's ``manifest.json``: what it ran with, what it read and wrote (sha256), versions, rows, wall time.
 
 A stage is done when its manifest exists, its key (a hash of its settings and its inputs' fingerprints) is the
-key the pipeline computes now, and every output it lists still has the recorded fingerprint. The manifest is
-written atomically and last, so a stage killed at any point has no manifest and runs again.
+key the pipeline computes now (or the key an earlier release gave the same settings), and every output it lists
+still has the recorded fingerprint. The manifest is written atomically and last, so a stage killed at any point
+has no manifest and runs again.
 """
 
 from __future__ import annotations
@@ -10,16 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_json
+from synthtune.pipeline.overrides import keyed_settings
 
 MANIFEST = "manifest.json"
-#: Packages whose versions every manifest records (not part of the key: upgrading one does not rerun a stage).
-VERSIONED = ("synthtune", "torch", "transformers", "lightning", "datasets")
 _CHUNK = 1 << 20
 
 
@@ -37,25 +36,38 @@ def fingerprint(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def versions() -> dict[str, Optional[str]]:
-    """Installed versions of :data:`VERSIONED` (None where one is missing)."""
-    found: dict[str, Optional[str]] = {}
-    for name in VERSIONED:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    if found["synthtune"] is None:  # a source checkout without an installed distribution
-        import synthtune
-
-        found["synthtune"] = synthtune.__version__
-    return found
+def _digest(settings: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
+    payload = json.dumps({"settings": settings, "inputs": dict(inputs)}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def stage_key(settings: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
-    """sha256 of a stage's settings and the fingerprints of its inputs: equal keys mean equal work."""
-    payload = json.dumps({"settings": settings, "inputs": dict(inputs)}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    """sha256 of a stage's settings (:func:`keyed_settings`) and the fingerprints of its inputs: equal keys mean
+    equal work."""
+    return _digest(keyed_settings(settings), inputs)
+
+
+def earlier_keys(settings: Mapping[str, Any], inputs: Mapping[str, str]) -> set[str]:
+    """The keys earlier releases gave these settings, which hashed the overrides as written: as they are written
+    now, and, when they set nothing, as ``[]``, ``{}`` or left out (the forms the shipped pipelines used)."""
+    forms = [dict(settings)]
+    if not settings.get("overrides"):
+        bare = {key: value for key, value in settings.items() if key != "overrides"}
+        forms += [bare, {**bare, "overrides": []}, {**bare, "overrides": {}}, {**bare, "overrides": None}]
+    return {_digest(form, inputs) for form in forms}
+
+
+def made_with(manifest: Optional[Mapping[str, Any]], key: str, inputs: Mapping[str, str]) -> bool:
+    """Whether ``manifest`` was made with the work ``key`` names: it records ``key``, or it was written by an
+    earlier release (its key is the hash of its recorded settings as written, with these inputs) with settings
+    that key to ``key`` now."""
+    if manifest is None:
+        return False
+    if manifest.get("key") == key:
+        return True
+    recorded = manifest.get("settings")
+    return (isinstance(recorded, Mapping) and manifest.get("key") == _digest(recorded, inputs)
+            and stage_key(recorded, inputs) == key)
 
 
 class UnreadableManifest(SynthtuneError):
@@ -90,9 +102,10 @@ def read_manifest(folder: Path) -> Optional[dict[str, Any]]:
     return data
 
 
-def is_current(manifest: Optional[Mapping[str, Any]], key: str, folder: Path) -> bool:
-    """Whether ``manifest`` records ``key`` and each of its outputs is still on disk unchanged."""
-    if manifest is None or manifest.get("key") != key:
+def is_current(manifest: Optional[Mapping[str, Any]], key: str, folder: Path, inputs: Mapping[str, str]) -> bool:
+    """Whether ``manifest`` was made with ``key`` (:func:`made_with`; ``inputs``: the inputs' fingerprints) and
+    each of its outputs is still on disk unchanged."""
+    if not made_with(manifest, key, inputs):
         return False
     for output in manifest.get("outputs", {}).values():
         path = folder / output["path"]

@@ -19,10 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from synthtune.api.dataset_card import versions
 from synthtune.errors import SynthtuneError
 from synthtune.pipeline.lock import RootLock
-from synthtune.pipeline.manifest import (MANIFEST, UnreadableManifest, fingerprint, is_current, read_manifest, stage_key,
-                                         versions, write_manifest)
+from synthtune.pipeline.manifest import (MANIFEST, UnreadableManifest, earlier_keys, fingerprint, is_current, made_with,
+                                         read_manifest, stage_key, write_manifest)
 from synthtune.pipeline.report import label_of
 from synthtune.pipeline.stages import ORDER, ROWS, STAGES, Context
 from synthtune.records import read_jsonl
@@ -98,14 +99,15 @@ def run_stage(ctx: Context, name: str, named: bool = False) -> dict[str, Any]:
     fingerprints = {label: fingerprint(path) for label, path in inputs.items()}
     key = stage_key(settings, fingerprints)
     manifest = readable_manifest(folder, name, named)
-    if is_current(manifest, key, folder):
+    if is_current(manifest, key, folder, fingerprints):
         log.info("pipeline: %s is up to date (%s); skipped", name, folder / "manifest.json")
         return {**manifest, "ran": False}
     started = folder / STARTED
     recorded = manifest["key"] if manifest else started.read_text().strip() if started.is_file() else None
+    same = made_with(manifest, key, fingerprints) if manifest else recorded in {key} | earlier_keys(settings, fingerprints)
     if recorded is None and folder.exists() and any(folder.iterdir()):
         set_aside(folder, name, named, f"it holds files but neither {MANIFEST} nor {STARTED}")
-    elif folder.exists() and recorded != key:
+    elif folder.exists() and not same:
         shutil.rmtree(folder)  # made with other settings or inputs: nothing in it may leak into this run
     elif manifest:  # finished with these settings, but an output was deleted or changed: resume into it
         log.warning("pipeline: %s finished before, but its outputs are not as its manifest records; resuming it "

@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 from synthtune.api.curate import curate
 from synthtune.api.decontaminate import decontaminate
@@ -25,6 +25,7 @@ from synthtune.checkpoint_io import resume_checkpoint
 from synthtune.errors import SynthtuneError
 from synthtune.lightning_cli import Request, compose
 from synthtune.paths import atomic_write_json, atomic_write_jsonl
+from synthtune.pipeline.overrides import stage_overrides
 from synthtune.records import read_jsonl
 
 ROWS = "rows.jsonl"
@@ -102,33 +103,6 @@ CONTEXTS = "contexts.json"
 DEMOS = "demos.jsonl"
 ALIGN_FIT, ALIGN_PREDICT, WEIGHTS = "weights", "resample", "weights.jsonl"
 ALL_ANSWERS, CAPPED = "all_answers.jsonl", "capped.jsonl"
-
-
-def stage_overrides(section: dict[str, Any], stage: str) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """A Lightning stage's ``overrides``: a mapping of dotted keys (``trainer.max_steps: 3``), as the task configs
-    write them; the older list of command-line words still works, with a deprecation warning that shows the
-    mapping to write instead. Returns (mapping, words)."""
-    given = section.get("overrides") or {}
-    if isinstance(given, Mapping):
-        return dict(given), ()
-    if not isinstance(given, (list, tuple)):
-        raise SynthtuneError(f"{stage}.overrides takes a mapping of dotted keys (trainer.max_steps: 3), got "
-                             f"{type(given).__name__}")
-    words = tuple(str(word) for word in given)
-    if not words:
-        return {}, ()
-    as_keys = words_as_keys(words)
-    shown = ", ".join(f"{key}: {value}" for key, value in as_keys.items()) if as_keys else "trainer.max_steps: 3"
-    log.warning("pipeline: %s.overrides as a list of command-line words is deprecated and goes in a later release; "
-                "write a mapping of dotted keys instead: overrides: {%s}", stage, shown)
-    return {}, words
-
-
-def words_as_keys(words: tuple[str, ...]) -> dict[str, str]:
-    """``--key value`` pairs as ``{key: value}``, for the deprecation message; {} when the words are not pairs."""
-    if len(words) % 2 or not all(word.startswith("--") for word in words[::2]):
-        return {}
-    return {key[2:]: value for key, value in zip(words[::2], words[1::2])}
 
 
 def lightning_request(ctx: Context, stage: str, section: dict[str, Any], folder: Path) -> Request:

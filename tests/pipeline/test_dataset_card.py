@@ -9,8 +9,7 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCard
 
-from synthtune.pipeline.dataset_card import merge_hub_metadata, relative, size_category
-from synthtune.pipeline.export import dataset_card
+from synthtune.api.dataset_card import dataset_card, merge_hub_metadata, relative, size_category
 
 
 @pytest.mark.parametrize("rows, category", [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"), (9999, "1K<n<10K"),

@@ -299,3 +299,24 @@ def test_the_demo_summary_reads_the_pipelines_outputs(finished, capsys):
     assert lines[5].startswith(f"  6 final questions        {mauve['mean']:.3f} ± {mauve['std']:.3f}   vs 6 real")
     assert lines[6].startswith("  ± is the spread over 1 k-means seeds only; the sampling noise (which rows are "
                                "drawn) is larger at this size") and f"±{top['std_draws']:.3f} over 2 draws" in lines[6]
+
+
+
+def test_a_run_folder_of_the_list_form_resumes_after_the_yaml_is_rewritten_as_a_mapping(files, tiny_llama, tmp_path,
+                                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    every = sections(files, tiny_llama)
+    chosen = ("fit", "predict", "curate", "export", "report")
+    words = {**{stage: every[stage] for stage in chosen}, "fit": {**every["fit"], "overrides": ["--trainer.max_steps", "4"]},
+             "predict": {"overrides": []}}
+    with monkeypatch.context() as earlier:  # the release before: the key hashed the overrides as written
+        earlier.setattr("synthtune.pipeline.manifest.keyed_settings", dict)
+        first = pipeline(root="pipe", **words)
+    assert [name for name, m in first.items() if m["ran"]] == list(chosen)
+    assert first["fit"]["settings"]["overrides"] == ["--trainer.max_steps", "4"]
+    mapping = {**words, "fit": {**every["fit"], "overrides": {"trainer.max_steps": 4}}, "predict": {"overrides": {}}}
+    done = pipeline(root="pipe", **mapping)
+    assert [name for name, m in done.items() if m["ran"]] == []
+    # what the overrides set still counts: another value reruns the fit and what follows
+    again = pipeline(root="pipe", **{**mapping, "fit": {**every["fit"], "overrides": {"trainer.max_steps": 5}}})
+    assert [name for name, m in again.items() if m["ran"]] == list(chosen)

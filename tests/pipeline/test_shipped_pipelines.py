@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from synthtune.api.decontaminate import decontaminate
 from synthtune.api.score import mauve
 from synthtune.api.synalign import select
 from synthtune.lightning_cli import compose
+from synthtune.pipeline.manifest import earlier_keys, stage_key
 from synthtune.pipeline.stages import PIPELINE_KEYS, Context, lightning_request
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,3 +71,26 @@ def test_overrides_as_a_list_of_words_still_compose_the_same_with_a_deprecation_
     assert "{trainer.max_steps: 3, model.init_args.lam: 0.5}" in caplog.text
     # the stage's own folder wins over an override, as the command line's last word did
     assert by_keys["trainer"]["default_root_dir"] == str(ctx.folder("fit"))
+
+
+def test_the_stage_key_does_not_depend_on_the_overrides_form_only_on_what_they_set(tmp_path, caplog):
+    ctx = Context(tmp_path / "pipe", {"fit": {}})
+    config = str(REPO / "configs/dawgen/rte.yaml")
+    fingerprints = {"data": "0" * 64}
+
+    def key(overrides):
+        section = {"config": config} if overrides is ... else {"config": config, "overrides": overrides}
+        settings = {**section, "composed": compose(lightning_request(ctx, "fit", section, ctx.folder("fit")))}
+        return stage_key(settings, fingerprints), settings
+
+    empty = {key(form)[0] for form in ([], {}, None, ...)}
+    assert len(empty) == 1
+    words, _ = key(["--trainer.max_steps", "3", "--model.init_args.lam=0.5"])
+    mapping, _ = key({"trainer.max_steps": 3, "model.init_args.lam": 0.5})
+    assert words == mapping and mapping not in empty
+    assert key({"trainer.max_steps": 4, "model.init_args.lam": 0.5})[0] != mapping
+    # a stage killed under an earlier release left .started with the key of its settings as written: `[]`
+    _, settings = key({})
+    legacy = {**settings, "overrides": []}
+    payload = json.dumps({"settings": legacy, "inputs": fingerprints}, sort_keys=True, default=str)
+    assert hashlib.sha256(payload.encode("utf-8")).hexdigest() in earlier_keys(settings, fingerprints)
