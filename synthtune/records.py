@@ -1,4 +1,5 @@
-"""Reading rows of examples from JSONL, CSV, Parquet files or Hugging Face datasets.
+"""Reading rows of examples from JSONL, CSV, Parquet files, ``save_to_disk`` folders or Hugging Face datasets:
+:func:`read_table` is the one reader every command that reads rows goes through.
 
 Every reader returns a list of plain dicts. Problems a user can fix (a missing file, broken JSON
 lines, a field the rows lack, an empty file) raise :class:`SynthtuneError` with one line that says
@@ -125,46 +126,106 @@ def _read_text(path: Path) -> str:
                              f"re-save the file as UTF-8") from None
 
 
+def is_saved_dataset(path: str | Path) -> bool:
+    """Whether ``path`` is a folder ``datasets``' ``save_to_disk`` wrote (a Dataset or a DatasetDict)."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).is_file() for name in ("state.json", "dataset_dict.json"))
+
+
+def read_table(
+    path: str | Path,
+    split: str = "train",
+    hf_config: str | None = None,
+    strict: bool = False,
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """The one reader of every command that reads rows: the rows of ``path`` and the numbers of the broken lines
+    skipped (JSONL only; empty for the other formats).
+
+    ``path`` is a ``.jsonl``/``.json`` file (gzip-compressed, or one JSON array, too: :func:`read_jsonl_lines`),
+    a ``.csv``/``.tsv`` file (every cell text, an empty cell missing), a ``.parquet`` file, a folder
+    ``save_to_disk`` wrote (its ``split`` when it holds several), or else the name of a Hugging Face dataset
+    (``split``, ``hf_config``; read from the local cache when ``HF_DATASETS_OFFLINE`` is set)."""
+    p = Path(str(path)).expanduser()
+    suffix = p.suffix.lower()
+    if suffix == ".gz" and p.with_suffix("").suffix.lower() in (".jsonl", ".json"):  # read_jsonl decompresses
+        suffix = ".jsonl"
+    if is_saved_dataset(p):
+        return _read_saved(p, split), []
+    if suffix in FILE_SUFFIXES or p.exists():
+        if p.is_dir():
+            raise SynthtuneError(f"{p} is a folder, not a rows file nor a datasets save_to_disk folder; pass a "
+                                 f"{'/'.join(FILE_SUFFIXES)} file or the folder save_to_disk wrote")
+        if not p.is_file():
+            raise SynthtuneError(f"data file not found: {p}; check the path")
+        if suffix not in FILE_SUFFIXES and not _looks_like_json(p):
+            raise SynthtuneError(f"{p}: unsupported file type {suffix or '(no suffix)'!r}; use one of "
+                                 f"{', '.join(FILE_SUFFIXES)}, or a save_to_disk folder")
+        if suffix in (".jsonl", ".json") or suffix not in FILE_SUFFIXES:
+            return read_jsonl_lines(p, strict=strict)
+        if suffix in (".csv", ".tsv"):
+            return _read_csv(p, suffix), []
+        return _read_parquet(p), []
+    return _read_hf(str(path), split, hf_config), []
+
+
+def _looks_like_json(path: Path) -> bool:
+    """Whether a file without a rows suffix holds JSON rows: gzip, or ``{``/``[`` first (after a BOM)."""
+    with path.open("rb") as fh:
+        head = fh.read(64)
+    return head.startswith(GZIP_MAGIC) or head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[")
+
+
 def read_records(
     path: str | Path,
     split: str = "train",
     hf_config: str | None = None,
     strict: bool = False,
 ) -> list[dict[str, Any]]:
-    """Rows from a ``.jsonl``/``.json``/``.csv``/``.tsv``/``.parquet`` file, or, when ``path`` has
-    none of those suffixes and is not a file, from the Hugging Face dataset named ``path``."""
-    p = Path(str(path)).expanduser()
-    suffix = p.suffix.lower()
-    if suffix == ".gz" and p.with_suffix("").suffix.lower() == ".jsonl":  # rows.jsonl.gz: read_jsonl decompresses
-        suffix = ".jsonl"
-    if suffix in FILE_SUFFIXES or p.exists():
-        if not p.is_file():
-            raise SynthtuneError(f"data file not found: {p}; check the path")
-        if suffix in (".jsonl", ".json"):
-            text = _read_text(p) if suffix == ".json" else ""
-            if text.lstrip().startswith("["):
-                try:
-                    rows = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise SynthtuneError(f"{p}: not valid JSON ({exc}); fix the file") from None
-            else:
-                rows = read_jsonl(p, strict=strict)
-        elif suffix in (".csv", ".tsv"):
-            import pandas as pd
+    """Rows of a file, a ``save_to_disk`` folder or a Hugging Face dataset (:func:`read_table`, without the
+    broken line numbers)."""
+    return read_table(path, split, hf_config, strict)[0]
 
-            _read_text(p)  # one line for bytes that are not UTF-8, instead of pandas' traceback
-            # Every CSV cell is text (a "5" in a stars column is the text a template inserts); only an empty
-            # cell is missing, and the text check reports it instead of training on "nan".
-            rows = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False,
-                               na_values=[""]).to_dict("records")
-        elif suffix == ".parquet":
-            import pandas as pd
 
-            rows = pd.read_parquet(p).to_dict("records")
-        else:
-            raise SynthtuneError(f"{p}: unsupported file type {suffix!r}; use one of {', '.join(FILE_SUFFIXES)}")
-        return [dict(r) for r in rows]
-    return _read_hf(str(path), split, hf_config)
+def _read_csv(path: Path, suffix: str) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    _read_text(path)  # one line for bytes that are not UTF-8, instead of pandas' traceback
+    # Every CSV cell is text (a "5" in a stars column is the text a template inserts); only an empty
+    # cell is missing, and the text check reports it instead of training on "nan".
+    try:
+        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False,
+                            na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise SynthtuneError(f"{path}: not a valid {suffix[1:].upper()} file ({str(exc).splitlines()[0]}); fix "
+                             "the file (quote cells holding the separator)") from None
+    return [{key: (None if value != value else value) for key, value in row.items()}  # NaN (empty) -> None
+            for row in frame.to_dict("records")]
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()  # plain Python values (JSON writes them), not numpy scalars
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SynthtuneError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]}); re-write it") from None
+
+
+def _read_saved(path: Path, split: str) -> list[dict[str, Any]]:
+    from datasets import Dataset, load_from_disk
+
+    try:
+        saved = load_from_disk(str(path))
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types for a damaged folder
+        raise SynthtuneError(f"{path}: a save_to_disk folder that cannot be loaded ({type(exc).__name__}); "
+                             "save it again") from None
+    if not isinstance(saved, Dataset):  # a DatasetDict: one of its splits
+        if split not in saved:
+            raise SynthtuneError(f"{path} holds the splits {', '.join(saved)}, not {split!r}; pick one of them "
+                                 "(split)")
+        saved = saved[split]
+    return saved.to_list()
 
 
 def _read_hf(name: str, split: str, hf_config: str | None) -> list[dict[str, Any]]:
@@ -177,10 +238,11 @@ def _read_hf(name: str, split: str, hf_config: str | None) -> list[dict[str, Any
     except Exception as exc:  # datasets raises many types for "not found / offline"
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SynthtuneError(
-            f"data {name!r} is neither a file (.jsonl/.csv/.parquet) nor a loadable Hugging Face dataset "
-            f"({first}); check the path, or the dataset name while online"
+            f"data {name!r} is neither a file (.jsonl/.csv/.parquet), a save_to_disk folder nor a loadable "
+            f"Hugging Face dataset ({first}); check the path, or the dataset name while online (offline, "
+            "only a dataset in the local cache loads)"
         ) from None
-    return [dict(r) for r in ds]
+    return ds.to_list()
 
 
 def require_fields(rows: Iterable[dict[str, Any]], fields: Iterable[str], source: str, *, text: bool = False) -> None:

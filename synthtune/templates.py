@@ -168,3 +168,43 @@ def verbatim_templates(argv: list[str], cwd: str | Path = ".") -> list[str]:
         section, name = found
         out += [f"--{section}", json.dumps({"init_args": {name: value}})]
     return out
+
+
+def field_text(value: Any) -> str | None:
+    """A row's value as the text a template inserts: text as it is, a whole number as its digits (``5``, also
+    ``5.0``, as a CSV or Parquet column with gaps holds it), any other number as Python writes it, a boolean as
+    ``true``/``false``; None for a value that is no text (missing, null, NaN, a list, a mapping)."""
+    import numbers
+
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's boolean too
+        return "true" if value else "false"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            return None
+        return str(int(number)) if number.is_integer() else repr(number)
+    return None
+
+
+def fill_template(template: str, rows: list[dict[str, Any]], source: str) -> list[str]:
+    """``template`` filled with each row, numbers and booleans written as text (:func:`field_text`); a field a
+    row lacks, or one that holds no text (null, a list), is a one-line error naming the row."""
+    from synthtune.errors import SynthtuneError
+    from synthtune.records import require_fields, template_fields
+
+    fields = template_fields(template)
+    require_fields(rows, fields, source)
+    filled = []
+    for index, row in enumerate(rows):
+        texts = {field: field_text(row[field]) for field in fields}
+        bad = next((field for field, text in texts.items() if text is None), None)
+        if bad is not None:
+            value = row[bad]
+            raise SynthtuneError(f"{source}: row {index} field {bad!r} is {json.dumps(value, default=str)} "
+                                 f"({type(value).__name__}), not text or a number; fix the row or remove it")
+        filled.append(template.format(**{**row, **texts}))
+    return filled

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from synthtune.curation.reference import reference_texts  # noqa: F401 (the data steps import it from here)
 from synthtune.errors import SynthtuneError
-from synthtune.records import read_jsonl, read_jsonl_lines, require_fields
+from synthtune.records import is_saved_dataset, read_table, require_fields
 
 #: Input rows of a data step: a rows file, a ``datasets.Dataset`` or a list of dicts. A command's ``--help``
 #: shows such a parameter as a path (``str``).
@@ -46,7 +47,7 @@ def rows_dataset(source: Rows) -> "datasets.Dataset":  # noqa: F821
 
     if isinstance(source, Dataset):
         return source
-    return Dataset.from_list(read_jsonl(source) if is_path(source) else given_rows(source))
+    return Dataset.from_list(read_table(source)[0] if is_path(source) else given_rows(source))
 
 
 class Result(dict):
@@ -75,11 +76,12 @@ def report_path(output: str | Path) -> Path:
 
 
 def read_rows(source: Rows, strict: bool) -> tuple[list[dict[str, Any]], int]:
-    """Rows of a JSONL file (gzip and a JSON array too) and how many broken lines ``read_jsonl_lines`` skipped
-    (a line that is not valid UTF-8 among them); rows given in memory as they are (none broken)."""
+    """Rows of a rows file, ``save_to_disk`` folder or dataset name (:func:`synthtune.records.read_table`) and
+    how many broken JSONL lines it skipped (a line that is not valid UTF-8 among them); rows given in memory as
+    they are (none broken)."""
     if not is_path(source):
         return given_rows(source), 0
-    rows, broken = read_jsonl_lines(source, strict=strict)
+    rows, broken = read_table(source, strict=strict)
     return rows, len(broken)
 
 
@@ -117,12 +119,24 @@ def on_disk_only(source: Any, output: Optional[str], streaming: Optional[bool], 
     run in memory, and asking them to stream is one line."""
     from synthtune.curation.streaming_command import use_scaled_path
 
-    if is_path(source) and output is not None:
+    if is_path(source) and output is not None and streamable(source):
         return use_scaled_path(source, streaming, executor)
     if streaming or executor:
-        raise SynthtuneError("the streaming path reads a rows file and writes output; pass input as a path and an "
-                             "output, or drop streaming/executor")
+        raise SynthtuneError(f"the streaming path reads JSONL or Parquet files into an output, not {source_name(source)}"
+                             "; pass such a file and an output, or drop streaming/executor")
     return False
+
+
+def streamable(source: Any) -> bool:
+    """Whether the streaming path can read ``source``: JSONL or Parquet files, folders or globs of them (not a
+    CSV, a ``save_to_disk`` folder or a dataset name, which are read in memory)."""
+    text = str(source)
+    if "," in text or glob.has_magic(text):
+        return True
+    path = Path(text).expanduser()
+    if is_saved_dataset(path):
+        return False
+    return path.is_dir() or path.name.lower().endswith((".jsonl", ".json", ".jsonl.gz", ".parquet", ".pq"))
 
 
 def write_kept(output: Optional[str], kept: list[dict[str, Any]], report: dict[str, Any]) -> Result:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from synthtune.curation.cluster_select import field_texts
 from synthtune.errors import SynthtuneError
-from synthtune.records import read_jsonl_lines, require_fields
+from synthtune.records import read_table, require_fields
 
 
 def reference_texts(path: str | Path, field: str, strict: bool) -> list[str]:
-    """The ``field`` texts of a non-empty reference file."""
-    rows, _ = read_jsonl_lines(path, strict=strict)
+    """The ``field`` texts of a non-empty reference set: a rows file, ``save_to_disk`` folder or dataset name
+    (:func:`synthtune.records.read_table`)."""
+    rows, _ = read_table(path, strict=strict)
     if not rows:
         raise SynthtuneError(f"{path}: the reference file has no rows; pass a non-empty reference set")
     require_fields(rows, [field], str(path))

@@ -24,7 +24,7 @@ from synthtune.components.encoders import DEFAULT_FEATURIZER, featurize
 from synthtune.contract import EmbeddingData
 from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
-from synthtune.records import read_jsonl, require_fields
+from synthtune.records import read_records, require_fields
 from synthtune.registry import datamodule
 
 
@@ -91,7 +91,7 @@ class EmbeddingDataModule(SynthtuneDataModule):
         if not Path(path).expanduser().is_file():
             raise SynthtuneError(f"{what} file not found: {path}; run the step that writes it first (see docs/synalign.md) "
                                  f"or point --data.init_args.{'synthetic' if what == 'synthetic' else 'real'} at a JSONL with a text field")
-        rows = read_jsonl(path)
+        rows = read_records(path)
         if not rows:
             raise SynthtuneError(f"{path}: the {what} file has no rows; check the path")
         require_fields(rows, [field], str(path))

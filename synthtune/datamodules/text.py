@@ -15,17 +15,17 @@ from synthtune.components.padding import right_pad
 from synthtune.contract import TextData
 from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
-from synthtune.records import read_records, require_fields, template_fields
-from synthtune.templates import Template
+from synthtune.records import read_records
+from synthtune.templates import Template, fill_template
 from synthtune.registry import datamodule
 
 log = logging.getLogger(__name__)
 
 
 def render(rows: list[dict[str, Any]], template: str, source: str) -> list[str]:
-    """Fill ``template`` with each row; a field the rows lack, or one that is not text, is a one-line error."""
-    require_fields(rows, template_fields(template), source, text=True)
-    return [template.format(**row) for row in rows]
+    """Fill ``template`` with each row (numbers and booleans as text); a field the rows lack, or one that holds
+    no text, is a one-line error."""
+    return fill_template(template, rows, source)
 
 
 class _PredictDataset(Dataset):
