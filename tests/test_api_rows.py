@@ -64,7 +64,7 @@ def test_filter_takes_a_dataset_and_returns_the_kept_rows(task, tmp_path):  # no
 def test_rows_that_are_not_dicts_or_streaming_from_memory_are_one_line():
     with pytest.raises(SynthtuneError, match="row 1 is a str, not a dict"):
         st.decontaminate([{"text": "a b"}, "a b"], [{"text": "c"}])
-    with pytest.raises(SynthtuneError, match="the streaming path reads a rows file"):
+    with pytest.raises(SynthtuneError, match="the streaming path reads JSONL or Parquet files into an output, not the rows given"):
         st.curate([{"text": "a b"}], streaming=True)
 
 
