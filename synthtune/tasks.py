@@ -3,7 +3,9 @@
 A task is a folder with a ``meta.json`` (``label_names``, ``fields``) and JSONL splits, as in the
 shipped ``data/<task>/`` folders; ``kshot/16-<seed>/{train,dev}.jsonl`` are the LM-BFF 16-shot
 splits. Rows use ``text`` (single-sentence tasks) or ``text_a``/``text_b`` (pair tasks) and a
-``label`` that is an index into ``label_names`` (a label name is accepted too).
+``label`` that is an index into ``label_names`` (a label name is accepted too). Data of your own names its
+columns instead (``text_field``, ``label_field``) and needs no folder: the label names are given, or read from
+the data (:func:`label_names_in`).
 
 Each task also has default prompt formats (:data:`TEMPLATES`) for classifying it with a frozen LM
 through label words, in two styles:
@@ -55,12 +57,20 @@ class TaskSpec:
         label_names: label index → name.
         is_pair: rows have ``text_a``/``text_b`` (sentence-pair tasks) instead of ``text``.
         folder: where the task's files are.
+        text_field: the column a single-sentence row's text is read from (rows come out as ``text``).
+        label_field: the column a row's label is read from (rows come out as ``label``).
     """
 
     name: str
     label_names: tuple[str, ...]
     is_pair: bool
     folder: Path
+    text_field: str = "text"
+    label_field: str = "label"
+
+    def column(self, field: str) -> str:
+        """The data's column for ``field`` (``text``, ``label``, ``text_a``, ``text_b``)."""
+        return {"text": self.text_field, "label": self.label_field}.get(field, field)
 
     @property
     def text_fields(self) -> tuple[str, ...]:
@@ -105,20 +115,70 @@ class TaskSpec:
         return index
 
 
-def load_task(name: str, label_names: list[str] | None = None, is_pair: bool | None = None) -> TaskSpec:
+def load_task(name: str | None, label_names: list[str] | None = None, is_pair: bool | None = None, *,
+              text_field: str = "text", label_field: str = "label", data: str | Path | None = None,
+              strict: bool = False) -> TaskSpec:
     """The task ``name`` (a folder under the data root, or a path to a folder with ``meta.json``);
-    ``label_names``/``is_pair`` override or replace what ``meta.json`` says."""
+    ``label_names``/``is_pair`` override or replace what ``meta.json`` says. Without either, the label names are
+    read from ``data`` (:func:`label_names_in`), so labelled rows of your own need no folder; ``name`` then
+    defaults to the data file's name. ``text_field``/``label_field`` name the data's columns."""
+    if name is None and data is None:
+        raise SynthtuneError("no task and no data file; name a task folder (task) or the labelled rows to read")
+    name = name if name is not None else Path(str(data)).stem
     folder = Path(name) if Path(name).is_dir() else data_root() / name
     meta: dict[str, Any] = {}
     if (folder / "meta.json").is_file():
         meta = json.loads((folder / "meta.json").read_text())
     names = label_names or meta.get("label_names")
+    if not names and data is not None:
+        names = label_names_in(read_records(data, strict=strict), label_field, str(data))
+        log.info("%s: label names read from the data's %r column: %s", data, label_field, ", ".join(names))
     if not names:
-        raise SynthtuneError(f"task {name!r}: no label_names (no {folder / 'meta.json'}); pass label_names in the config")
+        raise SynthtuneError(f"task {name!r}: no label_names (no {folder / 'meta.json'}); pass label_names in the "
+                             f"config, or the labelled rows to read them from")
     if is_pair is None:
         fields = " ".join(str(f) for f in meta.get("fields", []))
         is_pair = "text_b" in fields
-    return TaskSpec(name=Path(name).name, label_names=tuple(names), is_pair=bool(is_pair), folder=folder)
+    if is_pair and text_field != "text":
+        raise SynthtuneError(f"text_field {text_field!r}: task {name!r} is a sentence-pair task, whose rows have "
+                             f"text_a and text_b; drop text_field")
+    return TaskSpec(name=Path(name).name, label_names=tuple(str(n) for n in names), is_pair=bool(is_pair),
+                    folder=folder, text_field=text_field, label_field=label_field)
+
+
+def _natural(value: str) -> tuple[int, Any]:
+    """Sort key: numbers by value, then the other names alphabetically."""
+    try:
+        return 0, float(value)
+    except ValueError:
+        return 1, value
+
+
+def label_names_in(rows: list[dict[str, Any]], label_field: str, source: str) -> tuple[str, ...]:
+    """The label names of labelled rows, in index order: from the ``label_name`` beside an index label (rows
+    synthtune wrote), else the distinct values of ``label_field`` (names sorted, numbers by value); integer labels
+    are indices, so they must be 0..n-1."""
+    labelled = [r for r in rows if r.get(label_field) is not None]
+    if not labelled:
+        raise SynthtuneError(f"{source}: no row has a {label_field!r} field to read the label names from; pass "
+                             f"label_field (the label column) or label_names")
+    values = [r[label_field] for r in labelled]
+    integers = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    if integers and all(isinstance(r.get("label_name"), str) for r in labelled):
+        named: dict[int, str] = {}
+        for row in labelled:
+            if named.setdefault(row[label_field], row["label_name"]) != row["label_name"]:
+                break
+        else:
+            if sorted(named) == list(range(len(named))):
+                return tuple(named[i] for i in range(len(named)))
+    if integers:
+        distinct = sorted(set(values))
+        if distinct != list(range(len(distinct))):
+            raise SynthtuneError(f"{source}: the {label_field!r} values are the numbers {distinct[:10]}, which read "
+                                 f"as indices 0..{len(distinct) - 1}; pass label_names, or write the labels as names")
+        return tuple(str(v) for v in distinct)
+    return tuple(sorted({str(v) for v in values}, key=_natural))
 
 
 def read_labeled(path: str | Path, task: TaskSpec, *, allow_empty: bool = False,
@@ -130,23 +190,29 @@ def read_labeled(path: str | Path, task: TaskSpec, *, allow_empty: bool = False,
     warning; otherwise a pair task's empty ``text_b`` is an error."""
     source = str(path)
     rows = read_records(path, strict=strict)
+    texts = [task.column(f) for f in task.text_fields]
     if drop_empty:
-        kept = [r for r in rows if all(not isinstance(r.get(f), str) or r[f].strip() for f in task.text_fields)]
+        kept = [r for r in rows if all(not isinstance(r.get(f), str) or r[f].strip() for f in texts)]
         if len(kept) < len(rows):
             log.warning("%s: skipped %d of %d row(s) with an empty %s (samples that ended at once)", source,
-                        len(rows) - len(kept), len(rows), " or ".join(task.text_fields))
+                        len(rows) - len(kept), len(rows), " or ".join(texts))
         rows = kept
     for i, row in enumerate(rows if task.is_pair else []):
         text_b = row.get("text_b")
         if text_b is None or (isinstance(text_b, str) and not text_b.strip()):
             raise SynthtuneError(f"{source}: row {i} has no text_b, but {task.name} is a sentence-pair task; "
                                  f"give every row text_a and text_b")
-    require_fields(rows, (*task.text_fields, "label"), source)
-    require_fields(rows, task.text_fields, source, text=True)
+    for i, row in enumerate(rows):
+        missing = [c for c in (*texts, task.label_field) if c not in row]
+        if missing:
+            raise SynthtuneError(f"{source}: row {i} lacks column(s) {', '.join(missing)} (it has "
+                                 f"{', '.join(sorted(row)) or 'none'}); name the text and label columns with "
+                                 f"text_field and label_field, or fix the data")
+    require_fields(rows, texts, source, text=True)
     out = []
     for i, row in enumerate(rows):
-        item = {f: row[f] for f in task.text_fields}
-        item["label"] = task.label_index(row["label"], source, i)
+        item = {f: row[task.column(f)] for f in task.text_fields}
+        item["label"] = task.label_index(row[task.label_field], source, i)
         out.append(item)
     if not out and not allow_empty:
         raise SynthtuneError(f"{source}: no rows; check the file")

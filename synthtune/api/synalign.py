@@ -56,13 +56,27 @@ def labelled_texts(path: str | Path, task: TaskSpec) -> tuple[list[str], np.ndar
     return [" ".join(r[f] for f in task.text_fields) for r in rows], np.asarray([r["label"] for r in rows], dtype=np.int64)
 
 
+def first_of_each_text(texts: list[str], labels: np.ndarray, source: str) -> np.ndarray:
+    """Indices of the first row of each distinct text (whitespace at the ends ignored), so that a selection never
+    shows the same text twice; one warning gives how many repeats were dropped and how many had another label."""
+    first: dict[str, int] = {}
+    conflicting = 0
+    for i, text in enumerate(texts):
+        kept = first.setdefault(text.strip(), i)
+        conflicting += kept != i and labels[kept] != labels[i]
+    if len(first) < len(texts):
+        log.warning("%s: %d repeated text(s) dropped from the pool (the first of each kept%s)", source,
+                    len(texts) - len(first), f"; {conflicting} of them had another label" if conflicting else "")
+    return np.asarray(sorted(first.values()), dtype=np.int64)
+
+
 def _check_scale(flag: str, value: float | None, zero_ok: bool) -> None:
     if value is not None and (not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok)):
         raise SynthtuneError(f"{flag} must be a number {'>= 0' if zero_ok else '> 0'} (got {value}); or pass 'auto'")
 
 
 def select(
-    task: str,
+    task: Optional[str],
     output: str,
     budget: int,
     cluster_size: int = 4,
@@ -77,6 +91,9 @@ def select(
     coverage_png: Optional[str] = None,
     tau_sweep: Optional[list[float]] = None,
     seed: int = 0,
+    text_field: str = "text",
+    label_field: str = "label",
+    label_names: Optional[list[str]] = None,
 ) -> dict[str, Any]:
     """Pick diverse demonstrations from a labelled real pool by GP exploration-aware sampling (SynAlign Sec. 3.1).
 
@@ -84,12 +101,14 @@ def select(
     convex-hull coverage against the points selected); with ``tau_sweep``, also ``<output>.tau_sweep.png``.
 
     Args:
-        task: task name (data/<task>) or folder with meta.json (label names).
+        task: task name (data/<task>) or folder with meta.json (label names); null with a pool of your own (its
+            label names come from label_names or the pool).
         output: where the selected demonstrations go (JSONL).
         budget: total demonstrations to select.
         cluster_size: demonstrations per GP step: the max-variance row and its nearest same-label
             neighbours, shown together to the generator (1: single demonstrations).
-        pool: labelled real pool (JSONL); default data/<task>/train.jsonl.
+        pool: labelled real pool (JSONL, CSV, Parquet, ...); default data/<task>/train.jsonl. Repeated texts are
+            dropped (the first of each kept), so no text is selected twice.
         policy: per-label budget policy (average: an even split).
         tau: GP RBF length scale > 0, or auto (median distance to the N/budget-th neighbour).
         r: coverage radius >= 0, or auto (= tau).
@@ -101,6 +120,9 @@ def select(
         tau_sweep: factors of tau (e.g. [0.25, 0.5, 1, 2, 4]); the selection is repeated at each tau = factor x tau and
             its final ball (radius r) and convex-hull coverage are plotted against tau in <output>.tau_sweep.png.
         seed: random seed.
+        text_field: the pool's text column (single-sentence tasks).
+        label_field: the pool's label column (a label name or its index).
+        label_names: the label names in index order; default the task's, else the pool's distinct labels.
     """
     start = time.perf_counter()
     tau = None if tau == "auto" else tau
@@ -116,15 +138,18 @@ def select(
     if tau_sweep is not None and (not tau_sweep or not all(math.isfinite(f) and f > 0 for f in tau_sweep)):
         raise SynthtuneError(f"--tau_sweep must be a list of positive factors of tau, got {tau_sweep}; "
                              f"e.g. --tau_sweep '[0.25, 0.5, 1, 2, 4]'")
-    spec = load_task(task)
+    if task is None and pool is None:
+        raise SynthtuneError("synalign select needs --task (a task folder) or --pool (labelled rows of your own)")
+    spec = load_task(task, label_names, text_field=text_field, label_field=label_field, data=pool)
     pool_path = Path(pool) if pool else spec.folder / "train.jsonl"
     texts, labels = labelled_texts(pool_path, spec)
     rows = read_records(pool_path)  # the rows as given, written back with the selection's fields
-    index = np.arange(len(rows))
-    if pool_limit is not None and pool_limit < len(rows):
+    index = first_of_each_text(texts, labels, str(pool_path))
+    repeats = len(rows) - len(index)
+    if pool_limit is not None and pool_limit < len(index):
         if pool_limit < 1:
             raise SynthtuneError(f"--pool_limit must be >= 1, got {pool_limit}")
-        index = np.sort(np.random.default_rng(seed).permutation(len(rows))[:pool_limit])
+        index = np.sort(index[np.random.default_rng(seed).permutation(len(index))[:pool_limit]])
     if budget > len(index):
         raise SynthtuneError(f"the real pool has {len(index)} points, fewer than --budget {budget}; "
                              f"lower --budget or add real examples (or raise --pool_limit)")
@@ -142,6 +167,8 @@ def select(
     for step in selection.steps:
         original = int(index[step.index])
         row = dict(rows[original])
+        if "text" not in row and not spec.is_pair:
+            row["text"] = texts[original]  # what the generation step reads by default
         row.update({"label": int(labels[original]), "label_name": spec.label_names[labels[original]],
                     "pool_index": original, "selection_step": step.step, "cluster": step.cluster,
                     "gp_variance": step.variance})
@@ -162,7 +189,8 @@ def select(
     plot_coverage({"GP exploration": gp_curve, random_name: random_curve}, png, tau, radius,
                   hull_curves={"GP exploration": gp_hull, random_name: random_hull})
     report = {
-        "task": spec.name, "pool": str(pool_path), "pool_size": len(index), "budget": budget,
+        "task": spec.name, "pool": str(pool_path), "pool_size": len(index), "pool_repeats_dropped": repeats,
+        "budget": budget,
         "cluster_size": cluster_size, "clusters": len({step.cluster for step in selection.steps}),
         "budgets": {spec.label_names[k]: v for k, v in selection.budgets.items()},
         "tau": tau, "r": radius, "auto_scale": auto, "noise": noise, "seed": seed,

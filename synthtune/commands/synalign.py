@@ -13,8 +13,10 @@ from synthtune.commands.files import fmt, printed
 
 
 def show_selection(report: dict[str, Any], arguments: dict[str, Any]) -> None:
-    print(f"selected {report['budget']} of {report['pool_size']} pool rows in {report['clusters']} clusters -> "
-          f"{report['output']}")
+    repeats = report.get("pool_repeats_dropped")
+    print(f"selected {report['budget']} of {report['pool_size']} pool rows"
+          + (f" ({repeats} repeated texts dropped)" if repeats else "")
+          + f" in {report['clusters']} clusters -> {report['output']}")
     print(f"coverage at r={report['r']:.3f} (tau={report['tau']:.3f}): GP {report['coverage_gp']:.3f}, "
           f"random {report['coverage_random']:.3f}; convex hull (2-D PCA): GP {report['hull_coverage_gp']:.3f}, "
           f"random {report['hull_coverage_random']:.3f}; covering radius: GP {report['covering_radius_gp']:.3f}, "

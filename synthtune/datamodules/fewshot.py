@@ -8,6 +8,10 @@
   the same for every k-shot seed, scored once at the end by ``synthtune test``;
 * synthetic set: any labelled JSONL with the real data's text fields (``--data.init_args.synthetic``).
 
+Rows of your own need no task folder: ``train_path`` is the file the train and dev sets are sampled from,
+``test_path`` the test set, ``text_field``/``label_field`` name their columns, and the label names are given or
+read from ``train_path``.
+
 A training step is ``{"real": part | None, "syn": part | None}`` with ``part = {"rows": [dict],
 "label": LongTensor}``, planned by :class:`~synthtune.components.prompt_tuning.combination.CombinedBatches`. Every
 rank builds the same plan and takes an equal contiguous share of each step's examples, so a DDP run
@@ -17,6 +21,7 @@ a :class:`~synthtune.datamodules.resumable.ResumableDataLoader` over step number
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +68,13 @@ def sample_per_class(rows: list[dict[str, Any]], num_labels: int, k: int, seed: 
         if take:
             chosen.extend(int(i) for i in rng.choice(pool, size=take, replace=False))
     return sorted(chosen)
+
+
+def synthetic_columns(raw: list[dict[str, Any]], task: TaskSpec) -> TaskSpec:
+    """How synthetic rows are read: the generated text is ``text`` (every synthtune generator writes it), the label
+    the real data's ``label_field`` when every row has it (a SoftSRV set that carried it), else ``label``."""
+    label = task.label_field if raw and all(task.label_field in r for r in raw) else "label"
+    return dataclasses.replace(task, text_field="text", label_field=label)
 
 
 def check_synthetic_fields(raw: list[dict[str, Any]], task: TaskSpec, source: str) -> None:
@@ -127,7 +139,8 @@ class FewShotDataModule(SynthtuneDataModule):
     """k-shot real data, optional synthetic data and a combination strategy.
 
     Args:
-        task: a task folder name under the data root (``sst2``, ``rte``, ...) or a path to one.
+        task: a task folder name under the data root (``sst2``, ``rte``, ...) or a path to one; for rows of your
+            own (``train_path``) any name, or ``None`` (the file's name).
         backbone: the backbone name (linked from the model by the CLI; the rows are tokenised by the
             model, so it is only recorded here).
         k: examples per class.
@@ -142,11 +155,17 @@ class FewShotDataModule(SynthtuneDataModule):
         synthetic_limit: use at most this many synthetic rows (a seeded subset); ``None`` uses all.
         num_workers: DataLoader worker processes.
         strict: fail on broken lines of a JSONL file instead of skipping them with a warning.
+        train_path: labelled rows (JSONL, CSV, Parquet, ...) to sample the k-shot train and dev sets from, instead
+            of the task's split files.
+        test_path: labelled rows to test on, instead of the task's held-out split.
+        label_names: the label names in index order; ``None``: the task's, or read from ``train_path``.
+        text_field: the column holding each real row's text (single-sentence tasks).
+        label_field: the column holding each real row's label (a label name or its index).
     """
 
     def __init__(
         self,
-        task: str,
+        task: str | None = None,
         backbone: str = DEFAULT_BACKBONE,
         k: int = 16,
         seed: int = 13,
@@ -158,6 +177,11 @@ class FewShotDataModule(SynthtuneDataModule):
         synthetic_limit: int | None = None,
         num_workers: int = 0,
         strict: bool = False,
+        train_path: str | None = None,
+        test_path: str | None = None,
+        label_names: list[str] | None = None,
+        text_field: str = "text",
+        label_field: str = "label",
     ) -> None:
         super().__init__()
         check_strategy(strategy)
@@ -173,7 +197,9 @@ class FewShotDataModule(SynthtuneDataModule):
         self.synthetic, self.strategy, self.batch_size = synthetic, strategy, batch_size
         self.eval_batch_size, self.test_limit, self.synthetic_limit = eval_batch_size, test_limit, synthetic_limit
         self.num_workers, self.strict = num_workers, strict
-        self.task: TaskSpec = load_task(task)
+        self.train_path, self.test_path = train_path, test_path
+        self.task: TaskSpec = load_task(task, label_names, text_field=text_field, label_field=label_field,
+                                        data=train_path, strict=strict)
         self.train_real: list[dict[str, Any]] = []
         self.train_syn: list[dict[str, Any]] = []
         self.dev_rows: list[dict[str, Any]] = []
@@ -185,13 +211,13 @@ class FewShotDataModule(SynthtuneDataModule):
         """The k-shot train and dev sets, from split files or sampled per class by seed."""
         task = self.task
         train_file, dev_file = task.kshot_path(self.seed, "train", self.k), task.kshot_path(self.seed, "dev", self.k)
-        if train_file.is_file():
+        if train_file.is_file() and not self.train_path:
             self.train_real = read_labeled(train_file, task, strict=self.strict)
             self.dev_rows = read_labeled(dev_file, task, strict=self.strict) if dev_file.is_file() else []
             source = str(train_file)
         else:
-            pool_file = task.folder / "train.jsonl"
-            if not pool_file.is_file():
+            pool_file = Path(self.train_path) if self.train_path else task.folder / "train.jsonl"
+            if not self.train_path and not pool_file.is_file():
                 raise SynthtuneError(f"task {task.name!r} has neither {train_file} nor {pool_file} to sample "
                                      f"{self.k} examples per class from; add one of them")
             pool = read_labeled(pool_file, task, strict=self.strict)
@@ -207,8 +233,10 @@ class FewShotDataModule(SynthtuneDataModule):
         if not self.synthetic:
             return
         path = Path(self.synthetic)
-        check_synthetic_fields(read_records(path, strict=self.strict), self.task, str(path))
-        rows = read_labeled(path, self.task, allow_empty=True, strict=self.strict, drop_empty=True)
+        raw = read_records(path, strict=self.strict)
+        check_synthetic_fields(raw, self.task, str(path))
+        rows = read_labeled(path, synthetic_columns(raw, self.task), allow_empty=True, strict=self.strict,
+                            drop_empty=True)
         if self.synthetic_limit is not None and len(rows) > self.synthetic_limit:
             keep = np.random.default_rng(self.seed).permutation(len(rows))[: self.synthetic_limit]
             rows = [rows[i] for i in sorted(keep.tolist())]
@@ -218,7 +246,7 @@ class FewShotDataModule(SynthtuneDataModule):
         self.train_syn = rows
 
     def load_test(self) -> None:
-        rows = read_labeled(self.task.eval_path(), self.task, strict=self.strict)
+        rows = read_labeled(self.test_path or self.task.eval_path(), self.task, strict=self.strict)
         if self.test_limit is not None and len(rows) > self.test_limit:
             # Seed 0, not the k-shot seed: every seed is scored on the same test examples.
             keep = np.random.default_rng(0).permutation(len(rows))[: self.test_limit]

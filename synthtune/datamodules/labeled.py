@@ -46,12 +46,16 @@ class LabeledDataModule(SynthtuneDataModule):
     """A labelled task's few-shot examples for DawGen training and per-label generation ids.
 
     Args:
-        task: task folder name under the data root (``sst2``, ``rte``, ...) or a folder with ``meta.json``.
+        task: task folder name under the data root (``sst2``, ``rte``, ...) or a folder with ``meta.json``; for
+            rows of your own (``train_path``) any name, or ``None`` (the file's name).
         backbone: the model whose tokenizer is used (linked to ``model.backbone`` by the CLI).
         seed: the k-shot split seed (LM-BFF seeds 13, 21, 42, 87, 100), also the shuffle seed.
         k: examples per label of the split.
-        train_path: explicit training file instead of the k-shot split.
-        label_names: override the task's ``label_names``.
+        train_path: explicit training file (JSONL, CSV, Parquet, ...) instead of the k-shot split, used whole.
+        label_names: the label names in index order (override the task's); ``None`` with no task folder reads
+            them from ``train_path`` (its distinct labels, names sorted).
+        text_field: the column holding each row's text (single-sentence tasks).
+        label_field: the column holding each row's label (a label name or its index).
         max_length: target tokens per example (EOS included); longer targets are truncated.
         max_context_length: ``text_a`` tokens kept for pair tasks.
         pair_separator: text placed between ``text_a`` and ``text_b``.
@@ -66,12 +70,14 @@ class LabeledDataModule(SynthtuneDataModule):
 
     def __init__(
         self,
-        task: str,
+        task: str | None = None,
         backbone: str = DEFAULT_BACKBONE,
         seed: int = 42,
         k: int = 16,
         train_path: str | None = None,
         label_names: list[str] | None = None,
+        text_field: str = "text",
+        label_field: str = "label",
         max_length: int = 64,
         max_context_length: int = 64,
         pair_separator: str = "\n",
@@ -88,7 +94,11 @@ class LabeledDataModule(SynthtuneDataModule):
         if batch_size < 1 or num_per_label < 0 or k < 1 or (predict_batch_size is not None and predict_batch_size < 1):
             raise SynthtuneError(f"need batch_size ≥ 1, predict_batch_size ≥ 1, k ≥ 1 and num_per_label ≥ 0 (got "
                                  f"{batch_size}, {predict_batch_size}, {k}, {num_per_label}); fix --data.init_args")
+        if task is None and train_path is None:
+            raise SynthtuneError("LabeledDataModule needs a task folder (--data.init_args.task) or the labelled rows "
+                                 "(--data.init_args.train_path)")
         self.task_name, self.backbone, self.seed, self.k = task, backbone, seed, k
+        self.text_field, self.label_field = text_field, label_field
         self.train_path, self.label_names_override = train_path, label_names
         self.max_length, self.max_context_length, self.pair_separator = max_length, max_context_length, pair_separator
         self.batch_size, self.num_per_label, self.num_workers = batch_size, num_per_label, num_workers
@@ -110,7 +120,8 @@ class LabeledDataModule(SynthtuneDataModule):
 
     def load_task(self) -> TaskSpec:
         if self.task is None:
-            self.task = load_task(self.task_name, self.label_names_override)
+            self.task = load_task(self.task_name, self.label_names_override, text_field=self.text_field,
+                                  label_field=self.label_field, data=self.train_path, strict=self.strict)
         return self.task
 
     def load_rows(self) -> list[dict[str, Any]]:

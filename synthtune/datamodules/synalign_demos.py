@@ -30,9 +30,13 @@ class DemonstrationDataModule(SynthtuneDataModule):
     Args:
         path: JSONL of demonstrations with a text field and an integer ``label`` (or a label name);
             rows with the same ``cluster`` form one job's demonstrations (all of one label).
-        task: task name or folder whose ``meta.json`` gives the label names (``data/<task>``).
+        task: task name or folder whose ``meta.json`` gives the label names (``data/<task>``); ``None`` (or a
+            task without a folder) takes them from ``label_names`` or the file (the ``label_name`` beside each
+            index ``synthtune synalign select`` writes, else the distinct labels).
         backbone: the generator's backbone (linked from the model by the CLI; not used here).
         text_field: field holding each demonstration's text.
+        label_field: field holding each demonstration's label (a label name or its index).
+        label_names: the label names in index order (override the task's).
         rounds: jobs per cluster (each with its own seeds), so the output has up to
             ``rounds · clusters · gen_size`` rows.
         batch_size: jobs per predict batch.
@@ -42,9 +46,11 @@ class DemonstrationDataModule(SynthtuneDataModule):
     def __init__(
         self,
         path: str,
-        task: str,
+        task: str | None = None,
         backbone: str = DEFAULT_BACKBONE,
         text_field: str = "text",
+        label_field: str = "label",
+        label_names: list[str] | None = None,
         rounds: int = 1,
         batch_size: int = 8,
         gen_size: int | None = None,
@@ -53,6 +59,7 @@ class DemonstrationDataModule(SynthtuneDataModule):
         if rounds < 1 or batch_size < 1:
             raise SynthtuneError(f"rounds and batch_size must be >= 1, got rounds={rounds}, batch_size={batch_size}")
         self.path, self.task_name, self.backbone, self.text_field = path, task, backbone, text_field
+        self.label_field, self.label_names = label_field, label_names
         self.rounds, self.batch_size, self.gen_size = rounds, batch_size, gen_size
         self.clusters: list[dict[str, Any]] = []
 
@@ -61,17 +68,17 @@ class DemonstrationDataModule(SynthtuneDataModule):
             raise SynthtuneError("the SynAlign generation step has nothing to train; run `synthtune predict --config ...`")
         if self.clusters:
             return
-        task = load_task(self.task_name)
         rows = read_records(self.path)
         if not rows:
             raise SynthtuneError(f"{self.path}: no demonstrations; run `synthtune synalign select` first")
-        require_fields(rows, [self.text_field, "label"], str(self.path))
+        task = load_task(self.task_name, self.label_names, label_field=self.label_field, data=self.path)
+        require_fields(rows, [self.text_field, self.label_field], str(self.path))
         clusters: dict[Any, dict[str, Any]] = {}
         for i, row in enumerate(rows):
             text = str(row[self.text_field]).strip()
             if not text:
                 raise SynthtuneError(f"{self.path}: row {i} has an empty {self.text_field!r}; drop it or fix the file")
-            label = task.label_index(row["label"], str(self.path), i)
+            label = task.label_index(row[self.label_field], str(self.path), i)
             key = ("cluster", row["cluster"]) if row.get("cluster") is not None else ("row", i)
             cluster = clusters.setdefault(key, {"texts": [], "label": label, "label_name": task.label_names[label],
                                                 "demo_indices": [], "cluster": key[1]})

@@ -301,3 +301,28 @@ def test_evaluate_refuses_a_config_that_is_not_prompt_tuning(tmp_path):
     with pytest.raises(SynthtuneError, match="not a PromptTuningModule"):
         evaluate_main(["--task", "sst2", "--real", str(real), "--synthetic", str(real), "--classifier", "prompt_tuning",
                        "--prompt_tuning_config", str(REPO / "configs/synalign/sst2_weights.yaml")])
+
+
+def test_select_takes_a_csv_pool_with_its_own_columns_and_never_picks_a_text_twice(tmp_path):
+    """No task folder: the labels come from the pool; repeated texts are dropped before the GP picks, so a cluster of
+    nearest neighbours cannot hold the same text twice (issue 32, item 2)."""
+    texts = {"negative": ["awful film", "boring and slow", "a dull mess"],
+             "positive": ["lovely film", "a warm delight", "great acting"]}
+    rows = [{"review": t, "sentiment": name, "stars": str(i)} for name, group in texts.items()
+            for i, t in enumerate(group)] * 3
+    pool = tmp_path / "pool.csv"
+    pool.write_text("review,sentiment,stars\n" + "".join(f"{r['review']},{r['sentiment']},{r['stars']}\n"
+                                                          for r in rows))
+    out = tmp_path / "demos.jsonl"
+    report = select_main(["--pool", str(pool), "--text_field", "review", "--label_field", "sentiment",
+                          "--budget", "6", "--cluster_size", "3", "--output", str(out)])
+    picked = read(out)
+    assert sorted(r["text"] for r in picked) == sorted(t for group in texts.values() for t in group)
+    assert all(r["label_name"] == r["sentiment"] and r["review"] == r["text"] for r in picked)
+    assert report["pool_size"] == 6 and report["pool_repeats_dropped"] == 12
+    assert report["budgets"] == {"negative": 3, "positive": 3}
+
+
+def test_select_without_a_task_or_a_pool_is_one_line(tmp_path):
+    with pytest.raises(SynthtuneError, match="needs --task .* or --pool"):
+        select_main(["--budget", "2", "--output", str(tmp_path / "o.jsonl")])
