@@ -13,6 +13,9 @@
   Python connects exactly like the CLI. Code without a Trainer calls ``model.connect(dm.describe())``.
 * Values the user sets once for both sides (the backbone) are linked by the CLI instead
   (``link_arguments`` in ``synthtune/lightning_cli.py``).
+* Provenance passes the model by: a predict batch may hold ``provenance`` (one dict per item, e.g. the data row a
+  SoftSRV sample was generated from); the JSONL writer adds it to the rows of that item's ``id``. Its keys may not
+  be any of :data:`SAMPLE_FIELDS`, the fields a generator's rows have.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ import lightning.pytorch as pl
 import torch
 
 from synthtune.errors import SynthtuneError
+
+#: The fields every generated row has (its ``id``, ``text``, how it was made); a datamodule's ``provenance``
+#: never takes their names (and the writer refuses one that meets a field a row has).
+SAMPLE_FIELDS: tuple[str, ...] = ("id", "text", "context_index", "context_row", "seed", "hit_cap", "method",
+                                  "params")
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,23 @@ def _params_diff(old: dict[str, Any], new: Any) -> str:
     return shown + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
 
 
+def item_provenance(batch: Any) -> dict[int, dict[str, Any]]:
+    """A predict batch's ``provenance`` (one dict per item, contract.py) by the item's sample id; {} without it."""
+    if not isinstance(batch, dict) or not batch.get("provenance"):
+        return {}
+    ids = batch["id"].tolist() if hasattr(batch["id"], "tolist") else list(batch["id"])
+    return dict(zip(ids, batch["provenance"]))
+
+
+def with_provenance(row: dict[str, Any], provenance: dict[str, Any] | None, source: str) -> dict[str, Any]:
+    """The provenance fields a sample gets; one line when one would replace a field the row has."""
+    clash = sorted(set(provenance or ()) & set(row))
+    if clash:
+        raise SynthtuneError(f"the data's carried field(s) {clash} meet the field(s) of that name that {source} "
+                             f"writes; rename the column in the data, or leave it out of carry_fields")
+    return provenance or {}
+
+
 def main_text(row: dict[str, Any]) -> str:
     """The row's main text: a sample, an answer, or the second sentence of a pair."""
     return str(next((row[k] for k in ("text", "answer", "text_b") if row.get(k)), ""))
@@ -309,11 +326,12 @@ class JsonlPredictionWriter(BasePredictionWriter):
                 f"{source} returned {type(prediction).__name__}; it must return a list of dicts, one per sample"
             )
         lines = []
+        provenance = item_provenance(batch)
         for row in prediction:
             sample_id = _sample_id(row, source)
             if sample_id in self._done or sample_id in self._written:
                 continue
-            clean = to_jsonable({**row, "id": sample_id})
+            clean = to_jsonable({**row, **with_provenance(row, provenance.get(sample_id), source), "id": sample_id})
             self._check_row_params(clean)
             self._written.add(sample_id)
             lines.append(json.dumps(clean, ensure_ascii=False) + "\n")

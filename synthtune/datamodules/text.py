@@ -1,4 +1,9 @@
-"""Rows of real examples → text through a template → token ids, for fit; sample ids for predict."""
+"""Rows of real examples → text through a template → token ids, for fit; sample ids for predict.
+
+Every predict item also carries its provenance (``batch["provenance"]``, one dict per item, which the JSONL writer
+adds to the sample's row): ``context_row``, the 0-based row number in the data of the example it was generated
+from, and the ``carry_fields`` the user names (``[label]``), copied from that row.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from synthtune.components.backbone import DEFAULT_BACKBONE
 from synthtune.components.padding import right_pad
-from synthtune.contract import TextData
+from synthtune.contract import SAMPLE_FIELDS, TextData
 from synthtune.datamodules.base import ListDataset, SynthtuneDataModule
 from synthtune.errors import SynthtuneError
-from synthtune.records import read_records
+from synthtune.records import read_records, require_fields
 from synthtune.templates import Template, fill_template
 from synthtune.registry import datamodule
 
@@ -29,17 +34,19 @@ def render(rows: list[dict[str, Any]], template: str, source: str) -> list[str]:
 
 
 class _PredictDataset(Dataset):
-    def __init__(self, ids: list[int], contexts: list[int]) -> None:
+    def __init__(self, ids: list[int], contexts: list[int], provenance: list[dict[str, Any]]) -> None:
         self.ids = ids
         self.contexts = contexts
+        self.provenance = provenance
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int) -> dict[str, int]:
+    def __getitem__(self, i: int) -> dict[str, Any]:
         sample_id = self.ids[i]
         # Generation cycles over the context order (round-robin over the training examples by default).
-        return {"id": sample_id, "context_index": self.contexts[sample_id % len(self.contexts)]}
+        context = self.contexts[sample_id % len(self.contexts)]
+        return {"id": sample_id, "context_index": context, "provenance": self.provenance[context]}
 
 
 def read_context_indices(path: str, num_contexts: int) -> list[int]:
@@ -60,6 +67,13 @@ def read_context_indices(path: str, num_contexts: int) -> list[int]:
 def collate_ints(items: list[dict[str, int]]) -> dict[str, torch.Tensor]:
     """Stack dicts of ints into dicts of 1-D tensors."""
     return {key: torch.tensor([item[key] for item in items]) for key in items[0]}
+
+
+def collate_predict(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ids and context indices as tensors, each item's provenance as a list of dicts."""
+    batch: dict[str, Any] = collate_ints([{k: v for k, v in item.items() if k != "provenance"} for item in items])
+    batch["provenance"] = [item["provenance"] for item in items]
+    return batch
 
 
 @datamodule
@@ -88,6 +102,9 @@ class TextDataModule(SynthtuneDataModule):
         context_indices: a JSON list of training-example indices: sample ``i`` is generated from context
             ``list[i % len(list)]`` (e.g. a GP max-variance order written by the pipeline's ``contexts``
             stage); ``None`` cycles round-robin over the training examples.
+        carry_fields: columns of the data copied into every sample from the row it was generated from
+            (``[label]``: a per-label SoftSRV set); each sample also has ``context_row``, that row's 0-based number
+            in the data. A column may not take the name of a field samples already have (``text``, ``id``, ...).
     """
 
     def __init__(
@@ -107,8 +124,13 @@ class TextDataModule(SynthtuneDataModule):
         strict: bool = False,
         context_indices: str | None = None,
         predict_batch_size: int | None = None,
+        carry_fields: list[str] | None = None,
     ) -> None:
         super().__init__()
+        clash = sorted(set(carry_fields or ()) & set(SAMPLE_FIELDS))
+        if clash:
+            raise SynthtuneError(f"carry_fields {clash} would overwrite the samples' own field(s) of that name; "
+                                 f"rename the column in the data, or leave it out of carry_fields")
         if max_length < 2:
             raise SynthtuneError(f"max_length must be at least 2 tokens, got {max_length}")
         if not 0.0 <= val_fraction < 1.0:
@@ -120,19 +142,22 @@ class TextDataModule(SynthtuneDataModule):
         self.num_samples, self.limit, self.split, self.hf_config = num_samples, limit, split, hf_config
         self.seed, self.num_workers, self.strict = seed, num_workers, strict
         self.context_indices = context_indices
+        self.carry_fields = list(carry_fields or ())
         self.predict_batch_size = predict_batch_size or batch_size
         self.train_texts: list[str] = []
         self.val_texts: list[str] = []
         self._train_ids: list[list[int]] = []
         self._val_ids: list[list[int]] = []
+        self.train_provenance: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ data
 
-    def load_texts(self) -> list[str]:
-        """All example texts after the template, the empty-text filter and ``limit``."""
+    def load_examples(self) -> tuple[list[str], list[dict[str, Any]]]:
+        """All example texts after the template, the empty-text filter and ``limit``, and each one's provenance
+        (``context_row``, its row number in the data, and the ``carry_fields`` of that row)."""
         rows = read_records(self.path, split=self.split, hf_config=self.hf_config, strict=self.strict)
         texts = [t for t in render(rows, self.text_template, str(self.path))]
-        kept = [t for t in texts if t.strip()]
+        kept = [i for i, t in enumerate(texts) if t.strip()]
         if len(kept) < len(texts):
             log.warning("%s: dropped %d example(s) whose text is empty", self.path, len(texts) - len(kept))
         if self.limit is not None and len(kept) > self.limit:
@@ -143,7 +168,14 @@ class TextDataModule(SynthtuneDataModule):
                 f"{self.path}: no examples left after filtering (empty file, empty texts or limit=0); "
                 f"check the data and --data.text_template"
             )
-        return kept
+        if self.carry_fields:
+            require_fields([rows[i] for i in kept], self.carry_fields, f"{self.path} (carry_fields)")
+        return [texts[i] for i in kept], [{"context_row": i, **{f: rows[i][f] for f in self.carry_fields}}
+                                           for i in kept]
+
+    def load_texts(self) -> list[str]:
+        """All example texts after the template, the empty-text filter and ``limit``."""
+        return self.load_examples()[0]
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids with EOS appended (so the model learns where an example ends), truncated."""
@@ -159,11 +191,12 @@ class TextDataModule(SynthtuneDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_texts:
             return
-        texts = self.load_texts()
+        texts, provenance = self.load_examples()
         order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(self.seed)).tolist()
         n_val = int(round(len(texts) * self.val_fraction)) if len(texts) > 1 else 0
         val_idx, train_idx = sorted(order[:n_val]), sorted(order[n_val:])
         self.train_texts = [texts[i] for i in train_idx]
+        self.train_provenance = [provenance[i] for i in train_idx]
         self.val_texts = [texts[i] for i in val_idx]
         self._train_ids = self.tokenize(self.train_texts)
         self._val_ids = self.tokenize(self.val_texts) if self.val_texts else []
@@ -201,6 +234,6 @@ class TextDataModule(SynthtuneDataModule):
         pending = [i for i in range(self.num_samples) if i not in self._skip]
         n = len(self.train_texts)
         contexts = read_context_indices(self.context_indices, n) if self.context_indices else list(range(n))
-        dataset = _PredictDataset(pending, contexts)
+        dataset = _PredictDataset(pending, contexts, self.train_provenance)
         return DataLoader(dataset, batch_size=self.predict_batch_size, shuffle=False, num_workers=self.num_workers,
-                          collate_fn=collate_ints)
+                          collate_fn=collate_predict)
