@@ -93,6 +93,11 @@ def test_the_worked_example_runs_as_documented(tiny_llama, tmp_path, monkeypatch
     assert report["num_references"] == 60 and report["broken_lines_skipped"] == 0
     labelled = rows("runs/my-reviews-dawgen/samples.jsonl")
     assert sorted(r["label_name"] for r in labelled) == ["negative"] * 3 + ["positive"] * 3
+    dawgen_config = yaml.safe_load((tmp_path / "runs/my-reviews-dawgen/config.yaml").read_text())
+    assert dawgen_config["data"]["init_args"]["train_path"] == str(CSV)  # the CSV as it is, no renamed copy
+    source = pd.read_csv(CSV)
+    for sample in rows("runs/my-reviews/samples.jsonl"):  # the join the last section documents
+        assert 0 <= sample["context_row"] < len(source)
 
 
 def test_the_fit_commands_parse_with_the_shipped_configs(monkeypatch):
@@ -106,4 +111,4 @@ def test_the_fit_commands_parse_with_the_shipped_configs(monkeypatch):
     for words in fits:
         composed = compose(words[1:])
         assert composed["trainer"]["default_root_dir"].startswith("runs/my-reviews")
-    assert composed["data"]["init_args"]["label_names"] == ["negative", "positive"]
+    assert composed["data"]["init_args"]["text_field"] == "review" and composed["data"]["init_args"]["label_names"] is None
