@@ -517,7 +517,10 @@ def test_ctrl_c_in_a_data_command_is_one_line_and_leaves_no_half_file(tmp_path):
     data = rows_file(tmp_path / "big.jsonl", [{"text": f"{t} {i}"} for i, t in enumerate(TEXTS * 400)])
     out, inside = tmp_path / "curated.jsonl", tmp_path / "inside"
     out.write_text("the old output\n")
-    script = ("import pathlib, sys\n"
+    # a shell starts background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt handler:
+    # restore the handler a terminal's Ctrl-C finds, so the test does not depend on how pytest was started
+    script = ("import pathlib, signal, sys\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
               "from synthtune.cli import main\n"
               f"pathlib.Path({str(inside)!r}).touch()\n"  # imports done: a SIGINT from now on reaches main
               "main(sys.argv[1:])\n")
