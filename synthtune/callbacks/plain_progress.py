@@ -6,6 +6,9 @@ run ends and the TQDM bar writes carriage-return frames. :class:`PlainProgress` 
 
     fit: step 20/100 (20 %), loss 2.3140, 0.29 steps/s, elapsed 1:09, ETA 4:35
     predict: 24/48 samples (50 %), 1.31 samples/s, elapsed 0:18, ETA 0:18
+
+Predict counts samples as each one ends, not as its loader batch does: the sampler reports every finished sample
+(``synthtune.components.progress.advance``), so 48 samples decoded as one batch show 10/48, 20/48, ... on the way.
 """
 
 from __future__ import annotations
@@ -14,59 +17,23 @@ import math
 import sys
 import time
 import warnings
+from contextlib import ExitStack
 from typing import Any, Optional
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.data import extract_batch_size
 
+from synthtune.components.progress import Pace, clock, listening
 from synthtune.errors import SynthtuneError
 
 
 _now = time.monotonic  # the clock every line is timed with (a test may replace it)
 
 
-def clock(seconds: float) -> str:
-    """``seconds`` as m:ss (or h:mm:ss); ``?`` when unknown."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-class _Pace:
-    """Counts done out of a total since a start, and decides when a line is due (every ``every_n`` ticks, a
-    tick being a step or a batch, or every ``every_seconds``)."""
-
-    def __init__(self, total: Optional[float], start_count: int, every_n: int, every_seconds: float) -> None:
-        self.total, self.start_count, self.every_n, self.every_seconds = total, start_count, every_n, every_seconds
-        self.started = self.last_time = _now()
-        self.last_count = start_count
-        self.ticks = self.last_tick = 0
-
-    def due(self, count: int) -> bool:
-        """Count one tick at ``count`` done; whether a line is due now."""
-        self.ticks += 1
-        first = self.last_tick == 0
-        last = self.total is not None and count >= self.total
-        return (first or last or self.ticks - self.last_tick >= self.every_n
-                or _now() - self.last_time >= self.every_seconds)
-
-    def line(self, count: int, unit: str, name: str = "", extra: str = "") -> str:
-        """``name count/total unit (p %), extra, rate unit/s, elapsed, ETA``; marks the line as printed."""
-        now = _now()
-        self.last_time, self.last_count, self.last_tick = now, count, self.ticks
-        elapsed = now - self.started
-        rate = (count - self.start_count) / elapsed if elapsed > 0 else float("nan")
-        known = self.total is not None and math.isfinite(self.total) and self.total > 0
-        head = f"{name}{count}" + (f"/{int(self.total)}" if known else "") + (f" {unit}" if not name else "")
-        if known:
-            head += f" ({100 * count / self.total:.0f} %)"
-        eta = (self.total - count) / rate if known and rate > 0 else float("nan")
-        speed = f"{rate:.2f} {unit}/s" if math.isfinite(rate) else f"? {unit}/s"
-        return ", ".join(part for part in (head, extra, speed, f"elapsed {clock(elapsed)}", f"ETA {clock(eta)}") if part)
+def _Pace(total: Optional[float], start_count: int, every_n: int, every_seconds: float) -> Pace:
+    """A :class:`~synthtune.components.progress.Pace` on this module's clock."""
+    return Pace(total, start_count, every_n, every_seconds, now=lambda: _now())
 
 
 class PlainProgress(Callback):
@@ -87,8 +54,10 @@ class PlainProgress(Callback):
         if not every_seconds > 0:
             raise SynthtuneError(f"PlainProgress every_seconds must be positive, got {every_seconds}")
         self.every_n_steps, self.every_seconds, self.always = every_n_steps, every_seconds, always
-        self._pace: Optional[_Pace] = None
+        self._pace: Optional[Pace] = None
         self._done = 0
+        self._in_batch = self._batch_rows = 0
+        self._listening = ExitStack()
 
     # ------------------------------------------------------------------------------------------------ helpers
     def active(self, trainer: pl.Trainer) -> bool:
@@ -184,18 +153,38 @@ class PlainProgress(Callback):
         if self._pace is None:
             return
         self._done += self._batch_size(batch, outputs) if self._unit == "samples" else 1
-        if self._pace.due(self._done):
+        self._in_batch = 0
+        if self._done != self._pace.last_count and self._pace.due(self._done):
             self.emit(f"{stage}: {self._pace.line(self._done, self._unit)}")
+
+    def _sample_ended(self, done: int) -> None:
+        """Samples that ended inside the running batch (reported by the sampler), up to the batch's rows."""
+        if self._pace is None or self._unit != "samples":
+            return
+        self._in_batch = min(self._in_batch + done, self._batch_rows)
+        count = self._done + self._in_batch
+        if count != self._pace.last_count and self._pace.due(count):
+            self.emit(f"predict: {self._pace.line(count, self._unit)}")
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._loop_start(trainer, "predict", trainer.predict_dataloaders, "samples")
+        if self._pace is not None:
+            self._listening.enter_context(listening(self._sample_ended))
+
+    def on_predict_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int,
+                               dataloader_idx: int = 0) -> None:
+        self._in_batch, self._batch_rows = 0, self._batch_size(batch, None)
 
     def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                              batch_idx: int, dataloader_idx: int = 0) -> None:
         self._loop_batch("predict", batch, outputs)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._listening.close()
         self._pace = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._listening.close()
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._loop_start(trainer, "test", None, "batches")

@@ -30,6 +30,7 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 import torch
 
+from synthtune.components import progress
 from synthtune.components.backbone import Backbone, embed_tokens, load_backbone, parse_dtype
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_bytes, cache_dir
@@ -79,9 +80,14 @@ class MiniLMEncoder:
         self.device = device
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = _sentence_transformer(self.device).encode(
-            list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False,
-        )
+        model = _sentence_transformer(self.device)
+        # each batch through the transformer reports its texts (a forward hook: the encoding is untouched)
+        hook = model[0].register_forward_hook(lambda module, args, output: progress.advance(len(output["input_ids"])))
+        try:
+            vectors = model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                   show_progress_bar=False)
+        finally:
+            hook.remove()
         return np.asarray(vectors, dtype=np.float32)
 
 
@@ -144,6 +150,7 @@ class _PooledTokenEncoder(ABC):
                 ).to(device)
                 pooled = masked_mean(self.token_vectors(bb.model, batch), batch["attention_mask"])
                 out[idx] = pooled.float().cpu().numpy()
+                progress.advance(len(idx))
         return out
 
 
@@ -289,7 +296,8 @@ def featurize(
         except (OSError, ValueError, EOFError):
             pass
         log.warning("ignoring unreadable feature cache %s; recomputing", path)
-    features = np.asarray(model.encode(texts), dtype=np.float32)
+    with progress.Meter(f"featurize ({model.name})", len(texts), "texts"):
+        features = np.asarray(model.encode(texts), dtype=np.float32)
     if features.ndim != 2 or features.shape[0] != len(texts):
         raise SynthtuneError(
             f"encoder {model.name!r} returned shape {features.shape} for {len(texts)} texts; it must return (n, d)"

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from synthtune.components import progress
+
 #: How many top logits are examined before falling back to a full sort for top-p (see ``nucleus_argmax``).
 TOP_P_CANDIDATES = 64
 #: Left columns that every row masks out are cut from the cache once there are at least this many.
@@ -346,6 +348,7 @@ def sample_seq2seq(model: nn.Module, prefix: torch.Tensor, mask: torch.Tensor, q
             logits = penalize_repeats(out.logits[:, -1], [tokens[r] for r in rows], repetition_penalty)
             drawn = next_tokens(logits, temperature, top_p, [generators[r] for r in rows]).tolist()
             ended = set(record(rows, drawn, tokens, finished, caps, eos))
+            progress.advance(len(ended))
             keep = [s for s in range(len(rows)) if s not in ended]
             if ended and keep:
                 index = torch.tensor(keep, dtype=torch.long, device=prefix.device)
@@ -433,6 +436,7 @@ def sample_from_prefix(
         logits = penalize_repeats(head(last), [tokens[r] for r in rows], repetition_penalty)
         drawn = next_tokens(logits, temperature, top_p, [generators[r] for r in rows]).tolist()
         free = record(rows, drawn, tokens, finished, caps, eos_set)
+        progress.advance(len(free))  # samples that ended: the predict progress line counts them
         live, drawn_free = len(rows) - len(free), bool(free)
         if free and not (slots and queue):  # nothing to refill with: drop the finished rows before the step
             keep = torch.tensor(compaction_order(len(rows), free), dtype=torch.long, device=mask.device)

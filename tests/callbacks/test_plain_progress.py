@@ -121,3 +121,38 @@ def test_a_fit_sent_to_a_file_shows_its_progress_in_the_file(tiny_llama, tmp_pat
     assert "fit: started, 12 steps" in text
     assert "fit: step 11/12 (92 %), loss " in text and "fit: step 12/12 (100 %), loss " in text
     assert "class_path: synthtune.callbacks.PlainProgress" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+class SampledRegressor(Regressor):
+    """A predict step that reports its rows one by one as they end, as the sampler does (progress.advance)."""
+
+    def predict_step(self, batch, batch_idx):
+        from synthtune.components import progress
+
+        for _ in range(len(batch[0])):
+            progress.advance(1)
+        return self.layer(batch[0])
+
+
+def test_predict_counts_each_sample_as_it_ends_inside_one_batch(capsys):
+    """48 samples decoded as one batch no longer sit at 0/48 until the batch ends (issue 32, item 7)."""
+    pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+               callbacks=[PlainProgress(every_n_steps=10, every_seconds=3600)]).predict(SampledRegressor(),
+                                                                                        loader(48, 48))
+    lines = [line.split(",")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("predict:")]
+    assert lines == ["predict: started", "predict: 1/48 samples (2 %)", "predict: 11/48 samples (23 %)",
+                     "predict: 21/48 samples (44 %)", "predict: 31/48 samples (65 %)",
+                     "predict: 41/48 samples (85 %)", "predict: 48/48 samples (100 %)"]
+
+
+def test_the_sampler_reports_every_sample_that_ends(tiny_llama):
+    from synthtune.components import progress
+    from synthtune.components.backbone import load_backbone
+    from synthtune.components.sampling import sample_from_prefix
+
+    bb = load_backbone(tiny_llama)
+    seen = []
+    with progress.listening(seen.append):
+        out = sample_from_prefix(bb.model, torch.randn(5, 2, bb.hidden_size), list(range(5)), [3, 5, 4, 6, 2],
+                                 eos_token_ids=[], batch_size=2)
+    assert sum(seen) == 5 and [len(x) for x in out] == [3, 5, 4, 6, 2]
