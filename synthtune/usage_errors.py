@@ -6,9 +6,9 @@ import difflib
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.cli import LightningArgumentParser
 
 from synthtune.errors import SynthtuneError
@@ -35,10 +35,31 @@ class NamedConfigErrors:
         super().error(message, ex)
 
 
+#: Model options a dumped config (``--print_config``, a run's ``config.yaml``) shows only when set: the deprecated
+#: flat options, which ``synthtune.lightning_modules.flat_options`` registers here.
+HIDDEN_WHEN_UNSET: set[str] = set()
+
+
+def without_unset(cfg: Any) -> Any:
+    """``cfg`` without the :data:`HIDDEN_WHEN_UNSET` model options that are unset (``None``); a copy when any goes."""
+    keys = [f"model.init_args.{name}" for name in sorted(HIDDEN_WHEN_UNSET)]
+    unset = [key for key in keys if isinstance(cfg, Namespace) and key in cfg and cfg[key] is None]
+    if not unset:
+        return cfg
+    cfg = cfg.clone()
+    for key in unset:
+        del cfg[key]
+    return cfg
+
+
 class SynthtuneArgumentParser(NamedConfigErrors, LightningArgumentParser):
     """The parser of ``synthtune fit/validate/test/predict``: a bad option is one line (``error:
     model.init_args: unknown option 'prompt_lenght' (did you mean 'prompt_length'?); ...``) instead of the
-    whole usage text; a config file that is not valid YAML is named (:class:`NamedConfigErrors`)."""
+    whole usage text; a config file that is not valid YAML is named (:class:`NamedConfigErrors`). A dumped config
+    leaves out the deprecated options that are unset (:func:`without_unset`)."""
+
+    def dump(self, cfg: Any, *args: Any, **kwargs: Any) -> str:
+        return super().dump(without_unset(cfg), *args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # jsonargparse trying alternatives internally: keep its behaviour

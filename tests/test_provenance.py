@@ -60,6 +60,8 @@ def test_a_per_label_softsrv_set_is_one_option_away(tiny_llama, tmp_path, monkey
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", "c.yaml", "--trainer.default_root_dir", "run"])
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["model"]["init_args"]
+    assert "temperature" not in saved and "dtype" not in saved  # issue 31: unset deprecated keys are not saved
     main(["predict", "--config", "run/config.yaml", "--ckpt_path", "run/checkpoints/last.ckpt",
           "--data.init_args.carry_fields", "[label, stars]"])
     source = list(csv.DictReader(CSV.open(encoding="utf-8")))

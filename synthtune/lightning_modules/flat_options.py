@@ -16,10 +16,16 @@ from typing import Any, Literal, TypeVar
 
 from synthtune.components.backbone_spec import BackboneSpec, backbone_spec
 from synthtune.components.sampling_settings import SamplingSettings, sampling_settings
+from synthtune.usage_errors import HIDDEN_WHEN_UNSET
 
 log = logging.getLogger(__name__)
 
 Bundle = TypeVar("Bundle")
+
+#: The flat options, each under the bundle it moves into.
+FLAT_BACKBONE = ("dtype", "compile", "gradient_checkpointing")
+FLAT_SAMPLING = ("temperature", "top_p", "max_new_tokens", "repetition_penalty")
+HIDDEN_WHEN_UNSET.update(FLAT_BACKBONE + FLAT_SAMPLING)  # a saved or printed config shows them only when given
 
 
 def _moved(bundle: Bundle, section: str, flat: dict[str, Any]) -> Bundle:

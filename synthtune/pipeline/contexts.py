@@ -37,6 +37,7 @@ def gp_context_order(composed: dict[str, Any], tau: Optional[float] = None, nois
         seed: seed of the first pick and of tie-breaking.
     """
     from synthtune.components.backbone import load_backbone
+    from synthtune.components.backbone_spec import backbone_spec
     from synthtune.components.encoders import build_context_encoder, cached_encode
     from synthtune.components.synalign.coverage import kth_neighbour_scale
     from synthtune.components.synalign.gp_sampler import gp_select
@@ -49,10 +50,10 @@ def gp_context_order(composed: dict[str, Any], tau: Optional[float] = None, nois
         raise SynthtuneError(f"{type(model).__name__} conditions on no context E(x); the contexts stage orders the "
                              "training contexts of a SoftSRV mp or mc fit")
     texts = training_texts(datamodule)
-    spec = getattr(model, "backbone_spec", None)  # the model's loaded backbone: load_backbone returns it from its cache
-    backbone = (load_backbone(spec.name, spec.dtype, gradient_checkpointing=spec.gradient_checkpointing,
-                              compile=spec.compile) if spec else
-                load_backbone(model.hparams.backbone, model.hparams.get("dtype", "fp32")))
+    # the model's loaded backbone (load_backbone returns it from its cache); else the spec its config gives
+    spec = getattr(model, "backbone_spec", None) or backbone_spec(model.hparams.backbone)
+    backbone = load_backbone(spec.name, spec.dtype, gradient_checkpointing=spec.gradient_checkpointing,
+                             compile=spec.compile)
     encoder = build_context_encoder(kind, backbone)
     emb = cached_encode(encoder, texts)
     scale = tau if tau is not None else kth_neighbour_scale(emb, 1, seed=seed)

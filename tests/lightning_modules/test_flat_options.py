@@ -84,3 +84,19 @@ def test_bundles_given_as_plain_mappings_are_read(tiny_llama):
     assert module.sampling == SamplingSettings(temperature=0.2)
     with pytest.raises(SynthtuneError, match="sampling must be a mapping"):
         SoftSRVModule(backbone=tiny_llama, sampling=0.2, parameterization="np", prompt_length=2)
+
+
+def test_a_dumped_config_shows_the_flat_options_only_when_given(capsys):
+    """--print_config and a run's config.yaml (the same parser dump) leave the unset deprecated keys out."""
+    from synthtune.lightning_cli import compose
+
+    composed = compose(["fit", "--config", str(helpers.REPO / "configs/softsrv/demo.yaml")])
+    model = composed["model"]["init_args"]
+    assert not set(FLAT_OPTIONS) & set(model) and model["sampling"]["temperature"] == 0.7
+    given = compose(["fit", "--config", str(helpers.REPO / "configs/softsrv/demo.yaml"),
+                     "--model.init_args.temperature", "0.5"])["model"]["init_args"]
+    assert given["temperature"] == 0.5 and "dtype" not in given
+    with pytest.raises(SystemExit):
+        run_cli(["fit", "--config", str(helpers.REPO / "configs/softsrv/demo.yaml"), "--print_config"])
+    printed = capsys.readouterr().out
+    assert "    sampling:\n" in printed and "\n    temperature:" not in printed and "\n    dtype:" not in printed
