@@ -20,13 +20,13 @@ import torch
 from synthtune.components.backbone_spec import BackboneSpec
 from synthtune.components.sampling_settings import SamplingSettings
 from synthtune.contract import ConnectData, DataInfo, check_kind
+from synthtune.lightning_modules.flat_options import FLAT_BACKBONE, FLAT_SAMPLING
 from synthtune.errors import NonFiniteLossError, SynthtuneError
 from synthtune.registry import method
 
 SIGNATURE_KEY = "synthtune"
 #: Flat options of earlier releases, folded into ``backbone`` / ``sampling`` (see ``flat_options``).
-FLAT_OPTIONS = ("dtype", "compile", "gradient_checkpointing", "temperature", "top_p", "max_new_tokens",
-                "repetition_penalty")
+FLAT_OPTIONS = FLAT_BACKBONE + FLAT_SAMPLING
 
 
 @method
