@@ -71,3 +71,38 @@ def test_resumed_fit_never_shows_more_done_than_total(tmp_path):
     bar = fit(tmp_path, max_steps=7, ckpt_path=tmp_path / "last.ckpt")
     # resumed at batch 5 of 8 with 2 steps left; Lightning's bar showed 6/2 and 7/2
     assert bar.shown == [("Epoch 0", 6, 7), ("Epoch 0", 7, 7)]
+
+
+class OneByOne(Regressor):
+    """A predict step that reports its rows one by one as they end, as the sampler does (progress.advance)."""
+
+    def predict_step(self, batch, batch_idx):
+        from synthtune.components import progress
+
+        rows = batch[0]
+        for _ in range(len(rows)):
+            progress.advance(1)
+            self.seen.append(self.bar_state())
+        return self.layer(rows)
+
+
+def test_the_predict_bar_counts_samples_as_they_end_inside_one_batch():
+    """In a terminal the Rich bar counted predict in loader batches: 48 samples in one batch sat at 0/1 (issue 32)."""
+    import io
+
+    bar = RunProgressBar(console_kwargs={"force_terminal": True, "file": io.StringIO()})
+    model = OneByOne()
+    model.seen = []
+
+    def bar_state():
+        task = bar.progress.tasks[bar.predict_progress_bar_id]
+        return int(task.completed), int(task.total)
+
+    model.bar_state = bar_state
+    data = torch.utils.data.TensorDataset(torch.arange(50, dtype=torch.float32).unsqueeze(1))
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_model_summary=False, callbacks=[bar])
+    trainer.predict(model, torch.utils.data.DataLoader(data, batch_size=48))
+    assert model.seen[:3] == [(1, 50), (2, 50), (3, 50)] and model.seen[47] == (48, 50)
+    assert model.seen[48:] == [(49, 50), (50, 50)]  # the second batch starts from the first one's 48
+    task = bar.progress.tasks[bar.predict_progress_bar_id]
+    assert (task.completed, task.total) == (50, 50)
