@@ -41,6 +41,7 @@ from synthtune.components.synalign.gp_sampler import gp_select, split_budget
 from synthtune.components.synalign.mmd import resolve_bandwidths
 from synthtune.components.synalign.sample_weights import resample
 from synthtune.api.synalign_prompt_tuning import PromptTuningClassifier
+from synthtune.datamodules.fewshot import synthetic_columns
 from synthtune.curation.embedding_map import Projection, plot_embedding_map
 from synthtune.errors import SynthtuneError
 from synthtune.paths import atomic_write_json, atomic_write_jsonl
@@ -230,6 +231,11 @@ MIXED_RESAMPLED = "real + synthetic (SynAlign, MMD-resampled)"
 MIXED_RANDOM = "real + synthetic (random same-size subset, control)"
 
 
+def generated_rows(path: str, spec: TaskSpec) -> list[dict[str, Any]]:
+    """A generator's labelled rows (``text``; ``label``, or the real data's ``label_field`` when every row has it)."""
+    return read_labeled(path, synthetic_columns(read_records(path), spec))
+
+
 def random_control(num_synthetic: int, resampled_path: str, size: int, seed: int) -> np.ndarray:
     """Synthetic row indices for the control: ``size`` rows drawn uniformly, with replacement exactly when the
     MMD resampling drew with replacement (its rows' ``params.replace``; without it: when ``size`` exceeds the set)."""
@@ -240,7 +246,7 @@ def random_control(num_synthetic: int, resampled_path: str, size: int, seed: int
 
 
 def evaluate(
-    task: str,
+    task: Optional[str],
     real: str,
     synthetic: str,
     resampled: Optional[str] = None,
@@ -256,6 +262,9 @@ def evaluate(
     output: Optional[str] = None,
     plot: Optional[str] = None,
     seed: int = 0,
+    text_field: str = "text",
+    label_field: str = "label",
+    label_names: Optional[list[str]] = None,
 ) -> dict[str, Any]:
     """Downstream check: accuracy and macro-F1 of a classifier trained on real, synthetic and mixed training sets.
 
@@ -265,11 +274,15 @@ def evaluate(
     classifier scored on the task's test split; the report also holds MMD² to the real rows before and after
     resampling and a PCA or t-SNE map.
 
+    The real and test rows are the user's, read by ``text_field``/``label_field``; the synthetic and resampled rows
+    are a generator's (``text``, and ``label`` unless every row has ``label_field``), as prompt tuning reads them.
+
     Args:
-        task: task name (data/<task>) or folder with meta.json.
-        real: few-shot real rows (JSONL), e.g. the selected demonstrations.
-        synthetic: unweighted synthetic rows (JSONL).
-        resampled: MMD-resampled synthetic rows (JSONL).
+        task: task name (data/<task>) or folder with meta.json; null with rows of your own (then ``test`` is
+            required and the label names come from label_names or the real rows).
+        real: few-shot real rows (JSONL, CSV, Parquet, ...), e.g. the selected demonstrations.
+        synthetic: unweighted synthetic rows (a generator's ``text`` and ``label``).
+        resampled: MMD-resampled synthetic rows.
         test: labelled test rows (default: the task's test/validation split).
         test_limit: evaluate on a seeded subset of this many test rows.
         featurizer: frozen embedder for logistic regression, MMD and the map (minilm or a causal LM name/folder).
@@ -285,22 +298,30 @@ def evaluate(
         output: report JSON (default <synthetic dir>/synalign_eval.json).
         plot: embedding map PNG (default next to the report).
         seed: random seed (classifier, control subset, test subset, map).
+        text_field: the text column of the real and test rows (single-sentence tasks).
+        label_field: the label column of the real and test rows (a label name or its index).
+        label_names: the label names in index order; default the task's, else the real rows' (the label_name
+            select wrote beside each index, or the distinct labels, sorted).
     """
     start = time.perf_counter()
     if classifier not in ("logreg", "prompt_tuning"):
         raise SynthtuneError(f"--classifier must be logreg or prompt_tuning, got {classifier!r}")
-    spec = load_task(task)
+    if task is None and test is None:
+        raise SynthtuneError("synalign evaluate needs --test (labelled rows to score on) with rows of your own, or "
+                             "--task (a task folder with a test split)")
+    spec = load_task(task, label_names, text_field=text_field, label_field=label_field, data=real)
     test_path = Path(test) if test else spec.eval_path()
     report_file = Path(output) if output else Path(synthetic).with_name("synalign_eval.json")
     tuner = PromptTuningClassifier.from_config(prompt_tuning_config or f"configs/prompt_tuning/{spec.name}.yaml",
                                                prompt_tuning_steps, seed) if classifier == "prompt_tuning" else None
-    real_rows, syn_rows, test_rows = (read_labeled(p, spec) for p in (real, synthetic, test_path))
+    real_rows, test_rows = read_labeled(real, spec), read_labeled(test_path, spec)
+    syn_rows = generated_rows(synthetic, spec)
     if test_limit is not None and test_limit < len(test_rows):
         if test_limit < 1:
             raise SynthtuneError(f"--test_limit must be >= 1, got {test_limit}")
         keep = np.sort(np.random.default_rng(seed).permutation(len(test_rows))[:test_limit])
         test_rows = [test_rows[i] for i in keep]
-    res_rows = read_labeled(resampled, spec) if resampled else []
+    res_rows = generated_rows(resampled, spec) if resampled else []
     control = random_control(len(syn_rows), resampled, len(res_rows), seed) if resampled else np.empty(0, dtype=np.int64)
     control_rows = [syn_rows[i] for i in control]
 

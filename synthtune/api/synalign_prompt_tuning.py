@@ -78,7 +78,8 @@ class PromptTuningClassifier:
             return None
         model = PromptTuningModule(**{**self.init_args, "seed": self.seed})
         data = GivenRowsDataModule(str(task.folder), train_rows, test_rows, backbone=model.backbone_spec.name,
-                                   seed=self.seed, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size)
+                                   seed=self.seed, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
+                                   label_names=list(task.label_names))
         trainer = pl.Trainer(default_root_dir=str(root), max_steps=self.steps, accelerator="auto", devices=1,
                              logger=False, enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)

@@ -29,12 +29,14 @@ class GivenRowsDataModule(FewShotDataModule):
         seed: seed of the batch plan.
         batch_size: training rows per batch.
         eval_batch_size: test rows per batch.
+        label_names: the label names in index order (rows of your own, whose task has no folder).
     """
 
     def __init__(self, task: str, train_rows: list[dict[str, Any]], test_rows: list[dict[str, Any]],
-                 backbone: str = DEFAULT_BACKBONE, seed: int = 0, batch_size: int = 8, eval_batch_size: int = 32) -> None:
+                 backbone: str = DEFAULT_BACKBONE, seed: int = 0, batch_size: int = 8, eval_batch_size: int = 32,
+                 label_names: list[str] | None = None) -> None:
         super().__init__(task=task, backbone=backbone, seed=seed, strategy="real", batch_size=batch_size,
-                         eval_batch_size=eval_batch_size)
+                         eval_batch_size=eval_batch_size, label_names=label_names)
         self.given_train, self.given_test = list(train_rows), list(test_rows)
 
     def load_real(self) -> None:

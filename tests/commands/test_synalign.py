@@ -326,3 +326,30 @@ def test_select_takes_a_csv_pool_with_its_own_columns_and_never_picks_a_text_twi
 def test_select_without_a_task_or_a_pool_is_one_line(tmp_path):
     with pytest.raises(SynthtuneError, match="needs --task .* or --pool"):
         select_main(["--budget", "2", "--output", str(tmp_path / "o.jsonl")])
+
+
+def test_evaluate_takes_rows_of_your_own_by_their_columns(tiny_llama, tmp_path):
+    """No task folder: real and test rows are a CSV's own columns, the label names come from the real rows, and
+    the synthetic rows are a generator's text/label (issue 32)."""
+    def csv(path, rows):
+        path.write_text("review,sentiment\n" + "".join(f"{t},{s}\n" for t, s in rows))
+        return path
+
+    words = {"negative": ["awful", "dull", "boring", "slow"], "positive": ["lovely", "warm", "great", "fine"]}
+    real = csv(tmp_path / "real.csv", [(f"a {w} film", name) for name, ws in words.items() for w in ws[:2]])
+    test = csv(tmp_path / "test.csv", [(f"the {w} show", name) for name, ws in words.items() for w in ws])
+    syn = write(tmp_path / "syn.jsonl", [{"text": f"one {w} movie", "label": i, "label_name": name}
+                                         for i, (name, ws) in enumerate(words.items()) for w in ws])
+    out = tmp_path / "eval.json"
+    report = evaluate_main(["--real", str(real), "--synthetic", str(syn), "--test", str(test), "--text_field",
+                            "review", "--label_field", "sentiment", "--featurizer", tiny_llama, "--output", str(out)])
+    assert report["task"] == "real" and report["test_rows"] == 8
+    rows = {r["train_set"]: r for r in report["results"]}
+    assert rows["real only"]["rows"] == 4 and rows["real only"]["labels"] == 2
+    assert rows["synthetic only (unweighted)"]["rows"] == 8 and rows["synthetic only (unweighted)"]["labels"] == 2
+    assert json.loads(out.read_text())["results"] == report["results"]
+    with pytest.raises(SynthtuneError, match="needs --test"):
+        evaluate_main(["--real", str(real), "--synthetic", str(syn), "--text_field", "review"])
+    with pytest.raises(SynthtuneError, match="lacks column.*review"):  # the synthetic rows are read by text, not review
+        evaluate_main(["--real", str(syn), "--synthetic", str(syn), "--test", str(test), "--text_field", "review",
+                       "--label_field", "sentiment", "--label_names", "[negative, positive]"])

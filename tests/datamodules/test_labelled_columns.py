@@ -126,3 +126,14 @@ def test_demonstrations_without_a_task_take_the_names_select_wrote(tmp_path):
                                  label_names=["sad", "happy"], gen_size=2)
     dm.setup("predict")
     assert [(c["label"], c["label_name"]) for c in dm.clusters] == [(1, "happy"), (0, "sad")]
+
+
+def test_given_rows_take_label_names_for_a_task_without_a_folder():
+    """synalign evaluate --classifier prompt_tuning on rows of your own: the names come with the rows, no meta.json."""
+    from synthtune.datamodules.given_rows import GivenRowsDataModule
+
+    rows = [{"text": "a dull film", "label": 0}, {"text": "a warm film", "label": 1}]
+    data = GivenRowsDataModule("my-reviews", rows, rows, label_names=["negative", "positive"])
+    assert data.describe().label_names == ("negative", "positive")
+    with pytest.raises(SynthtuneError, match="no label_names"):
+        GivenRowsDataModule("my-reviews", rows, rows)
