@@ -134,6 +134,10 @@ def usage_error_line(message: str, parser: ArgumentParser) -> str:
     words = (parser.prog or "").split()  # "synthtune" (or "cli.py"), or "synthtune [options] fit" for a subcommand
     subcommand = words[-1] if len(words) > 1 else ""
     how = f"run `synthtune {subcommand} --help` for the options" if subcommand else "run `synthtune --help`"
+    if "BackboneSpec" in message and "arguments are required: name" in message:  # e.g. backbone.dtype alone
+        return ("model.init_args.backbone: a field of the backbone spec was set on a backbone given by name only; "
+                "give its name too (--model.init_args.backbone.name smollm2-135m --model.init_args.backbone.dtype "
+                f"bf16), or write backbone: {{name: ..., dtype: ...}} in the config; {how}")
     unknown = re.search(r"Problem with given class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message)
     section_key = re.search(r'Parser key "([\w.]+)"', message)
     if unknown and section_key:

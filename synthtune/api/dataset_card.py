@@ -148,13 +148,20 @@ def versions() -> dict[str, Optional[str]]:
     return found
 
 
+def _name_of(backbone: Any) -> Optional[str]:
+    """The model name of a config's backbone (a name, or a spec mapping since the option bundles)."""
+    from synthtune.components.backbone_spec import backbone_name
+
+    return backbone_name(backbone) if backbone else None
+
+
 def config_facts(composed: Mapping[str, Any]) -> dict[str, Any]:
     """Method, backbone and source data of the run a Lightning config (``config.yaml``, as composed) describes."""
     model = composed.get("model") or {}
     data = composed.get("data") or {}
     return {
         "method": model.get("class_path"),
-        "backbone": (model.get("init_args") or {}).get("backbone"),
+        "backbone": _name_of((model.get("init_args") or {}).get("backbone")),
         "source_data": {"class_path": data.get("class_path"), **{k: v for k, v in (data.get("init_args") or {}).items()
                                                                   if k in ("path", "task", "split", "text_template")}},
     }

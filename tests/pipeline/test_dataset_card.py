@@ -70,3 +70,12 @@ def test_the_card_that_replaces_push_to_hubs_readme_keeps_its_dataset_info():
     assert merged["configs"][0]["config_name"] == "default"
     assert merged["size_categories"] == ["n<1K"] and merged["license"] == "other"
     assert "# q" in merge_hub_metadata(ours, hub)
+
+
+def test_a_backbone_written_as_a_spec_is_named_and_licensed_like_a_name():
+    from synthtune.api.dataset_card import backbone_license, config_facts
+
+    as_name = config_facts({"model": {"init_args": {"backbone": "smollm2-135m"}}})
+    as_spec = config_facts({"model": {"init_args": {"backbone": {"name": "smollm2-135m", "dtype": "bf16"}}}})
+    assert as_name["backbone"] == as_spec["backbone"] == "smollm2-135m"
+    assert backbone_license(as_spec["backbone"]) == backbone_license("smollm2-135m") is not None
