@@ -61,13 +61,17 @@ def grouped(lines: list[dict], task: str) -> tuple[np.ndarray, dict[tuple, dict[
 #: the tag of a generator trained on another seed's split than 42: ``<gen>-s<seed>[/<filter>]`` (run.sh GEN_SEED)
 SEEDED = re.compile(r"^(?P<gen>.+)-s(?P<seed>\d+)(?P<filter>/.+)?$")
 DEFAULT_GEN_SEED = 42  # the generator without a seed suffix is trained on the seed-42 split
+GEN_K = 16  # every generator is trained on a 16-shot split: a cell is "own" only when the student has those rows
 
 
 def tags_of(line: dict, lines: list[dict]) -> list[str]:
     """The groups a result line belongs to. A cell whose generator was trained on the student's own seed
-    (``<gen>-s<seed>`` with that seed) goes to ``<gen>@own``; a seed-42 cell of the default generator goes to its
-    own tag and, once other seeds have their own generators, to ``<gen>@own`` too (it is seed 42's own)."""
+    (``<gen>-s<seed>`` with that seed) at k = 16 (the rows the generator was trained on) goes to ``<gen>@own``; a
+    seed-42 k = 16 cell of the default generator goes to its own tag and, once other seeds have their own
+    generators, to ``<gen>@own`` too (it is seed 42's own)."""
     tag, match = line["tag"], SEEDED.match(line["tag"])
+    if line["k"] != GEN_K:
+        return [tag]
     if match and int(match["seed"]) == line["seed"]:
         return [f"{match['gen']}@own{match['filter'] or ''}"]
     gen, _, filt = tag.partition("/")
