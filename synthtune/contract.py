@@ -105,6 +105,8 @@ class FewShotData(DataInfo):
         text_fields: the rows' text fields (``text``, or ``text_a``/``text_b`` for pair tasks).
         strategy: how real and synthetic examples are combined in training.
         demonstrations: labelled real training rows (in-context demonstrations).
+        columns: the data's column for each text field, in the same order (``("review",)`` when ``text_field`` is
+            ``review``), so a template may name either.
     """
 
     kind: ClassVar[str] = "few-shot"
@@ -114,6 +116,7 @@ class FewShotData(DataInfo):
     text_fields: tuple[str, ...] = ()
     strategy: str = "real"
     demonstrations: tuple[dict[str, Any], ...] = ()
+    columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -264,7 +264,8 @@ class FewShotDataModule(SynthtuneDataModule):
     def describe(self) -> FewShotData:
         task = self.task
         return FewShotData(source=task.name, label_names=tuple(task.label_names), text_fields=tuple(task.text_fields),
-                        strategy=self.strategy, demonstrations=tuple(self.train_real))
+                        strategy=self.strategy, demonstrations=tuple(self.train_real),
+                        columns=tuple(task.column(f) for f in task.text_fields))
 
     # --------------------------------------------------------------- loaders
     def _rank_world(self) -> tuple[int, int]:

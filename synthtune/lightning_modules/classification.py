@@ -9,6 +9,7 @@ task is known (or :meth:`ClassifierSteps.init_metrics` when it reads no label wo
 
 from __future__ import annotations
 
+import string
 from typing import Any
 
 import torch
@@ -24,14 +25,29 @@ from synthtune.records import template_fields
 from synthtune.tasks import default_prompt_format
 
 
+def rename_fields(template: str, names: dict[str, str]) -> str:
+    """``template`` with each field in ``names`` renamed (``{review}`` → ``{text}``); the rest as written."""
+    if not names:
+        return template
+    parts = []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        parts.append(literal.replace("{", "{{").replace("}", "}}"))
+        if name is not None:
+            parts.append("{" + names.get(name, name) + (f"!{conversion}" if conversion else "")
+                         + (f":{spec}" if spec else "") + "}")
+    return "".join(parts)
+
+
 class ClassifierSteps:
     """Mixin for a LightningModule that scores rows of a labelled task (see the module docstring)."""
 
     combination: str = "real"
     reader: LabelWordReader | None = None
 
-    def set_reader(self, task: str) -> None:
-        """Resolve the template and label words (``task``'s defaults fill what is ``None``) and the metrics."""
+    def set_reader(self, task: str, columns: dict[str, str] | None = None) -> None:
+        """Resolve the template and label words (``task``'s defaults fill what is ``None``) and the metrics;
+        ``columns`` maps a data column to the row field it is read into (``review`` → ``text``), so a template
+        that names the column reads that field."""
         h = self.hparams
         template, label_words = h.template, h.label_words
         if template is None or label_words is None:
@@ -39,6 +55,7 @@ class ClassifierSteps:
             if template is None:
                 template = default.template + (f" {T5_MASK}" if self.is_encoder_decoder else "")
             label_words = default.label_words if label_words is None else label_words
+        template = rename_fields(template, columns or {})
         self.reader = build_reader(self.tokenizer, self.is_encoder_decoder, template, label_words,
                                    template_fields(template), multi_token=h.multi_token_labels,
                                    max_field_tokens=h.max_field_tokens)
@@ -46,8 +63,10 @@ class ClassifierSteps:
 
     def connect_reader(self, info: FewShotData) -> None:
         """Resolve the prompt format for the task (unless fully given) and check it against the task."""
-        if self.reader is None or self.hparams.template is None or self.hparams.label_words is None:
-            self.set_reader(info.source)
+        columns = {c: f for c, f in zip(info.columns, info.text_fields) if c != f}  # {review} is the text field
+        if (self.reader is None or self.hparams.template is None or self.hparams.label_words is None
+                or any(f in columns for f in self.reader.fields)):
+            self.set_reader(info.source, columns)
         if info.text_fields:
             unknown = [f for f in self.reader.fields if f not in info.text_fields]
             if unknown:

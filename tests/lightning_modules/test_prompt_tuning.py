@@ -327,3 +327,27 @@ def test_synthetic_only_fit_trains_on_synthetic_rows(tiny_llama, syn_file, tmp_p
     trainer(tmp_path, max_steps=2).fit(m, data(tiny_llama, "syn", syn_file))
     assert seen and all(t.startswith("a ") and "film number" in t for t in seen)
     assert not torch.equal(before, m.soft_prompt.prompt.detach())
+
+
+@pytest.mark.parametrize("template", ["Review: {review} It was", "Review: {text} It was", None])
+def test_a_template_names_the_data_column_or_the_text_field(tiny_llama, template):
+    """With --data.init_args.text_field review, the template may write {review} (the user's column) or {text} (the
+    row field it is read into): both render the review (issue 32); the task's default template works too."""
+    from synthtune.lightning_modules.classification import rename_fields
+
+    reviews = REPO / "docs" / "your_data" / "reviews.csv"
+    dm = FewShotDataModule(train_path=str(reviews), text_field="review", k=2, seed=13)
+    dm.setup("fit")
+    m = PromptTuningModule(template=template, label_words=WORDS if template else None, backbone=tiny_llama,
+                           prompt_length=3, multi_token_labels=True)
+    if template is None:
+        with pytest.raises(SynthtuneError, match="has no default template"):  # a task of your own names its template
+            m.connect(dm.describe())
+        return
+    m.connect(dm.describe())
+    row = dm.train_real[0]
+    assert m.reader.fields == ("text",) and m.reader.render(row) == f"Review: {row['text']} It was"
+    assert rename_fields("{{x}} {review!r:>3} {a}", {"review": "text"}) == "{{x}} {text!r:>3} {a}"
+    with pytest.raises(SynthtuneError, match=r"template field\(s\) \['stars'\] are not text fields"):
+        PromptTuningModule(template="{stars} {review}", label_words=WORDS, backbone=tiny_llama, prompt_length=3,
+                           multi_token_labels=True).connect(dm.describe())
