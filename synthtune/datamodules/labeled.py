@@ -138,7 +138,7 @@ class LabeledDataModule(SynthtuneDataModule):
                 log.info("%s has no k-shot split; sampling %d examples per label with seed %d from %s",
                          task.name, self.k, self.seed, full)
                 path, sampled = full, True
-        if not path.is_file():
+        if not path.exists() and path.suffix:  # a folder (save_to_disk) or a datasets name goes to the reader
             raise SynthtuneError(f"training file not found: {path}; check --data.init_args.train_path")
         rows = read_labeled(path, task, strict=self.strict)
         if sampled:

@@ -318,7 +318,7 @@ def test_select_takes_a_csv_pool_with_its_own_columns_and_never_picks_a_text_twi
                           "--budget", "6", "--cluster_size", "3", "--output", str(out)])
     picked = read(out)
     assert sorted(r["text"] for r in picked) == sorted(t for group in texts.values() for t in group)
-    assert all(r["label_name"] == r["sentiment"] and r["review"] == r["text"] for r in picked)
+    assert len(picked) == 6 and all(r["label_name"] == r["sentiment"] and r["review"] == r["text"] for r in picked)
     assert report["pool_size"] == 6 and report["pool_repeats_dropped"] == 12
     assert report["budgets"] == {"negative": 3, "positive": 3}
 
