@@ -12,6 +12,7 @@ Run layout (all under ``--trainer.default_root_dir``, set by every config)::
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import sys
@@ -74,19 +75,36 @@ class Request:
         if self.subcommand not in LIGHTNING_COMMANDS:
             raise SynthtuneError(f"unknown Lightning subcommand {self.subcommand!r}; use one of "
                                  f"{', '.join(LIGHTNING_COMMANDS)}")
-        config = parser.get_defaults()
         for source in self.configs:
-            if isinstance(source, Mapping):
-                config = parser.parse_object(copy.deepcopy(dict(source)), namespace=config)
-            else:
-                if not Path(source).is_file():
-                    raise SynthtuneError(f"config file not found: {source}; check the path")
-                config = parser.parse_object({"config": str(source)}, namespace=config)
+            if not isinstance(source, Mapping) and not Path(source).is_file():
+                raise SynthtuneError(f"config file not found: {source}; check the path")
         if self.arguments:
-            config = parser.parse_args(verbatim_templates(list(self.arguments)), namespace=config)
+            # The configs and the words in one parse, as on the command line: jsonargparse cannot apply words to a
+            # namespace a parse already returned (a dataclass in a union, ``backbone: {name: ...}``, is there in
+            # its final form, and a nested word re-validates it in a mixed one).
+            words = [word for source in self.configs for word in ("--config", config_text(source))]
+            config = parser.parse_args(verbatim_templates(words + list(self.arguments)))
+        else:
+            config = parser.get_defaults()
+            for source in self.configs:
+                given = copy.deepcopy(dict(source)) if isinstance(source, Mapping) else {"config": str(source)}
+                config = parser.parse_object(given, namespace=config)
         if self.overrides:
             config = parser.parse_object(copy.deepcopy(dict(self.overrides)), namespace=config)  # it edits nested values
         return Namespace({"config": None, "subcommand": self.subcommand, self.subcommand: config})
+
+
+def config_text(source: Union[str, os.PathLike, Mapping[str, Any]]) -> str:
+    """What ``--config`` takes for one of a :class:`Request`'s configs: a file's path, or a mapping as JSON (a
+    config given as text); a value that no config file can hold is one line."""
+    if not isinstance(source, Mapping):
+        return str(source)
+
+    def refuse(value: Any) -> None:
+        raise SynthtuneError(f"a config mapping holds {value!r}, which a config file cannot; give it as text, "
+                             "a number, a list or a mapping")
+
+    return json.dumps(dict(source), default=refuse)
 
 
 class SynthtuneCLI(LightningCLI):
