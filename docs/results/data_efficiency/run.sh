@@ -71,12 +71,17 @@ gen() {  # gen <task> [uniform|eos]: fit the DawGen generator on the 16-shot spl
 }
 
 filt() {  # filt <task> [uniform|eos]: keep half of each label, by the generator's own likelihood ratio (kept.jsonl)
-  #                                     and by a classifier trained on the 16 real shots (kept-clf.jsonl)
+  #                                     and by a classifier trained on the 16 real shots (kept-clf.jsonl); FILTERS
+  #                                     (default "clf gen") picks which
   local dir; dir="$(gendir "$1" "${2:-}" "${GEN_SEED:-42}")"
-  [ -f "$dir/kept.jsonl" ] || synthtune filter --input "$dir/samples.jsonl" --output "$dir/kept.jsonl" \
-    --run "$dir" --scorer generator --keep_fraction 0.5
-  [ -f "$dir/kept-clf.jsonl" ] || synthtune filter --input "$dir/samples.jsonl" --output "$dir/kept-clf.jsonl" \
-    --run "$dir" --scorer classifier --keep_fraction 0.5
+  case " ${FILTERS:-clf gen} " in *" gen "*)
+    [ -f "$dir/kept.jsonl" ] || synthtune filter --input "$dir/samples.jsonl" --output "$dir/kept.jsonl" \
+      --run "$dir" --scorer generator --keep_fraction 0.5 ;;
+  esac
+  case " ${FILTERS:-clf gen} " in *" clf "*)
+    [ -f "$dir/kept-clf.jsonl" ] || synthtune filter --input "$dir/samples.jsonl" --output "$dir/kept-clf.jsonl" \
+      --run "$dir" --scorer classifier --keep_fraction 0.5 ;;
+  esac
 }
 
 curve() {  # curve <task> [uniform|eos|real]: the small student's cells (resumes from results.jsonl)
