@@ -89,10 +89,12 @@ curve() {  # curve <task> [uniform|eos|real]: the small student's cells (resumes
     --ks "${KS:-16,4,64,8,32}" --seeds "${SEEDS:-13,21,42,87,100}")
   if [ "$gen" = real ]; then python "$HERE/curve.py" "${common[@]}" --conditions real; return; fi
   if [ -n "${OWN:-}" ]; then  # each seed's cells on the generator trained on that seed's own 16-shot split
-    local seed
+    local seed j=0 lane="${LANE:-0/1}"
     for seed in $(echo "${SEEDS:-13,21,87,100}" | tr , ' '); do
       [ "$seed" = 42 ] && continue  # seed 42's own generator is the default one: its cells are under its tag
-      SEEDS="$seed" OWN= GEN_SEED="$seed" curve "$task" "$gen"
+      # lanes split the seeds (one seed's cells are few, so splitting them would leave a lane idle)
+      [ $((j++ % ${lane#*/})) = "${lane%/*}" ] || continue
+      LANE=0/1 SEEDS="$seed" OWN= GEN_SEED="$seed" curve "$task" "$gen"
     done
     return 0
   fi
