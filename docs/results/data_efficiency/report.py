@@ -52,8 +52,9 @@ def grouped(lines: list[dict], task: str) -> tuple[np.ndarray, dict[tuple, dict[
     spec = load_task(task)
     labels = np.array([r["label"] for r in read_labeled(spec.eval_path(), spec)])
     cells: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    seeded = {m["gen"] for m in map(SEEDED.match, (x["tag"] for x in lines)) if m}  # generators with per-seed runs
     for line in lines:
-        for tag in tags_of(line, lines):
+        for tag in tags_of(line, seeded):
             cells[(tag, line["k"], line["condition"])][line["seed"]] = line
     return labels, cells
 
@@ -64,18 +65,17 @@ DEFAULT_GEN_SEED = 42  # the generator without a seed suffix is trained on the s
 GEN_K = 16  # every generator is trained on a 16-shot split: a cell is "own" only when the student has those rows
 
 
-def tags_of(line: dict, lines: list[dict]) -> list[str]:
+def tags_of(line: dict, seeded: set[str]) -> list[str]:
     """The groups a result line belongs to. A cell whose generator was trained on the student's own seed
     (``<gen>-s<seed>`` with that seed) at k = 16 (the rows the generator was trained on) goes to ``<gen>@own``; a
     seed-42 k = 16 cell of the default generator goes to its own tag and, once other seeds have their own
-    generators, to ``<gen>@own`` too (it is seed 42's own)."""
+    generators (``seeded``: the generators with per-seed runs), to ``<gen>@own`` too (it is seed 42's own)."""
     tag, match = line["tag"], SEEDED.match(line["tag"])
     if line["k"] != GEN_K:
         return [tag]
     if match and int(match["seed"]) == line["seed"]:
         return [f"{match['gen']}@own{match['filter'] or ''}"]
     gen, _, filt = tag.partition("/")
-    seeded = {m["gen"] for m in map(SEEDED.match, (x["tag"] for x in lines)) if m}
     if line["seed"] == DEFAULT_GEN_SEED and gen in seeded:
         return [tag, f"{gen}@own{'/' + filt if filt else ''}"]
     return [tag]
